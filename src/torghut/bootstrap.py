@@ -1,0 +1,222 @@
+"""Settings in, wired components out. The only module that names concrete classes; it closes
+everything it opened, in reverse order."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from torghut.config import BrokerKind, Settings, SignalSourceKind
+from torghut.db.engine import create_engine_from_dsn, session_factory
+from torghut.db.repo import Sessions
+from torghut.metrics import Metrics
+from torghut.ports import Broker, ReviewProvider, SignalSource
+from torghut.trading.catalog import StrategyCatalog
+from torghut.trading.llm.circuit import CircuitBreaker
+from torghut.trading.llm.client import build_provider
+from torghut.trading.llm.policy import bounds_from_settings
+from torghut.trading.llm.schema import PolicyBounds
+from torghut.trading.llm.prompts import PromptTemplate, load_prompt
+from torghut.trading.llm.review_engine import ReviewEngine
+from torghut.trading.pipeline import GateSettings, TradingPipeline
+from torghut.trading.strategy import StrategyDefaults
+from torghut.trading.risk import RiskLimits
+from torghut.trading.scheduler import TradingScheduler
+
+log = logging.getLogger("torghut")
+
+
+def bundled_signals() -> Path:
+    return Path(str(resources.files("torghut") / "data" / "sample_signals.jsonl"))
+
+
+@dataclass
+class Reviewer:
+    """The review gate's parts, also used alone by `torghut llm review`."""
+
+    provider: ReviewProvider
+    breaker: CircuitBreaker
+    prompt: PromptTemplate
+    bounds: PolicyBounds
+    engine: ReviewEngine
+
+
+def build_reviewer(
+    settings: Settings,
+    metrics: Metrics | None = None,
+    *,
+    http_client: httpx.AsyncClient | None = None,
+) -> Reviewer:
+    prompt = load_prompt(settings.llm_prompt_version)  # unknown version: ConfigError now
+    bounds = bounds_from_settings(settings)
+    breaker = CircuitBreaker(
+        settings.llm_circuit_max_errors,
+        settings.llm_circuit_window_seconds,
+        settings.llm_circuit_cooldown_seconds,
+        on_transition=metrics.on_circuit_transition if metrics else None,
+    )
+    if metrics is not None:
+        metrics.watch_circuit(breaker.snapshot)
+    provider = build_provider(settings, http_client=http_client)
+    engine = ReviewEngine(provider, breaker, prompt, bounds, secrets=settings.secrets())
+    return Reviewer(provider, breaker, prompt, bounds, engine)
+
+
+@dataclass
+class Container:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: Sessions
+    metrics: Metrics
+    broker: Broker
+    source: SignalSource
+    reviewer: Reviewer | None
+    pipeline: TradingPipeline
+    scheduler: TradingScheduler
+    _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def aclose(self) -> None:
+        for close in reversed(self._closers):
+            with contextlib.suppress(Exception):
+                await close()
+        self._closers.clear()
+
+
+def risk_limits(settings: Settings, *, trading_enabled: bool) -> RiskLimits:
+    return RiskLimits(
+        trading_enabled=trading_enabled,
+        trading_mode=settings.trading_mode,
+        live_enabled=settings.trading_live_enabled,
+        kill_switch=settings.trading_kill_switch,
+        allow_shorts=settings.trading_allow_shorts,
+        max_notional_per_trade=Decimal(str(settings.trading_max_notional_per_trade)),
+        max_position_pct_equity=Decimal(str(settings.trading_max_position_pct_equity)),
+        cooldown_seconds=settings.trading_cooldown_seconds,
+        universe=settings.universe,
+    )
+
+
+def _build_broker(settings: Settings, sessions: Sessions) -> Broker:
+    if settings.trading_broker is BrokerKind.ALPACA:
+        from torghut.errors import ConfigError
+        from torghut.trading.alpaca import AlpacaBroker, AlpacaConfig
+
+        if settings.apca_api_key_id is None or settings.apca_api_secret_key is None:
+            raise ConfigError(
+                "APCA_API_KEY_ID", "and APCA_API_SECRET_KEY are required with TRADING_BROKER=alpaca"
+            )
+        return AlpacaBroker(
+            AlpacaConfig(
+                key_id=settings.apca_api_key_id.get_secret_value(),
+                secret_key=settings.apca_api_secret_key.get_secret_value(),
+                paper=settings.trading_mode.value == "paper",
+                base_url=settings.apca_api_base_url,
+                timeout_seconds=settings.trading_broker_timeout_seconds,
+            )
+        )
+    from torghut.trading.brokers import SimBroker
+
+    return SimBroker(sessions, starting_cash=Decimal(str(settings.trading_sim_cash)))
+
+
+def _build_source(
+    settings: Settings, sessions: Sessions, signals_path: Path | None
+) -> SignalSource:
+    if signals_path is None and settings.trading_signal_source is SignalSourceKind.CLICKHOUSE:
+        from torghut.errors import ConfigError
+        from torghut.trading.signals import ClickHouseConfig, ClickHouseSignalSource
+
+        if not settings.clickhouse_url:
+            raise ConfigError("CLICKHOUSE_URL", "is required with TRADING_SIGNAL_SOURCE=clickhouse")
+        password = settings.clickhouse_password
+        return ClickHouseSignalSource(
+            ClickHouseConfig(
+                url=settings.clickhouse_url,
+                username=settings.clickhouse_username,
+                password=password.get_secret_value() if password else None,
+                timeout_seconds=settings.clickhouse_timeout_seconds,
+            ),
+            sessions,
+        )
+    from torghut.trading.signals import ReplaySignalSource
+
+    path = signals_path or settings.trading_signals_path or bundled_signals()
+    return ReplaySignalSource(Path(path), sessions)
+
+
+async def build_container(
+    settings: Settings,
+    *,
+    signals_path: Path | None = None,
+    trading_enabled: bool | None = None,
+    metrics: Metrics | None = None,
+) -> Container:
+    """Wire the service. `signals_path` forces a replay source (the `replay` and `demo`
+    commands); `trading_enabled` overrides `TRADING_ENABLED` for the risk check (replay trades
+    whatever `TRADING_ENABLED` says: CONTRACT §3)."""
+    metrics = metrics or Metrics()
+    closers: list[Callable[[], Awaitable[None]]] = []
+    engine = create_engine_from_dsn(settings.db_dsn)
+    closers.append(engine.dispose)
+    try:
+        sessions = session_factory(engine)
+        reviewer = build_reviewer(settings, metrics) if settings.llm_enabled else None
+        if reviewer is not None:
+            closers.append(reviewer.provider.aclose)
+        broker = _build_broker(settings, sessions)
+        closers.append(broker.aclose)
+        source = _build_source(settings, sessions, signals_path)
+        closers.append(source.aclose)
+        catalog = StrategyCatalog(
+            settings.trading_strategy_config_path, settings.trading_strategy_config_mode, sessions
+        )
+        enabled = settings.trading_enabled if trading_enabled is None else trading_enabled
+        pipeline = TradingPipeline(
+            sessions=sessions,
+            source=source,
+            strategies=catalog,
+            broker=broker,
+            limits=risk_limits(settings, trading_enabled=enabled),
+            sizing=StrategyDefaults(
+                max_notional_per_trade=Decimal(str(settings.trading_max_notional_per_trade)),
+                max_position_pct_equity=Decimal(str(settings.trading_max_position_pct_equity)),
+            ),
+            gate=GateSettings(
+                enabled=settings.llm_enabled,
+                shadow=settings.llm_shadow_mode,
+                fail_mode=settings.fail_mode,
+                trading_mode=settings.trading_mode,
+            ),
+            reviewer=reviewer.engine if reviewer else None,
+            bounds=reviewer.bounds if reviewer else bounds_from_settings(settings),
+            prompt_version=settings.llm_prompt_version,
+            metrics=metrics,
+            max_concurrency=settings.llm_max_concurrency,
+            batch_size=settings.trading_batch_size,
+        )
+        scheduler = TradingScheduler(
+            pipeline=pipeline,
+            broker=broker,
+            engine=engine,
+            metrics=metrics,
+            enabled=settings.trading_enabled,
+            poll_interval=settings.trading_poll_interval_seconds,
+            reconcile_interval=settings.trading_reconcile_interval_seconds,
+        )
+    except BaseException:
+        for close in reversed(closers):
+            with contextlib.suppress(Exception):  # we are already failing with a better error
+                await close()
+        raise
+    return Container(
+        settings, engine, sessions, metrics, broker, source, reviewer, pipeline, scheduler,
+        closers,
+    )

@@ -1,0 +1,131 @@
+"""Engines and sessions from a DSN, JSON that never crashes on UUIDs or decimals, and the
+Alembic upgrade that `db upgrade`, `serve`, `replay` and `demo` run."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import json
+import uuid
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import event, make_url
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import NullPool
+
+
+def jsonable(value: Any) -> Any:
+    """A deep copy of `value` that `json.dumps` accepts: UUIDs, decimals, datetimes, enums,
+    dataclasses and pydantic models become strings, numbers or dicts. Non-finite decimals and
+    floats become strings, since JSON (and PostgreSQL's jsonb) has no NaN."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        finite = value == value and value not in (float("inf"), float("-inf"))
+        return value if finite else str(value)
+    if isinstance(value, Decimal):
+        # Plain notation without trailing zeros: "10", not "10.00000000" or "1E+1".
+        return format(value.normalize(), "f") if value.is_finite() else str(value)
+    if isinstance(value, (uuid.UUID, Path)):
+        return str(value)
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, enum.Enum):
+        return jsonable(value.value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return jsonable(dump(mode="json"))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value))
+    return str(value)
+
+
+def json_dumps(value: Any) -> str:
+    return json.dumps(jsonable(value), ensure_ascii=False, separators=(",", ":"))
+
+
+def normalize_dsn(dsn: str, *, asynchronous: bool) -> URL:
+    """`postgres://`, `postgresql://` and `sqlite://` URLs, as operators write them, to the
+    driver URLs SQLAlchemy needs (psycopg 3 for PostgreSQL; aiosqlite or sqlite3 for SQLite)."""
+    url = make_url(dsn)
+    backend = url.get_backend_name()
+    if backend in ("postgres", "postgresql"):
+        return url.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        return url.set(drivername="sqlite+aiosqlite" if asynchronous else "sqlite")
+    raise ValueError(f"unsupported database URL scheme {url.drivername!r}")
+
+
+def is_sqlite(dsn: str) -> bool:
+    return make_url(dsn).get_backend_name() == "sqlite"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # Foreign keys are off by default in SQLite; WAL lets the API read while the loop writes.
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def create_engine_from_dsn(dsn: str) -> AsyncEngine:
+    url = normalize_dsn(dsn, asynchronous=True)
+    kwargs: dict[str, Any] = {"json_serializer": json_dumps}
+    if url.get_backend_name() == "sqlite":
+        kwargs["poolclass"] = NullPool if url.database in (None, "", ":memory:") else None
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    else:
+        kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
+    engine = create_async_engine(url, **kwargs)
+    if url.get_backend_name() == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config(dsn: str) -> AlembicConfig:
+    cfg = AlembicConfig()
+    location = resources.files("torghut.db") / "migrations"
+    cfg.set_main_option("script_location", str(location))
+    # `%` would be read as interpolation by configparser.
+    url = normalize_dsn(dsn, asynchronous=False).render_as_string(hide_password=False)
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.attributes["configure_logger"] = False
+    return cfg
+
+
+def upgrade(dsn: str, revision: str = "head") -> None:
+    """Bring the schema to `revision`. Synchronous: call it from a thread inside the loop."""
+    command.upgrade(alembic_config(dsn), revision)
+
+
+def sync_engine(dsn: str) -> Engine:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(normalize_dsn(dsn, asynchronous=False), json_serializer=json_dumps)
+    if is_sqlite(dsn):
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine

@@ -1,0 +1,302 @@
+"""The queries of Torghut: the audit store the pipeline writes through, and the reads the API
+and the report need. Every function takes a session factory and owns its transaction, so a
+caller can never leave one half-committed."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from torghut.db.engine import jsonable
+from torghut.db.tables import (
+    ExecutionRow,
+    LLMDecisionReview,
+    Strategy,
+    TradeDecisionRow,
+)
+from torghut.domain import BrokerOrder, OrderRequest, TradeDecision, utcnow
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDecision:
+    id: uuid.UUID
+    status: str
+    created: bool  # False when the hash was already there (a replay, or a racing loop)
+
+
+async def ensure_strategy(sessions: Sessions, strategy_id: str, *, source: str = "builtin") -> None:
+    """Make sure a strategies row exists for a decision's foreign key."""
+    async with sessions() as session, session.begin():
+        if await session.get(Strategy, strategy_id) is None:
+            session.add(Strategy(id=strategy_id, enabled=True, params={}, source=source))
+            try:
+                await session.flush()
+            except IntegrityError:  # another loop created it between our read and write
+                await session.rollback()
+
+
+async def insert_decision(
+    sessions: Sessions, decision: TradeDecision, decision_hash: str
+) -> StoredDecision:
+    """Insert a `planned` decision, or return the existing one with the same hash."""
+    row = TradeDecisionRow(
+        id=uuid.uuid4(),
+        strategy_id=decision.strategy_id,
+        symbol=decision.symbol,
+        timeframe=decision.timeframe,
+        action=decision.action.value,
+        qty=decision.qty,
+        decision_json=jsonable(decision.model_dump(mode="json")),
+        decision_hash=decision_hash,
+        status="planned",
+        event_ts=decision.event_ts,
+    )
+    try:
+        async with sessions() as session, session.begin():
+            session.add(row)
+        return StoredDecision(row.id, "planned", True)
+    except IntegrityError:
+        async with sessions() as session:
+            existing = (
+                await session.execute(
+                    select(TradeDecisionRow.id, TradeDecisionRow.status).where(
+                        TradeDecisionRow.decision_hash == decision_hash
+                    )
+                )
+            ).one()
+        return StoredDecision(existing.id, existing.status, False)
+
+
+async def mark_decision(
+    sessions: Sessions,
+    decision_id: uuid.UUID,
+    status: str,
+    reason: str | None = None,
+    *,
+    executed_at: datetime | None = None,
+) -> None:
+    async with sessions() as session, session.begin():
+        await _mark(session, decision_id, status, reason, executed_at=executed_at)
+
+
+async def _mark(
+    session: AsyncSession,
+    decision_id: uuid.UUID,
+    status: str,
+    reason: str | None,
+    *,
+    executed_at: datetime | None = None,
+) -> None:
+    values: dict[str, Any] = {"status": status, "reason": reason, "updated_at": utcnow()}
+    if executed_at is not None:
+        values["executed_at"] = executed_at
+    await session.execute(
+        update(TradeDecisionRow).where(TradeDecisionRow.id == decision_id).values(**values)
+    )
+
+
+async def record_review(
+    sessions: Sessions,
+    values: Mapping[str, Any],
+    *,
+    reject: tuple[uuid.UUID, str] | None = None,
+) -> uuid.UUID:
+    """Write one `llm_decision_reviews` row; with `reject`, mark that decision rejected in the
+    same transaction, so a rejection and its audit row are never apart."""
+    columns = {k: jsonable_if_json(k, v) for k, v in values.items()}
+    row = LLMDecisionReview(id=uuid.uuid4(), **columns)
+    async with sessions() as session, session.begin():
+        session.add(row)
+        if reject is not None:
+            await _mark(session, reject[0], "rejected", reject[1])
+    return row.id
+
+
+_JSON_COLUMNS = frozenset({"input_json", "response_json", "risk_flags"})
+
+
+def jsonable_if_json(column: str, value: Any) -> Any:
+    return jsonable(value) if column in _JSON_COLUMNS else value
+
+
+async def record_execution(
+    sessions: Sessions,
+    decision_id: uuid.UUID,
+    order: OrderRequest,
+    placed: BrokerOrder,
+    *,
+    broker: str,
+) -> None:
+    """Store the broker's answer and move the decision to `submitted` (or the broker's final
+    status). Idempotent on `client_order_id`: an adopted order updates the existing row."""
+    now = utcnow()
+    async with sessions() as session, session.begin():
+        existing = (
+            await session.execute(
+                select(ExecutionRow).where(ExecutionRow.client_order_id == order.client_order_id)
+            )
+        ).scalar_one_or_none()
+        if existing is None:
+            session.add(
+                ExecutionRow(
+                    id=uuid.uuid4(),
+                    trade_decision_id=decision_id,
+                    client_order_id=order.client_order_id,
+                    broker_order_id=placed.broker_order_id,
+                    broker=broker,
+                    symbol=order.symbol,
+                    side=order.side.value,
+                    order_type=order.order_type.value,
+                    time_in_force=order.time_in_force.value,
+                    submitted_qty=order.qty,
+                    limit_price=order.limit_price,
+                    stop_price=order.stop_price,
+                    filled_qty=placed.filled_qty,
+                    avg_fill_price=placed.avg_fill_price,
+                    status=placed.status,
+                    reject_reason=placed.reject_reason,
+                    raw_json=jsonable(placed.raw) if placed.raw else None,
+                )
+            )
+        else:
+            existing.broker_order_id = placed.broker_order_id
+            existing.filled_qty = placed.filled_qty
+            existing.avg_fill_price = placed.avg_fill_price
+            existing.status = placed.status
+            existing.updated_at = now
+        working = placed.status in ("new", "accepted", "pending_new")
+        status = "submitted" if working else placed.status
+        executed_at = now if placed.status == "filled" else None
+        await _mark(session, decision_id, status, placed.reject_reason, executed_at=executed_at)
+
+
+async def last_trades_by_symbol(
+    sessions: Sessions, symbols: Sequence[str], *, exclude_hashes: Sequence[str] = ()
+) -> dict[str, datetime]:
+    """When (signal time) each symbol last had an order sent, leaving out the decisions now under evaluation
+    (the original counted the decision itself and so rejected everything once a cooldown was
+    set)."""
+    if not symbols:
+        return {}
+    stmt = (
+        select(TradeDecisionRow.symbol, func.max(TradeDecisionRow.event_ts))
+        .where(TradeDecisionRow.symbol.in_(list(symbols)))
+        .where(TradeDecisionRow.status.not_in(["planned", "rejected"]))
+        .group_by(TradeDecisionRow.symbol)
+    )
+    if exclude_hashes:
+        stmt = stmt.where(TradeDecisionRow.decision_hash.not_in(list(exclude_hashes)))
+    async with sessions() as session:
+        rows = (await session.execute(stmt)).all()
+    return {symbol: ts for symbol, ts in rows if ts is not None}
+
+
+async def recent_decisions(
+    sessions: Sessions, symbol: str, *, limit: int = 5
+) -> list[dict[str, Any]]:
+    async with sessions() as session:
+        rows = (
+            await session.execute(
+                select(TradeDecisionRow)
+                .where(TradeDecisionRow.symbol == symbol)
+                .order_by(TradeDecisionRow.created_at.desc())
+                .limit(limit)
+            )
+        ).scalars()
+        return [
+            {
+                "symbol": r.symbol,
+                "action": r.action,
+                "qty": str(r.qty),
+                "status": r.status,
+                "reason": r.reason,
+                "event_ts": r.event_ts.isoformat(),
+            }
+            for r in rows
+        ]
+
+
+# --- reads for the HTTP API ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilter:
+    symbol: str | None = None
+    since: datetime | None = None
+    limit: int = 100
+    verdict: str | None = None
+
+
+def _row_dict(row: Any, columns: Sequence[str]) -> dict[str, Any]:
+    return {name: jsonable(getattr(row, name)) for name in columns}
+
+
+DECISION_COLUMNS = (
+    "id", "strategy_id", "symbol", "timeframe", "action", "qty", "status", "reason",
+    "decision_hash", "decision_json", "event_ts", "created_at", "executed_at",
+)
+EXECUTION_COLUMNS = (
+    "id", "trade_decision_id", "client_order_id", "broker_order_id", "broker", "symbol", "side",
+    "order_type", "time_in_force", "submitted_qty", "limit_price", "filled_qty",
+    "avg_fill_price", "status", "reject_reason", "created_at", "updated_at",
+)
+REVIEW_COLUMNS = (
+    "id", "trade_decision_id", "provider", "model", "prompt_version", "prompt_hash",
+    "llm_verdict", "verdict", "reason", "confidence", "adjusted_qty", "adjusted_order_type",
+    "rationale", "risk_flags", "tokens_prompt", "tokens_completion", "latency_ms", "ttft_ms",
+    "shadow", "fail_mode", "trading_mode", "effective_action", "error_code", "error_message",
+    "input_json", "response_json", "created_at",
+)
+
+
+async def list_decisions(sessions: Sessions, f: ListFilter) -> list[dict[str, Any]]:
+    stmt = select(TradeDecisionRow).order_by(TradeDecisionRow.created_at.desc())
+    if f.symbol:
+        stmt = stmt.where(TradeDecisionRow.symbol == f.symbol.upper())
+    if f.since:
+        stmt = stmt.where(TradeDecisionRow.created_at >= f.since)
+    async with sessions() as session:
+        rows = (await session.execute(stmt.limit(f.limit))).scalars().all()
+    return [_row_dict(r, DECISION_COLUMNS) for r in rows]
+
+
+async def list_executions(sessions: Sessions, f: ListFilter) -> list[dict[str, Any]]:
+    stmt = select(ExecutionRow).order_by(ExecutionRow.created_at.desc())
+    if f.symbol:
+        stmt = stmt.where(ExecutionRow.symbol == f.symbol.upper())
+    if f.since:
+        stmt = stmt.where(ExecutionRow.created_at >= f.since)
+    async with sessions() as session:
+        rows = (await session.execute(stmt.limit(f.limit))).scalars().all()
+    return [_row_dict(r, EXECUTION_COLUMNS) for r in rows]
+
+
+async def list_reviews(sessions: Sessions, f: ListFilter) -> list[dict[str, Any]]:
+    stmt = (
+        select(LLMDecisionReview, TradeDecisionRow.symbol)
+        .join(TradeDecisionRow, TradeDecisionRow.id == LLMDecisionReview.trade_decision_id)
+        .order_by(LLMDecisionReview.created_at.desc())
+    )
+    if f.symbol:
+        stmt = stmt.where(TradeDecisionRow.symbol == f.symbol.upper())
+    if f.since:
+        stmt = stmt.where(LLMDecisionReview.created_at >= f.since)
+    if f.verdict:
+        stmt = stmt.where(LLMDecisionReview.verdict == f.verdict)
+    async with sessions() as session:
+        rows = (await session.execute(stmt.limit(f.limit))).all()
+    out = []
+    for review, symbol in rows:
+        item = _row_dict(review, REVIEW_COLUMNS)
+        item["symbol"] = symbol
+        out.append(item)
+    return out

@@ -1,0 +1,221 @@
+"""SQLAlchemy 2 tables. Column names of `trade_decisions`, `executions` and
+`llm_decision_reviews` are CONTRACT §6; the rest is ours."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+    Uuid,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from torghut.domain import as_utc, utcnow
+
+# Stable constraint names, so that Alembic can alter them on both databases.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out; SQLite would otherwise hand back naive datetimes."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
+# JSONB on PostgreSQL (indexable, compact), JSON text elsewhere.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+Money = Numeric(24, 8, asdecimal=True)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        Decimal: Money,
+        dict[str, Any]: JSONType,
+    }
+
+
+class Strategy(Base):
+    __tablename__ = "strategies"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    base_timeframe: Mapped[str | None] = mapped_column(String(16))
+    universe_symbols: Mapped[list[str] | None] = mapped_column(JSONType)
+    max_position_pct_equity: Mapped[Decimal | None]
+    max_notional_per_trade: Mapped[Decimal | None]
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    source: Mapped[str] = mapped_column(String(16), default="builtin")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TradeDecisionRow(Base):
+    __tablename__ = "trade_decisions"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    strategy_id: Mapped[str] = mapped_column(ForeignKey("strategies.id"), index=True)
+    symbol: Mapped[str] = mapped_column(String(32), index=True)
+    timeframe: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(8))
+    qty: Mapped[Decimal]
+    decision_json: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    decision_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    event_ts: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    executed_at: Mapped[datetime | None]
+
+
+class ExecutionRow(Base):
+    __tablename__ = "executions"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    trade_decision_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("trade_decisions.id"), unique=True
+    )
+    client_order_id: Mapped[str] = mapped_column(String(128), unique=True)
+    broker_order_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    broker: Mapped[str] = mapped_column(String(16))
+    symbol: Mapped[str] = mapped_column(String(32), index=True)
+    side: Mapped[str] = mapped_column(String(8))
+    order_type: Mapped[str] = mapped_column(String(16))
+    time_in_force: Mapped[str] = mapped_column(String(8))
+    submitted_qty: Mapped[Decimal]
+    limit_price: Mapped[Decimal | None]
+    stop_price: Mapped[Decimal | None]
+    filled_qty: Mapped[Decimal] = mapped_column(default=Decimal(0))
+    avg_fill_price: Mapped[Decimal | None]
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    reject_reason: Mapped[str | None] = mapped_column(Text)
+    raw_json: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    last_polled_at: Mapped[datetime | None]
+
+
+class LLMDecisionReview(Base):
+    __tablename__ = "llm_decision_reviews"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    trade_decision_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("trade_decisions.id"), index=True
+    )
+    provider: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(128))
+    prompt_version: Mapped[str] = mapped_column(String(32))
+    prompt_hash: Mapped[str | None] = mapped_column(String(64))
+    input_json: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    response_json: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    llm_verdict: Mapped[str | None] = mapped_column(String(16))
+    verdict: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    adjusted_qty: Mapped[Decimal | None]
+    adjusted_order_type: Mapped[str | None] = mapped_column(String(16))
+    rationale: Mapped[str | None] = mapped_column(Text)
+    risk_flags: Mapped[list[str] | None] = mapped_column(JSONType)
+    tokens_prompt: Mapped[int | None] = mapped_column(Integer)
+    tokens_completion: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    ttft_ms: Mapped[int | None] = mapped_column(Integer)
+    shadow: Mapped[bool] = mapped_column(Boolean)
+    fail_mode: Mapped[str] = mapped_column(String(16))
+    trading_mode: Mapped[str] = mapped_column(String(8))
+    effective_action: Mapped[str] = mapped_column(String(32))
+    error_code: Mapped[str | None] = mapped_column(String(32), index=True)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    notional: Mapped[Decimal | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class SignalCursor(Base):
+    """Where a signal source stopped: the last `(event_ts, symbol, seq)` fully processed."""
+
+    __tablename__ = "signal_cursors"
+
+    source: Mapped[str] = mapped_column(String(256), primary_key=True)
+    event_ts: Mapped[datetime]
+    symbol: Mapped[str] = mapped_column(String(32))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SimAccount(Base):
+    __tablename__ = "sim_accounts"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cash: Mapped[Decimal]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SimPosition(Base):
+    __tablename__ = "sim_positions"
+
+    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    qty: Mapped[Decimal]
+    avg_entry_price: Mapped[Decimal]
+    last_price: Mapped[Decimal]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SimOrder(Base):
+    __tablename__ = "sim_orders"
+
+    client_order_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    broker_order_id: Mapped[str] = mapped_column(String(64), unique=True)
+    symbol: Mapped[str] = mapped_column(String(32))
+    side: Mapped[str] = mapped_column(String(8))
+    order_type: Mapped[str] = mapped_column(String(16))
+    time_in_force: Mapped[str] = mapped_column(String(8))
+    qty: Mapped[Decimal]
+    limit_price: Mapped[Decimal | None]
+    stop_price: Mapped[Decimal | None]
+    status: Mapped[str] = mapped_column(String(32))
+    filled_qty: Mapped[Decimal] = mapped_column(default=Decimal(0))
+    avg_fill_price: Mapped[Decimal | None]
+    reject_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+Index(
+    "ix_llm_decision_reviews_verdict_created",
+    LLMDecisionReview.verdict,
+    LLMDecisionReview.created_at,
+)

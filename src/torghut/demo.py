@@ -1,0 +1,135 @@
+"""`torghut demo`: the whole system on one machine, no network, no keys.
+
+SQLite in a fresh folder, the dev gateway on a free loopback port, the bundled sample signals
+through the full pipeline twice (the gate in shadow mode, then enforcing), the simulated broker,
+and the `llm report` of each run. Ignores the environment on purpose: a demo must not trade
+with somebody's real settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from torghut import report
+from torghut.bootstrap import bundled_signals
+from torghut.config import Settings, load_settings
+from torghut.db.engine import create_engine_from_dsn, session_factory
+from torghut.devgateway import DevGateway, DevGatewayConfig
+from torghut.domain import utcnow
+
+# The dev gateway's reviewer thresholds for the demo: with $1000 orders on $100k of equity,
+# a notional near the cap is vetoed and a second buy of a symbol is cut back, so the report
+# shows every verdict; a small share of injected error frames shows the fail mode at work.
+DEMO_GATEWAY = DevGatewayConfig(
+    veto_notional=960.0, adjust_exposure_pct=0.015, fault="error-frame", fault_rate=0.04, seed=7
+)
+
+
+def demo_settings(db_path: Path, base_url: str, *, shadow: bool) -> Settings:
+    env = {
+        "DB_DSN": f"sqlite:///{db_path}",
+        "JANGAR_BASE_URL": base_url,
+        "LLM_PROVIDER": "jangar",
+        "LLM_ENABLED": "true",
+        "LLM_SHADOW_MODE": "true" if shadow else "false",
+        "LLM_FAIL_MODE": "pass_through" if shadow else "veto",
+        "LLM_ADJUSTMENT_ALLOWED": "true",
+        "LLM_CIRCUIT_MAX_ERRORS": "6",
+        "LLM_TIMEOUT_SECONDS": "10",
+        "TRADING_MODE": "paper",
+        "TRADING_BATCH_SIZE": "400",
+        "TORGHUT_LOG_LEVEL": "error",
+    }
+    return load_settings(env, env_file=None)
+
+
+class Progress:
+    """One line, rewritten in place on a terminal; plain lines otherwise."""
+
+    def __init__(self, out: TextIO, label: str) -> None:
+        self.out, self.label = out, label
+        self.tty = out.isatty()
+        self.signals = self.decisions = self.submitted = 0
+        self.rejected = 0
+
+    def update(self, result: Any) -> None:
+        self.signals += result.signals
+        self.decisions += result.decisions
+        self.submitted += result.submitted
+        self.rejected += sum(result.rejected.values())
+        line = (
+            f"  [{self.label}] signals {self.signals:>5}  decisions {self.decisions:>4}  "
+            f"submitted {self.submitted:>4}  rejected {self.rejected:>4}"
+        )
+        if self.tty:
+            self.out.write("\r" + line)
+        else:
+            self.out.write(line + "\n")
+        self.out.flush()
+
+    def done(self) -> None:
+        if self.tty:
+            self.out.write("\n")
+
+
+async def _phase(
+    label: str, settings: Settings, signals: Path, out: TextIO
+) -> tuple[dict[str, Any], str, Any]:
+    from torghut.cli import run_replay
+
+    progress = Progress(out, label)
+    summary = await run_replay(settings, signals, on_cycle=progress.update)
+    progress.done()
+    engine = create_engine_from_dsn(settings.db_dsn)
+    try:
+        rep = await report.build_report(session_factory(engine), since=utcnow().replace(year=2000))
+    finally:
+        await engine.dispose()
+    return summary, report.render_table(rep, []), rep
+
+
+async def _run(workdir: Path, out: TextIO) -> int:
+    signals = bundled_signals()
+    started = time.perf_counter()
+    async with DevGateway(DEMO_GATEWAY) as gateway:
+        out.write(f"dev gateway (Jangar contract) on {gateway.base_url}\n")
+        out.write(f"signals: {signals}\n\n")
+        results = {}
+        for label, shadow in (("shadow", True), ("enforcing", False)):
+            mode = "shadow mode, pass_through" if shadow else "enforcing, fail mode veto"
+            out.write(f"== {label}: {mode} ==\n")
+            settings = demo_settings(workdir / f"{label}.db", gateway.base_url, shadow=shadow)
+            summary, table, rep = await _phase(label, settings, signals, out)
+            results[label] = (summary, table, rep)
+            out.write(f"  summary: {summary}\n\n")
+    for label, (_summary, table, rep) in results.items():
+        out.write(f"== llm report ({label}) ==\n{table}\n")
+        html_path = workdir / f"report-{label}.html"
+        html_path.write_text(report.render_html(rep, []), encoding="utf-8")
+    out.write(
+        f"HTML reports: {workdir / 'report-shadow.html'} and {workdir / 'report-enforcing.html'}\n"
+        f"demo finished in {time.perf_counter() - started:.1f} s\n"
+    )
+    return 0
+
+
+def run_demo(*, workdir: Path | None = None, keep: bool = False, out: TextIO | None = None) -> int:
+    stream = out or sys.stdout
+    folder = workdir or Path(tempfile.mkdtemp(prefix="torghut-demo-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in ("shadow.db", "enforcing.db"):
+        (folder / stale).unlink(missing_ok=True)
+    stream.write(f"torghut demo: work folder {folder}\n")
+    code = asyncio.run(_run(folder, stream))
+    if not keep and workdir is None:
+        # Keep the HTML reports; drop the databases.
+        for db in folder.glob("*.db*"):
+            db.unlink(missing_ok=True)
+    _ = shutil
+    return code

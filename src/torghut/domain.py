@@ -1,0 +1,272 @@
+"""Value types shared by every part of Torghut: signals, decisions, risk results, orders,
+review outcomes. Frozen, validated, free of I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Action(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+    STOP = "stop"
+    STOP_LIMIT = "stop_limit"
+
+
+class TimeInForce(StrEnum):
+    DAY = "day"
+    GTC = "gtc"
+    IOC = "ioc"
+    FOK = "fok"
+
+
+class TradingMode(StrEnum):
+    PAPER = "paper"
+    LIVE = "live"
+
+
+class FailMode(StrEnum):
+    VETO = "veto"
+    PASS_THROUGH = "pass_through"
+
+
+class LLMVerdict(StrEnum):
+    """What the model said."""
+
+    APPROVE = "approve"
+    VETO = "veto"
+    ADJUST = "adjust"
+
+
+class Verdict(StrEnum):
+    """The review outcome after policy."""
+
+    APPROVE = "approve"
+    VETO = "veto"
+    ADJUST = "adjust"
+    ERROR = "error"
+
+
+class EffectiveAction(StrEnum):
+    SUBMITTED_ORIGINAL = "submitted_original"
+    SUBMITTED_ADJUSTED = "submitted_adjusted"
+    REJECTED = "rejected"
+
+
+class DecisionStatus(StrEnum):
+    PLANNED = "planned"
+    REJECTED = "rejected"
+    SUBMITTED = "submitted"
+    # Broker statuses mirrored by reconciliation.
+    ACCEPTED = "accepted"
+    NEW = "new"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+    DONE_FOR_DAY = "done_for_day"
+    REPLACED = "replaced"
+    STOPPED = "stopped"
+    SUSPENDED = "suspended"
+    PENDING_NEW = "pending_new"
+    PENDING_CANCEL = "pending_cancel"
+    PENDING_REPLACE = "pending_replace"
+    CALCULATED = "calculated"
+    ACCEPTED_FOR_BIDDING = "accepted_for_bidding"
+    BROKER_REJECTED = "broker_rejected"
+    ERROR = "error"
+
+
+# Broker order statuses after which nothing more will happen: reconciliation stops polling.
+TERMINAL_ORDER_STATUSES = frozenset(
+    {"filled", "canceled", "expired", "rejected", "done_for_day", "replaced", "stopped",
+     "broker_rejected", "error"}
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """Naive datetimes are taken as UTC (SQLite returns them naive)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Signal(BaseModel):
+    """One technical-analysis signal: the strategy's input."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_ts: datetime
+    symbol: str = Field(min_length=1, max_length=32)
+    timeframe: str = Field(min_length=1, max_length=16)
+    macd: float | None = None
+    macd_signal: float | None = None
+    rsi14: float | None = None
+    price: Decimal | None = None
+    seq: int = 0
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("event_ts")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return as_utc(value)
+
+    @field_validator("symbol")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.strip().upper()
+
+
+class TradeDecision(BaseModel):
+    """A proposed order, as a strategy produced it or as an operator wrote it in a file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    strategy_id: str = Field(min_length=1, max_length=128)
+    symbol: str = Field(min_length=1, max_length=32)
+    action: Action
+    qty: Decimal = Field(gt=0)
+    order_type: OrderType = OrderType.MARKET
+    time_in_force: TimeInForce = TimeInForce.DAY
+    event_ts: datetime
+    timeframe: str = Field(min_length=1, max_length=16)
+    rationale: str | None = None
+    limit_price: Decimal | None = Field(default=None, gt=0)
+    stop_price: Decimal | None = Field(default=None, gt=0)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("event_ts")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return as_utc(value)
+
+    @field_validator("symbol")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.strip().upper()
+
+    @model_validator(mode="after")
+    def _prices_for_type(self) -> TradeDecision:
+        if self.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT) and self.limit_price is None:
+            raise ValueError(f"limit_price is required for a {self.order_type.value} order")
+        if self.order_type in (OrderType.STOP, OrderType.STOP_LIMIT) and self.stop_price is None:
+            raise ValueError(f"stop_price is required for a {self.order_type.value} order")
+        return self
+
+    @property
+    def reference_price(self) -> Decimal | None:
+        """`params.price` when present, else the limit price (CONTRACT §3)."""
+        raw = self.params.get("price")
+        if raw is not None:
+            try:
+                price = Decimal(str(raw))
+            except ArithmeticError:
+                price = None
+            if price is not None and price.is_finite() and price > 0:
+                return price
+        return self.limit_price
+
+    @property
+    def notional(self) -> Decimal | None:
+        price = self.reference_price
+        return None if price is None else price * self.qty
+
+
+def decision_hash(decision: TradeDecision) -> str:
+    """Stable identity of a decision: the same signal through the same strategy always hashes
+    the same, so a replay or two racing loops can never submit it twice. It is also the broker's
+    `client_order_id` (Alpaca allows up to 128 characters; this is 40)."""
+    identity = {
+        "strategy_id": decision.strategy_id,
+        "symbol": decision.symbol,
+        "timeframe": decision.timeframe,
+        "event_ts": as_utc(decision.event_ts).isoformat(),
+        "action": decision.action.value,
+    }
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    return f"th-{digest[:37]}"
+
+
+@dataclass(frozen=True, slots=True)
+class RiskResult:
+    approved: bool
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def reason(self) -> str | None:
+        return ",".join(self.reasons) if self.reasons else None
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    symbol: str
+    qty: Decimal
+    avg_entry_price: Decimal
+    market_value: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    cash: Decimal
+    equity: Decimal
+    buying_power: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    client_order_id: str
+    symbol: str
+    side: Action
+    qty: Decimal
+    order_type: OrderType
+    time_in_force: TimeInForce
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    reference_price: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerOrder:
+    """The broker's view of one order."""
+
+    broker_order_id: str
+    client_order_id: str
+    symbol: str
+    status: str
+    filled_qty: Decimal = Decimal(0)
+    avg_fill_price: Decimal | None = None
+    reject_reason: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in TERMINAL_ORDER_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_tokens: int | None
+
+    def as_dict(self) -> dict[str, int | None]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }

@@ -1,0 +1,87 @@
+"""The protocols the core calls. Adapters implement them; the core never names an adapter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol, TypedDict
+
+from torghut.domain import Account, BrokerOrder, OrderRequest, Position, Signal, Usage
+
+
+class ChatMessage(TypedDict):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One successful chat completion, whichever provider produced it.
+
+    `text` is the answer (content deltas joined, the leading newline dropped); `reasoning` is
+    the model's reasoning, kept apart because it is never part of the answer. `usage` is None
+    when the gateway sent none. `latency_ms` is request to end; `ttft_ms` is request to the
+    first `data:` event (or to the response for a non-streaming answer)."""
+
+    text: str
+    reasoning: str
+    usage: Usage | None
+    latency_ms: int
+    ttft_ms: int | None
+    model: str | None = None
+    finish_reason: str | None = None
+
+
+class ReviewProvider(Protocol):
+    """A chat-completion provider. `complete` raises only `ReviewError`."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    def request_body(self, messages: Sequence[ChatMessage]) -> dict[str, object]:
+        """The JSON body this provider sends for `messages` (recorded in the audit row)."""
+        ...
+
+    async def complete(self, messages: Sequence[ChatMessage]) -> Completion: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Broker(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    async def get_account(self) -> Account: ...
+
+    async def list_positions(self) -> list[Position]: ...
+
+    async def list_open_orders(self) -> list[BrokerOrder]: ...
+
+    async def submit_order(self, order: OrderRequest) -> BrokerOrder:
+        """Submit, or adopt the existing order with the same `client_order_id`."""
+        ...
+
+    async def get_order(self, client_order_id: str) -> BrokerOrder | None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class SignalSource(Protocol):
+    """Signals in order. `fetch` returns the next batch after the committed cursor; `commit`
+    moves the cursor past a batch once every decision in it reached a final status."""
+
+    async def fetch(self, limit: int) -> list[Signal]: ...
+
+    async def commit(self, signals: Sequence[Signal]) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+
+    def now(self) -> datetime: ...

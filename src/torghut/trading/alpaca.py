@@ -1,0 +1,299 @@
+"""Alpaca, through alpaca-py's `TradingClient`.
+
+alpaca-py is synchronous (requests) and sets no timeout on its HTTP calls, so:
+
+- every call runs in a worker thread (`asyncio.to_thread`), never on the event loop;
+- every HTTP request gets `timeout=(timeout_seconds, timeout_seconds)` (connect, read) from a
+  `requests.Session` that injects it, installed as the client's session;
+- requests' read timeout bounds each read, not a whole answer trickled byte by byte, so each
+  call also has a wall-clock deadline (`2 × timeout_seconds` per request it may make);
+- alpaca-py's own retry (sleeping 3 s between tries on 429/504) is turned off: it would block
+  the thread past every deadline. The caller retries on its next cycle, which
+  `client_order_id` makes safe.
+
+Orders go out as JSON built here, with quantities and prices as decimal strings: alpaca-py's
+request models hold them as floats. Answers are read as raw JSON (`raw_data=True`) rather than
+alpaca-py's models, which refuse a status their enum does not know yet: a new Alpaca status
+must reach reconciliation, not crash it.
+
+Errors, all `BrokerError`, mapped in `_broker_error` only:
+
+| what happened | `rejected` |
+|---|---|
+| Alpaca answered 4xx (not 408/429): it refused; its message is the reason | True |
+| 408, 429, 5xx, connection failure, timeout, a garbled answer: outcome unknown | False |
+
+A duplicate `client_order_id` (Alpaca answers 422 "client_order_id must be unique") is not an
+error: the existing order is fetched and adopted. The API keys travel only as the
+`APCA-API-KEY-ID` / `APCA-API-SECRET-KEY` headers; every message is passed through `redact`
+with both keys, and `AlpacaConfig`'s repr hides them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+
+import requests
+from alpaca.common.exceptions import APIError
+from alpaca.trading.client import TradingClient
+from alpaca.trading.enums import QueryOrderStatus
+from alpaca.trading.requests import GetOrdersRequest
+
+from torghut.domain import Account, BrokerOrder, OrderRequest, Position
+from torghut.errors import BrokerError, redact
+
+T = TypeVar("T")
+
+# Alpaca's largest page of orders (its default is 50).
+_MAX_ORDERS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class AlpacaConfig:
+    key_id: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    paper: bool = True
+    # Overrides the paper/live URL (a proxy, a test server). Without `/v2`.
+    base_url: str | None = None
+    timeout_seconds: float = 10.0
+
+    @property
+    def secrets(self) -> tuple[str, str]:
+        return (self.key_id, self.secret_key)
+
+
+class AlpacaError(BrokerError):
+    """A `BrokerError` that knows the HTTP status Alpaca answered with (None: no answer)."""
+
+    def __init__(self, message: str, *, rejected: bool, status: int | None = None) -> None:
+        super().__init__(message, rejected=rejected)
+        self.status = status
+
+
+class _DeadlineSession(requests.Session):
+    """A requests session that never waits forever: a timeout on every request."""
+
+    def __init__(self, timeout_seconds: float) -> None:
+        super().__init__()
+        self._timeout = (timeout_seconds, timeout_seconds)
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        # `Session.request` passes timeout=None when the caller (alpaca-py) gives none.
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self._timeout
+        return super().send(request, **kwargs)
+
+
+class _Client(TradingClient):
+    """alpaca-py's trading client with our session and without its blocking retry loop."""
+
+    def __init__(self, config: AlpacaConfig) -> None:
+        super().__init__(
+            api_key=config.key_id,
+            secret_key=config.secret_key,
+            paper=config.paper,
+            raw_data=True,
+            url_override=config.base_url.rstrip("/") if config.base_url else None,
+        )
+        self._session = _DeadlineSession(config.timeout_seconds)
+        self._retry = 0
+
+
+class AlpacaBroker:
+    """The `Broker` port on Alpaca (paper or live, by `AlpacaConfig.paper`)."""
+
+    def __init__(self, config: AlpacaConfig) -> None:
+        self._config = config
+        self._client = _Client(config)
+
+    @property
+    def name(self) -> str:
+        return "alpaca"
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self._client._session.close)
+
+    async def get_account(self) -> Account:
+        raw = await self._call(self._client.get_account)
+        try:
+            raw = _json_object(raw)
+            return Account(
+                cash=_decimal(raw["cash"]),
+                equity=_decimal(raw["equity"]),
+                buying_power=_decimal(raw["buying_power"]),
+            )
+        except (KeyError, TypeError, InvalidOperation) as exc:
+            raise self._unexpected("account", exc) from None
+
+    async def list_positions(self) -> list[Position]:
+        raw = await self._call(self._client.get_all_positions)
+        try:
+            return [
+                Position(
+                    symbol=str(p["symbol"]).upper(),
+                    qty=_decimal(p["qty"]),
+                    avg_entry_price=_decimal(p["avg_entry_price"]),
+                    market_value=_decimal(p.get("market_value") or 0),
+                )
+                for p in _json_list(raw)
+            ]
+        except (KeyError, TypeError, InvalidOperation) as exc:
+            raise self._unexpected("positions", exc) from None
+
+    async def list_open_orders(self) -> list[BrokerOrder]:
+        query = GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=_MAX_ORDERS)
+        raw = await self._call(self._client.get_orders, query)
+        try:
+            orders = _json_list(raw)
+        except TypeError as exc:
+            raise self._unexpected("orders", exc) from None
+        return [self._order(o) for o in orders]
+
+    async def submit_order(self, order: OrderRequest) -> BrokerOrder:
+        """Submit; a duplicate `client_order_id` adopts the order Alpaca already has."""
+        body: dict[str, Any] = {
+            "symbol": order.symbol,
+            "qty": _text(order.qty),
+            "side": order.side.value,
+            "type": order.order_type.value,
+            "time_in_force": order.time_in_force.value,
+            "client_order_id": order.client_order_id,
+        }
+        if order.limit_price is not None:
+            body["limit_price"] = _text(order.limit_price)
+        if order.stop_price is not None:
+            body["stop_price"] = _text(order.stop_price)
+        try:
+            raw = await self._call(self._client.post, "/orders", body)
+        except AlpacaError as exc:
+            if not _is_duplicate(exc):
+                raise
+            existing = await self.get_order(order.client_order_id)
+            if existing is None:
+                raise  # a refusal about the id itself (too long...), not a duplicate
+            return existing
+        return self._order(raw)
+
+    async def get_order(self, client_order_id: str) -> BrokerOrder | None:
+        try:
+            raw = await self._call(self._client.get_order_by_client_id, client_order_id)
+        except AlpacaError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self._order(raw)
+
+    # --- internals ---------------------------------------------------------------------------
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """One alpaca-py call (one HTTP request) in a thread, within its wall-clock deadline:
+        the connect timeout plus one read timeout."""
+        deadline = 2 * self._config.timeout_seconds
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(fn, *args), deadline)
+        except TimeoutError:
+            raise AlpacaError(
+                f"alpaca: no complete answer within {deadline:g}s", rejected=False
+            ) from None
+        except Exception as exc:
+            raise self._broker_error(exc) from None
+
+    def _broker_error(self, exc: Exception) -> AlpacaError:
+        """The one place that turns what alpaca-py and requests raise into `BrokerError`."""
+        if isinstance(exc, APIError):
+            status = _status(exc)
+            code, message = _api_message(str(exc))
+            detail = f"alpaca {status}: {message}" + (f" (code {code})" if code else "")
+            refused = status is not None and 400 <= status < 500 and status not in (408, 429)
+            return AlpacaError(self._safe(detail), rejected=refused, status=status)
+        if isinstance(exc, requests.exceptions.Timeout):
+            return AlpacaError(
+                f"alpaca: timed out after {self._config.timeout_seconds:g}s ({type(exc).__name__})",
+                rejected=False,
+            )
+        if isinstance(exc, requests.exceptions.RequestException):
+            return AlpacaError(
+                self._safe(f"alpaca unreachable: {type(exc).__name__}: {exc}"), rejected=False
+            )
+        return self._unexpected("answer", exc)
+
+    def _unexpected(self, what: str, exc: BaseException) -> AlpacaError:
+        return AlpacaError(
+            self._safe(f"alpaca: unexpected {what}: {type(exc).__name__}: {exc}"), rejected=False
+        )
+
+    def _safe(self, text: str) -> str:
+        return redact(text, self._config.secrets)
+
+    def _order(self, raw: object) -> BrokerOrder:
+        try:
+            return _to_broker_order(_json_object(raw))
+        except (KeyError, TypeError, InvalidOperation) as exc:
+            raise self._unexpected("order", exc) from None
+
+
+def _to_broker_order(raw: Mapping[str, Any]) -> BrokerOrder:
+    filled = raw.get("filled_qty")
+    price = raw.get("filled_avg_price")
+    return BrokerOrder(
+        broker_order_id=str(raw["id"]),
+        client_order_id=str(raw["client_order_id"]),
+        symbol=str(raw["symbol"]).upper(),
+        # Alpaca's statuses are lowercase words already (`filled`, `done_for_day`...).
+        status=str(raw["status"]).strip().lower(),
+        filled_qty=_decimal(filled) if filled not in (None, "") else Decimal(0),
+        avg_fill_price=_decimal(price) if price not in (None, "") else None,
+        reject_reason=raw.get("reject_reason") or None,
+        raw=dict(raw),
+    )
+
+
+def _json_object(value: object) -> dict[str, Any]:
+    """What alpaca-py returns with `raw_data=True` is typed as its model or the JSON: check."""
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _json_list(value: object) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise TypeError(f"expected a JSON array, got {type(value).__name__}")
+    return [_json_object(item) for item in value]
+
+
+def _decimal(value: Any) -> Decimal:
+    return Decimal(str(value))
+
+
+def _text(value: Decimal) -> str:
+    """A decimal as Alpaca reads it: plain notation, no exponent, no trailing zeros."""
+    return format(value.normalize(), "f")
+
+
+def _status(exc: APIError) -> int | None:
+    try:
+        status = exc.status_code
+    except Exception:  # alpaca-py reads it off the response; any oddity means: unknown
+        return None
+    return status if isinstance(status, int) else None
+
+
+def _api_message(body: str) -> tuple[str | None, str]:
+    """Alpaca's `{"code": …, "message": …}` error body; plain text when it is not that."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None, body.strip() or "no message"
+    if isinstance(parsed, dict) and parsed.get("message"):
+        code = parsed.get("code")
+        return (None if code is None else str(code)), str(parsed["message"])
+    return None, body.strip() or "no message"
+
+
+def _is_duplicate(exc: AlpacaError) -> bool:
+    return exc.status in (409, 422) and "client_order_id" in str(exc).lower()

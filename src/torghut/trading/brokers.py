@@ -1,0 +1,400 @@
+"""The simulated broker: cash, positions and orders kept in the database (`sim_accounts`,
+`sim_positions`, `sim_orders`), so a replay or a demo survives a restart and the API can show
+what it did.
+
+Rules, kept deliberately simple:
+
+- A market order fills at once, in full, at the order's `reference_price`; without one it is
+  refused. A limit order fills at once when the reference price allows it (buy: price ≤
+  limit; sell: price ≥ limit), at that price; otherwise it rests as `new` (an IOC or FOK limit
+  is `canceled` instead) until `mark()` brings a price that allows it. Stop orders are refused.
+- A buy needs cash net of what resting buys have reserved (their qty × limit); a sell needs
+  the long position net of resting sells: the simulation never goes short.
+- A refusal at submission raises `BrokerError(rejected=True)` with the reason and leaves no
+  order behind, as a real broker answering 4xx would. A resting order that can no longer be
+  paid for when its price comes becomes `rejected`, with its reason.
+- Idempotent: submitting a `client_order_id` that exists returns that order (adoption) and
+  never fills twice, across processes too.
+
+Concurrency: every write starts by updating the account row, which serializes all writers of
+one book on both databases (a row lock on PostgreSQL; SQLite's write lock, taken at the first
+statement so that no reads happen on a stale snapshot first). After that lock, cash,
+positions and orders are read fresh, so no update is lost. The primary key on
+`sim_orders.client_order_id` stays the last guard: an `IntegrityError` means another writer
+got there first, and its order is adopted.
+
+The tables have no account column on positions and orders: one database holds one simulated
+book; `account_id` names its cash row.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from decimal import Decimal
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from torghut.db.tables import SimAccount, SimOrder, SimPosition
+from torghut.domain import (
+    Account,
+    Action,
+    BrokerOrder,
+    OrderRequest,
+    OrderType,
+    Position,
+    TimeInForce,
+    utcnow,
+)
+from torghut.errors import BrokerError
+
+NEW = "new"
+FILLED = "filled"
+CANCELED = "canceled"
+REJECTED = "rejected"
+
+# The scale of the `Money` columns: amounts are rounded to it before they are stored, so what
+# is read back is what was computed.
+_QUANTUM = Decimal("0.00000001")
+
+
+def _q(value: Decimal) -> Decimal:
+    return Decimal(value).quantize(_QUANTUM)
+
+
+class SimBroker:
+    """A `Broker` whose book lives in the database. See the module docstring for the rules."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        starting_cash: Decimal,
+        account_id: str = "default",
+    ) -> None:
+        self._sessions = sessions
+        self._starting_cash = _q(Decimal(starting_cash))
+        self._account_id = account_id
+        self._account_ready = False
+
+    @property
+    def name(self) -> str:
+        return "sim"
+
+    async def aclose(self) -> None:
+        """Nothing to release: the session factory belongs to the caller."""
+
+    # --- reads -------------------------------------------------------------------------------
+
+    async def get_account(self) -> Account:
+        await self._ensure_account()
+        async with self._sessions() as session:
+            account = await session.get(SimAccount, self._account_id)
+            assert account is not None  # created above, never deleted
+            positions = await self._positions(session)
+            open_orders = await self._open_orders(session)
+        cash = _q(account.cash)
+        equity = cash + sum((_q(p.qty * p.last_price) for p in positions), Decimal(0))
+        return Account(cash=cash, equity=equity, buying_power=cash - _reserved(open_orders))
+
+    async def list_positions(self) -> list[Position]:
+        async with self._sessions() as session:
+            rows = await self._positions(session)
+        return [
+            Position(
+                symbol=p.symbol,
+                qty=_q(p.qty),
+                avg_entry_price=_q(p.avg_entry_price),
+                market_value=_q(p.qty * p.last_price),
+            )
+            for p in rows
+        ]
+
+    async def list_open_orders(self) -> list[BrokerOrder]:
+        async with self._sessions() as session:
+            return [_to_broker_order(o) for o in await self._open_orders(session)]
+
+    async def get_order(self, client_order_id: str) -> BrokerOrder | None:
+        async with self._sessions() as session:
+            row = await session.get(SimOrder, client_order_id)
+            return None if row is None else _to_broker_order(row)
+
+    # --- writes ------------------------------------------------------------------------------
+
+    async def submit_order(self, order: OrderRequest) -> BrokerOrder:
+        """Fill, rest or refuse `order` in one transaction; adopt it if it already exists."""
+        await self._ensure_account()
+        try:
+            async with self._sessions() as session, session.begin():
+                account = await self._lock_book(session)
+                existing = await session.get(SimOrder, order.client_order_id)
+                if existing is not None:
+                    return _to_broker_order(existing)
+                row = await self._place(session, account, order)
+                session.add(row)
+                await session.flush()
+                return _to_broker_order(row)
+        except IntegrityError:
+            # Another writer inserted the same client_order_id between our read and our
+            # insert: everything of ours was rolled back, theirs is the order.
+            adopted = await self.get_order(order.client_order_id)
+            if adopted is None:
+                raise
+            return adopted
+
+    async def mark(self, symbol: str, price: Decimal) -> None:
+        """A new last price for `symbol`: revalues the position and fills the resting limit
+        orders it allows, oldest first (or rejects those that can no longer be paid for)."""
+        symbol = symbol.upper()
+        price = _q(Decimal(price))
+        if price <= 0:
+            raise ValueError("price must be positive")
+        await self._ensure_account()
+        async with self._sessions() as session, session.begin():
+            account = await self._lock_book(session)
+            position = await session.get(SimPosition, symbol)
+            if position is not None:
+                position.last_price = price
+            resting = (
+                (
+                    await session.execute(
+                        select(SimOrder)
+                        .where(SimOrder.symbol == symbol, SimOrder.status == NEW)
+                        .order_by(SimOrder.created_at, SimOrder.client_order_id)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            for row in resting:
+                if row.limit_price is None or not _limit_allows(row.side, price, row.limit_price):
+                    continue
+                refusal = await self._fill_refusal(session, account, row, price)
+                if refusal is None:
+                    await self._fill(session, account, row, price)
+                else:
+                    row.status, row.reject_reason = REJECTED, refusal
+                row.updated_at = utcnow()
+                await session.flush()
+
+    async def cancel_order(self, client_order_id: str) -> BrokerOrder | None:
+        """Cancel a resting order; a done order is returned as it is. None when unknown."""
+        await self._ensure_account()
+        async with self._sessions() as session, session.begin():
+            await self._lock_book(session)
+            row = await session.get(SimOrder, client_order_id)
+            if row is None:
+                return None
+            if row.status == NEW:
+                row.status = CANCELED
+                row.updated_at = utcnow()
+            return _to_broker_order(row)
+
+    # --- internals ---------------------------------------------------------------------------
+
+    async def _ensure_account(self) -> None:
+        if self._account_ready:
+            return
+        try:
+            async with self._sessions() as session, session.begin():
+                if await session.get(SimAccount, self._account_id) is None:
+                    session.add(SimAccount(id=self._account_id, cash=self._starting_cash))
+        except IntegrityError:
+            pass  # created concurrently by another broker on the same database: same result
+        self._account_ready = True
+
+    async def _lock_book(self, session: AsyncSession) -> SimAccount:
+        """Take the book's write lock (see the module docstring), then read the account."""
+        await session.execute(
+            update(SimAccount)
+            .where(SimAccount.id == self._account_id)
+            .values(updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        account = (
+            await session.execute(
+                select(SimAccount)
+                .where(SimAccount.id == self._account_id)
+                .execution_options(populate_existing=True)
+            )
+        ).scalar_one()
+        return account
+
+    async def _positions(self, session: AsyncSession) -> Sequence[SimPosition]:
+        query = select(SimPosition).where(SimPosition.qty != 0).order_by(SimPosition.symbol)
+        return (await session.execute(query)).scalars().all()
+
+    async def _open_orders(
+        self, session: AsyncSession, symbol: str | None = None
+    ) -> Sequence[SimOrder]:
+        query = select(SimOrder).where(SimOrder.status == NEW)
+        if symbol is not None:
+            query = query.where(SimOrder.symbol == symbol)
+        query = query.order_by(SimOrder.created_at, SimOrder.client_order_id)
+        return (await session.execute(query)).scalars().all()
+
+    async def _place(
+        self, session: AsyncSession, account: SimAccount, order: OrderRequest
+    ) -> SimOrder:
+        """The new order row, filled, resting or canceled; raises when it is refused."""
+        if order.qty <= 0:
+            raise BrokerError("invalid_qty: quantity must be positive", rejected=True)
+        if order.order_type not in (OrderType.MARKET, OrderType.LIMIT):
+            raise BrokerError(
+                f"unsupported_order_type: the simulated broker takes market and limit orders, "
+                f"not {order.order_type.value}",
+                rejected=True,
+            )
+        if order.order_type is OrderType.LIMIT and order.limit_price is None:
+            raise BrokerError("missing_limit_price: a limit order needs one", rejected=True)
+        now = utcnow()
+        row = SimOrder(
+            client_order_id=order.client_order_id,
+            broker_order_id=f"sim-{uuid.uuid4()}",
+            symbol=order.symbol.upper(),
+            side=order.side.value,
+            order_type=order.order_type.value,
+            time_in_force=order.time_in_force.value,
+            qty=_q(order.qty),
+            limit_price=None if order.limit_price is None else _q(order.limit_price),
+            stop_price=None if order.stop_price is None else _q(order.stop_price),
+            status=NEW,
+            filled_qty=Decimal(0),
+            created_at=now,
+            updated_at=now,
+        )
+        ref = None if order.reference_price is None else _q(order.reference_price)
+        if order.order_type is OrderType.MARKET:
+            if ref is None or ref <= 0:
+                raise BrokerError(
+                    "missing_price: a market order needs a reference price to fill at",
+                    rejected=True,
+                )
+            fill_price: Decimal | None = ref
+        else:
+            assert row.limit_price is not None
+            allows = ref is not None and ref > 0 and _limit_allows(row.side, ref, row.limit_price)
+            fill_price = ref if allows else None
+
+        if fill_price is not None:
+            refusal = await self._fill_refusal(session, account, row, fill_price)
+            if refusal is not None:
+                raise BrokerError(refusal, rejected=True)
+            await self._fill(session, account, row, fill_price)
+        elif order.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
+            row.status = CANCELED  # immediate-or-nothing: it could not fill now
+        else:
+            assert row.limit_price is not None
+            refusal = await self._fill_refusal(session, account, row, row.limit_price)
+            if refusal is not None:
+                raise BrokerError(refusal, rejected=True)
+        return row
+
+    async def _fill_refusal(
+        self, session: AsyncSession, account: SimAccount, row: SimOrder, price: Decimal
+    ) -> str | None:
+        """Why `row` cannot be paid for (buy) or delivered (sell) at `price`, or None. Other
+        resting orders keep what they reserved; `row` itself is never counted twice."""
+        others = [
+            o for o in await self._open_orders(session) if o.client_order_id != row.client_order_id
+        ]
+        if row.side == Action.BUY.value:
+            cost = _q(row.qty * price)
+            available = _q(account.cash) - _reserved(others)
+            if cost > available:
+                return f"insufficient_buying_power: needs {cost}, has {available}"
+            return None
+        position = await session.get(SimPosition, row.symbol)
+        held = Decimal(0) if position is None else _q(position.qty)
+        selling = sum(
+            (o.qty for o in others if o.symbol == row.symbol and o.side == Action.SELL.value),
+            Decimal(0),
+        )
+        if row.qty > held - selling:
+            return (
+                f"shorts_not_allowed: sell {row.qty} {row.symbol} with {held} held "
+                f"and {selling} already being sold"
+            )
+        return None
+
+    async def _fill(
+        self, session: AsyncSession, account: SimAccount, row: SimOrder, price: Decimal
+    ) -> None:
+        qty = _q(row.qty)
+        amount = _q(qty * price)
+        position = await session.get(SimPosition, row.symbol)
+        if row.side == Action.BUY.value:
+            account.cash = _q(account.cash) - amount
+            if position is None:
+                session.add(
+                    SimPosition(symbol=row.symbol, qty=qty, avg_entry_price=price, last_price=price)
+                )
+            else:
+                total = _q(position.qty) + qty
+                cost = _q(position.qty) * _q(position.avg_entry_price) + amount
+                position.avg_entry_price = _q(cost / total)
+                position.qty = total
+                position.last_price = price
+        else:
+            assert position is not None  # checked by _fill_refusal
+            account.cash = _q(account.cash) + amount
+            remaining = _q(position.qty) - qty
+            if remaining == 0:
+                await session.delete(position)
+            else:
+                position.qty = remaining
+                position.last_price = price
+        row.status = FILLED
+        row.filled_qty = qty
+        row.avg_fill_price = price
+        row.updated_at = utcnow()
+
+
+def _limit_allows(side: str, price: Decimal, limit: Decimal) -> bool:
+    return price <= limit if side == Action.BUY.value else price >= limit
+
+
+def _reserved(open_orders: Sequence[SimOrder]) -> Decimal:
+    """Cash promised to resting buys, at their limit: the most each of them can cost."""
+    return sum(
+        (
+            _q((o.qty - o.filled_qty) * o.limit_price)
+            for o in open_orders
+            if o.side == Action.BUY.value and o.limit_price is not None
+        ),
+        Decimal(0),
+    )
+
+
+def _to_broker_order(row: SimOrder) -> BrokerOrder:
+    def text(value: Decimal | None) -> str | None:
+        return None if value is None else str(_q(value))
+
+    return BrokerOrder(
+        broker_order_id=row.broker_order_id,
+        client_order_id=row.client_order_id,
+        symbol=row.symbol,
+        status=row.status,
+        filled_qty=_q(row.filled_qty),
+        avg_fill_price=None if row.avg_fill_price is None else _q(row.avg_fill_price),
+        reject_reason=row.reject_reason,
+        # The same keys as Alpaca's order JSON, so that risk reads either the same way.
+        raw={
+            "id": row.broker_order_id,
+            "client_order_id": row.client_order_id,
+            "symbol": row.symbol,
+            "side": row.side,
+            "type": row.order_type,
+            "time_in_force": row.time_in_force,
+            "qty": text(row.qty),
+            "filled_qty": text(row.filled_qty),
+            "limit_price": text(row.limit_price),
+            "stop_price": text(row.stop_price),
+            "filled_avg_price": text(row.avg_fill_price),
+            "status": row.status,
+            "created_at": row.created_at.isoformat() if row.created_at else None,
+            "updated_at": row.updated_at.isoformat() if row.updated_at else None,
+        },
+    )

@@ -1,0 +1,227 @@
+"""The strategy catalog: a YAML file (optional) synced to the `strategies` table.
+
+- No file configured: the catalog is `macd-rsi-default` (plus, in `merge` mode, strategies an
+  operator enabled in the table by other means).
+- `merge`: the file's strategies are upserted; other rows are kept as they are, and the enabled
+  ones keep trading.
+- `sync`: the file's strategies are upserted; every other row is disabled (never deleted:
+  decisions reference them by foreign key).
+
+`load()` is cheap to call every cycle: the file is re-read only when its mtime or size changed.
+A bad file at the first load raises `InputError`; a bad file later is logged once and the last
+good catalog keeps trading, since a typo mid-run must not stop the service.
+Edits made directly in the table are picked up at the next file change or restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from torghut.db.tables import Strategy
+from torghut.errors import InputError
+from torghut.trading.strategy import (
+    DEFAULT_STRATEGY,
+    StrategySpec,
+    parse_catalog,
+    spec_from_mapping,
+)
+
+log = logging.getLogger(__name__)
+
+CatalogMode = Literal["merge", "sync"]
+_Stamp = tuple[int, int]  # (mtime_ns, size)
+
+
+def _apply(row: Strategy, spec: StrategySpec, source: str) -> None:
+    row.description = spec.description
+    row.enabled = spec.enabled
+    row.base_timeframe = spec.base_timeframe
+    row.universe_symbols = list(spec.universe_symbols) if spec.universe_symbols else None
+    row.max_notional_per_trade = spec.max_notional_per_trade
+    row.max_position_pct_equity = spec.max_position_pct_equity
+    row.params = spec.rule_params()
+    row.source = source
+
+
+def _changed(row: Strategy, spec: StrategySpec, source: str) -> bool:
+    universe = list(spec.universe_symbols) if spec.universe_symbols else None
+    return (
+        row.description != spec.description
+        or row.enabled != spec.enabled
+        or row.base_timeframe != spec.base_timeframe
+        or (row.universe_symbols or None) != universe
+        or row.max_notional_per_trade != spec.max_notional_per_trade
+        or row.max_position_pct_equity != spec.max_position_pct_equity
+        or row.params != spec.rule_params()
+        or row.source != source
+    )
+
+
+async def _upsert(session: AsyncSession, spec: StrategySpec, source: str) -> None:
+    row = await session.get(Strategy, spec.name)
+    if row is None:
+        row = Strategy(id=spec.name)
+        _apply(row, spec, source)
+        session.add(row)
+    elif _changed(row, spec, source):  # untouched rows keep their updated_at
+        _apply(row, spec, source)
+
+
+def _stat(path: Path) -> _Stamp:
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read strategy catalog: {exc.strerror}") from None
+    return (st.st_mtime_ns, st.st_size)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read strategy catalog: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: cannot read strategy catalog: not UTF-8") from None
+
+
+def spec_from_row(row: Strategy) -> StrategySpec:
+    """A `strategies` row back to a spec; `InputError` when the row holds what no file could."""
+    entry: dict[str, Any] = {
+        "name": row.id,
+        "description": row.description,
+        "enabled": row.enabled,
+        "base_timeframe": row.base_timeframe,
+        "universe_symbols": row.universe_symbols,
+        "max_notional_per_trade": row.max_notional_per_trade,
+        "max_position_pct_equity": row.max_position_pct_equity,
+        "params": {k: v for k, v in (row.params or {}).items() if v is not None},
+    }
+    return spec_from_mapping(entry, f"strategies row {row.id!r}")
+
+
+class StrategyCatalog:
+    def __init__(
+        self,
+        path: Path | None,
+        mode: CatalogMode,
+        sessions: async_sessionmaker[AsyncSession],
+    ) -> None:
+        if mode not in ("merge", "sync"):
+            raise ValueError(f"mode must be 'merge' or 'sync', got {mode!r}")
+        self._path = path
+        self._mode: CatalogMode = mode
+        self._sessions = sessions
+        self._stamp: _Stamp | None = None
+        self._failed_stamp: _Stamp | None = None
+        self._active: list[StrategySpec] | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    @property
+    def mode(self) -> CatalogMode:
+        return self._mode
+
+    async def ensure_strategy_row(self, spec: StrategySpec, *, source: str = "file") -> None:
+        """Insert or update the row of `spec` (decisions need it: foreign key)."""
+        for attempt in (1, 2):
+            try:
+                async with self._sessions() as session, session.begin():
+                    await _upsert(session, spec, source)
+                return
+            except IntegrityError:
+                # Another process inserted the same id between our read and our insert:
+                # the second attempt finds the row and updates it.
+                if attempt == 2:
+                    raise
+
+    async def load(self) -> list[StrategySpec]:
+        """The enabled strategies to evaluate, reloading and syncing when the file changed."""
+        async with self._lock:
+            if self._path is None:
+                if self._active is None:
+                    self._active = await self._sync([DEFAULT_STRATEGY], source="builtin")
+                return list(self._active)
+            return list(await self._reload(self._path))
+
+    async def _reload(self, path: Path) -> list[StrategySpec]:
+        last_good = self._active
+        try:
+            stamp = await asyncio.to_thread(_stat, path)
+        except InputError as exc:
+            if last_good is None:
+                raise
+            self._bad_file((-1, -1), exc)
+            return last_good
+        if last_good is not None and stamp in (self._stamp, self._failed_stamp):
+            return last_good  # unchanged, or a bad version already reported
+        try:
+            text = await asyncio.to_thread(_read, path)
+            specs = parse_catalog(text, str(path))
+        except InputError as exc:
+            if last_good is None:
+                raise
+            self._bad_file(stamp, exc)
+            return last_good
+        try:
+            active = await self._sync(specs, source="file")
+        except Exception:
+            if last_good is None:
+                raise
+            # The database, not the file, failed: try again next time.
+            log.exception("strategy catalog sync failed, keeping the last good catalog")
+            return last_good
+        self._active, self._stamp, self._failed_stamp = active, stamp, None
+        return active
+
+    def _bad_file(self, stamp: _Stamp, exc: InputError) -> None:
+        # Logged once per version of the file, not once per cycle.
+        if stamp != self._failed_stamp:
+            log.error("strategy catalog reload failed, keeping the last good catalog: %s", exc)
+        self._failed_stamp = stamp
+
+    async def _sync(self, specs: Sequence[StrategySpec], *, source: str) -> list[StrategySpec]:
+        names = {spec.name for spec in specs}
+        async with self._sessions() as session, session.begin():
+            for spec in specs:
+                await _upsert(session, spec, source)
+            others = (
+                (await session.execute(select(Strategy).where(Strategy.id.not_in(names))))
+                .scalars()
+                .all()
+                if names
+                else (await session.execute(select(Strategy))).scalars().all()
+            )
+            kept: list[StrategySpec] = []
+            for row in others:
+                if self._mode == "sync":
+                    if row.enabled:
+                        row.enabled = False
+                        log.info("strategy %s is not in the catalog file: disabled", row.id)
+                elif row.enabled:
+                    kept.extend(self._row_spec(row))
+        active = [spec for spec in specs if spec.enabled] + kept
+        log.info(
+            "strategy catalog loaded (%s): %s",
+            self._mode,
+            ", ".join(spec.name for spec in active) or "no enabled strategy",
+        )
+        return active
+
+    @staticmethod
+    def _row_spec(row: Strategy) -> Iterable[StrategySpec]:
+        try:
+            return [spec_from_row(row)]
+        except InputError as exc:
+            log.error("strategy row skipped: %s", exc)
+            return []

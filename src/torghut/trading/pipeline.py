@@ -1,0 +1,470 @@
+"""One trading cycle, top to bottom: signals, strategy, risk, review, gate, audit, execute.
+
+Read `run_cycle` first; every step below it is a small method. Decisions of a batch run
+concurrently (bounded); one failing decision never stops the batch; the signal cursor moves
+past a batch only when every decision in it has reached a final status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol, runtime_checkable
+
+from torghut.db import repo
+from torghut.db.repo import Sessions
+from torghut.domain import (
+    Account,
+    Action,
+    BrokerOrder,
+    EffectiveAction,
+    FailMode,
+    OrderRequest,
+    Position,
+    RiskResult,
+    Signal,
+    TradeDecision,
+    TradingMode,
+    Verdict,
+    decision_hash,
+    utcnow,
+)
+from torghut.errors import BrokerError
+from torghut.metrics import Metrics
+from torghut.ports import Broker, SignalSource
+from torghut.trading.gate import apply_gate
+from torghut.trading.llm.review_engine import ReviewEngine, ReviewOutcome, build_review_request
+from torghut.trading.llm.schema import PolicyBounds
+from torghut.trading.risk import OpenOrder, RecentTrade, RiskContext, RiskLimits, evaluate_risk
+from torghut.trading.strategy import StrategyDefaults, StrategySpec, evaluate
+
+log = logging.getLogger("torghut.pipeline")
+
+
+class StrategySource(Protocol):
+    async def load(self) -> list[StrategySpec]: ...
+
+
+@runtime_checkable
+class MarksPrices(Protocol):
+    """A broker that learns prices from the signals (the simulated one)."""
+
+    async def mark(self, symbol: str, price: Decimal) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class GateSettings:
+    enabled: bool
+    shadow: bool
+    fail_mode: FailMode
+    trading_mode: TradingMode
+
+
+@dataclass
+class CycleResult:
+    signals: int = 0
+    decisions: int = 0
+    submitted: int = 0
+    duplicates: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    reviews: Counter[str] = field(default_factory=Counter)
+    committed: bool = False
+
+    def merge(self, other: CycleResult) -> None:
+        self.signals += other.signals
+        self.decisions += other.decisions
+        self.submitted += other.submitted
+        self.duplicates += other.duplicates
+        self.rejected.update(other.rejected)
+        self.reviews.update(other.reviews)
+
+
+@dataclass
+class _Book:
+    """What this batch has already committed to, so that risk checks running side by side
+    count each other's orders (buying power, position size, cooldown)."""
+
+    account: Account
+    positions: dict[str, Position]
+    open_orders: list[BrokerOrder]
+    reserved: dict[str, OpenOrder] = field(default_factory=dict)
+    last_trade_at: dict[str, datetime | RecentTrade] = field(default_factory=dict)
+
+
+@dataclass
+class _Item:
+    decision: TradeDecision
+    signal: Signal
+    hash: str
+    decision_id: Any
+    final: bool = False
+
+
+class TradingPipeline:
+    def __init__(
+        self,
+        *,
+        sessions: Sessions,
+        source: SignalSource,
+        strategies: StrategySource,
+        broker: Broker,
+        limits: RiskLimits,
+        sizing: StrategyDefaults,
+        gate: GateSettings,
+        reviewer: ReviewEngine | None,
+        bounds: PolicyBounds,
+        prompt_version: str,
+        metrics: Metrics,
+        max_concurrency: int,
+        batch_size: int,
+    ) -> None:
+        self.sessions = sessions
+        self.source = source
+        self.strategies = strategies
+        self.broker = broker
+        self.limits = limits
+        self.sizing = sizing
+        self.gate = gate
+        self.reviewer = reviewer
+        self.bounds = bounds
+        self.prompt_version = prompt_version
+        self.metrics = metrics
+        self.batch_size = batch_size
+        self._work_slots = asyncio.Semaphore(max_concurrency)
+        self._review_slots = asyncio.Semaphore(max_concurrency)
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self.totals = CycleResult()
+
+    # ----------------------------------------------------------------------------- the cycle
+    async def run_cycle(self) -> CycleResult:
+        result = CycleResult()
+        signals = await self.source.fetch(self.batch_size)
+        if not signals:
+            return result
+        result.signals = len(signals)
+        self.metrics.signals.inc(len(signals))
+        await self._mark_prices(signals)
+        strategies = await self.strategies.load()
+        book = await self._open_book(signals)
+        items = await self._decide(signals, strategies, book, result)
+        await asyncio.gather(*(self._guarded(item, book, result) for item in items))
+        if all(item.final for item in items):
+            await self.source.commit(signals)
+            result.committed = True
+        else:
+            log.warning("batch left decisions unfinished; its signals will be read again")
+        self.totals.merge(result)
+        return result
+
+    async def drain(self) -> None:
+        """Wait for shadow reviews still in flight (each bounded by its own deadline)."""
+        while self._shadow_tasks:
+            await asyncio.gather(*list(self._shadow_tasks), return_exceptions=True)
+
+    @property
+    def reviews_in_flight(self) -> int:
+        return len(self._shadow_tasks)
+
+    # ------------------------------------------------------------------------------- steps
+    async def _mark_prices(self, signals: Sequence[Signal]) -> None:
+        if isinstance(self.broker, MarksPrices):
+            latest: dict[str, Decimal] = {}
+            for s in signals:
+                if s.price is not None:
+                    latest[s.symbol] = s.price
+            for symbol, price in latest.items():
+                await self.broker.mark(symbol, price)
+
+    async def _open_book(self, signals: Sequence[Signal]) -> _Book:
+        account = await self.broker.get_account()
+        positions = {p.symbol: p for p in await self.broker.list_positions()}
+        open_orders = await self.broker.list_open_orders()
+        book = _Book(account=account, positions=positions, open_orders=open_orders)
+        symbols = sorted({s.symbol for s in signals})
+        book.last_trade_at = dict(await repo.last_trades_by_symbol(self.sessions, symbols))
+        return book
+
+    async def _decide(
+        self,
+        signals: Sequence[Signal],
+        strategies: Sequence[StrategySpec],
+        book: _Book,
+        result: CycleResult,
+    ) -> list[_Item]:
+        items: list[_Item] = []
+        for signal in signals:
+            for strategy in strategies:
+                decision = evaluate(strategy, signal, equity=book.account.equity, defaults=self.sizing)
+                if decision is None:
+                    continue
+                h = decision_hash(decision)
+                await repo.ensure_strategy(self.sessions, decision.strategy_id)
+                stored = await repo.insert_decision(self.sessions, decision, h)
+                if stored.status != "planned":
+                    # Already decided: a replay, or another loop got there first.
+                    result.duplicates += 1
+                    continue
+                result.decisions += 1
+                items.append(_Item(decision, signal, h, stored.id))
+        return items
+
+    async def _guarded(self, item: _Item, book: _Book, result: CycleResult) -> None:
+        """One decision, whatever happens: a bug here rejects this decision only."""
+        async with self._work_slots:
+            try:
+                await self._process(item, book, result)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("decision %s failed", item.hash)
+                self._release(book, item.hash)
+                reason = f"internal_error:{type(exc).__name__}"
+                try:
+                    await repo.mark_decision(self.sessions, item.decision_id, "rejected", reason)
+                    item.final = True
+                    self._count_rejection(result, reason)
+                except Exception:
+                    log.exception("could not mark decision %s rejected", item.hash)
+
+    async def _process(self, item: _Item, book: _Book, result: CycleResult) -> None:
+        risk = self._check_and_reserve(item.decision, item.hash, book)
+        if not risk.approved:
+            await self._reject(item, risk.reason or "risk", result)
+            return
+        if self.reviewer is None or not self.gate.enabled:
+            await self._submit(item, item.decision, book, result)
+            return
+        if self.gate.shadow:
+            # Shadow never delays the order: submit now, review beside it.
+            await self._submit(item, item.decision, book, result)
+            task = asyncio.create_task(self._shadow_review(item, book, result))
+            self._shadow_tasks.add(task)
+            task.add_done_callback(self._shadow_tasks.discard)
+            return
+        await self._enforced_review(item, book, result)
+
+    async def _enforced_review(self, item: _Item, book: _Book, result: CycleResult) -> None:
+        outcome = await self._review(item, book)
+        gate = apply_gate(
+            outcome.verdict,
+            shadow=False,
+            fail_mode=self.gate.fail_mode,
+            reason=outcome.reason,
+            error_code=outcome.error_code,
+        )
+        action = gate.effective_action
+        reason = gate.rejection_reason
+        to_submit: TradeDecision | None = item.decision
+        if action is EffectiveAction.SUBMITTED_ADJUSTED:
+            to_submit = outcome.adjusted_decision or item.decision
+            self._release(book, item.hash)
+            risk = self._check_and_reserve(to_submit, item.hash, book)
+            if not risk.approved:
+                action, reason, to_submit = EffectiveAction.REJECTED, risk.reason, None
+        elif action is EffectiveAction.REJECTED:
+            to_submit = None
+        # No order leaves before its audit row is written; a failed write means no order.
+        try:
+            await repo.record_review(
+                self.sessions,
+                self._review_row(item, outcome, action, shadow=False),
+                reject=(item.decision_id, reason or "llm_veto") if to_submit is None else None,
+            )
+        except Exception:
+            log.exception("audit write failed for %s: order not sent", item.hash)
+            self._release(book, item.hash)
+            await self._reject(item, "audit_write_failed", result)
+            return
+        self._count_review(outcome, result)
+        if to_submit is None:
+            self._release(book, item.hash)
+            item.final = True
+            self._count_rejection(result, reason or "llm_veto")
+            return
+        await self._submit(item, to_submit, book, result)
+
+    async def _shadow_review(self, item: _Item, book: _Book, result: CycleResult) -> None:
+        try:
+            outcome = await self._review(item, book)
+            would = apply_gate(
+                outcome.verdict,
+                shadow=False,
+                fail_mode=self.gate.fail_mode,
+                reason=outcome.reason,
+                error_code=outcome.error_code,
+            )
+            if would.effective_action is not EffectiveAction.SUBMITTED_ORIGINAL:
+                self.metrics.shadow_disagreements.labels(verdict=outcome.verdict.value).inc()
+            await repo.record_review(
+                self.sessions,
+                self._review_row(item, outcome, EffectiveAction.SUBMITTED_ORIGINAL, shadow=True),
+            )
+            # The cycle that started this review may have been merged already: count on the
+            # running totals so that replay summaries include late shadow reviews.
+            self.totals.reviews[outcome.verdict.value] += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("shadow review of %s failed to record", item.hash)
+
+    async def _review(self, item: _Item, book: _Book) -> ReviewOutcome:
+        assert self.reviewer is not None
+        request = build_review_request(
+            item.decision,
+            account=book.account,
+            positions=list(book.positions.values()),
+            market=item.signal.model_dump(mode="json"),
+            recent_decisions=await repo.recent_decisions(self.sessions, item.decision.symbol),
+            bounds=self.bounds,
+            trading_mode=self.gate.trading_mode,
+            prompt_version=self.prompt_version,
+        )
+        async with self._review_slots:
+            self.metrics.reviews_in_flight.inc()
+            try:
+                outcome = await self.reviewer.review(item.decision, request)
+            finally:
+                self.metrics.reviews_in_flight.dec()
+        self._observe(outcome)
+        return outcome
+
+    async def _submit(
+        self, item: _Item, decision: TradeDecision, book: _Book, result: CycleResult
+    ) -> None:
+        order = OrderRequest(
+            client_order_id=item.hash,
+            symbol=decision.symbol,
+            side=decision.action,
+            qty=decision.qty,
+            order_type=decision.order_type,
+            time_in_force=decision.time_in_force,
+            limit_price=decision.limit_price,
+            stop_price=decision.stop_price,
+            reference_price=decision.reference_price,
+        )
+        try:
+            placed = await self.broker.submit_order(order)
+        except BrokerError as exc:
+            self._release(book, item.hash)
+            prefix = "broker_rejected" if exc.rejected else "broker_error"
+            await self._reject(item, f"{prefix}:{exc}"[:500], result)
+            return
+        await repo.record_execution(
+            self.sessions, item.decision_id, order, placed, broker=self.broker.name
+        )
+        item.final = True
+        if placed.status in ("rejected", "broker_rejected"):
+            self._count_rejection(result, "broker_rejected")
+            return
+        book.last_trade_at[decision.symbol] = RecentTrade(decision.event_ts, item.hash)
+        result.submitted += 1
+        self.metrics.orders.labels(broker=self.broker.name).inc()
+        self.metrics.decisions.labels(status="submitted").inc()
+
+    async def _reject(self, item: _Item, reason: str, result: CycleResult) -> None:
+        await repo.mark_decision(self.sessions, item.decision_id, "rejected", reason)
+        item.final = True
+        self._count_rejection(result, reason)
+
+    # ---------------------------------------------------------------------- risk and books
+    def _check_and_reserve(self, decision: TradeDecision, key: str, book: _Book) -> RiskResult:
+        """Check and reserve with no await in between, so that decisions of one batch running
+        side by side count each other's orders (buying power, position size, cooldown)."""
+        reserved = [o for k, o in book.reserved.items() if k != key]
+        reserved_buys = sum(
+            (o.qty * (o.price or Decimal(0)) for o in reserved if o.side is Action.BUY),
+            Decimal(0),
+        )
+        account = Account(
+            cash=book.account.cash - reserved_buys,
+            equity=book.account.equity,
+            buying_power=book.account.buying_power - reserved_buys,
+        )
+        ctx = RiskContext(
+            account=account,
+            now=decision.event_ts,
+            positions=book.positions,
+            open_orders=[*book.open_orders, *reserved],
+            strategy_enabled=True,
+            last_trade_at=book.last_trade_at,
+        )
+        result = evaluate_risk(decision, self.limits, ctx)
+        if result.approved:
+            book.reserved[key] = OpenOrder(
+                symbol=decision.symbol,
+                side=decision.action,
+                qty=decision.qty,
+                price=decision.limit_price or decision.reference_price,
+                client_order_id=key,
+            )
+        return result
+
+    def _release(self, book: _Book, key: str) -> None:
+        book.reserved.pop(key, None)
+
+    # ------------------------------------------------------------------------- bookkeeping
+    def _review_row(
+        self, item: _Item, outcome: ReviewOutcome, action: EffectiveAction, *, shadow: bool
+    ) -> dict[str, Any]:
+        usage = outcome.usage
+        return {
+            "trade_decision_id": item.decision_id,
+            "provider": outcome.provider,
+            "model": outcome.model,
+            "prompt_version": outcome.prompt_version,
+            "prompt_hash": outcome.prompt_hash,
+            "input_json": outcome.request_json,
+            "response_json": outcome.response_json,
+            "llm_verdict": outcome.llm_verdict.value if outcome.llm_verdict else None,
+            "verdict": outcome.verdict.value,
+            "reason": outcome.reason,
+            "confidence": outcome.confidence,
+            "adjusted_qty": outcome.adjusted_qty,
+            "adjusted_order_type": (
+                outcome.adjusted_order_type.value if outcome.adjusted_order_type else None
+            ),
+            "rationale": outcome.rationale,
+            "risk_flags": list(outcome.risk_flags),
+            "tokens_prompt": usage.prompt_tokens if usage else None,
+            "tokens_completion": usage.completion_tokens if usage else None,
+            "latency_ms": outcome.latency_ms,
+            "ttft_ms": outcome.ttft_ms,
+            "shadow": shadow,
+            "fail_mode": self.gate.fail_mode.value,
+            "trading_mode": self.gate.trading_mode.value,
+            "effective_action": action.value,
+            "error_code": outcome.error_code,
+            "error_message": outcome.error_message,
+            "notional": item.decision.notional,
+        }
+
+    def _observe(self, outcome: ReviewOutcome) -> None:
+        m = self.metrics
+        m.reviews.labels(verdict=outcome.verdict.value).inc()
+        if outcome.error_code:
+            m.review_errors.labels(code=outcome.error_code).inc()
+        if outcome.verdict is not Verdict.ERROR or outcome.latency_ms:
+            m.review_latency.observe(outcome.latency_ms / 1000)
+        if outcome.ttft_ms is not None:
+            m.review_ttft.observe(outcome.ttft_ms / 1000)
+        if outcome.usage:
+            m.tokens.labels(kind="prompt").inc(outcome.usage.prompt_tokens or 0)
+            m.tokens.labels(kind="completion").inc(outcome.usage.completion_tokens or 0)
+
+    def _count_review(self, outcome: ReviewOutcome, result: CycleResult) -> None:
+        result.reviews[outcome.verdict.value] += 1
+
+    def _count_rejection(self, result: CycleResult, reason: str) -> None:
+        result.rejected[reason] += 1
+        self.metrics.decisions.labels(status="rejected").inc()
+        self.metrics.rejections.labels(reason=reason.split(":", 1)[0]).inc()
+
+
+def elapsed_ms(start: float) -> int:
+    return int((time.perf_counter() - start) * 1000)

@@ -1,0 +1,563 @@
+"""Signal sources: a JSON Lines file for replay, and ClickHouse for production.
+
+Both keep their position as a cursor `(event_ts, symbol, seq)` in the `signal_cursors` table,
+so a restart neither skips nor repeats a signal. `fetch(limit)` returns the next signals
+strictly after the committed cursor and does not move it; `commit(signals)` moves it to the
+last of them (never backwards). A malformed line or row is skipped, counted in `.skipped` and
+logged; it never stops the source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import hashlib
+import json
+import logging
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from torghut.db.tables import SignalCursor
+from torghut.domain import Signal, as_utc
+from torghut.errors import InputError, TorghutError, redact
+
+log = logging.getLogger(__name__)
+
+CursorKey = tuple[datetime, str, int]
+
+# Individual warnings for the first bad lines of a file; a summary covers the rest.
+_WARN_LIMIT = 20
+_SOURCE_KEY_MAX = 256  # signal_cursors.source
+
+
+class SignalSourceError(TorghutError):
+    """A signal source could not be read this time (unreachable, timeout, server error); the
+    loop logs it and tries again next cycle."""
+
+
+def signal_key(signal: Signal) -> CursorKey:
+    return (signal.event_ts, signal.symbol, signal.seq)
+
+
+# --- parsing -----------------------------------------------------------------------------
+
+_REQUIRED = ("event_ts", "symbol", "timeframe")
+_NUMBERS = ("macd", "macd_signal", "rsi14")
+
+
+def _parse_ts(value: Any) -> datetime:
+    if isinstance(value, bool):
+        raise ValueError("expected an ISO 8601 datetime or epoch seconds")
+    if isinstance(value, int | float):
+        # Epoch seconds; values this large can only be milliseconds (year > 5138 otherwise).
+        seconds = value / 1000 if abs(value) > 1e11 else value
+        return datetime.fromtimestamp(seconds, UTC)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        return as_utc(datetime.fromisoformat(text))
+    raise ValueError("expected an ISO 8601 datetime or epoch seconds")
+
+
+def _parse_float(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError("expected a number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError("expected a finite number")
+    return number
+
+
+def _parse_price(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError("expected a number")
+    try:
+        price = Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError("expected a number") from None
+    if not price.is_finite() or price <= 0:
+        raise ValueError("expected a positive number")
+    return price
+
+
+def _parse_seq(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected a non-negative integer")
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)  # ClickHouse quotes 64-bit integers in JSON
+    if not isinstance(value, int) or value < 0:
+        raise ValueError("expected a non-negative integer")
+    return value
+
+
+def _build_signal(fields: Mapping[str, Any], payload: dict[str, Any], where: str) -> Signal:
+    try:
+        return Signal.model_validate({**fields, "payload": payload})
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        name = ".".join(str(p) for p in first["loc"]) or "signal"
+        raise InputError(f"{where}: field {name!r}: {first['msg']}") from None
+
+
+def parse_signal_line(line: str, lineno: int) -> Signal:
+    """One JSON Lines signal (CONTRACT §3): `event_ts, symbol, timeframe` are required;
+    `macd, macd_signal, rsi14, price` may be null or absent (the strategy and the risk engine
+    say what that means); `seq` defaults to the line number; other keys go to `payload`.
+    Raises `InputError` naming the line and the field."""
+    where = f"line {lineno}"
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{where}: not valid JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: expected a JSON object")
+    for name in _REQUIRED:
+        if data.get(name) is None:
+            raise InputError(f"{where}: field {name!r} is required")
+    fields: dict[str, Any] = {}
+    name = "event_ts"
+    try:
+        fields["event_ts"] = _parse_ts(data["event_ts"])
+        for name in ("symbol", "timeframe"):
+            if not isinstance(data[name], str):
+                raise ValueError("expected a string")
+            fields[name] = data[name]
+        for name in _NUMBERS:
+            fields[name] = _parse_float(data.get(name))
+        name = "price"
+        fields["price"] = _parse_price(data.get("price"))
+        name = "seq"
+        fields["seq"] = _parse_seq(data["seq"]) if data.get("seq") is not None else lineno
+    except (ValueError, OverflowError, OSError) as exc:
+        raise InputError(f"{where}: field {name!r}: {exc}") from None
+    known = {*_REQUIRED, *_NUMBERS, "price", "seq"}
+    payload = {k: v for k, v in data.items() if k not in known}
+    return _build_signal(fields, payload, where)
+
+
+_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
+
+
+def iso_duration_to_timeframe(value: str) -> str:
+    """`PT1S` → `1Sec`, `PT1M` → `1Min`, `PT5M` → `5Min`, `PT1H` → `1Hour`, `P1D` → `1Day`.
+    Mixed durations use the largest unit that divides them (`PT1H30M` → `90Min`)."""
+    match = _DURATION.match(value.strip().upper())
+    if not match or not any(match.groups()) or value.strip().upper().endswith("T"):
+        raise InputError(f"window_size {value!r} is not an ISO 8601 duration like PT1M")
+    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    if total <= 0:
+        raise InputError(f"window_size {value!r} is not a positive duration")
+    for size, unit in ((86400, "Day"), (3600, "Hour"), (60, "Min")):
+        if total % size == 0:
+            return f"{total // size}{unit}"
+    return f"{total}Sec"
+
+
+# --- cursor ------------------------------------------------------------------------------
+
+
+class _CursorStore:
+    """One row of `signal_cursors`."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], key: str) -> None:
+        self._sessions = sessions
+        self.key = key
+
+    async def get(self) -> CursorKey | None:
+        async with self._sessions() as session:
+            row = await session.get(SignalCursor, self.key)
+            return None if row is None else (as_utc(row.event_ts), row.symbol, row.seq)
+
+    async def advance(self, to: CursorKey) -> None:
+        """Move the cursor to `to`, never backwards (a late commit of an old batch must not
+        make the source repeat what came after it)."""
+        for attempt in (1, 2):
+            try:
+                async with self._sessions() as session, session.begin():
+                    row = await session.get(SignalCursor, self.key, with_for_update=True)
+                    if row is None:
+                        session.add(
+                            SignalCursor(
+                                source=self.key, event_ts=to[0], symbol=to[1], seq=to[2]
+                            )
+                        )
+                    elif (as_utc(row.event_ts), row.symbol, row.seq) < to:
+                        row.event_ts, row.symbol, row.seq = to
+                return
+            except IntegrityError:
+                if attempt == 2:  # a concurrent first insert: the retry updates that row
+                    raise
+
+
+def _bounded_key(key: str) -> str:
+    if len(key) <= _SOURCE_KEY_MAX:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return f"{key[:_SOURCE_KEY_MAX - 66]}..{digest}"
+
+
+# --- replay ------------------------------------------------------------------------------
+
+
+class ReplaySignalSource:
+    """Signals from a JSON Lines file, in `(event_ts, symbol, seq)` order.
+
+    The file is read once, in a worker thread, and cached; its order in the file does not
+    matter. Two lines with the same `(event_ts, symbol, seq)` would make the cursor ambiguous:
+    the later one is skipped as a duplicate."""
+
+    def __init__(
+        self,
+        path: Path,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        source_key: str | None = None,
+    ) -> None:
+        self.path = path.expanduser().absolute()
+        self._cursor = _CursorStore(sessions, _bounded_key(source_key or f"replay:{self.path}"))
+        self._signals: list[Signal] | None = None
+        self._keys: list[CursorKey] = []
+        self._lock = asyncio.Lock()
+        self.skipped = 0
+
+    @property
+    def source_key(self) -> str:
+        return self._cursor.key
+
+    async def load(self) -> list[Signal]:
+        """Every valid signal of the file, sorted (read on first use)."""
+        async with self._lock:
+            if self._signals is None:
+                signals, skipped = await asyncio.to_thread(self._read)
+                self._signals, self.skipped = signals, skipped
+                self._keys = [signal_key(s) for s in signals]
+            return self._signals
+
+    def _read(self) -> tuple[list[Signal], int]:
+        try:
+            handle = self.path.open("rb")
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot read signal file: {exc.strerror}") from None
+        by_key: dict[CursorKey, Signal] = {}
+        skipped = 0
+
+        def skip(lineno: int, reason: str) -> None:
+            nonlocal skipped
+            skipped += 1
+            if skipped <= _WARN_LIMIT:
+                log.warning("%s: skipped %s", self.path, reason)
+
+        with handle:
+            try:
+                for lineno, raw in enumerate(handle, start=1):
+                    try:
+                        line = raw.decode("utf-8")
+                    except UnicodeDecodeError:
+                        skip(lineno, f"line {lineno}: not UTF-8")
+                        continue
+                    if not line.strip():
+                        continue  # blank lines are layout, not bad signals
+                    try:
+                        signal = parse_signal_line(line, lineno)
+                    except InputError as exc:
+                        skip(lineno, str(exc))
+                        continue
+                    key = signal_key(signal)
+                    if key in by_key:
+                        skip(lineno, f"line {lineno}: duplicate (event_ts, symbol, seq) {key}")
+                        continue
+                    by_key[key] = signal
+            except OSError as exc:
+                raise InputError(f"{self.path}: cannot read signal file: {exc.strerror}") from None
+        if skipped > _WARN_LIMIT:
+            log.warning("%s: %d bad lines skipped in all", self.path, skipped)
+        return [by_key[k] for k in sorted(by_key)], skipped
+
+    async def fetch(self, limit: int) -> list[Signal]:
+        signals = await self.load()
+        if limit <= 0:
+            return []
+        cursor = await self._cursor.get()
+        start = 0 if cursor is None else bisect.bisect_right(self._keys, cursor)
+        return signals[start : start + limit]
+
+    async def commit(self, signals: Sequence[Signal]) -> None:
+        if signals:
+            await self._cursor.advance(max(signal_key(s) for s in signals))
+
+    async def remaining(self) -> int:
+        """Signals after the committed cursor (replay uses it to know when it is done)."""
+        await self.load()
+        cursor = await self._cursor.get()
+        start = 0 if cursor is None else bisect.bisect_right(self._keys, cursor)
+        return len(self._keys) - start
+
+    async def aclose(self) -> None:
+        self._signals, self._keys = None, []
+
+
+# --- ClickHouse --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClickHouseConfig:
+    """Where the TA signals live. `initial_lookback` bounds how far back a source with no
+    cursor yet starts: a fresh service must not trade on last month's signals."""
+
+    url: str
+    username: str = "default"
+    password: str | None = field(default=None, repr=False)
+    database: str = "torghut"
+    timeout_seconds: float = 10.0
+    source_key: str = "clickhouse:torghut.ta_signals"
+    initial_lookback: timedelta = timedelta(minutes=5)
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _format_ts(value: datetime) -> str:
+    return as_utc(value).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def build_signals_query(
+    *, cursor: CursorKey, limit: int, database: str = "torghut"
+) -> tuple[str, dict[str, str]]:
+    """The SQL of one fetch, and its ClickHouse query parameters (names without `param_`).
+
+    Price: an exact LEFT JOIN on `(symbol, event_ts)` with `ta_microbars.c`, with
+    `join_use_nulls` so that a missing bar is NULL (the risk engine rejects it as
+    `missing_price`) rather than 0. An ASOF join would silently price a signal with an older
+    bar. The bar side is grouped by `(symbol, event_ts)` so duplicate bars (a ReplacingMergeTree
+    before its merge) cannot duplicate signals, and cut to the cursor's time so the grouping
+    reads only new bars.
+
+    Every value is a query parameter; only `database` is spliced, after a strict identifier
+    check. Datetimes are written out in ISO form in UTC (`date_time_output_format`)."""
+    if not _IDENTIFIER.match(database):
+        raise ValueError(f"database must be a plain identifier, got {database!r}")
+    if limit <= 0:
+        raise ValueError("limit must be positive")
+    ts, symbol, seq = cursor
+    sql = f"""\
+SELECT
+    s.event_ts AS event_ts,
+    s.seq AS seq,
+    s.symbol AS symbol,
+    s.window_size AS window_size,
+    s.macd AS macd,
+    s.macd_signal AS macd_signal,
+    s.rsi14 AS rsi14,
+    b.c AS price
+FROM {database}.ta_signals AS s
+LEFT JOIN
+(
+    SELECT symbol, event_ts, any(c) AS c
+    FROM {database}.ta_microbars
+    WHERE event_ts >= {{cursor_ts:DateTime64(6, 'UTC')}}
+    GROUP BY symbol, event_ts
+) AS b ON b.symbol = s.symbol AND b.event_ts = s.event_ts
+WHERE s.event_ts >= {{cursor_ts:DateTime64(6, 'UTC')}}
+  AND (s.event_ts, s.symbol, s.seq)
+      > ({{cursor_ts:DateTime64(6, 'UTC')}}, {{cursor_symbol:String}}, {{cursor_seq:UInt64}})
+ORDER BY s.event_ts, s.symbol, s.seq
+LIMIT {{limit:UInt32}}
+SETTINGS join_use_nulls = 1, date_time_output_format = 'iso'
+FORMAT JSONEachRow
+"""
+    params = {
+        "cursor_ts": _format_ts(ts),
+        "cursor_symbol": symbol,
+        "cursor_seq": str(seq),
+        "limit": str(limit),
+    }
+    return sql, params
+
+
+def parse_clickhouse_row(line: str) -> tuple[CursorKey | None, Signal | None, str | None]:
+    """One JSONEachRow line: (its cursor key when readable, the signal or None, why not)."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return None, None, f"not valid JSON ({exc.msg})"
+    if not isinstance(row, dict):
+        return None, None, "not a JSON object"
+    key: CursorKey | None = None
+    name = "event_ts"
+    try:
+        ts = _parse_ts(row.get("event_ts"))
+        name = "symbol"
+        symbol = row.get("symbol")
+        if not isinstance(symbol, str) or not symbol:
+            raise ValueError("expected a string")
+        name = "seq"
+        seq = _parse_seq(row.get("seq"))
+        key = (ts, symbol, seq)
+        name = "window_size"
+        window = row.get("window_size")
+        if not isinstance(window, str):
+            raise ValueError("expected an ISO 8601 duration")
+        timeframe = iso_duration_to_timeframe(window)
+        fields: dict[str, Any] = {
+            "event_ts": ts,
+            "symbol": symbol,
+            "seq": seq,
+            "timeframe": timeframe,
+        }
+        for name in _NUMBERS:
+            fields[name] = _parse_float(row.get(name))
+        name = "price"
+        fields["price"] = _parse_price(row.get("price"))
+        payload: dict[str, Any] = {"window_size": window}
+        if symbol != symbol.strip().upper():
+            payload["source_symbol"] = symbol  # the cursor needs the stored spelling
+        signal = _build_signal(fields, payload, "row")
+    except (ValueError, OverflowError, OSError, InputError) as exc:
+        return key, None, f"field {name!r}: {exc}"
+    # The cursor compares what ClickHouse compared: the raw symbol, not the upper-cased one.
+    return (ts, symbol, seq), signal, None
+
+
+class ClickHouseSignalSource:
+    """TA signals from ClickHouse's HTTP interface.
+
+    Rows that cannot be read are skipped and counted. A run of bad rows at the end of a page is
+    remembered, so the next fetch after a commit starts past it instead of stalling on it."""
+
+    def __init__(
+        self,
+        config: ClickHouseConfig,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._config = config
+        self._cursor = _CursorStore(sessions, _bounded_key(config.source_key))
+        self._owns_client = http_client is None
+        self._client = http_client or httpx.AsyncClient()
+        self._bad_tail: tuple[CursorKey, CursorKey] | None = None
+        self._warned = 0
+        self.skipped = 0
+
+    async def _start(self) -> CursorKey:
+        cursor = await self._cursor.get()
+        if cursor is None:
+            since = datetime.now(UTC) - self._config.initial_lookback
+            cursor = (since, "", 0)
+        if self._bad_tail is not None and self._bad_tail[0] <= cursor < self._bad_tail[1]:
+            cursor = self._bad_tail[1]
+        return cursor
+
+    async def fetch(self, limit: int) -> list[Signal]:
+        if limit <= 0:
+            return []
+        start = await self._start()
+        bad_from: CursorKey | None = None
+        # An all-bad page is followed by the next one, a bounded number of times per fetch.
+        for _ in range(10):
+            lines = await self._query(start, limit)
+            if not lines:
+                return []
+            good: list[Signal] = []
+            last_good, last_key = start, start
+            for line in lines:
+                key, signal, reason = parse_clickhouse_row(line)
+                if key is not None:
+                    last_key = max(last_key, key)
+                if signal is None:
+                    self._skip(reason or "unreadable row", line)
+                    continue
+                good.append(signal)
+                assert key is not None
+                last_good = max(last_good, key)
+            if last_key > last_good:
+                self._bad_tail = (bad_from if bad_from and not good else last_good, last_key)
+            if good:
+                return good
+            if last_key == start:  # bad rows without a readable key: cannot move past them
+                log.error("clickhouse: a page of unreadable rows after %s; retrying", start)
+                return []
+            bad_from = bad_from or start
+            start = last_key
+        return []
+
+    def _skip(self, reason: str, line: str) -> None:
+        self.skipped += 1
+        self._warned += 1
+        if self._warned <= _WARN_LIMIT:
+            log.warning("clickhouse: skipped a signal row: %s: %.200s", reason, line)
+        elif self._warned % 1000 == 0:
+            log.warning("clickhouse: %d signal rows skipped so far", self.skipped)
+
+    async def _query(self, cursor: CursorKey, limit: int) -> list[str]:
+        sql, params = build_signals_query(
+            cursor=cursor, limit=limit, database=self._config.database
+        )
+        timeout = self._config.timeout_seconds
+        url_params = {f"param_{name}": value for name, value in params.items()}
+        # The server stops the query too, so an abandoned one does not keep running.
+        url_params["max_execution_time"] = str(max(1, math.ceil(timeout)))
+        headers = {"X-ClickHouse-User": self._config.username}
+        if self._config.password:
+            headers["X-ClickHouse-Key"] = self._config.password
+        try:
+            # httpx's timeouts are per operation; the outer one bounds the whole exchange.
+            async with asyncio.timeout(timeout):
+                response = await self._client.post(
+                    f"{self._config.url.rstrip('/')}/",
+                    params=url_params,
+                    content=sql.encode(),
+                    headers=headers,
+                    timeout=httpx.Timeout(timeout),
+                )
+        except (TimeoutError, httpx.TimeoutException):
+            raise SignalSourceError(f"clickhouse query timed out after {timeout:g}s") from None
+        except httpx.HTTPError as exc:
+            raise SignalSourceError(
+                f"clickhouse unreachable: {type(exc).__name__}: {self._safe(str(exc))}"
+            ) from None
+        if response.status_code != 200:
+            code = response.headers.get("X-ClickHouse-Exception-Code")
+            detail = self._safe(response.text.strip())
+            raise SignalSourceError(
+                f"clickhouse answered {response.status_code}"
+                + (f" (code {code})" if code else "")
+                + (f": {detail}" if detail else "")
+            )
+        return [line for line in response.text.splitlines() if line.strip()]
+
+    def _safe(self, text: str) -> str:
+        return redact(text, [self._config.password or ""])
+
+    async def commit(self, signals: Sequence[Signal]) -> None:
+        if signals:
+            await self._cursor.advance(max(self._raw_key(s) for s in signals))
+
+    @staticmethod
+    def _raw_key(signal: Signal) -> CursorKey:
+        # Signal upper-cases symbols, but ClickHouse compares the stored spelling: a cursor
+        # on "AAPL" would sort before a stored "aapl" and repeat it forever.
+        stored = signal.payload.get("source_symbol")
+        symbol = stored if isinstance(stored, str) else signal.symbol
+        return (signal.event_ts, symbol, signal.seq)
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()

@@ -1,0 +1,422 @@
+"""`AlpacaBroker` against a local server on 127.0.0.1 that speaks the part of Alpaca's trading
+API the broker uses (a Starlette app run by uvicorn in a background thread)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from torghut.domain import Action, OrderRequest, OrderType, TimeInForce
+from torghut.errors import BrokerError
+from torghut.ports import Broker
+from torghut.trading.alpaca import AlpacaBroker, AlpacaConfig
+
+KEY_ID = "PKTESTKEYID1234567890"
+SECRET = "s3cr3t-Alpaca-Secret-Key-0987654321"
+
+
+@dataclass
+class FakeAlpaca:
+    """The server's state; tests arrange it and read what the server saw."""
+
+    orders: dict[str, dict[str, Any]] = field(default_factory=dict)  # by client_order_id
+    headers: list[dict[str, str]] = field(default_factory=list)
+    posts: int = 0
+    sleep: float = 0.0
+    reject: tuple[int, dict[str, Any] | str] | None = None
+    positions: list[dict[str, Any]] = field(default_factory=list)
+    status_for_new: str = "accepted"
+
+    def reset(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+
+def _order_json(body: dict[str, Any], status: str) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "client_order_id": body["client_order_id"],
+        "symbol": body["symbol"],
+        "side": body["side"],
+        "type": body["type"],
+        "order_type": body["type"],
+        "time_in_force": body["time_in_force"],
+        "qty": body["qty"],
+        "filled_qty": "0",
+        "filled_avg_price": None,
+        "limit_price": body.get("limit_price"),
+        "stop_price": body.get("stop_price"),
+        "status": status,
+        "asset_class": "us_equity",
+        "created_at": "2026-03-02T15:30:00Z",
+    }
+
+
+def build_app(state: FakeAlpaca) -> Starlette:
+    def auth(request: Request) -> Response | None:
+        state.headers.append(dict(request.headers))
+        key = request.headers.get("apca-api-key-id")
+        secret = request.headers.get("apca-api-secret-key")
+        if key != KEY_ID or secret != SECRET:
+            return JSONResponse({"code": 40110000, "message": "request is not authorized"}, 401)
+        return None
+
+    async def gate(request: Request) -> Response | None:
+        if state.sleep:
+            await asyncio.sleep(state.sleep)
+        return auth(request)
+
+    async def orders(request: Request) -> Response:
+        # Read the body first: a client that gave up during the sleep then is no error here.
+        body = await request.json() if request.method == "POST" else {}
+        if (denied := await gate(request)) is not None:
+            return denied
+        if request.method == "GET":
+            wanted = request.query_params.get("status", "open")
+            assert request.query_params.get("limit") == "500"
+            done = {"filled", "canceled", "expired", "rejected", "done_for_day"}
+            listed = [
+                o for o in state.orders.values() if wanted != "open" or o["status"] not in done
+            ]
+            return JSONResponse(listed)
+        state.posts += 1
+        if state.reject is not None:
+            status, payload = state.reject
+            if isinstance(payload, str):
+                return Response(payload, status, media_type="text/plain")
+            return JSONResponse(payload, status)
+        if body["client_order_id"] in state.orders:
+            return JSONResponse(
+                {"code": 40010001, "message": "client_order_id must be unique"}, 422
+            )
+        order = _order_json(body, state.status_for_new)
+        state.orders[body["client_order_id"]] = order
+        return JSONResponse(order)
+
+    async def by_client_id(request: Request) -> Response:
+        if (denied := await gate(request)) is not None:
+            return denied
+        coid = request.query_params.get("client_order_id", "")
+        if coid not in state.orders:
+            return JSONResponse({"code": 40410000, "message": "order not found"}, 404)
+        return JSONResponse(state.orders[coid])
+
+    async def by_id(request: Request) -> Response:
+        if (denied := await gate(request)) is not None:
+            return denied
+        for order in state.orders.values():
+            if order["id"] == request.path_params["order_id"]:
+                return JSONResponse(order)
+        return JSONResponse({"code": 40410000, "message": "order not found"}, 404)
+
+    async def account(request: Request) -> Response:
+        if (denied := await gate(request)) is not None:
+            return denied
+        return JSONResponse(
+            {
+                "id": str(uuid.uuid4()),
+                "status": "ACTIVE",
+                "cash": "25000.5",
+                "equity": "30000.75",
+                "buying_power": "50001",
+                "currency": "USD",
+            }
+        )
+
+    async def positions(request: Request) -> Response:
+        if (denied := await gate(request)) is not None:
+            return denied
+        return JSONResponse(state.positions)
+
+    return Starlette(
+        routes=[
+            Route("/v2/orders", orders, methods=["GET", "POST"]),
+            Route("/v2/orders:by_client_order_id", by_client_id),
+            Route("/v2/orders/{order_id}", by_id),
+            Route("/v2/account", account),
+            Route("/v2/positions", positions),
+        ]
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Served:
+    url: str
+    state: FakeAlpaca
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Served]:
+    state = FakeAlpaca()
+    port = free_port()
+    config = uvicorn.Config(
+        build_app(state),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        ws="none",
+    )
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not srv.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the fake Alpaca server did not start")
+        time.sleep(0.01)
+    yield Served(f"http://127.0.0.1:{port}", state)
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def fake(server: Served) -> FakeAlpaca:
+    server.state.reset()
+    return server.state
+
+
+def make_broker(url: str, *, timeout: float = 5.0, secret: str = SECRET) -> AlpacaBroker:
+    return AlpacaBroker(
+        AlpacaConfig(
+            key_id=KEY_ID, secret_key=secret, paper=True, base_url=url, timeout_seconds=timeout
+        )
+    )
+
+
+def order(coid: str = "th-abc", **changes: Any) -> OrderRequest:
+    values: dict[str, Any] = {
+        "client_order_id": coid,
+        "symbol": "AAPL",
+        "side": Action.BUY,
+        "qty": Decimal("10"),
+        "order_type": OrderType.MARKET,
+        "time_in_force": TimeInForce.DAY,
+        "reference_price": Decimal("100"),
+    }
+    values.update(changes)
+    return OrderRequest(**values)
+
+
+async def test_is_a_broker(server: Served, fake: FakeAlpaca) -> None:
+    broker: Broker = make_broker(server.url)
+    assert broker.name == "alpaca"
+    await broker.aclose()
+
+
+async def test_submit_sends_the_order_with_keys_as_headers(
+    server: Served, fake: FakeAlpaca
+) -> None:
+    broker = make_broker(server.url)
+    placed = await broker.submit_order(
+        order(order_type=OrderType.LIMIT, limit_price=Decimal("101.50"), qty=Decimal("2.5"))
+    )
+    assert placed.client_order_id == "th-abc"
+    assert placed.status == "accepted"
+    assert placed.filled_qty == Decimal(0)
+    assert placed.avg_fill_price is None
+    stored = fake.orders["th-abc"]
+    assert (stored["qty"], stored["limit_price"], stored["type"]) == ("2.5", "101.5", "limit")
+    assert placed.broker_order_id == stored["id"]
+    headers = fake.headers[-1]
+    assert headers["apca-api-key-id"] == KEY_ID
+    assert headers["apca-api-secret-key"] == SECRET
+    await broker.aclose()
+
+
+async def test_duplicate_client_order_id_is_adopted_not_resubmitted(
+    server: Served, fake: FakeAlpaca
+) -> None:
+    broker = make_broker(server.url)
+    first = await broker.submit_order(order())
+    fake.orders["th-abc"]["status"] = "filled"
+    fake.orders["th-abc"]["filled_qty"] = "10"
+    fake.orders["th-abc"]["filled_avg_price"] = "99.95"
+    again = await broker.submit_order(order())
+    assert again.broker_order_id == first.broker_order_id
+    assert again.status == "filled"
+    assert again.filled_qty == Decimal(10)
+    assert again.avg_fill_price == Decimal("99.95")
+    assert len(fake.orders) == 1
+    assert fake.posts == 2  # the second was refused by Alpaca, then adopted
+    await broker.aclose()
+
+
+async def test_rejection_raises_with_the_reason(server: Served, fake: FakeAlpaca) -> None:
+    broker = make_broker(server.url)
+    fake.reject = (403, {"code": 40310000, "message": "insufficient buying power"})
+    with pytest.raises(BrokerError) as caught:
+        await broker.submit_order(order())
+    assert caught.value.rejected
+    assert "insufficient buying power" in str(caught.value)
+    assert "403" in str(caught.value)
+    await broker.aclose()
+
+
+async def test_unprocessable_client_order_id_that_is_no_duplicate_stays_a_rejection(
+    server: Served, fake: FakeAlpaca
+) -> None:
+    broker = make_broker(server.url)
+    fake.reject = (422, {"code": 40010001, "message": "client_order_id is too long"})
+    with pytest.raises(BrokerError, match="too long") as caught:
+        await broker.submit_order(order())
+    assert caught.value.rejected
+    await broker.aclose()
+
+
+@pytest.mark.parametrize("status", [500, 503, 429, 408])
+async def test_server_errors_are_not_rejections(
+    server: Served, fake: FakeAlpaca, status: int
+) -> None:
+    broker = make_broker(server.url)
+    fake.reject = (status, "upstream trouble")
+    with pytest.raises(BrokerError) as caught:
+        await broker.submit_order(order())
+    assert not caught.value.rejected
+    assert str(status) in str(caught.value)
+    assert fake.posts == 1  # alpaca-py's own blocking retry is off
+    await broker.aclose()
+
+
+async def test_slow_server_times_out_quickly(server: Served, fake: FakeAlpaca) -> None:
+    broker = make_broker(server.url, timeout=0.3)
+    fake.sleep = 3.0
+    started = time.monotonic()
+    with pytest.raises(BrokerError) as caught:
+        await broker.submit_order(order())
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.5
+    assert not caught.value.rejected
+    assert "timed out" in str(caught.value)
+    with pytest.raises(BrokerError):
+        await broker.get_account()
+    await broker.aclose()
+
+
+async def test_the_event_loop_is_free_while_alpaca_answers(
+    server: Served, fake: FakeAlpaca
+) -> None:
+    broker = make_broker(server.url, timeout=2)
+    fake.sleep = 0.3
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    await broker.get_account()
+    task.cancel()
+    assert ticks >= 10
+    await broker.aclose()
+
+
+async def test_connection_refused_is_an_unknown_outcome() -> None:
+    broker = make_broker(f"http://127.0.0.1:{free_port()}", timeout=1)
+    with pytest.raises(BrokerError) as caught:
+        await broker.submit_order(order())
+    assert not caught.value.rejected
+    assert "unreachable" in str(caught.value)
+    await broker.aclose()
+
+
+async def test_keys_never_appear_in_errors(server: Served, fake: FakeAlpaca) -> None:
+    broker = make_broker(server.url)
+    # A server (or a proxy) echoing the credentials back in its error text.
+    fake.reject = (400, {"code": 1, "message": f"bad request from {KEY_ID}/{SECRET}"})
+    with pytest.raises(BrokerError) as caught:
+        await broker.submit_order(order())
+    text = str(caught.value)
+    assert SECRET not in text and KEY_ID not in text
+    assert "***" in text
+    # Wrong keys: the 401 says so without quoting them.
+    wrong = make_broker(server.url, secret="another-wrong-secret-value")
+    with pytest.raises(BrokerError) as caught:
+        await wrong.get_account()
+    assert "401" in str(caught.value)
+    assert "another-wrong-secret-value" not in str(caught.value)
+    assert SECRET not in repr(broker._config) and KEY_ID not in repr(broker._config)
+    await broker.aclose()
+    await wrong.aclose()
+
+
+async def test_get_order_by_client_id(server: Served, fake: FakeAlpaca) -> None:
+    broker = make_broker(server.url)
+    assert await broker.get_order("th-none") is None
+    await broker.submit_order(order("th-1"))
+    fake.orders["th-1"]["status"] = "DONE_FOR_DAY"  # any case: mapped lowercased
+    found = await broker.get_order("th-1")
+    assert found is not None
+    assert found.status == "done_for_day"
+    assert found.is_final
+    await broker.aclose()
+
+
+async def test_account_positions_and_open_orders(server: Served, fake: FakeAlpaca) -> None:
+    broker = make_broker(server.url)
+    account = await broker.get_account()
+    assert (account.cash, account.equity, account.buying_power) == (
+        Decimal("25000.5"),
+        Decimal("30000.75"),
+        Decimal("50001"),
+    )
+    fake.positions = [
+        {
+            "symbol": "AAPL",
+            "qty": "10",
+            "avg_entry_price": "100.5",
+            "market_value": "1010",
+            "side": "long",
+        },
+        {"symbol": "MSFT", "qty": "-2", "avg_entry_price": "400", "market_value": "-810"},
+    ]
+    positions = await broker.list_positions()
+    assert [(p.symbol, p.qty, p.market_value) for p in positions] == [
+        ("AAPL", Decimal(10), Decimal(1010)),
+        ("MSFT", Decimal(-2), Decimal(-810)),
+    ]
+    await broker.submit_order(order("th-open"))
+    await broker.submit_order(order("th-done"))
+    fake.orders["th-done"]["status"] = "filled"
+    open_orders = await broker.list_open_orders()
+    assert [o.client_order_id for o in open_orders] == ["th-open"]
+    assert open_orders[0].raw["side"] == "buy"
+    await broker.aclose()
+
+
+async def test_garbled_answer_is_an_unknown_outcome(server: Served, fake: FakeAlpaca) -> None:
+    broker = make_broker(server.url)
+    fake.positions = [{"no": "symbol"}]
+    with pytest.raises(BrokerError) as caught:
+        await broker.list_positions()
+    assert not caught.value.rejected
+    await broker.aclose()
+
+
+def test_paper_and_live_urls() -> None:
+    paper = AlpacaBroker(AlpacaConfig(key_id=KEY_ID, secret_key=SECRET, paper=True))
+    live = AlpacaBroker(AlpacaConfig(key_id=KEY_ID, secret_key=SECRET, paper=False))
+    assert paper._client._base_url == "https://paper-api.alpaca.markets"
+    assert live._client._base_url == "https://api.alpaca.markets"

@@ -1,0 +1,138 @@
+"""Every variable of CONTRACT §2: its default, and one bad value naming it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from torghut.config import LLMProvider, Settings, load_settings
+from torghut.domain import FailMode, TradingMode
+from torghut.errors import ConfigError
+
+JANGAR = {"JANGAR_BASE_URL": "http://jangar.local"}
+
+# variable -> (default as the settings hold it, a bad value)
+CONTRACT_VARIABLES: dict[str, tuple[object, str]] = {
+    "JANGAR_BASE_URL": (None, "ftp://jangar"),
+    "JANGAR_API_KEY": (None, "key with\nnewline"),
+    "LLM_PROVIDER": (LLMProvider.OPENAI, "anthropic"),
+    "LLM_ENABLED": (False, "maybe"),
+    "LLM_MODEL": ("gpt-5.3-codex", "two words"),
+    "LLM_PROMPT_VERSION": ("v1", "../etc"),
+    "LLM_FAIL_MODE": (FailMode.PASS_THROUGH, "ignore"),
+    "LLM_SHADOW_MODE": (True, "sometimes"),
+    "LLM_TEMPERATURE": (0.2, "hot"),
+    "LLM_MAX_TOKENS": (300, "-5"),
+    "LLM_MIN_CONFIDENCE": (0.5, "1.5"),
+    "LLM_ADJUSTMENT_ALLOWED": (False, "perhaps"),
+    "LLM_MIN_QTY_MULTIPLIER": (0.5, "-1"),
+    "LLM_MAX_QTY_MULTIPLIER": (1.25, "zero"),
+    "LLM_CIRCUIT_MAX_ERRORS": (3, "0"),
+    "LLM_CIRCUIT_WINDOW_SECONDS": (300, "-1"),
+    "LLM_CIRCUIT_COOLDOWN_SECONDS": (600, "soon"),
+    "TRADING_MODE": (TradingMode.PAPER, "backtest"),
+    "TRADING_ENABLED": (False, "nope"),
+    "DB_DSN": ("sqlite:///torghut.db", "mysql://db/x"),
+    "OPENAI_API_KEY": (None, "sk-abc def"),
+    "OPENAI_BASE_URL": (None, "not a url"),
+    "LLM_TIMEOUT_SECONDS": (20, "-1"),
+    "LLM_CONNECT_TIMEOUT_SECONDS": (3, "abc"),
+    "LLM_FIRST_TOKEN_TIMEOUT_SECONDS": (15, "0"),
+    "LLM_IDLE_TIMEOUT_SECONDS": (10, "-3"),
+    "LLM_MAX_RESPONSE_BYTES": (1_048_576, "lots"),
+    "LLM_MAX_RETRIES": (1, "-1"),
+    "LLM_MAX_CONCURRENCY": (8, "0"),
+    "TRADING_SIM_CASH": (100_000, "-10"),
+    "TRADING_MAX_NOTIONAL_PER_TRADE": (1000, "0"),
+    "TRADING_KILL_SWITCH": (False, "later"),
+    "TORGHUT_PORT": (8181, "70000"),
+}
+
+
+@pytest.mark.parametrize("variable", sorted(CONTRACT_VARIABLES))
+def test_default(variable: str) -> None:
+    settings = load_settings({}, env_file=None)
+    expected, _bad = CONTRACT_VARIABLES[variable]
+    assert getattr(settings, variable.lower()) == expected
+
+
+@pytest.mark.parametrize("variable", sorted(CONTRACT_VARIABLES))
+def test_bad_value_names_the_variable(variable: str) -> None:
+    _default, bad = CONTRACT_VARIABLES[variable]
+    env = {**JANGAR, variable: bad} if variable != "JANGAR_BASE_URL" else {variable: bad}
+    with pytest.raises(ConfigError) as info:
+        load_settings(env, env_file=None)
+    assert info.value.variable == variable
+    assert str(info.value).startswith(f"{variable}: ")
+    assert "\n" not in str(info.value)
+
+
+def test_every_contract_variable_is_a_setting() -> None:
+    for variable in CONTRACT_VARIABLES:
+        assert variable.lower() in Settings.model_fields
+
+
+def test_provider_defaults_to_jangar_when_base_url_set_and_drops_trailing_slash() -> None:
+    s = load_settings({"JANGAR_BASE_URL": "http://jangar.jangar.svc.cluster.local/"}, None)
+    assert s.provider is LLMProvider.JANGAR
+    assert s.jangar_base_url == "http://jangar.jangar.svc.cluster.local"
+
+
+def test_jangar_provider_without_base_url_is_an_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({"LLM_PROVIDER": "jangar"}, None)
+    assert info.value.variable == "LLM_PROVIDER"
+
+
+def test_live_defaults_fail_mode_to_veto() -> None:
+    assert load_settings({"TRADING_MODE": "live"}, None).fail_mode is FailMode.VETO
+    assert load_settings({"TRADING_MODE": "paper"}, None).fail_mode is FailMode.PASS_THROUGH
+
+
+def test_live_refuses_explicit_pass_through_naming_llm_fail_mode() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({"TRADING_MODE": "live", "LLM_FAIL_MODE": "pass_through"}, None)
+    assert info.value.variable == "LLM_FAIL_MODE"
+
+
+def test_environment_wins_over_dotenv(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("LLM_MODEL=from-file\nLLM_MAX_RETRIES=4\n")
+    s = load_settings({"LLM_MODEL": "from-env"}, env_file=env_file)
+    assert s.llm_model == "from-env"
+    assert s.llm_max_retries == 4
+
+
+def test_bad_value_in_dotenv_names_the_variable(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("LLM_FAIL_MODE=sometimes\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, env_file=env_file)
+    assert info.value.variable == "LLM_FAIL_MODE"
+
+
+def test_secret_values_never_in_error_messages() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({"JANGAR_API_KEY": "sk-supersecret-123", "LLM_MAX_TOKENS": "x"}, None)
+    assert "sk-supersecret-123" not in str(info.value)
+
+
+def test_secrets_listed_for_redaction_including_db_password() -> None:
+    s = load_settings(
+        {
+            "JANGAR_BASE_URL": "http://j",
+            "JANGAR_API_KEY": "jangar-key-1",
+            "OPENAI_API_KEY": "openai-key-2",
+            "DB_DSN": "postgresql://u:db-pass-3@h/d",
+        },
+        None,
+    )
+    assert set(s.secrets()) >= {"jangar-key-1", "openai-key-2", "db-pass-3"}
+    assert "db-pass-3" not in s.redacted_dsn()
+    assert "jangar-key-1" not in repr(s)
+
+
+def test_postgres_scheme_accepted() -> None:
+    s = load_settings({"DB_DSN": "postgres://u@h:5432/d"}, None)
+    assert s.db_dsn.startswith("postgres://")
