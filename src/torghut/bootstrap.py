@@ -23,13 +23,13 @@ from torghut.trading.catalog import StrategyCatalog
 from torghut.trading.llm.circuit import CircuitBreaker
 from torghut.trading.llm.client import build_provider
 from torghut.trading.llm.policy import bounds_from_settings
-from torghut.trading.llm.schema import PolicyBounds
 from torghut.trading.llm.prompts import PromptTemplate, load_prompt
 from torghut.trading.llm.review_engine import ReviewEngine
+from torghut.trading.llm.schema import PolicyBounds
 from torghut.trading.pipeline import GateSettings, TradingPipeline
-from torghut.trading.strategy import StrategyDefaults
 from torghut.trading.risk import RiskLimits
 from torghut.trading.scheduler import TradingScheduler
+from torghut.trading.strategy import StrategyDefaults
 
 log = logging.getLogger("torghut")
 
@@ -54,6 +54,7 @@ def build_reviewer(
     metrics: Metrics | None = None,
     *,
     http_client: httpx.AsyncClient | None = None,
+    provider: ReviewProvider | None = None,
 ) -> Reviewer:
     prompt = load_prompt(settings.llm_prompt_version)  # unknown version: ConfigError now
     bounds = bounds_from_settings(settings)
@@ -65,7 +66,7 @@ def build_reviewer(
     )
     if metrics is not None:
         metrics.watch_circuit(breaker.snapshot)
-    provider = build_provider(settings, http_client=http_client)
+    provider = provider or build_provider(settings, http_client=http_client)
     engine = ReviewEngine(provider, breaker, prompt, bounds, secrets=settings.secrets())
     return Reviewer(provider, breaker, prompt, bounds, engine)
 
@@ -158,6 +159,7 @@ async def build_container(
     signals_path: Path | None = None,
     trading_enabled: bool | None = None,
     metrics: Metrics | None = None,
+    provider: ReviewProvider | None = None,
 ) -> Container:
     """Wire the service. `signals_path` forces a replay source (the `replay` and `demo`
     commands); `trading_enabled` overrides `TRADING_ENABLED` for the risk check (replay trades
@@ -168,7 +170,9 @@ async def build_container(
     closers.append(engine.dispose)
     try:
         sessions = session_factory(engine)
-        reviewer = build_reviewer(settings, metrics) if settings.llm_enabled else None
+        reviewer = (
+            build_reviewer(settings, metrics, provider=provider) if settings.llm_enabled else None
+        )
         if reviewer is not None:
             closers.append(reviewer.provider.aclose)
         broker = _build_broker(settings, sessions)

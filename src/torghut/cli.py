@@ -11,8 +11,8 @@ import contextlib
 import json
 import logging
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -127,46 +127,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     path = Path(args.signals)
     if not path.is_file():
         raise InputError(f"--signals: no such file: {path}")
+    from torghut.replay import run_replay
+
     summary = asyncio.run(run_replay(settings, path))
     print(json.dumps(summary, ensure_ascii=True, sort_keys=False))
     return EXIT_OK
-
-
-async def run_replay(
-    settings: Settings, path: Path, *, on_cycle: Callable[[Any], None] | None = None
-) -> dict[str, Any]:
-    """The full pipeline over a signal file on the simulated broker; returns the summary."""
-    from torghut.bootstrap import build_container
-    from torghut.db.engine import upgrade
-
-    if settings.trading_broker.value != "sim":
-        settings = settings.model_copy(update={"trading_broker": "sim"})
-    started = time.perf_counter()
-    await asyncio.to_thread(upgrade, settings.db_dsn)
-    container = await build_container(settings, signals_path=path, trading_enabled=True)
-    try:
-        pipeline = container.pipeline
-        while True:
-            result = await pipeline.run_cycle()
-            if on_cycle is not None:
-                on_cycle(result)
-            if result.signals < pipeline.batch_size or not result.committed:
-                break
-        await pipeline.drain()
-        totals = pipeline.totals
-        skipped = getattr(container.source, "skipped", 0)
-        return {
-            "signals": totals.signals,
-            "decisions": totals.decisions,
-            "submitted": totals.submitted,
-            "rejected": dict(sorted(totals.rejected.items())),
-            "reviews": dict(sorted(totals.reviews.items())),
-            "duplicates": totals.duplicates,
-            "skipped_lines": skipped,
-            "duration_ms": int((time.perf_counter() - started) * 1000),
-        }
-    finally:
-        await container.aclose()
 
 
 def cmd_llm_review(args: argparse.Namespace) -> int:
@@ -229,32 +194,38 @@ async def review_once(settings: Settings, decision: Any) -> dict[str, Any]:
 
 
 def cmd_llm_report(args: argparse.Namespace) -> int:
-    settings = _settings()
-    setup_logging(settings, "warning")
-    return asyncio.run(_report(settings, args))
-
-
-async def _report(settings: Settings, args: argparse.Namespace) -> int:
     from torghut import report
-    from torghut.db.engine import create_engine_from_dsn, session_factory
     from torghut.domain import utcnow
 
+    settings = _settings()
+    setup_logging(settings, "warning")
     now = utcnow()
     since = report.parse_since(args.since, now)
     criteria = report.Criteria(
-        max_error_rate=args.max_error_rate, max_p95_ms=args.max_p95_ms,
+        max_error_rate=args.max_error_rate,
+        max_p95_ms=args.max_p95_ms,
         min_reviews=args.min_reviews,
     )
-    engine = create_engine_from_dsn(settings.db_dsn)
-    try:
-        rep = await report.build_report(session_factory(engine), since=since, until=now)
-    finally:
-        await engine.dispose()
+    rep = asyncio.run(_build_report(settings, since, now))
     failures = report.evaluate(rep, criteria)
     if args.html:
-        Path(args.html).write_text(report.render_html(rep, failures), encoding="utf-8")
+        try:
+            Path(args.html).write_text(report.render_html(rep, failures), encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"--html: cannot write {args.html}: {exc.strerror}") from None
     print(report.render_json(rep, failures) if args.json else report.render_table(rep, failures))
     return EXIT_FAILED if failures else EXIT_OK
+
+
+async def _build_report(settings: Settings, since: datetime, until: datetime) -> Any:
+    from torghut import report
+    from torghut.db.engine import create_engine_from_dsn, session_factory
+
+    engine = create_engine_from_dsn(settings.db_dsn)
+    try:
+        return await report.build_report(session_factory(engine), since=since, until=until)
+    finally:
+        await engine.dispose()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from torghut.config import Settings, load_settings
 from torghut.db.engine import create_engine_from_dsn, session_factory
 from torghut.devgateway import DevGateway, DevGatewayConfig
 from torghut.domain import utcnow
+from torghut.replay import run_replay
 
 # The dev gateway's reviewer thresholds for the demo: with $1000 orders on $100k of equity,
 # a notional near the cap is vetoed and a second buy of a symbol is cut back, so the report
@@ -81,8 +82,6 @@ class Progress:
 async def _phase(
     label: str, settings: Settings, signals: Path, out: TextIO
 ) -> tuple[dict[str, Any], str, Any]:
-    from torghut.cli import run_replay
-
     progress = Progress(out, label)
     summary = await run_replay(settings, signals, on_cycle=progress.update)
     progress.done()

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from torghut.db.tables import LLMDecisionReview, Strategy, TradeDecisionRow
 from tests.conftest import Database
+from torghut.db.tables import LLMDecisionReview, Strategy, TradeDecisionRow
 
 
 async def test_json_columns_take_uuids_decimals_and_datetimes(database: Database) -> None:

@@ -182,9 +182,9 @@ async def record_execution(
 async def last_trades_by_symbol(
     sessions: Sessions, symbols: Sequence[str], *, exclude_hashes: Sequence[str] = ()
 ) -> dict[str, datetime]:
-    """When (signal time) each symbol last had an order sent, leaving out the decisions now under evaluation
-    (the original counted the decision itself and so rejected everything once a cooldown was
-    set)."""
+    """The signal time at which each symbol last had an order sent, leaving out the decisions
+    now under evaluation (the original counted the decision itself and so rejected everything
+    once a cooldown was set)."""
     if not symbols:
         return {}
     stmt = (

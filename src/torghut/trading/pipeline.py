@@ -33,7 +33,6 @@ from torghut.domain import (
     TradingMode,
     Verdict,
     decision_hash,
-    utcnow,
 )
 from torghut.errors import BrokerError
 from torghut.metrics import Metrics
@@ -200,7 +199,9 @@ class TradingPipeline:
         items: list[_Item] = []
         for signal in signals:
             for strategy in strategies:
-                decision = evaluate(strategy, signal, equity=book.account.equity, defaults=self.sizing)
+                decision = evaluate(
+                    strategy, signal, equity=book.account.equity, defaults=self.sizing
+                )
                 if decision is None:
                     continue
                 h = decision_hash(decision)

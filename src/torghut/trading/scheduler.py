@@ -123,18 +123,18 @@ class TradingScheduler:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="torghut-trading-loop")
 
-    async def stop(self, timeout: float = 30.0) -> None:
+    async def stop(self, grace_seconds: float = 30.0) -> None:
         """Take no new work, finish the cycle in progress, then drain shadow reviews."""
         self._stop.set()
         if self._task is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+                await asyncio.wait_for(asyncio.shield(self._task), grace_seconds)
             except TimeoutError:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.pipeline.drain(), timeout)
+            await asyncio.wait_for(self.pipeline.drain(), grace_seconds)
         await self.lock.release()
         self.status.running = False
         self.status.leader = False

@@ -1,0 +1,56 @@
+"""`torghut replay`: recorded signals through the full pipeline on the simulated broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torghut.bootstrap import build_container
+from torghut.config import BrokerKind, Settings
+from torghut.db.engine import upgrade
+from torghut.ports import ReviewProvider
+from torghut.trading.pipeline import CycleResult
+
+
+async def run_replay(
+    settings: Settings,
+    path: Path,
+    *,
+    on_cycle: Callable[[CycleResult], None] | None = None,
+    provider: ReviewProvider | None = None,
+) -> dict[str, Any]:
+    """The full pipeline over a signal file on the simulated broker; returns the summary."""
+    if settings.trading_broker is not BrokerKind.SIM:
+        # Replay never trades on a real broker, whatever TRADING_BROKER says.
+        settings = settings.model_copy(update={"trading_broker": BrokerKind.SIM})
+    started = time.perf_counter()
+    await asyncio.to_thread(upgrade, settings.db_dsn)
+    container = await build_container(
+        settings, signals_path=path, trading_enabled=True, provider=provider
+    )
+    try:
+        pipeline = container.pipeline
+        while True:
+            result = await pipeline.run_cycle()
+            if on_cycle is not None:
+                on_cycle(result)
+            if result.signals < pipeline.batch_size or not result.committed:
+                break
+        await pipeline.drain()
+        totals = pipeline.totals
+        skipped = getattr(container.source, "skipped", 0)
+        return {
+            "signals": totals.signals,
+            "decisions": totals.decisions,
+            "submitted": totals.submitted,
+            "rejected": dict(sorted(totals.rejected.items())),
+            "reviews": dict(sorted(totals.reviews.items())),
+            "duplicates": totals.duplicates,
+            "skipped_lines": skipped,
+            "duration_ms": int((time.perf_counter() - started) * 1000),
+        }
+    finally:
+        await container.aclose()
