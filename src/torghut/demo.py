@@ -9,7 +9,7 @@ with somebody's real settings.
 from __future__ import annotations
 
 import asyncio
-import shutil
+import logging
 import sys
 import tempfile
 import time
@@ -41,7 +41,9 @@ def demo_settings(db_path: Path, base_url: str, *, shadow: bool) -> Settings:
         "LLM_SHADOW_MODE": "true" if shadow else "false",
         "LLM_FAIL_MODE": "pass_through" if shadow else "veto",
         "LLM_ADJUSTMENT_ALLOWED": "true",
-        "LLM_CIRCUIT_MAX_ERRORS": "6",
+        # A short cooldown, so the few seconds of the demo show the breaker open and recover.
+        "LLM_CIRCUIT_MAX_ERRORS": "3",
+        "LLM_CIRCUIT_COOLDOWN_SECONDS": "0.5",
         "LLM_TIMEOUT_SECONDS": "10",
         "TRADING_MODE": "paper",
         "TRADING_BATCH_SIZE": "400",
@@ -83,11 +85,12 @@ async def _phase(
     label: str, settings: Settings, signals: Path, out: TextIO
 ) -> tuple[dict[str, Any], str, Any]:
     progress = Progress(out, label)
+    since = utcnow()
     summary = await run_replay(settings, signals, on_cycle=progress.update)
     progress.done()
     engine = create_engine_from_dsn(settings.db_dsn)
     try:
-        rep = await report.build_report(session_factory(engine), since=utcnow().replace(year=2000))
+        rep = await report.build_report(session_factory(engine), since=since, until=utcnow())
     finally:
         await engine.dispose()
     return summary, report.render_table(rep, []), rep
@@ -120,6 +123,10 @@ async def _run(workdir: Path, out: TextIO) -> int:
 
 def run_demo(*, workdir: Path | None = None, keep: bool = False, out: TextIO | None = None) -> int:
     stream = out or sys.stdout
+    # Warnings (a breaker opening, a skipped line) interleave with the progress view.
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("  ! %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
     folder = workdir or Path(tempfile.mkdtemp(prefix="torghut-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
     for stale in ("shadow.db", "enforcing.db"):
@@ -130,5 +137,4 @@ def run_demo(*, workdir: Path | None = None, keep: bool = False, out: TextIO | N
         # Keep the HTML reports; drop the databases.
         for db in folder.glob("*.db*"):
             db.unlink(missing_ok=True)
-    _ = shutil
     return code
