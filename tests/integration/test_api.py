@@ -146,3 +146,31 @@ async def test_readyz_fails_naming_the_database_when_it_is_gone(tmp_path: object
     assert response.status_code == 503
     assert response.json()["failing"] == ["database"]
     assert "postgres@" not in response.text
+
+
+async def test_readyz_follows_the_trading_loop(database: Database, tmp_path: object) -> None:
+    settings = load_settings(
+        {"DB_DSN": database.dsn, "TRADING_ENABLED": "true",
+         "TRADING_POLL_INTERVAL_SECONDS": "0.2"},
+        env_file=None,
+    )
+    container = await build_container(settings)
+    app = create_app(container, run_scheduler=False)
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            stale = await client.get("/readyz")
+            assert stale.status_code == 503
+            assert stale.json()["failing"] == ["trading_loop"]
+            container.scheduler.start()
+            for _ in range(100):
+                if container.scheduler.status.last_run_at is not None:
+                    break
+                await asyncio.sleep(0.05)
+            assert (await client.get("/readyz")).status_code == 200
+            status = (await client.get("/trading/status")).json()
+            assert status["running"] is True and status["last_run_at"] is not None
+            assert status["last_error"] is None
+    finally:
+        await container.scheduler.stop()
+        await container.aclose()

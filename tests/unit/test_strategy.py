@@ -178,7 +178,7 @@ def test_disabled_strategy_never_fires() -> None:
     assert evaluate(spec, sig(), equity=EQUITY) is None
 
 
-def test_strategy_limits_win_over_defaults_and_keywords_over_defaults() -> None:
+def test_strategy_limits_win_over_defaults() -> None:
     spec = StrategySpec(name="s", max_notional_per_trade=Decimal(500))
     decision = evaluate(spec, sig(), equity=EQUITY, defaults=StrategyDefaults())
     assert decision is not None and decision.qty == Decimal(5)
@@ -186,9 +186,9 @@ def test_strategy_limits_win_over_defaults_and_keywords_over_defaults() -> None:
         DEFAULT_STRATEGY,
         sig(),
         equity=EQUITY,
-        defaults=StrategyDefaults(),
-        max_notional_per_trade=Decimal(2000),
-        max_position_pct_equity=Decimal("0.5"),
+        defaults=StrategyDefaults(
+            max_notional_per_trade=Decimal(2000), max_position_pct_equity=Decimal("0.5")
+        ),
     )
     assert decision is not None and decision.qty == Decimal(20)
 

@@ -18,7 +18,6 @@ from torghut.db.engine import jsonable
 from torghut.db.tables import (
     ExecutionRow,
     LLMDecisionReview,
-    Strategy,
     TradeDecisionRow,
 )
 from torghut.domain import BrokerOrder, OrderRequest, TradeDecision, utcnow
@@ -31,17 +30,6 @@ class StoredDecision:
     id: uuid.UUID
     status: str
     created: bool  # False when the hash was already there (a replay, or a racing loop)
-
-
-async def ensure_strategy(sessions: Sessions, strategy_id: str, *, source: str = "builtin") -> None:
-    """Make sure a strategies row exists for a decision's foreign key."""
-    async with sessions() as session, session.begin():
-        if await session.get(Strategy, strategy_id) is None:
-            session.add(Strategy(id=strategy_id, enabled=True, params={}, source=source))
-            try:
-                await session.flush()
-            except IntegrityError:  # another loop created it between our read and write
-                await session.rollback()
 
 
 async def insert_decision(

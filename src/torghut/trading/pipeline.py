@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,13 +30,12 @@ from torghut.domain import (
     Signal,
     TradeDecision,
     TradingMode,
-    Verdict,
     decision_hash,
 )
 from torghut.errors import BrokerError
 from torghut.metrics import Metrics
 from torghut.ports import Broker, SignalSource
-from torghut.trading.gate import apply_gate
+from torghut.trading.gate import GateDecision, apply_gate
 from torghut.trading.llm.review_engine import ReviewEngine, ReviewOutcome, build_review_request
 from torghut.trading.llm.schema import PolicyBounds
 from torghut.trading.risk import OpenOrder, RecentTrade, RiskContext, RiskLimits, evaluate_risk
@@ -205,7 +203,6 @@ class TradingPipeline:
                 if decision is None:
                     continue
                 h = decision_hash(decision)
-                await repo.ensure_strategy(self.sessions, decision.strategy_id)
                 stored = await repo.insert_decision(self.sessions, decision, h)
                 if stored.status != "planned":
                     # Already decided: a replay, or another loop got there first.
@@ -244,7 +241,7 @@ class TradingPipeline:
         if self.gate.shadow:
             # Shadow never delays the order: submit now, review beside it.
             await self._submit(item, item.decision, book, result)
-            task = asyncio.create_task(self._shadow_review(item, book, result))
+            task = asyncio.create_task(self._shadow_review(item, book))
             self._shadow_tasks.add(task)
             task.add_done_callback(self._shadow_tasks.discard)
             return
@@ -252,13 +249,7 @@ class TradingPipeline:
 
     async def _enforced_review(self, item: _Item, book: _Book, result: CycleResult) -> None:
         outcome = await self._review(item, book)
-        gate = apply_gate(
-            outcome.verdict,
-            shadow=False,
-            fail_mode=self.gate.fail_mode,
-            reason=outcome.reason,
-            error_code=outcome.error_code,
-        )
+        gate = self._enforced_gate(outcome)
         action = gate.effective_action
         reason = gate.rejection_reason
         to_submit: TradeDecision | None = item.decision
@@ -290,16 +281,20 @@ class TradingPipeline:
             return
         await self._submit(item, to_submit, book, result)
 
-    async def _shadow_review(self, item: _Item, book: _Book, result: CycleResult) -> None:
+    def _enforced_gate(self, outcome: ReviewOutcome) -> GateDecision:
+        return apply_gate(
+            outcome.verdict,
+            shadow=False,
+            fail_mode=self.gate.fail_mode,
+            reason=outcome.reason,
+            error_code=outcome.error_code,
+        )
+
+    async def _shadow_review(self, item: _Item, book: _Book) -> None:
         try:
             outcome = await self._review(item, book)
-            would = apply_gate(
-                outcome.verdict,
-                shadow=False,
-                fail_mode=self.gate.fail_mode,
-                reason=outcome.reason,
-                error_code=outcome.error_code,
-            )
+            # What the gate would have done had it been enforcing: a disagreement to report.
+            would = self._enforced_gate(outcome)
             if would.effective_action is not EffectiveAction.SUBMITTED_ORIGINAL:
                 self.metrics.shadow_disagreements.labels(verdict=outcome.verdict.value).inc()
             await repo.record_review(
@@ -450,7 +445,7 @@ class TradingPipeline:
         m.reviews.labels(verdict=outcome.verdict.value).inc()
         if outcome.error_code:
             m.review_errors.labels(code=outcome.error_code).inc()
-        if outcome.verdict is not Verdict.ERROR or outcome.latency_ms:
+        if outcome.error_code != "circuit_open":  # nothing was sent: no latency to observe
             m.review_latency.observe(outcome.latency_ms / 1000)
         if outcome.ttft_ms is not None:
             m.review_ttft.observe(outcome.ttft_ms / 1000)
@@ -465,7 +460,3 @@ class TradingPipeline:
         result.rejected[reason] += 1
         self.metrics.decisions.labels(status="rejected").inc()
         self.metrics.rejections.labels(reason=reason.split(":", 1)[0]).inc()
-
-
-def elapsed_ms(start: float) -> int:
-    return int((time.perf_counter() - start) * 1000)

@@ -20,7 +20,6 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from torghut.db import repo
 from torghut.domain import utcnow
 from torghut.metrics import Metrics
 from torghut.ports import Broker
@@ -212,5 +211,3 @@ class TradingScheduler:
             "cycles": s.cycles,
         }
 
-
-__all__ = ["LeaderLock", "LoopStatus", "TradingScheduler", "repo"]

@@ -135,25 +135,13 @@ def evaluate(
     *,
     equity: Decimal,
     defaults: StrategyDefaults | None = None,
-    max_notional_per_trade: Decimal | None = None,
-    max_position_pct_equity: Decimal | None = None,
 ) -> TradeDecision | None:
     """The decision `strategy` takes on `signal`, or None when its rule does not fire.
 
-    The operator's limits come from `defaults`; `max_notional_per_trade` and
-    `max_position_pct_equity`, when given, replace the corresponding field of `defaults`.
-    The strategy's own limits win over both."""
+    The operator's limits come from `defaults`; the strategy's own limits win over them."""
     defaults = defaults or StrategyDefaults()
-    notional_cap = (
-        strategy.max_notional_per_trade
-        or max_notional_per_trade
-        or defaults.max_notional_per_trade
-    )
-    pct_cap = (
-        strategy.max_position_pct_equity
-        or max_position_pct_equity
-        or defaults.max_position_pct_equity
-    )
+    notional_cap = strategy.max_notional_per_trade or defaults.max_notional_per_trade
+    pct_cap = strategy.max_position_pct_equity or defaults.max_position_pct_equity
     if not strategy.enabled:
         return None
     if strategy.base_timeframe is not None and strategy.base_timeframe != signal.timeframe:

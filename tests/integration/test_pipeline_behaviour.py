@@ -1,0 +1,174 @@
+"""The gate's timing and safety rules in the pipeline: shadow never delays an order, enforcing
+never sends one before its audit row, reviews are concurrent and bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.conftest import Database
+from tests.integration.test_gate_table import FakeProvider
+from torghut.bootstrap import build_container
+from torghut.config import load_settings
+from torghut.db.engine import upgrade
+from torghut.db.tables import ExecutionRow, LLMDecisionReview, TradeDecisionRow
+from torghut.ports import ChatMessage, Completion
+from torghut.replay import run_replay
+
+
+def _buys(tmp_path: Path, n: int) -> Path:
+    path = tmp_path / f"buys-{n}.jsonl"
+    lines = [
+        {"event_ts": "2026-03-02T15:00:00Z", "symbol": f"S{i:03d}", "timeframe": "1Min",
+         "macd": 0.4, "macd_signal": 0.1, "rsi14": 28.0, "price": 100.0}
+        for i in range(n)
+    ]
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    return path
+
+
+def _env(dsn: str, **extra: str) -> dict[str, str]:
+    return {"DB_DSN": dsn, "JANGAR_BASE_URL": "http://127.0.0.1:9", "LLM_ENABLED": "true",
+            **extra}
+
+
+class GatedProvider(FakeProvider):
+    """Holds every review until the test opens the gate; counts reviews in flight."""
+
+    def __init__(self, outcome: str = "approve") -> None:
+        super().__init__(outcome)
+        self.release = asyncio.Event()
+        self.in_flight = 0
+        self.peak = 0
+
+    async def complete(self, messages: Sequence[ChatMessage]) -> Completion:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await self.release.wait()
+            return await super().complete(messages)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_shadow_submits_before_the_review_finishes(
+    database: Database, tmp_path: Path
+) -> None:
+    settings = load_settings(_env(database.dsn, LLM_SHADOW_MODE="true"), None)
+    provider = GatedProvider("veto")
+    container = await build_container(
+        settings, signals_path=_buys(tmp_path, 3), trading_enabled=True, provider=provider
+    )
+    try:
+        result = await container.pipeline.run_cycle()
+        # Every order is out while every review is still held.
+        assert result.submitted == 3
+        assert container.pipeline.reviews_in_flight == 3
+        async with database.sessions() as session:
+            assert await session.scalar(select(func.count()).select_from(ExecutionRow)) == 3
+            assert await session.scalar(select(func.count()).select_from(LLMDecisionReview)) == 0
+        provider.release.set()
+        await container.pipeline.drain()
+        async with database.sessions() as session:
+            rows = (await session.execute(select(LLMDecisionReview))).scalars().all()
+        assert [(r.verdict, r.shadow, r.effective_action) for r in rows] == [
+            ("veto", True, "submitted_original")
+        ] * 3
+    finally:
+        await container.aclose()
+
+
+async def test_reviews_run_concurrently_up_to_the_limit(
+    database: Database, tmp_path: Path
+) -> None:
+    settings = load_settings(
+        _env(database.dsn, LLM_SHADOW_MODE="false", LLM_MAX_CONCURRENCY="4"), None
+    )
+    provider = GatedProvider()
+    container = await build_container(
+        settings, signals_path=_buys(tmp_path, 12), trading_enabled=True, provider=provider
+    )
+    try:
+        cycle = asyncio.create_task(container.pipeline.run_cycle())
+        for _ in range(200):
+            if provider.in_flight == 4:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert provider.in_flight == 4, "four reviews at once, no more"
+        provider.release.set()
+        result = await cycle
+        assert provider.peak == 4 and provider.calls == 12
+        assert result.submitted == 12
+    finally:
+        await container.aclose()
+
+
+async def test_failed_audit_write_means_no_order(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torghut.db import repo
+
+    async def broken_write(*_args: object, **_kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(repo, "record_review", broken_write)
+    settings = load_settings(_env(database.dsn, LLM_SHADOW_MODE="false"), None)
+    summary = await run_replay(settings, _buys(tmp_path, 2), provider=FakeProvider("approve"))
+    assert summary["submitted"] == 0
+    assert summary["rejected"] == {"audit_write_failed": 2}
+    async with database.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(ExecutionRow)) == 0
+        statuses = (await session.execute(select(TradeDecisionRow.status))).scalars().all()
+    assert statuses == ["rejected", "rejected"]
+
+
+async def test_adjusted_decision_is_risk_checked_again(database: Database, tmp_path: Path) -> None:
+    # The model asks for 12 shares (within 1.25x of 10) but 12 x $100 breaks the $1000 cap.
+    class Upsize(FakeProvider):
+        async def complete(self, messages: Sequence[ChatMessage]) -> Completion:
+            self.calls += 1
+            body = {"verdict": "adjust", "confidence": 0.9, "adjusted_qty": 12,
+                    "rationale": "bigger"}
+            return Completion(json.dumps(body), "", None, latency_ms=5, ttft_ms=1)
+
+    env = _env(database.dsn, LLM_SHADOW_MODE="false", LLM_ADJUSTMENT_ALLOWED="true")
+    summary = await run_replay(load_settings(env, None), _buys(tmp_path, 1), provider=Upsize("x"))
+    assert summary["submitted"] == 0
+    assert summary["rejected"] == {"max_notional_exceeded": 1}
+    async with database.sessions() as session:
+        row = (await session.execute(select(LLMDecisionReview))).scalar_one()
+    assert (row.verdict, row.effective_action) == ("adjust", "rejected")
+    assert row.tokens_prompt is None, "no usage from the gateway stays null"
+
+
+async def test_restart_after_upgrade_is_idempotent(database: Database) -> None:
+    upgrade(database.dsn)  # a second upgrade at head changes nothing
+
+
+async def test_gateway_echoing_the_key_never_reaches_the_audit_row(
+    database: Database, tmp_path: Path
+) -> None:
+    from tests.integration.rawserver import RawServer, respond
+
+    key = "sk-jangar-secret-7c41d9"
+    body = (
+        'data: {"error":{"message":"bad header Authorization: Bearer ' + key + '",'
+        '"type":"auth","code":"unauthorized"}}\n\ndata: [DONE]\n\n'
+    ).encode()
+    async with RawServer([respond(body, 401)]) as server:
+        env = {"DB_DSN": database.dsn, "JANGAR_BASE_URL": server.url, "JANGAR_API_KEY": key,
+               "LLM_ENABLED": "true", "LLM_SHADOW_MODE": "false", "LLM_FAIL_MODE": "veto"}
+        summary = await run_replay(load_settings(env, None), _buys(tmp_path, 1))
+        assert server.requests[0].headers.get("authorization") == f"Bearer {key}"
+    assert summary["rejected"] == {"llm_error:http_error": 1}
+    async with database.sessions() as session:
+        row = (await session.execute(select(LLMDecisionReview))).scalar_one()
+    stored = json.dumps([row.error_message, row.input_json, row.response_json], default=str)
+    assert key not in stored
+    assert "401" in (row.error_message or "") and "***" in (row.error_message or "")
