@@ -9,7 +9,8 @@
     broker, against a plain loop that only reads the same file and `json.loads` each line (the
     baseline). Target: torghut's signals/s at least a tenth of the plain loop's.
 
-Every replay gets a fresh SQLite database in a temporary directory; a run whose work did not
+Every replay gets a fresh SQLite database in a temporary directory, migrated before its clock
+starts; a run whose work did not
 happen as expected (decision, review or submission counts) fails before any ratio is printed.
 
     python bench/bench_pipeline.py            # full run
@@ -39,6 +40,7 @@ except ImportError:  # run from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from torghut.config import load_settings
 
+from torghut.db.engine import upgrade
 from torghut.devgateway import DevGateway, DevGatewayConfig
 from torghut.replay import run_replay
 from torghut.trading.signals import parse_signal_line
@@ -95,7 +97,11 @@ def _settings(workdir: Path, name: str, **extra: str) -> Any:
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     env = {"DB_DSN": f"sqlite:///{db}", "TRADING_BATCH_SIZE": "500", **extra}
-    return load_settings(env, env_file=None)
+    settings = load_settings(env, env_file=None)
+    # Schema creation is not replay work: migrate before the clock starts (run_replay's own
+    # upgrade is then a no-op check, inside the timed region like any replay's).
+    upgrade(settings.db_dsn)
+    return settings
 
 
 async def _gated_replay(
@@ -275,8 +281,10 @@ def main(argv: list[str] | None = None) -> int:
         print(table(["run", "decisions", "approved", "submitted", "wall s",
                      "review-s / wall-s", "speed-up vs =1"], rows))
         concurrency_ok = ratio >= CONCURRENCY_TARGET
-        print(f"ratio wall(=1) / wall(=16) = {ratio:.2f}x (target >= {CONCURRENCY_TARGET:g}x): "
-              f"{'PASS' if concurrency_ok else 'MISS'}")
+        rounds = -(-decisions // 16)
+        print(f"ratio wall(=1) / wall(=16) = {ratio:.2f}x (target >= {CONCURRENCY_TARGET:g}x; "
+              f"at most {decisions / rounds:.1f}x with zero overhead: {decisions} reviews in "
+              f"{rounds} rounds of 16): {'PASS' if concurrency_ok else 'MISS'}")
         print()
         print(f"(b) {n_signals} signals, every one a buy decision ({SYMBOLS_PER_TS} symbols per "
               f"event_ts), no review gate, simulated broker, SQLite")

@@ -87,9 +87,7 @@ def write_signals(path: Path, n: int) -> SignalFile:
     last = None
     for lineno, line in enumerate(lines, start=1):
         sig = parse_signal_line(line, lineno)
-        decision = evaluate(
-            DEFAULT_STRATEGY, sig, equity=SIM_CASH, defaults=StrategyDefaults()
-        )
+        decision = evaluate(DEFAULT_STRATEGY, sig, equity=SIM_CASH, defaults=StrategyDefaults())
         assert decision is not None and decision.action.value == "buy"
         hashes.add(decision_hash(decision))
         last = sig
@@ -113,8 +111,14 @@ class Proc:
         self._file = self.log.open("wb")
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "torghut.cli", *args],
-            env=clean_env(env), cwd=cwd, stdout=self._file, stderr=subprocess.STDOUT,
+            env=clean_env(env),
+            cwd=cwd,
+            stdout=self._file,
+            stderr=subprocess.STDOUT,
         )
+
+    def __repr__(self) -> str:
+        return f"<{self.name} pid {self.popen.pid}>"
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -162,21 +166,27 @@ class Procs:
 
 
 def wait_for(
-    what: str, probe: Callable[[], T | None], procs: Procs, *, timeout: float = DEADLINE,
-    alive: tuple[Proc, ...] = (), every: float = 0.1,
+    what: str,
+    probe: Callable[[], T | None],
+    procs: Procs,
+    *,
+    timeout: float = DEADLINE,
+    alive: tuple[Proc, ...] = (),
+    every: float = 0.1,
+    state: Callable[[], object] | None = None,
 ) -> T:
-    """Poll `probe` until it returns something truthy; fail naming `what` after `timeout`, or
-    at once when one of `alive` exits."""
+    """Poll `probe` until it returns something truthy; fail naming `what` (and `state()`, when
+    given) after `timeout`, or at once when one of `alive` exits."""
     deadline = time.monotonic() + timeout
     while True:
         value = probe()
         if value:
             return value
-        for proc in alive:
-            if not proc.alive():
-                pytest.fail(f"{proc.name} exited while waiting for {what}\n{procs.logs()}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{procs.logs()}")
+        exited = [proc.name for proc in alive if not proc.alive()]
+        if exited or time.monotonic() > deadline:
+            why = f"{exited[0]} exited" if exited else f"timed out after {timeout:.0f}s"
+            seen = f"\nstate: {state()}" if state is not None else ""
+            pytest.fail(f"{why} while waiting for {what}{seen}\n{procs.logs()}")
         time.sleep(every)
 
 
@@ -193,7 +203,13 @@ def start_gateway(procs: Procs, latency: float) -> str:
 
 
 def start_serve(
-    procs: Procs, name: str, *, dsn: str, signals: Path, gateway: str, concurrency: int,
+    procs: Procs,
+    name: str,
+    *,
+    dsn: str,
+    signals: Path,
+    gateway: str,
+    concurrency: int,
 ) -> tuple[Proc, int]:
     port = free_port()
     env = {
@@ -245,6 +261,7 @@ class Snapshot:
 
 def snapshot(db: Engine) -> Snapshot:
     with db.connect() as conn:
+
         def count(sql: str) -> int:
             return int(conn.execute(text(sql)).scalar_one())
 
@@ -274,20 +291,28 @@ def assert_exactly_once(db: Engine, signals: SignalFile) -> None:
             )
         ).all()
         dup_hashes = conn.execute(
-            text("select decision_hash from trade_decisions group by decision_hash"
-                 " having count(*) > 1")
+            text(
+                "select decision_hash from trade_decisions group by decision_hash"
+                " having count(*) > 1"
+            )
         ).all()
         dup_exec = conn.execute(
-            text("select trade_decision_id from executions group by trade_decision_id"
-                 " having count(*) > 1")
+            text(
+                "select trade_decision_id from executions group by trade_decision_id"
+                " having count(*) > 1"
+            )
         ).all()
         dup_coid = conn.execute(
-            text("select client_order_id from executions group by client_order_id"
-                 " having count(*) > 1")
+            text(
+                "select client_order_id from executions group by client_order_id"
+                " having count(*) > 1"
+            )
         ).all()
         orphan_orders = conn.execute(
-            text("select o.client_order_id from sim_orders o left join executions e"
-                 " on e.client_order_id = o.client_order_id where e.id is null")
+            text(
+                "select o.client_order_id from sim_orders o left join executions e"
+                " on e.client_order_id = o.client_order_id where e.id is null"
+            )
         ).all()
         executions = int(conn.execute(text("select count(*) from executions")).scalar_one())
         sim_orders = int(conn.execute(text("select count(*) from sim_orders")).scalar_one())
@@ -349,9 +374,7 @@ def reader(dsn: str) -> Iterator[Engine]:
 # ------------------------------------------------------------------------------------ tests
 @pytest.mark.postgres
 @pytest.mark.parametrize("db_dsn", ["postgresql"], indirect=True)
-def test_two_serves_on_one_postgres_submit_each_decision_once(
-    db_dsn: str, tmp_path: Path
-) -> None:
+def test_two_serves_on_one_postgres_submit_each_decision_once(db_dsn: str, tmp_path: Path) -> None:
     """Both run: exactly one leads. SIGKILL the leader mid-run: the standby takes over within
     a few poll intervals and finishes; every signal is decided and ordered exactly once. Then
     a fresh standby takes over from a leader stopped with SIGTERM, and submits nothing again.
@@ -391,9 +414,17 @@ def test_two_serves_on_one_postgres_submit_each_decision_once(
         def mid_run() -> Snapshot | None:
             statuses()  # keeps asserting that there is never a second leader
             snap = snapshot(db)
-            return snap if snap.executions >= 40 and snap.decisions <= 140 else None
+            # Well under way, with plenty left for the standby.
+            return snap if 20 <= snap.executions <= signals.count - 60 else None
 
-        before = wait_for("the leader to be mid-run", mid_run, procs, alive=(a, b), every=0.05)
+        before = wait_for(
+            "the leader to be mid-run",
+            mid_run,
+            procs,
+            alive=(a, b),
+            every=0.05,
+            state=lambda: snapshot(db),
+        )
         assert before.executions < signals.count
         standby_status = status(serves[standby])
         assert standby_status is not None and standby_status["leader"] is False
@@ -414,7 +445,13 @@ def test_two_serves_on_one_postgres_submit_each_decision_once(
             snap = snapshot(db)
             return snap if snap.done(signals) and snap.executions == signals.count else None
 
-        wait_for("the standby to finish every signal", finished, procs, alive=(standby,))
+        wait_for(
+            "the standby to finish every signal",
+            finished,
+            procs,
+            alive=(standby,),
+            state=lambda: snapshot(db),
+        )
         after_takeover = status(serves[standby])
         assert after_takeover is not None and after_takeover["metrics"]["submitted"] > 0
         assert after_takeover["last_error"] is None, after_takeover
@@ -467,7 +504,14 @@ def test_kill_mid_batch_and_restart_loses_nothing_and_duplicates_nothing(
             snap = snapshot(db)
             return snap if snap.executions >= 5 and snap.planned >= 5 else None
 
-        wait_for("a batch in flight", mid_batch, procs, alive=(first,), every=0.05)
+        wait_for(
+            "a batch in flight",
+            mid_batch,
+            procs,
+            alive=(first,),
+            every=0.05,
+            state=lambda: snapshot(db),
+        )
         first.sigkill()
 
         killed = snapshot(db)
@@ -504,7 +548,13 @@ def test_kill_mid_batch_and_restart_loses_nothing_and_duplicates_nothing(
             snap = snapshot(db)
             return snap if snap.done(signals) and snap.executions == signals.count else None
 
-        wait_for("the restarted service to finish", finished, procs, alive=(second,))
+        wait_for(
+            "the restarted service to finish",
+            finished,
+            procs,
+            alive=(second,),
+            state=lambda: snapshot(db),
+        )
         final_status = status(port)
         assert final_status is not None and final_status["last_error"] is None, final_status
         assert second.sigterm() == 0, procs.logs()

@@ -247,6 +247,7 @@ async def test_request_without_key(make_provider: ProviderFactory) -> None:
     assert request.headers["accept"] == "text/event-stream"
     assert "authorization" not in request.headers
     assert "x-openwebui-chat-id" not in request.headers
+    assert request.headers.get("x-trade-execution") == "torghut"
 
 
 async def test_request_with_key(make_provider: ProviderFactory) -> None:

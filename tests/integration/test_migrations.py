@@ -77,3 +77,35 @@ def test_decision_and_execution_columns_are_the_contracts(db_dsn: str) -> None:
             "order_type", "time_in_force", "submitted_qty", "limit_price", "filled_qty",
             "avg_fill_price", "status", "created_at", "updated_at"} <= executions
     assert ("decision_hash",) in unique
+
+
+def test_concurrent_upgrades_of_a_fresh_postgres_database() -> None:
+    """Two processes starting at once (a rollout, a standby) must not both create the tables."""
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+
+    from tests.conftest import drop_pg_schema, make_pg_schema_dsn, postgres_unavailable
+
+    reason = postgres_unavailable()
+    if reason:
+        if os.environ.get("TORGHUT_REQUIRE_POSTGRES") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    dsn, schema = make_pg_schema_dsn()
+    try:
+        # Processes, not threads: Alembic's context is process-global.
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "torghut.cli", "db", "upgrade"],
+                env={**os.environ, "DB_DSN": dsn}, stderr=subprocess.PIPE, text=True,
+            )
+            for _ in range(3)
+        ]
+        results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]
+        assert [code for code, _ in results] == [0, 0, 0], results
+        assert _diff(dsn) == []
+    finally:
+        drop_pg_schema(schema)

@@ -172,3 +172,47 @@ async def test_gateway_echoing_the_key_never_reaches_the_audit_row(
     stored = json.dumps([row.error_message, row.input_json, row.response_json], default=str)
     assert key not in stored
     assert "401" in (row.error_message or "") and "***" in (row.error_message or "")
+
+
+async def test_order_sent_before_a_crash_is_adopted_not_orphaned(
+    database: Database, tmp_path: Path
+) -> None:
+    """A run died after the broker took the order but before it was recorded: the restart
+    records that order. No second order, no second review (a veto now must not strand it)."""
+    from decimal import Decimal
+
+    from torghut.db import repo
+    from torghut.db.tables import SimOrder
+    from torghut.domain import OrderRequest, decision_hash
+    from torghut.trading.brokers import SimBroker
+    from torghut.trading.signals import parse_signal_line
+    from torghut.trading.strategy import DEFAULT_STRATEGY, evaluate
+
+    signals = _buys(tmp_path, 1)
+    signal = parse_signal_line(signals.read_text().splitlines()[0], 1)
+    decision = evaluate(DEFAULT_STRATEGY, signal, equity=Decimal(100_000))
+    assert decision is not None
+    h = decision_hash(decision)
+    async with database.sessions() as session, session.begin():
+        from torghut.db.tables import Strategy
+
+        session.add(Strategy(id=DEFAULT_STRATEGY.name, params={}))
+    await repo.insert_decision(database.sessions, decision, h)
+    broker = SimBroker(database.sessions, starting_cash=Decimal(100_000))
+    await broker.submit_order(
+        OrderRequest(h, decision.symbol, decision.action, decision.qty, decision.order_type,
+                     decision.time_in_force, reference_price=decision.reference_price)
+    )
+
+    provider = FakeProvider("veto")
+    env = _env(database.dsn, LLM_SHADOW_MODE="false", LLM_FAIL_MODE="veto")
+    summary = await run_replay(load_settings(env, None), signals, provider=provider)
+    assert provider.calls == 0
+    assert summary["submitted"] == 1
+    async with database.sessions() as session:
+        decision_row = (await session.execute(select(TradeDecisionRow))).scalar_one()
+        execution = (await session.execute(select(ExecutionRow))).scalar_one()
+        orders = (await session.execute(select(SimOrder))).scalars().all()
+    assert decision_row.status == "filled"
+    assert len(orders) == 1 and execution.broker_order_id == orders[0].broker_order_id
+    assert execution.client_order_id == h

@@ -29,7 +29,8 @@ Sessions = async_sessionmaker[AsyncSession]
 class StoredDecision:
     id: uuid.UUID
     status: str
-    created: bool  # False when the hash was already there (a replay, or a racing loop)
+    created: bool  # False when the hash was already there (a replay, a restart, a racing loop)
+    decision_json: dict[str, Any] | None = None  # the stored decision, when not created
 
 
 async def insert_decision(
@@ -56,12 +57,14 @@ async def insert_decision(
         async with sessions() as session:
             existing = (
                 await session.execute(
-                    select(TradeDecisionRow.id, TradeDecisionRow.status).where(
-                        TradeDecisionRow.decision_hash == decision_hash
-                    )
+                    select(
+                        TradeDecisionRow.id,
+                        TradeDecisionRow.status,
+                        TradeDecisionRow.decision_json,
+                    ).where(TradeDecisionRow.decision_hash == decision_hash)
                 )
             ).one()
-        return StoredDecision(existing.id, existing.status, False)
+        return StoredDecision(existing.id, existing.status, False, existing.decision_json)
 
 
 async def mark_decision(

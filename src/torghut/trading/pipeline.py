@@ -100,6 +100,7 @@ class _Item:
     signal: Signal
     hash: str
     decision_id: Any
+    resumed: bool = False  # left `planned` by an earlier run that stopped mid-batch
     final: bool = False
 
 
@@ -209,7 +210,11 @@ class TradingPipeline:
                     result.duplicates += 1
                     continue
                 result.decisions += 1
-                items.append(_Item(decision, signal, h, stored.id))
+                resumed = not stored.created
+                if resumed and stored.decision_json is not None:
+                    # Finish the decision as it was first made, not as re-sized today.
+                    decision = TradeDecision.model_validate(stored.decision_json)
+                items.append(_Item(decision, signal, h, stored.id, resumed=resumed))
         return items
 
     async def _guarded(self, item: _Item, book: _Book, result: CycleResult) -> None:
@@ -231,6 +236,8 @@ class TradingPipeline:
                     log.exception("could not mark decision %s rejected", item.hash)
 
     async def _process(self, item: _Item, book: _Book, result: CycleResult) -> None:
+        if item.resumed and await self._adopt_placed_order(item, result):
+            return
         risk = self._check_and_reserve(item.decision, item.hash, book)
         if not risk.approved:
             await self._reject(item, risk.reason or "risk", result)
@@ -333,17 +340,7 @@ class TradingPipeline:
     async def _submit(
         self, item: _Item, decision: TradeDecision, book: _Book, result: CycleResult
     ) -> None:
-        order = OrderRequest(
-            client_order_id=item.hash,
-            symbol=decision.symbol,
-            side=decision.action,
-            qty=decision.qty,
-            order_type=decision.order_type,
-            time_in_force=decision.time_in_force,
-            limit_price=decision.limit_price,
-            stop_price=decision.stop_price,
-            reference_price=decision.reference_price,
-        )
+        order = self._order_request(item, decision)
         try:
             placed = await self.broker.submit_order(order)
         except BrokerError as exc:
@@ -362,6 +359,34 @@ class TradingPipeline:
         result.submitted += 1
         self.metrics.orders.labels(broker=self.broker.name).inc()
         self.metrics.decisions.labels(status="submitted").inc()
+
+    async def _adopt_placed_order(self, item: _Item, result: CycleResult) -> bool:
+        """An earlier run may have sent this order and died before recording it: ask the broker
+        first, so the order is recorded (not re-reviewed, not orphaned, never sent twice)."""
+        placed = await self.broker.get_order(item.hash)
+        if placed is None:
+            return False
+        log.warning("adopting order %s left by an earlier run", item.hash)
+        order = self._order_request(item, item.decision)
+        await repo.record_execution(
+            self.sessions, item.decision_id, order, placed, broker=self.broker.name
+        )
+        item.final = True
+        result.submitted += 1
+        return True
+
+    def _order_request(self, item: _Item, decision: TradeDecision) -> OrderRequest:
+        return OrderRequest(
+            client_order_id=item.hash,
+            symbol=decision.symbol,
+            side=decision.action,
+            qty=decision.qty,
+            order_type=decision.order_type,
+            time_in_force=decision.time_in_force,
+            limit_price=decision.limit_price,
+            stop_price=decision.stop_price,
+            reference_price=decision.reference_price,
+        )
 
     async def _reject(self, item: _Item, reason: str, result: CycleResult) -> None:
         await repo.mark_decision(self.sessions, item.decision_id, "rejected", reason)

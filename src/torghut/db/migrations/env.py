@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import engine_from_config, pool
+from sqlalchemy import Connection, engine_from_config, pool, text
 
 from torghut.db.engine import json_dumps
 from torghut.db.tables import Base
 
 config = context.config
+_MIGRATION_LOCK = "select pg_advisory_xact_lock(hashtext('torghut-migrate:' || current_schema()))"
 target_metadata = Base.metadata
 
 
@@ -39,15 +40,19 @@ def run_migrations_online() -> None:
     engine.dispose()
 
 
-def _run(connection: object) -> None:
+def _run(connection: Connection) -> None:
     context.configure(
-        connection=connection,  # type: ignore[arg-type]
+        connection=connection,
         target_metadata=target_metadata,
         # SQLite cannot ALTER most things: batch mode rebuilds the table instead.
         render_as_batch=True,
         compare_type=True,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Two processes starting on a fresh database (a rollout, a standby) must not both
+            # create the tables: the second waits here, then finds the schema at head.
+            connection.execute(text(_MIGRATION_LOCK))
         context.run_migrations()
 
 

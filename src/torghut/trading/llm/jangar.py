@@ -551,6 +551,8 @@ class JangarProvider:
             "accept": "text/event-stream",
             # Compressed bodies could expand past the byte cap in one read.
             "accept-encoding": "identity",
+            # Newer Jangar routes this to its stateless trade-review lane; older ones ignore it.
+            "x-trade-execution": "torghut",
         }
         if config.api_key:
             headers["authorization"] = f"Bearer {config.api_key}"
