@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -37,18 +37,7 @@ async def insert_decision(
     sessions: Sessions, decision: TradeDecision, decision_hash: str
 ) -> StoredDecision:
     """Insert a `planned` decision, or return the existing one with the same hash."""
-    row = TradeDecisionRow(
-        id=uuid.uuid4(),
-        strategy_id=decision.strategy_id,
-        symbol=decision.symbol,
-        timeframe=decision.timeframe,
-        action=decision.action.value,
-        qty=decision.qty,
-        decision_json=jsonable(decision.model_dump(mode="json")),
-        decision_hash=decision_hash,
-        status="planned",
-        event_ts=decision.event_ts,
-    )
+    row = TradeDecisionRow(**_decision_row(decision, decision_hash))
     try:
         async with sessions() as session, session.begin():
             session.add(row)
@@ -65,6 +54,63 @@ async def insert_decision(
                 )
             ).one()
         return StoredDecision(existing.id, existing.status, False, existing.decision_json)
+
+
+async def insert_decisions(
+    sessions: Sessions, decisions: Sequence[tuple[TradeDecision, str]]
+) -> dict[str, StoredDecision]:
+    """`insert_decision` for a whole batch in one transaction (one commit instead of one per
+    decision). Falls back to row-by-row when another loop inserts the same hashes meanwhile."""
+    out: dict[str, StoredDecision] = {}
+    if not decisions:
+        return out
+    try:
+        async with sessions() as session, session.begin():
+            hashes = list(dict.fromkeys(h for _, h in decisions))
+            for start in range(0, len(hashes), 500):
+                chunk = hashes[start : start + 500]
+                found = await session.execute(
+                    select(
+                        TradeDecisionRow.id,
+                        TradeDecisionRow.status,
+                        TradeDecisionRow.decision_json,
+                        TradeDecisionRow.decision_hash,
+                    ).where(TradeDecisionRow.decision_hash.in_(chunk))
+                )
+                for existing in found:
+                    out[existing.decision_hash] = StoredDecision(
+                        existing.id, existing.status, False, existing.decision_json
+                    )
+            rows: list[dict[str, Any]] = []
+            for decision, h in decisions:
+                if h in out:
+                    continue
+                row = _decision_row(decision, h)
+                rows.append(row)
+                out[h] = StoredDecision(row["id"], "planned", True)
+            if rows:
+                await session.execute(insert(TradeDecisionRow), rows)
+        return out
+    except IntegrityError:
+        return {h: await insert_decision(sessions, d, h) for d, h in decisions}
+
+
+def _decision_row(decision: TradeDecision, decision_hash: str) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "id": uuid.uuid4(),
+        "strategy_id": decision.strategy_id,
+        "symbol": decision.symbol,
+        "timeframe": decision.timeframe,
+        "action": decision.action.value,
+        "qty": decision.qty,
+        "decision_json": jsonable(decision.model_dump(mode="json")),
+        "decision_hash": decision_hash,
+        "status": "planned",
+        "event_ts": decision.event_ts,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 async def mark_decision(

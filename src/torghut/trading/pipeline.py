@@ -134,7 +134,10 @@ class TradingPipeline:
         self.prompt_version = prompt_version
         self.metrics = metrics
         self.batch_size = batch_size
-        self._work_slots = asyncio.Semaphore(max_concurrency)
+        # Reviews are bounded by `_review_slots`; the work slots only bound database sessions.
+        # They are wider, so a decision writing its audit row or order never keeps the next
+        # review waiting.
+        self._work_slots = asyncio.Semaphore(max(2 * max_concurrency, 16))
         self._review_slots = asyncio.Semaphore(max_concurrency)
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self.totals = CycleResult()
@@ -195,26 +198,30 @@ class TradingPipeline:
         book: _Book,
         result: CycleResult,
     ) -> list[_Item]:
-        items: list[_Item] = []
+        proposed: list[tuple[TradeDecision, Signal, str]] = []
         for signal in signals:
             for strategy in strategies:
                 decision = evaluate(
                     strategy, signal, equity=book.account.equity, defaults=self.sizing
                 )
-                if decision is None:
-                    continue
-                h = decision_hash(decision)
-                stored = await repo.insert_decision(self.sessions, decision, h)
-                if stored.status != "planned":
-                    # Already decided: a replay, or another loop got there first.
-                    result.duplicates += 1
-                    continue
-                result.decisions += 1
-                resumed = not stored.created
-                if resumed and stored.decision_json is not None:
-                    # Finish the decision as it was first made, not as re-sized today.
-                    decision = TradeDecision.model_validate(stored.decision_json)
-                items.append(_Item(decision, signal, h, stored.id, resumed=resumed))
+                if decision is not None:
+                    proposed.append((decision, signal, decision_hash(decision)))
+        stored = await repo.insert_decisions(self.sessions, [(d, h) for d, _s, h in proposed])
+        items: list[_Item] = []
+        seen: set[str] = set()
+        for decision, signal, h in proposed:
+            row = stored[h]
+            if row.status != "planned" or h in seen:
+                # Already decided: a replay, or another loop got there first.
+                result.duplicates += 1
+                continue
+            seen.add(h)
+            result.decisions += 1
+            resumed = not row.created
+            if resumed and row.decision_json is not None:
+                # Finish the decision as it was first made, not as re-sized today.
+                decision = TradeDecision.model_validate(row.decision_json)
+            items.append(_Item(decision, signal, h, row.id, resumed=resumed))
         return items
 
     async def _guarded(self, item: _Item, book: _Book, result: CycleResult) -> None:
