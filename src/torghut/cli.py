@@ -16,6 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from torghut.config import Settings, load_settings
 from torghut.errors import REDACTED, ConfigError, InputError, TorghutError, redact
 
@@ -315,8 +317,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, InputError) as exc:
         print(f"torghut: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
+    except SQLAlchemyError as exc:
+        # The database is down or not migrated: one line, no SQL dump, no traceback.
+        print(f"torghut: database error: {_database_problem(exc)}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+
+
+def _database_problem(exc: SQLAlchemyError) -> str:
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    if "no such table" in first or ("relation" in first and "does not exist" in first):
+        first += " (run `torghut db upgrade`)"
+    try:
+        secrets = load_settings().secrets()
+    except ConfigError:
+        secrets = []
+    return redact(first, secrets)
 
 
 def _one_line(text: str) -> str:
