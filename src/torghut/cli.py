@@ -133,7 +133,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     summary = asyncio.run(run_replay(settings, path))
     print(json.dumps(summary, ensure_ascii=True, sort_keys=False))
-    return EXIT_OK
+    # An incomplete run left signals unprocessed (their decisions could not be finished).
+    return EXIT_OK if summary["complete"] else EXIT_FAILED
 
 
 def cmd_llm_review(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ them at import time.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from enum import StrEnum
@@ -15,8 +16,15 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import make_url
 
 from torghut.domain import FailMode, TradingMode
 from torghut.errors import ConfigError
@@ -37,7 +45,9 @@ class BrokerKind(StrEnum):
     ALPACA = "alpaca"
 
 
+# Fields whose value is never quoted back in an error message.
 _SECRET_FIELDS = (
+    "db_dsn",
     "jangar_api_key",
     "openai_api_key",
     "apca_api_key_id",
@@ -76,10 +86,10 @@ class Settings(BaseSettings):
     llm_circuit_window_seconds: float = Field(default=300, gt=0)
     llm_circuit_cooldown_seconds: float = Field(default=600, ge=0)
     # --- LLM clocks and limits (added) ---
-    llm_timeout_seconds: float = Field(default=20, gt=0)
-    llm_connect_timeout_seconds: float = Field(default=3, gt=0)
-    llm_first_token_timeout_seconds: float = Field(default=15, gt=0)
-    llm_idle_timeout_seconds: float = Field(default=10, gt=0)
+    llm_timeout_seconds: float = Field(default=20, gt=0, le=3600)
+    llm_connect_timeout_seconds: float = Field(default=3, gt=0, le=3600)
+    llm_first_token_timeout_seconds: float = Field(default=15, gt=0, le=3600)
+    llm_idle_timeout_seconds: float = Field(default=10, gt=0, le=3600)
     llm_max_response_bytes: int = Field(default=1_048_576, ge=1024)
     llm_max_retries: int = Field(default=1, ge=0, le=10)
     llm_max_concurrency: int = Field(default=8, ge=1, le=1024)
@@ -146,6 +156,19 @@ class Settings(BaseSettings):
         base = scheme.split("+", 1)[0]
         if base not in ("sqlite", "postgres", "postgresql"):
             raise ValueError("must be a sqlite:// or postgresql:// URL")
+        try:
+            url = make_url(value)
+            _ = url.port  # a non-numeric port only fails when read
+        except Exception:
+            raise ValueError("is not a valid database URL") from None
+        return value
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _finite(cls, value: Any) -> Any:
+        # `inf` parses as a float: a clock that never fires would let a review hang forever.
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("must be a finite number")
         return value
 
     @field_validator("llm_fail_mode", mode="before")

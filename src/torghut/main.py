@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -20,7 +21,24 @@ from torghut.domain import Verdict, as_utc
 log = logging.getLogger("torghut.api")
 
 Limit = Annotated[int, Query(ge=1, le=500, description="1..500")]
-Since = Annotated[datetime | None, Query(description="ISO 8601 datetime")]
+Since = Annotated[str | None, Query(description="ISO 8601 datetime")]
+# The database check of /readyz must answer a probe quickly, whatever holds the pool.
+READY_DB_TIMEOUT_SECONDS = 2.0
+
+
+def parse_since(value: str | None) -> datetime | None:
+    """ISO 8601 only (CONTRACT §5): pydantic would also take Unix numbers, which an operator
+    typing `since=2026` would not mean."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise RequestValidationError(
+            [{"loc": ("query", "since"), "msg": "must be an ISO 8601 datetime",
+              "type": "value_error"}]
+        ) from None
+    return as_utc(parsed)
 Symbol = Annotated[str | None, Query(min_length=1, max_length=32)]
 
 
@@ -58,9 +76,12 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
     async def readyz() -> JSONResponse:
         checks: dict[str, str] = {}
         try:
-            async with container.engine.connect() as conn:
-                await conn.execute(text("select 1"))
+            async with asyncio.timeout(READY_DB_TIMEOUT_SECONDS):
+                async with container.engine.connect() as conn:
+                    await conn.execute(text("select 1"))
             checks["database"] = "ok"
+        except TimeoutError:
+            checks["database"] = f"failing: no answer within {READY_DB_TIMEOUT_SECONDS:g}s"
         except Exception as exc:
             checks["database"] = f"failing: {type(exc).__name__}"
         if container.settings.trading_enabled:
@@ -114,10 +135,10 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
         }
 
     def _filter(
-        symbol: str | None, since: datetime | None, limit: int, verdict: str | None = None
+        symbol: str | None, since: str | None, limit: int, verdict: str | None = None
     ) -> repo.ListFilter:
         return repo.ListFilter(
-            symbol=symbol, since=as_utc(since) if since else None, limit=limit, verdict=verdict
+            symbol=symbol, since=parse_since(since), limit=limit, verdict=verdict
         )
 
     @app.get("/trading/decisions")

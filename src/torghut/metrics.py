@@ -52,6 +52,11 @@ class Metrics:
             "torghut_llm_shadow_disagreements_total",
             "Shadow reviews whose outcome would have changed the order", ["verdict"], registry=r,
         )
+        self.audit_write_failures = Counter(
+            "torghut_audit_write_failures_total",
+            "Audit rows that could not be written (enforcing: the order was not sent)",
+            registry=r,
+        )
         self.reviews_in_flight = Gauge(
             "torghut_llm_reviews_in_flight", "Reviews running now", registry=r
         )

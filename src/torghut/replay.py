@@ -14,6 +14,8 @@ from torghut.db.engine import upgrade
 from torghut.ports import ReviewProvider
 from torghut.trading.pipeline import CycleResult
 
+_BATCH_RETRIES = 3
+
 
 async def run_replay(
     settings: Settings,
@@ -33,11 +35,23 @@ async def run_replay(
     )
     try:
         pipeline = container.pipeline
+        retries = 0
+        complete = True
         while True:
             result = await pipeline.run_cycle()
             if on_cycle is not None:
                 on_cycle(result)
-            if result.signals < pipeline.batch_size or not result.committed:
+            if not result.committed and result.signals:
+                # Some decision could not be finished (database or broker trouble): the same
+                # batch is read again, a few times, before giving up with an incomplete run.
+                retries += 1
+                if retries > _BATCH_RETRIES:
+                    complete = False
+                    break
+                await asyncio.sleep(0.2 * retries)
+                continue
+            retries = 0
+            if result.signals < pipeline.batch_size:
                 break
         await pipeline.drain()
         totals = pipeline.totals
@@ -51,6 +65,7 @@ async def run_replay(
             "duplicates": totals.duplicates,
             "skipped_lines": skipped,
             "duration_ms": int((time.perf_counter() - started) * 1000),
+            "complete": complete,
         }
     finally:
         await container.aclose()

@@ -117,6 +117,8 @@ async def test_lists_newest_first_with_filters(
         ("/trading/decisions", {"limit": "0"}, "limit"),
         ("/trading/decisions", {"limit": "501"}, "limit"),
         ("/trading/executions", {"since": "yesterday"}, "since"),
+        ("/trading/decisions", {"since": "1700000000"}, "since"),
+        ("/trading/reviews", {"since": "2026-13-01T00:00:00"}, "since"),
         ("/trading/reviews", {"verdict": "maybe"}, "verdict"),
         ("/trading/reviews", {"limit": "ten"}, "limit"),
     ],

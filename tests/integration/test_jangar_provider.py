@@ -650,3 +650,22 @@ async def test_own_client_is_closed() -> None:
     await provider.aclose()
     assert provider._client.is_closed
     assert provider.name == "jangar" and provider.model == "gpt-5.3-codex"
+
+
+async def test_bare_error_event_without_data_is_a_gateway_error(
+    make_provider: ProviderFactory,
+) -> None:
+    """`event: error` with no data line is not dispatched by the SSE rules, yet it is a failure."""
+    body = example("approve_clean.sse")
+    async with RawServer([respond(b"event: error\n\n" + body)]) as server:
+        error = await review_error(make_provider(server.url).complete(MESSAGES))
+    assert_code(error, ReviewErrorCode.GATEWAY_ERROR)
+
+
+async def test_chunk_with_neither_choices_nor_usage_is_a_protocol_error(
+    make_provider: ProviderFactory,
+) -> None:
+    body = b'data: {"object":"chat.completion.chunk","weird":1}\n\ndata: [DONE]\n\n'
+    async with RawServer([respond(body)]) as server:
+        error = await review_error(make_provider(server.url).complete(MESSAGES))
+    assert_code(error, ReviewErrorCode.PROTOCOL_ERROR)

@@ -216,3 +216,83 @@ async def test_order_sent_before_a_crash_is_adopted_not_orphaned(
     assert decision_row.status == "filled"
     assert len(orders) == 1 and execution.broker_order_id == orders[0].broker_order_id
     assert execution.client_order_id == h
+
+
+async def _one_buy_outcome(database: Database) -> tuple[list[str], int, int]:
+    from torghut.db.tables import SimOrder
+
+    async with database.sessions() as session:
+        statuses = list((await session.execute(select(TradeDecisionRow.status))).scalars())
+        executions = await session.scalar(select(func.count()).select_from(ExecutionRow))
+        orders = await session.scalar(select(func.count()).select_from(SimOrder))
+    return statuses, executions or 0, orders or 0
+
+
+async def test_placed_order_whose_record_fails_is_adopted_not_rejected(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torghut.db import repo
+
+    real = repo.record_execution
+    calls = {"n": 0}
+
+    async def fails_once(*args: object, **kwargs: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError("database went away")
+        await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(repo, "record_execution", fails_once)
+    summary = await run_replay(
+        load_settings({"DB_DSN": database.dsn}, None), _buys(tmp_path, 1)
+    )
+    assert summary["complete"] is True and summary["submitted"] == 1
+    assert await _one_buy_outcome(database) == (["filled"], 1, 1)
+
+
+@pytest.mark.parametrize("placed_before_failing", [True, False])
+async def test_broker_timeout_asks_the_broker_before_deciding(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    placed_before_failing: bool,
+) -> None:
+    from torghut.errors import BrokerError
+    from torghut.trading.brokers import SimBroker
+
+    real = SimBroker.submit_order
+
+    async def lost_answer(self: SimBroker, order: object) -> object:
+        if placed_before_failing:
+            await real(self, order)  # type: ignore[arg-type]
+        raise BrokerError("read timeout after 10s", rejected=False)
+
+    monkeypatch.setattr(SimBroker, "submit_order", lost_answer)
+    summary = await run_replay(
+        load_settings({"DB_DSN": database.dsn}, None), _buys(tmp_path, 1)
+    )
+    if placed_before_failing:
+        assert summary["submitted"] == 1
+        assert await _one_buy_outcome(database) == (["filled"], 1, 1)
+    else:
+        assert summary["rejected"] == {"broker_error:read timeout after 10s": 1}
+        assert await _one_buy_outcome(database) == (["rejected"], 0, 0)
+
+
+async def test_model_text_is_redacted_in_the_audit_row(
+    database: Database, tmp_path: Path
+) -> None:
+    key = "sk-jangar-model-echo-55"
+
+    class Leaky(FakeProvider):
+        async def complete(self, messages: Sequence[ChatMessage]) -> Completion:
+            body = {"verdict": "approve", "confidence": 0.9, "rationale": f"saw Bearer {key}",
+                    "risk_flags": [key], "note": key}
+            return Completion(json.dumps(body), f"thinking about {key}", None, 5, 1)
+
+    env = _env(database.dsn, LLM_SHADOW_MODE="false", JANGAR_API_KEY=key)
+    await run_replay(load_settings(env, None), _buys(tmp_path, 1), provider=Leaky("x"))
+    async with database.sessions() as session:
+        row = (await session.execute(select(LLMDecisionReview))).scalar_one()
+    stored = json.dumps(
+        [row.rationale, row.risk_flags, row.response_json, row.input_json], default=str
+    )
+    assert key not in stored and "***" in (row.rationale or "")

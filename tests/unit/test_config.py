@@ -136,3 +136,26 @@ def test_secrets_listed_for_redaction_including_db_password() -> None:
 def test_postgres_scheme_accepted() -> None:
     s = load_settings({"DB_DSN": "postgres://u@h:5432/d"}, None)
     assert s.db_dsn.startswith("postgres://")
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["LLM_TIMEOUT_SECONDS", "LLM_FIRST_TOKEN_TIMEOUT_SECONDS", "LLM_IDLE_TIMEOUT_SECONDS",
+     "LLM_CONNECT_TIMEOUT_SECONDS", "LLM_CIRCUIT_COOLDOWN_SECONDS", "TRADING_SIM_CASH"],
+)
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e400"])
+def test_clocks_and_amounts_must_be_finite(variable: str, value: str) -> None:
+    """A clock of `inf` would let a review hang the loop forever."""
+    with pytest.raises(ConfigError) as info:
+        load_settings({variable: value}, env_file=None)
+    assert info.value.variable == variable
+
+
+@pytest.mark.parametrize(
+    "dsn", ["mysql://u:s3cretpw@h/db", "postgresql://u:s3cretpw@h:badport/db"]
+)
+def test_bad_dsn_is_named_without_its_password(dsn: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({"DB_DSN": dsn}, env_file=None)
+    assert info.value.variable == "DB_DSN"
+    assert "s3cretpw" not in str(info.value)

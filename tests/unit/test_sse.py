@@ -530,3 +530,11 @@ def test_midstream_error_frames_are_decoded(chunker: Chunker) -> None:
     ]
     codes = [f["error"]["code"] for f in frames if "error" in f]
     assert codes == ["responseStreamDisconnected", "codex_error"]
+
+
+def test_named_event_without_data_is_not_dispatched_but_recorded() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"event: error\n\n\n: comment\n\ndata: x\n\n") == [
+        SSEEvent("message", "x", None, None)
+    ]
+    assert decoder.dropped_event_types == ["error"]

@@ -43,6 +43,8 @@ from torghut.trading.strategy import StrategyDefaults, StrategySpec, evaluate
 
 log = logging.getLogger("torghut.pipeline")
 
+_SHADOW_WRITE_ATTEMPTS = 4
+
 
 class StrategySource(Protocol):
     async def load(self) -> list[StrategySpec]: ...
@@ -163,10 +165,18 @@ class TradingPipeline:
         self.totals.merge(result)
         return result
 
-    async def drain(self) -> None:
-        """Wait for shadow reviews still in flight (each bounded by its own deadline)."""
+    async def drain(self, grace_seconds: float | None = None) -> int:
+        """Wait for shadow reviews still in flight (each bounded by its own deadline), at
+        most `grace_seconds`; returns how many are still running (0: all done)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if grace_seconds is None else loop.time() + grace_seconds
         while self._shadow_tasks:
-            await asyncio.gather(*list(self._shadow_tasks), return_exceptions=True)
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                break
+            # asyncio.wait, not gather: running out of time must not cancel the reviews.
+            await asyncio.wait(list(self._shadow_tasks), timeout=remaining)
+        return sum(1 for task in self._shadow_tasks if not task.done())
 
     @property
     def reviews_in_flight(self) -> int:
@@ -284,6 +294,7 @@ class TradingPipeline:
             )
         except Exception:
             log.exception("audit write failed for %s: order not sent", item.hash)
+            self.metrics.audit_write_failures.inc()
             self._release(book, item.hash)
             await self._reject(item, "audit_write_failed", result)
             return
@@ -311,17 +322,36 @@ class TradingPipeline:
             would = self._enforced_gate(outcome)
             if would.effective_action is not EffectiveAction.SUBMITTED_ORIGINAL:
                 self.metrics.shadow_disagreements.labels(verdict=outcome.verdict.value).inc()
-            await repo.record_review(
-                self.sessions,
-                self._review_row(item, outcome, EffectiveAction.SUBMITTED_ORIGINAL, shadow=True),
-            )
-            # The cycle that started this review may have been merged already: count on the
-            # running totals so that replay summaries include late shadow reviews.
+            row = self._review_row(item, outcome, EffectiveAction.SUBMITTED_ORIGINAL, shadow=True)
+            await self._write_with_retries(row, item.hash)
+            # The cycle that started this review may be over: count on the running totals,
+            # so that replay summaries include late shadow reviews.
             self.totals.reviews[outcome.verdict.value] += 1
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("shadow review of %s failed to record", item.hash)
+            log.exception("shadow review of %s failed", item.hash)
+
+    async def _write_with_retries(self, row: dict[str, Any], key: str) -> None:
+        """A shadow row has no order waiting on it, so a failed write is worth a few retries
+        (a database failover) before the row is given up, loudly."""
+        for attempt in range(_SHADOW_WRITE_ATTEMPTS):
+            try:
+                await repo.record_review(self.sessions, row)
+                return
+            except Exception:
+                if attempt == _SHADOW_WRITE_ATTEMPTS - 1:
+                    log.exception("audit row of shadow review %s lost after retries", key)
+                    self.metrics.audit_write_failures.inc()
+                    return
+                await asyncio.sleep(0.5 * 2**attempt)
+
+    def cancel_shadow_reviews(self) -> int:
+        """Cancel reviews still running (shutdown past its grace period); returns how many."""
+        pending = [t for t in self._shadow_tasks if not t.done()]
+        for task in pending:
+            task.cancel()
+        return len(pending)
 
     async def _review(self, item: _Item, book: _Book) -> ReviewOutcome:
         assert self.reviewer is not None
@@ -349,15 +379,27 @@ class TradingPipeline:
     ) -> None:
         order = self._order_request(item, decision)
         try:
-            placed = await self.broker.submit_order(order)
+            placed: BrokerOrder | None = await self.broker.submit_order(order)
         except BrokerError as exc:
-            self._release(book, item.hash)
-            prefix = "broker_rejected" if exc.rejected else "broker_error"
-            await self._reject(item, f"{prefix}:{exc}"[:500], result)
+            if exc.rejected:
+                self._release(book, item.hash)
+                await self._reject(item, f"broker_rejected:{exc}"[:500], result)
+                return
+            placed = await self._after_unknown_outcome(item, book, exc, result)
+        except Exception as exc:  # a bug or an unmapped error: the order may still be live
+            log.exception("submitting %s failed", item.hash)
+            placed = await self._after_unknown_outcome(item, book, exc, result)
+        if placed is None:
             return
-        await repo.record_execution(
-            self.sessions, item.decision_id, order, placed, broker=self.broker.name
-        )
+        try:
+            await repo.record_execution(
+                self.sessions, item.decision_id, order, placed, broker=self.broker.name
+            )
+        except Exception:
+            # The order is live: never mark it rejected. Leaving the decision `planned` keeps
+            # the batch's signals unconsumed, and the next cycle adopts the order.
+            log.exception("order %s placed but not recorded; next cycle adopts it", item.hash)
+            return
         item.final = True
         if placed.status in ("rejected", "broker_rejected"):
             self._count_rejection(result, "broker_rejected")
@@ -367,10 +409,31 @@ class TradingPipeline:
         self.metrics.orders.labels(broker=self.broker.name).inc()
         self.metrics.decisions.labels(status="submitted").inc()
 
+    async def _after_unknown_outcome(
+        self, item: _Item, book: _Book, exc: Exception, result: CycleResult
+    ) -> BrokerOrder | None:
+        """The broker did not say yes or no (timeout, 5xx, lost answer): ask it by client
+        order id. Found: adopt it. Unknown: safe to reject. Cannot ask: leave the decision
+        `planned`, so the next cycle asks again."""
+        try:
+            placed = await self.broker.get_order(item.hash)
+        except Exception:
+            log.warning("order %s: outcome unknown and the broker cannot be asked", item.hash)
+            return None
+        if placed is None:
+            self._release(book, item.hash)
+            await self._reject(item, f"broker_error:{exc}"[:500], result)
+        return placed
+
     async def _adopt_placed_order(self, item: _Item, result: CycleResult) -> bool:
         """An earlier run may have sent this order and died before recording it: ask the broker
-        first, so the order is recorded (not re-reviewed, not orphaned, never sent twice)."""
-        placed = await self.broker.get_order(item.hash)
+        first, so the order is recorded (not re-reviewed, not orphaned, never sent twice).
+        True when the decision needs nothing more this cycle."""
+        try:
+            placed = await self.broker.get_order(item.hash)
+        except Exception:
+            log.warning("order %s: the broker cannot be asked; retrying next cycle", item.hash)
+            return True  # still `planned`: the batch is read again, nothing is lost
         if placed is None:
             return False
         log.warning("adopting order %s left by an earlier run", item.hash)

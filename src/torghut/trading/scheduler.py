@@ -132,8 +132,9 @@ class TradingScheduler:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.pipeline.drain(), grace_seconds)
+        if await self.pipeline.drain(grace_seconds):
+            cancelled = self.pipeline.cancel_shadow_reviews()
+            log.error("shutdown: %d shadow reviews still running were cancelled", cancelled)
         await self.lock.release()
         self.status.running = False
         self.status.leader = False

@@ -366,6 +366,9 @@ class ChunkAccumulator:
         if error is not None:
             raise gateway_error(error, self.label, self.secrets)
         choices = obj.get("choices")
+        if choices is None and obj.get("usage") is None:
+            # Neither a chunk nor a usage report: not a chat-completion stream.
+            raise _protocol(self.label, "sent a data event with neither choices nor usage")
         if choices is not None:
             if type(choices) is not list:
                 raise _protocol(self.label, "sent a chunk whose choices is not a list")
@@ -437,6 +440,8 @@ async def read_event_stream(
             events = decoder.feed(chunk)
         except SSEEventTooLarge:
             raise _too_large(label, max_bytes) from None
+        if "error" in decoder.dropped_event_types:
+            raise gateway_error("event: error with no data", label, secrets)
         for event in events:
             data = event.data
             if event.event == "error":

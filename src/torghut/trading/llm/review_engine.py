@@ -16,6 +16,7 @@ This module knows the provider only through `ReviewProvider`: no HTTP, no concre
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -46,6 +47,9 @@ from torghut.trading.llm.schema import (
 )
 
 logger = logging.getLogger("torghut.review")
+
+# Answers longer than this are searched for the review in a worker thread.
+_INLINE_PARSE_CHARS = 65_536
 
 
 @dataclass(frozen=True)
@@ -159,7 +163,12 @@ class ReviewEngine:
         with permit:
             try:
                 attempt.completion = await self._provider.complete(messages)
-                review, raw = extract_review(attempt.completion.text)
+                text = attempt.completion.text
+                if len(text) > _INLINE_PARSE_CHARS:
+                    # A big, noisy answer can take a noticeable time to search: not on the loop.
+                    review, raw = await asyncio.to_thread(extract_review, text)
+                else:
+                    review, raw = extract_review(text)
             except ReviewError as exc:
                 if exc.counts_for_breaker:
                     permit.failure()
@@ -175,7 +184,7 @@ class ReviewEngine:
             model=self._provider.model,
             prompt_version=self._prompt.version,
             prompt_hash=self._prompt.sha256,
-            request_json=attempt.request_json,
+            request_json=self._scrub(attempt.request_json),
             response_json=self._response_json(completion, raw, None),
             llm_verdict=review.verdict,
             verdict=result.verdict,
@@ -183,8 +192,9 @@ class ReviewEngine:
             confidence=review.confidence,
             adjusted_qty=review.adjusted_qty,
             adjusted_order_type=review.adjusted_order_type,
-            rationale=review.rationale,
-            risk_flags=list(review.risk_flags),
+            # Model-written text is redacted like everything else the gateway sends.
+            rationale=self._redact(review.rationale),
+            risk_flags=[self._redact(flag) or "" for flag in review.risk_flags],
             usage=completion.usage,
             latency_ms=self._elapsed_ms(started),
             ttft_ms=completion.ttft_ms,
@@ -199,6 +209,18 @@ class ReviewEngine:
     def _redact(self, text: str | None) -> str | None:
         return None if text is None else redact(text, self._secrets, limit=None)
 
+    def _scrub(self, value: Any) -> Any:
+        """Every string inside `value`, redacted (audit rows must never hold a secret)."""
+        if not self._secrets:
+            return value
+        if isinstance(value, str):
+            return self._redact(value)
+        if isinstance(value, dict):
+            return {k: self._scrub(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._scrub(v) for v in value]
+        return value
+
     def _response_json(
         self,
         completion: Completion | None,
@@ -208,7 +230,7 @@ class ReviewEngine:
         return {
             "text": self._redact(completion.text) if completion else None,
             "reasoning": self._redact(completion.reasoning) if completion else None,
-            "review": review,
+            "review": self._scrub(review) if review is not None else None,
             "error": error,
             "finish_reason": completion.finish_reason if completion else None,
         }
@@ -222,7 +244,7 @@ class ReviewEngine:
             model=self._provider.model,
             prompt_version=self._prompt.version,
             prompt_hash=self._prompt.sha256,
-            request_json=attempt.request_json,
+            request_json=self._scrub(attempt.request_json),
             response_json=self._response_json(completion, None, {"code": code, "message": message}),
             llm_verdict=None,
             verdict=Verdict.ERROR,

@@ -102,6 +102,7 @@ class SSEDecoder:
         "_pending_len",
         "_retry",
         "_skip_lf",
+        "dropped_event_types",
     )
 
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
@@ -121,6 +122,8 @@ class SSEDecoder:
         self._data: list[bytes] = []
         self._data_len = 0
         self._event_type = ""
+        # Types of named events that ended with no data (and so were not dispatched).
+        self.dropped_event_types: list[str] = []
         self._last_id: str | None = None
         self._retry: int | None = None
         self._failed = False
@@ -224,6 +227,10 @@ class SSEDecoder:
                     append(event)
                     data = []
                     data_len = 0
+                elif event_type:
+                    # Not dispatched (the spec), but a consumer may still care that a named
+                    # event arrived: Jangar's bare `event: error` is a failure.
+                    self.dropped_event_types.append(event_type)
                 # Reset even when nothing was dispatched, as the spec says.
                 event_type = ""
                 continue
