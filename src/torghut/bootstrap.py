@@ -144,6 +144,7 @@ def _build_source(
                 username=settings.clickhouse_username,
                 password=password.get_secret_value() if password else None,
                 timeout_seconds=settings.clickhouse_timeout_seconds,
+                settle_seconds=settings.clickhouse_settle_seconds,
             ),
             sessions,
         )
@@ -214,6 +215,10 @@ async def build_container(
             enabled=settings.trading_enabled,
             poll_interval=settings.trading_poll_interval_seconds,
             reconcile_interval=settings.trading_reconcile_interval_seconds,
+            work_deadline=max(
+                settings.llm_timeout_seconds if settings.llm_enabled else 0.0,
+                2 * settings.trading_broker_timeout_seconds,
+            ),
         )
     except BaseException:
         for close in reversed(closers):

@@ -123,6 +123,7 @@ class Settings(BaseSettings):
     clickhouse_username: str = "default"
     clickhouse_password: SecretStr | None = None
     clickhouse_timeout_seconds: float = Field(default=10, gt=0)
+    clickhouse_settle_seconds: float = Field(default=2, ge=0, le=300)
     # --- service ---
     db_dsn: str = "sqlite:///torghut.db"
     torghut_port: int = Field(default=8181, ge=1, le=65535)

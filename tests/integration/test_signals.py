@@ -382,6 +382,7 @@ def test_query_refuses_a_spliced_database_name() -> None:
         "cursor_symbol": "O'REILLY",
         "cursor_seq": "3",
         "limit": "5",
+        "settle_ms": "0",
     }
 
 
@@ -596,3 +597,15 @@ async def test_a_fresh_source_starts_at_the_lookback_not_at_the_dawn_of_time(
 def test_config_repr_hides_the_password() -> None:
     config = ClickHouseConfig(url="http://ch:8123", password="s3cret-pw")
     assert "s3cret-pw" not in repr(config)
+
+
+def test_rows_younger_than_the_settle_time_wait_for_a_later_fetch(clickhouse: ChSession) -> None:
+    """The cursor never moves back, so the newest rows (other symbols of that moment may still
+    be on their way) are only read once they are `settle_seconds` old."""
+    clickhouse.query(
+        "INSERT INTO torghut.ta_signals VALUES "
+        "(now64(3) + INTERVAL 1 HOUR, 1, 'LATE', 'PT1M', 0.1, 0.2, 30)"
+    )
+    sql, params = build_signals_query(cursor=(T0, "", 0), limit=100, settle_seconds=2.0)
+    out = str(clickhouse.query(sql, "JSONEachRow", params=params))
+    assert "LATE" not in out and "AAPL" in out

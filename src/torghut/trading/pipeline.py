@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -142,10 +143,15 @@ class TradingPipeline:
         self._work_slots = asyncio.Semaphore(max(2 * max_concurrency, 16))
         self._review_slots = asyncio.Semaphore(max_concurrency)
         self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self._reviewing = 0
         self.totals = CycleResult()
+        # Monotonic time of the last sign of life (a cycle began or ended, a decision
+        # finished), so /readyz can tell a long batch from a stuck loop.
+        self.last_progress = time.monotonic()
 
     # ----------------------------------------------------------------------------- the cycle
     async def run_cycle(self) -> CycleResult:
+        self.last_progress = time.monotonic()
         result = CycleResult()
         signals = await self.source.fetch(self.batch_size)
         if not signals:
@@ -163,6 +169,7 @@ class TradingPipeline:
         else:
             log.warning("batch left decisions unfinished; its signals will be read again")
         self.totals.merge(result)
+        self.last_progress = time.monotonic()
         return result
 
     async def drain(self, grace_seconds: float | None = None) -> int:
@@ -180,7 +187,8 @@ class TradingPipeline:
 
     @property
     def reviews_in_flight(self) -> int:
-        return len(self._shadow_tasks)
+        """Reviews waiting for the gateway now, shadow or enforcing."""
+        return self._reviewing
 
     # ------------------------------------------------------------------------------- steps
     async def _mark_prices(self, signals: Sequence[Signal]) -> None:
@@ -251,6 +259,8 @@ class TradingPipeline:
                     self._count_rejection(result, reason)
                 except Exception:
                     log.exception("could not mark decision %s rejected", item.hash)
+            finally:
+                self.last_progress = time.monotonic()
 
     async def _process(self, item: _Item, book: _Book, result: CycleResult) -> None:
         if item.resumed and await self._adopt_placed_order(item, result):
@@ -367,10 +377,13 @@ class TradingPipeline:
         )
         async with self._review_slots:
             self.metrics.reviews_in_flight.inc()
+            self._reviewing += 1
             try:
                 outcome = await self.reviewer.review(item.decision, request)
             finally:
+                self._reviewing -= 1
                 self.metrics.reviews_in_flight.dec()
+                self.last_progress = time.monotonic()
         self._observe(outcome)
         return outcome
 

@@ -106,17 +106,22 @@ class TradingScheduler:
         enabled: bool,
         poll_interval: float,
         reconcile_interval: float,
+        work_deadline: float = 0.0,
     ) -> None:
         self.pipeline = pipeline
         self.broker = broker
         self.metrics = metrics
         self.poll_interval = poll_interval
         self.reconcile_interval = reconcile_interval
+        # How long the loop may go without a sign of life before /readyz calls it stuck: three
+        # polls, plus the longest single step it may legitimately wait on (one review).
+        self.stale_after = 3 * poll_interval + work_deadline + 1
         self.lock = LeaderLock(engine)
         self.status = LoopStatus(enabled=enabled)
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_reconcile = 0.0
+        self._last_beat = 0.0
 
     def start(self) -> None:
         if self._task is None:
@@ -140,16 +145,17 @@ class TradingScheduler:
         self.status.leader = False
         self.metrics.leader.set(0)
 
-    def fresh(self, now: float | None = None) -> bool:
-        """Has the loop run within three poll intervals? (`/readyz`)"""
+    def fresh(self) -> bool:
+        """Has the loop shown progress recently? (`/readyz`) A long batch that keeps finishing
+        decisions is fresh; a loop stuck on one call is not."""
         if not self.status.enabled:
             return True
-        if not self.status.leader:
-            return self.status.running  # a standby is healthy while it waits
-        if self.status.last_run_at is None:
+        if not self.status.running:
             return False
-        age = (utcnow() - self.status.last_run_at).total_seconds()
-        return age <= 3 * self.poll_interval + 1
+        if not self.status.leader:
+            return True  # a standby is healthy while it waits
+        last = max(self._last_beat, self.pipeline.last_progress)
+        return time.monotonic() - last <= self.stale_after
 
     async def _run(self) -> None:
         self.status.running = True
@@ -193,6 +199,7 @@ class TradingScheduler:
         finally:
             self.status.cycles += 1
             self.status.last_run_at = utcnow()
+            self._last_beat = time.monotonic()
             self.metrics.last_cycle.set(time.time())
             self.metrics.cycle_seconds.observe(time.perf_counter() - start)
 

@@ -328,6 +328,7 @@ class ClickHouseConfig:
     timeout_seconds: float = 10.0
     source_key: str = "clickhouse:torghut.ta_signals"
     initial_lookback: timedelta = timedelta(minutes=5)
+    settle_seconds: float = 2.0
 
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -338,7 +339,7 @@ def _format_ts(value: datetime) -> str:
 
 
 def build_signals_query(
-    *, cursor: CursorKey, limit: int, database: str = "torghut"
+    *, cursor: CursorKey, limit: int, database: str = "torghut", settle_seconds: float = 0.0
 ) -> tuple[str, dict[str, str]]:
     """The SQL of one fetch, and its ClickHouse query parameters (names without `param_`).
 
@@ -348,6 +349,11 @@ def build_signals_query(
     bar. The bar side is grouped by `(symbol, event_ts)` so duplicate bars (a ReplacingMergeTree
     before its merge) cannot duplicate signals, and cut to the cursor's time so the grouping
     reads only new bars.
+
+    Lateness: the cursor only moves forward, so a row written after the cursor passed its key
+    would never be read. Rows newer than `settle_seconds` before the server's clock are left
+    for a later fetch (a watermark), giving the TA writers that long to deliver every symbol
+    of a moment before the cursor moves past it.
 
     Every value is a query parameter; only `database` is spliced, after a strict identifier
     check. Datetimes are written out in ISO form in UTC (`date_time_output_format`)."""
@@ -377,6 +383,7 @@ LEFT JOIN
 WHERE s.event_ts >= {{cursor_ts:DateTime64(6, 'UTC')}}
   AND (s.event_ts, s.symbol, s.seq)
       > ({{cursor_ts:DateTime64(6, 'UTC')}}, {{cursor_symbol:String}}, {{cursor_seq:UInt64}})
+  AND s.event_ts <= now64(6) - toIntervalMillisecond({{settle_ms:UInt32}})
 ORDER BY s.event_ts, s.symbol, s.seq
 LIMIT {{limit:UInt32}}
 SETTINGS join_use_nulls = 1, date_time_output_format = 'iso'
@@ -387,6 +394,7 @@ FORMAT JSONEachRow
         "cursor_symbol": symbol,
         "cursor_seq": str(seq),
         "limit": str(limit),
+        "settle_ms": str(max(0, round(settle_seconds * 1000))),
     }
     return sql, params
 
@@ -508,7 +516,10 @@ class ClickHouseSignalSource:
 
     async def _query(self, cursor: CursorKey, limit: int) -> list[str]:
         sql, params = build_signals_query(
-            cursor=cursor, limit=limit, database=self._config.database
+            cursor=cursor,
+            limit=limit,
+            database=self._config.database,
+            settle_seconds=self._config.settle_seconds,
         )
         timeout = self._config.timeout_seconds
         url_params = {f"param_{name}": value for name, value in params.items()}
