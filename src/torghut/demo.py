@@ -28,8 +28,11 @@ from torghut.replay import run_replay
 # a notional near the cap is vetoed and a second buy of a symbol is cut back, so the report
 # shows every verdict; a small share of injected error frames shows the fail mode at work.
 DEMO_GATEWAY = DevGatewayConfig(
-    veto_notional=960.0, adjust_exposure_pct=0.015, fault="error-frame", fault_rate=0.04, seed=7
+    veto_notional=960.0, adjust_exposure_pct=0.015, fault="error-frame", fault_rate=0.02, seed=7,
+    latency_seconds=0.05,
 )
+# The promotion check of docs/rollout.md, applied to each run.
+DEMO_CRITERIA = report.Criteria(max_error_rate=0.05, max_p95_ms=8000, min_reviews=50)
 
 
 def demo_settings(db_path: Path, base_url: str, *, shadow: bool) -> Settings:
@@ -41,9 +44,9 @@ def demo_settings(db_path: Path, base_url: str, *, shadow: bool) -> Settings:
         "LLM_SHADOW_MODE": "true" if shadow else "false",
         "LLM_FAIL_MODE": "pass_through" if shadow else "veto",
         "LLM_ADJUSTMENT_ALLOWED": "true",
-        # A short cooldown, so the few seconds of the demo show the breaker open and recover.
-        "LLM_CIRCUIT_MAX_ERRORS": "3",
-        "LLM_CIRCUIT_COOLDOWN_SECONDS": "0.5",
+        "LLM_CIRCUIT_MAX_ERRORS": "5",
+        # Short, so that the seconds of the demo can show the breaker open, probe and close.
+        "LLM_CIRCUIT_COOLDOWN_SECONDS": "0.3",
         "LLM_TIMEOUT_SECONDS": "10",
         "TRADING_MODE": "paper",
         "TRADING_BATCH_SIZE": "400",
@@ -93,7 +96,8 @@ async def _phase(
         rep = await report.build_report(session_factory(engine), since=since, until=utcnow())
     finally:
         await engine.dispose()
-    return summary, report.render_table(rep, []), rep
+    failures = report.evaluate(rep, DEMO_CRITERIA)
+    return summary, report.render_table(rep, failures), rep
 
 
 async def _run(workdir: Path, out: TextIO) -> int:
@@ -111,9 +115,13 @@ async def _run(workdir: Path, out: TextIO) -> int:
             results[label] = (summary, table, rep)
             out.write(f"  summary: {summary}\n\n")
     for label, (_summary, table, rep) in results.items():
-        out.write(f"== llm report ({label}) ==\n{table}\n")
+        out.write(
+            f"== llm report ({label}): --max-error-rate 0.05 --max-p95-ms 8000 "
+            f"--min-reviews 50 ==\n{table}\n"
+        )
         html_path = workdir / f"report-{label}.html"
-        html_path.write_text(report.render_html(rep, []), encoding="utf-8")
+        failures = report.evaluate(rep, DEMO_CRITERIA)
+        html_path.write_text(report.render_html(rep, failures), encoding="utf-8")
     out.write(
         f"HTML reports: {workdir / 'report-shadow.html'} and {workdir / 'report-enforcing.html'}\n"
         f"demo finished in {time.perf_counter() - started:.1f} s\n"
