@@ -40,6 +40,7 @@ except ImportError:  # run from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from torghut.config import load_settings
 
+from tables import table  # bench/tables.py (scripts run from bench/)
 from torghut.db.engine import upgrade
 from torghut.devgateway import DevGateway, DevGatewayConfig
 from torghut.replay import run_replay
@@ -267,12 +268,6 @@ def _profile_replay(workdir: Path, signals: Path) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(header, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

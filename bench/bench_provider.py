@@ -25,6 +25,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from tables import table  # bench/tables.py (scripts run from bench/)
+
 CPU_TARGET_RATIO = 0.25
 RSS_BUDGET_MB = 20.0
 CAP_BYTES = 1_048_576
@@ -241,12 +243,6 @@ def bench_memory(flood_mb: int) -> tuple[list[list[str]], dict[str, Any]]:
 # --------------------------------------------------------------------------------------------
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(header, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -239,6 +239,20 @@ class OrderRequest:
     stop_price: Decimal | None = None
     reference_price: Decimal | None = None
 
+    @classmethod
+    def for_decision(cls, decision: TradeDecision, client_order_id: str) -> OrderRequest:
+        return cls(
+            client_order_id=client_order_id,
+            symbol=decision.symbol,
+            side=decision.action,
+            qty=decision.qty,
+            order_type=decision.order_type,
+            time_in_force=decision.time_in_force,
+            limit_price=decision.limit_price,
+            stop_price=decision.stop_price,
+            reference_price=decision.reference_price,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class BrokerOrder:

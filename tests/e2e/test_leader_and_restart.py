@@ -339,17 +339,7 @@ def place_directly(dsn: str, decision: TradeDecision, client_order_id: str) -> B
     """Send a decision's order to the simulated broker as the pipeline would, without
     recording an execution: the state a crash between the broker's answer and the execution
     write leaves behind."""
-    order = OrderRequest(
-        client_order_id=client_order_id,
-        symbol=decision.symbol,
-        side=decision.action,
-        qty=decision.qty,
-        order_type=decision.order_type,
-        time_in_force=decision.time_in_force,
-        limit_price=decision.limit_price,
-        stop_price=decision.stop_price,
-        reference_price=decision.reference_price,
-    )
+    order = OrderRequest.for_decision(decision, client_order_id)
 
     async def place() -> BrokerOrder:
         engine = create_engine_from_dsn(dsn)

@@ -199,10 +199,7 @@ async def test_order_sent_before_a_crash_is_adopted_not_orphaned(
         session.add(Strategy(id=DEFAULT_STRATEGY.name, params={}))
     await repo.insert_decision(database.sessions, decision, h)
     broker = SimBroker(database.sessions, starting_cash=Decimal(100_000))
-    await broker.submit_order(
-        OrderRequest(h, decision.symbol, decision.action, decision.qty, decision.order_type,
-                     decision.time_in_force, reference_price=decision.reference_price)
-    )
+    await broker.submit_order(OrderRequest.for_decision(decision, h))
 
     provider = FakeProvider("veto")
     env = _env(database.dsn, LLM_SHADOW_MODE="false", LLM_FAIL_MODE="veto")

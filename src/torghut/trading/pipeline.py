@@ -390,7 +390,7 @@ class TradingPipeline:
     async def _submit(
         self, item: _Item, decision: TradeDecision, book: _Book, result: CycleResult
     ) -> None:
-        order = self._order_request(item, decision)
+        order = OrderRequest.for_decision(decision, item.hash)
         try:
             placed: BrokerOrder | None = await self.broker.submit_order(order)
         except BrokerError as exc:
@@ -450,26 +450,13 @@ class TradingPipeline:
         if placed is None:
             return False
         log.warning("adopting order %s left by an earlier run", item.hash)
-        order = self._order_request(item, item.decision)
+        order = OrderRequest.for_decision(item.decision, item.hash)
         await repo.record_execution(
             self.sessions, item.decision_id, order, placed, broker=self.broker.name
         )
         item.final = True
         result.submitted += 1
         return True
-
-    def _order_request(self, item: _Item, decision: TradeDecision) -> OrderRequest:
-        return OrderRequest(
-            client_order_id=item.hash,
-            symbol=decision.symbol,
-            side=decision.action,
-            qty=decision.qty,
-            order_type=decision.order_type,
-            time_in_force=decision.time_in_force,
-            limit_price=decision.limit_price,
-            stop_price=decision.stop_price,
-            reference_price=decision.reference_price,
-        )
 
     async def _reject(self, item: _Item, reason: str, result: CycleResult) -> None:
         await repo.mark_decision(self.sessions, item.decision_id, "rejected", reason)
