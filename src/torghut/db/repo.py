@@ -238,15 +238,16 @@ async def last_trades_by_symbol(
 
 
 async def recent_decisions(
-    sessions: Sessions, symbol: str, *, limit: int = 5
+    sessions: Sessions, symbol: str, *, limit: int = 5, exclude_hash: str | None = None
 ) -> list[dict[str, Any]]:
+    """The last decisions in `symbol`, for the reviewer's context (not the one under review)."""
+    stmt = select(TradeDecisionRow).where(TradeDecisionRow.symbol == symbol)
+    if exclude_hash is not None:
+        stmt = stmt.where(TradeDecisionRow.decision_hash != exclude_hash)
     async with sessions() as session:
         rows = (
             await session.execute(
-                select(TradeDecisionRow)
-                .where(TradeDecisionRow.symbol == symbol)
-                .order_by(TradeDecisionRow.created_at.desc())
-                .limit(limit)
+                stmt.order_by(TradeDecisionRow.created_at.desc()).limit(limit)
             )
         ).scalars()
         return [

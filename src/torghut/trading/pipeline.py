@@ -365,12 +365,20 @@ class TradingPipeline:
 
     async def _review(self, item: _Item, book: _Book) -> ReviewOutcome:
         assert self.reviewer is not None
+        try:
+            recent = await repo.recent_decisions(
+                self.sessions, item.decision.symbol, exclude_hash=item.hash
+            )
+        except Exception:
+            # Context for the model, not a reason to skip the review.
+            log.warning("recent decisions of %s unavailable for the review", item.hash)
+            recent = []
         request = build_review_request(
             item.decision,
             account=book.account,
             positions=list(book.positions.values()),
             market=item.signal.model_dump(mode="json"),
-            recent_decisions=await repo.recent_decisions(self.sessions, item.decision.symbol),
+            recent_decisions=recent,
             bounds=self.bounds,
             trading_mode=self.gate.trading_mode,
             prompt_version=self.prompt_version,
