@@ -79,6 +79,11 @@ async def test_shadow_submits_before_the_review_finishes(
         assert [(r.verdict, r.shadow, r.effective_action) for r in rows] == [
             ("veto", True, "submitted_original")
         ] * 3
+        metrics = container.metrics.render().decode()
+        assert 'torghut_llm_reviews_total{verdict="veto"} 3.0' in metrics
+        assert 'torghut_llm_shadow_disagreements_total{verdict="veto"} 3.0' in metrics
+        assert "torghut_llm_review_latency_seconds_count 3.0" in metrics
+        assert 'torghut_llm_tokens_total{kind="prompt"} 30.0' in metrics
     finally:
         await container.aclose()
 
