@@ -235,7 +235,7 @@ async def test_placed_order_whose_record_fails_is_adopted_not_rejected(
 ) -> None:
     from torghut.db import repo
 
-    real = repo.record_execution
+    real = repo.record_executions
     calls = {"n": 0}
 
     async def fails_once(*args: object, **kwargs: object) -> None:
@@ -244,7 +244,7 @@ async def test_placed_order_whose_record_fails_is_adopted_not_rejected(
             raise OSError("database went away")
         await real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(repo, "record_execution", fails_once)
+    monkeypatch.setattr(repo, "record_executions", fails_once)
     summary = await run_replay(
         load_settings({"DB_DSN": database.dsn}, None), _buys(tmp_path, 1)
     )
@@ -260,14 +260,14 @@ async def test_broker_timeout_asks_the_broker_before_deciding(
     from torghut.errors import BrokerError
     from torghut.trading.brokers import SimBroker
 
-    real = SimBroker.submit_order
+    real = SimBroker.submit_orders
 
-    async def lost_answer(self: SimBroker, order: object) -> object:
+    async def lost_answer(self: SimBroker, orders: object) -> object:
         if placed_before_failing:
-            await real(self, order)  # type: ignore[arg-type]
+            await real(self, orders)  # type: ignore[arg-type]
         raise BrokerError("read timeout after 10s", rejected=False)
 
-    monkeypatch.setattr(SimBroker, "submit_order", lost_answer)
+    monkeypatch.setattr(SimBroker, "submit_orders", lost_answer)
     summary = await run_replay(
         load_settings({"DB_DSN": database.dsn}, None), _buys(tmp_path, 1)
     )

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -47,6 +49,9 @@ class FakeBroker:
         raise NotImplementedError
 
     async def submit_order(self, order: OrderRequest) -> BrokerOrder:
+        raise NotImplementedError
+
+    async def submit_orders(self, orders: Sequence[OrderRequest]) -> list[BrokerOrder | Exception]:
         raise NotImplementedError
 
     async def get_order(self, client_order_id: str) -> BrokerOrder | None:

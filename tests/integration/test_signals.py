@@ -18,6 +18,8 @@ from typing import Any, Protocol, cast
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from tests.conftest import Database
@@ -88,6 +90,8 @@ def test_parse_signal_line_accepts_nulls_and_epoch_and_explicit_seq() -> None:
         pytest.param(line(T0, "A", event_ts="yesterday"), r"field 'event_ts'", id="bad-ts"),
         pytest.param(line(T0, "A").replace('"A"', "5"), r"field 'symbol'", id="symbol-type"),
         pytest.param(line(T0, "X" * 40), r"field 'symbol'", id="symbol-long"),
+        pytest.param(line(T0, "  "), r"field 'symbol': must not be blank", id="symbol-blank"),
+        pytest.param(line(T0, "A", timeframe="M" * 17), r"field 'timeframe'", id="tf-long"),
         pytest.param(line(T0, "A", rsi14="high"), r"field 'rsi14'", id="rsi"),
         pytest.param(line(T0, "A", macd=True), r"field 'macd'", id="bool"),
         pytest.param(line(T0, "A", price=-1), r"field 'price'", id="price"),
@@ -99,6 +103,48 @@ def test_parse_signal_line_names_line_and_field(raw: str, pattern: str) -> None:
     with pytest.raises(InputError, match=pattern) as info:
         parse_signal_line(raw, 4)
     assert str(info.value).startswith("line 4:")
+
+
+_numbers = st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False),
+                     st.integers(-10**6, 10**6))
+_valid_lines = st.fixed_dictionaries(
+    {
+        "event_ts": st.one_of(
+            st.integers(0, 4_000_000_000),
+            st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1),
+                         timezones=st.sampled_from([UTC, None])).map(lambda d: d.isoformat()),
+        ),
+        "symbol": st.text(min_size=1, max_size=32).filter(lambda t: t.strip() != ""),
+        "timeframe": st.text(min_size=1, max_size=16).filter(lambda t: t.strip() != ""),
+        "macd": _numbers,
+        "macd_signal": _numbers,
+        "rsi14": _numbers,
+    },
+    optional={
+        "price": st.one_of(st.none(), st.decimals(min_value=Decimal("0.0001"),
+                                                  max_value=Decimal(10**9), places=4)
+                           .map(float)),
+        "seq": st.integers(0, 2**40),
+        "volume": st.integers(0, 10**9),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_valid_lines)
+def test_parse_signal_line_builds_what_full_validation_builds(data: dict[str, Any]) -> None:
+    # The parser's own checks and `Signal`'s validation must agree on what a valid line means.
+    parsed = parse_signal_line(json.dumps(data), 9)
+    fields = {k: v for k, v in data.items() if k in Signal.model_fields}
+    payload = {k: v for k, v in data.items() if k not in Signal.model_fields}
+    if isinstance(fields["event_ts"], int):
+        fields["event_ts"] = datetime.fromtimestamp(fields["event_ts"], UTC)
+    if fields.get("price") is not None:
+        fields["price"] = Decimal(str(fields["price"]))
+    fields.setdefault("seq", 9)
+    validated = Signal.model_validate({**fields, "payload": payload})
+    assert parsed.model_dump() == validated.model_dump()
+    assert parsed == validated
 
 
 @pytest.mark.parametrize(

@@ -165,6 +165,9 @@ def jsonable_if_json(column: str, value: Any) -> Any:
     return jsonable(value) if column in _JSON_COLUMNS else value
 
 
+Execution = tuple[uuid.UUID, OrderRequest, BrokerOrder]  # (decision id, order, broker answer)
+
+
 async def record_execution(
     sessions: Sessions,
     decision_id: uuid.UUID,
@@ -175,45 +178,93 @@ async def record_execution(
 ) -> None:
     """Store the broker's answer and move the decision to `submitted` (or the broker's final
     status). Idempotent on `client_order_id`: an adopted order updates the existing row."""
+    await record_executions(sessions, [(decision_id, order, placed)], broker=broker)
+
+
+async def record_executions(
+    sessions: Sessions, executions: Sequence[Execution], *, broker: str
+) -> None:
+    """`record_execution` for several orders in one transaction: all of them or none."""
+    if not executions:
+        return
     now = utcnow()
     async with sessions() as session, session.begin():
-        existing = (
-            await session.execute(
-                select(ExecutionRow).where(ExecutionRow.client_order_id == order.client_order_id)
+        ids = list(dict.fromkeys(order.client_order_id for _, order, _ in executions))
+        existing: dict[str, ExecutionRow] = {}
+        for start in range(0, len(ids), 500):
+            found = await session.execute(
+                select(ExecutionRow).where(ExecutionRow.client_order_id.in_(ids[start:start + 500]))
             )
-        ).scalar_one_or_none()
-        if existing is None:
-            session.add(
-                ExecutionRow(
-                    id=uuid.uuid4(),
-                    trade_decision_id=decision_id,
-                    client_order_id=order.client_order_id,
-                    broker_order_id=placed.broker_order_id,
-                    broker=broker,
-                    symbol=order.symbol,
-                    side=order.side.value,
-                    order_type=order.order_type.value,
-                    time_in_force=order.time_in_force.value,
-                    submitted_qty=order.qty,
-                    limit_price=order.limit_price,
-                    stop_price=order.stop_price,
-                    filled_qty=placed.filled_qty,
-                    avg_fill_price=placed.avg_fill_price,
-                    status=placed.status,
-                    reject_reason=placed.reject_reason,
-                    raw_json=jsonable(placed.raw) if placed.raw else None,
-                )
+            existing.update((row.client_order_id, row) for row in found.scalars())
+        new_rows: dict[str, dict[str, Any]] = {}
+        decision_updates: list[dict[str, Any]] = []
+        for decision_id, order, placed in executions:
+            row = existing.get(order.client_order_id)
+            if row is not None:
+                row.broker_order_id = placed.broker_order_id
+                row.filled_qty = placed.filled_qty
+                row.avg_fill_price = placed.avg_fill_price
+                row.status = placed.status
+                row.updated_at = now
+            else:
+                new_rows[order.client_order_id] = {
+                    "id": uuid.uuid4(),
+                    "trade_decision_id": decision_id,
+                    "client_order_id": order.client_order_id,
+                    "broker_order_id": placed.broker_order_id,
+                    "broker": broker,
+                    "symbol": order.symbol,
+                    "side": order.side.value,
+                    "order_type": order.order_type.value,
+                    "time_in_force": order.time_in_force.value,
+                    "submitted_qty": order.qty,
+                    "limit_price": order.limit_price,
+                    "stop_price": order.stop_price,
+                    "filled_qty": placed.filled_qty,
+                    "avg_fill_price": placed.avg_fill_price,
+                    "status": placed.status,
+                    "reject_reason": placed.reject_reason,
+                    "raw_json": jsonable(placed.raw) if placed.raw else None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            working = placed.status in ("new", "accepted", "pending_new")
+            decision_updates.append(
+                {
+                    "id": decision_id,
+                    "status": "submitted" if working else placed.status,
+                    "reason": placed.reject_reason,
+                    "updated_at": now,
+                    "executed_at": now if placed.status == "filled" else None,
+                }
             )
-        else:
-            existing.broker_order_id = placed.broker_order_id
-            existing.filled_qty = placed.filled_qty
-            existing.avg_fill_price = placed.avg_fill_price
-            existing.status = placed.status
-            existing.updated_at = now
-        working = placed.status in ("new", "accepted", "pending_new")
-        status = "submitted" if working else placed.status
-        executed_at = now if placed.status == "filled" else None
-        await _mark(session, decision_id, status, placed.reject_reason, executed_at=executed_at)
+        if new_rows:
+            await session.execute(insert(ExecutionRow), list(new_rows.values()))
+        await _mark_many(session, decision_updates)
+
+
+async def reject_decisions(sessions: Sessions, rejections: Sequence[tuple[uuid.UUID, str]]) -> None:
+    """Mark several decisions `rejected`, each with its reason, in one transaction."""
+    now = utcnow()
+    async with sessions() as session, session.begin():
+        await _mark_many(
+            session,
+            [
+                {"id": decision_id, "status": "rejected", "reason": reason, "updated_at": now}
+                for decision_id, reason in rejections
+            ],
+        )
+
+
+async def _mark_many(session: AsyncSession, updates: Sequence[dict[str, Any]]) -> None:
+    """Bulk UPDATE by primary key. `executed_at` is set only where it has a value (never
+    cleared), so the rows are sent in two groups: with it and without it."""
+    stamped = [u for u in updates if u.get("executed_at") is not None]
+    plain = [{k: v for k, v in u.items() if k != "executed_at"} for u in updates
+             if u.get("executed_at") is None]
+    for group in (stamped, plain):
+        if group:
+            await session.execute(update(TradeDecisionRow), group)
 
 
 async def last_trades_by_symbol(

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
@@ -178,6 +178,17 @@ class AlpacaBroker:
                 raise  # a refusal about the id itself (too long...), not a duplicate
             return existing
         return self._order(raw)
+
+    async def submit_orders(self, orders: Sequence[OrderRequest]) -> list[BrokerOrder | Exception]:
+        """One request per order (Alpaca has no batch endpoint), sent side by side; the thread
+        pool that runs alpaca-py bounds how many are in flight."""
+        outcomes = await asyncio.gather(
+            *(self.submit_order(order) for order in orders), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+                raise outcome  # cancellation, interrupts: not an order's outcome
+        return [o for o in outcomes if isinstance(o, BrokerOrder | Exception)]
 
     async def get_order(self, client_order_id: str) -> BrokerOrder | None:
         try:

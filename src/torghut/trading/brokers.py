@@ -30,7 +30,8 @@ book; `account_id` names its cash row.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy import select, update
@@ -125,59 +126,78 @@ class SimBroker:
 
     async def submit_order(self, order: OrderRequest) -> BrokerOrder:
         """Fill, rest or refuse `order` in one transaction; adopt it if it already exists."""
+        [outcome] = await self.submit_orders([order])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def submit_orders(
+        self, orders: Sequence[OrderRequest]
+    ) -> list[BrokerOrder | Exception]:
+        """`submit_order` for several orders in one transaction, in the given order (each sees
+        the cash and positions the earlier ones left). A refusal is that order's
+        `BrokerError`, in its place in the result; it leaves nothing behind."""
+        if not orders:
+            return []
         await self._ensure_account()
         try:
             async with self._sessions() as session, session.begin():
-                account = await self._lock_book(session)
-                existing = await session.get(SimOrder, order.client_order_id)
-                if existing is not None:
-                    return _to_broker_order(existing)
-                row = await self._place(session, account, order)
-                session.add(row)
-                await session.flush()
-                return _to_broker_order(row)
+                book = await self._open_book(session, {o.symbol.upper() for o in orders})
+                ids = list(dict.fromkeys(o.client_order_id for o in orders))
+                existing = {
+                    row.client_order_id: row
+                    for row in (
+                        await session.execute(
+                            select(SimOrder).where(SimOrder.client_order_id.in_(ids))
+                        )
+                    ).scalars()
+                }
+                outcomes: list[BrokerOrder | Exception] = []
+                for order in orders:
+                    known = existing.get(order.client_order_id)
+                    if known is not None:
+                        outcomes.append(_to_broker_order(known))
+                        continue
+                    try:
+                        row = book.place(order)
+                    except BrokerError as exc:
+                        outcomes.append(exc)
+                        continue
+                    session.add(row)
+                    existing[row.client_order_id] = row
+                    outcomes.append(_to_broker_order(row))
+                return outcomes
         except IntegrityError:
-            # Another writer inserted the same client_order_id between our read and our
-            # insert: everything of ours was rolled back, theirs is the order.
-            adopted = await self.get_order(order.client_order_id)
+            # Another writer inserted one of these client_order_ids between our read and our
+            # insert: everything of ours was rolled back. One at a time, theirs is adopted.
+            if len(orders) > 1:
+                return [outcome for o in orders for outcome in await self.submit_orders([o])]
+            adopted = await self.get_order(orders[0].client_order_id)
             if adopted is None:
                 raise
-            return adopted
+            return [adopted]
 
     async def mark(self, symbol: str, price: Decimal) -> None:
-        """A new last price for `symbol`: revalues the position and fills the resting limit
-        orders it allows, oldest first (or rejects those that can no longer be paid for)."""
-        symbol = symbol.upper()
-        price = _q(Decimal(price))
-        if price <= 0:
-            raise ValueError("price must be positive")
+        """A new last price for `symbol`: see `mark_prices`."""
+        await self.mark_prices({symbol: price})
+
+    async def mark_prices(self, prices: Mapping[str, Decimal]) -> None:
+        """New last prices, in one transaction: each revalues its position and fills the
+        resting limit orders it allows, oldest first (or rejects those that can no longer be
+        paid for)."""
+        latest: dict[str, Decimal] = {}
+        for symbol, price in prices.items():
+            price = _q(Decimal(price))
+            if price <= 0:
+                raise ValueError(f"price of {symbol} must be positive")
+            latest[symbol.upper()] = price
+        if not latest:
+            return
         await self._ensure_account()
         async with self._sessions() as session, session.begin():
-            account = await self._lock_book(session)
-            position = await session.get(SimPosition, symbol)
-            if position is not None:
-                position.last_price = price
-            resting = (
-                (
-                    await session.execute(
-                        select(SimOrder)
-                        .where(SimOrder.symbol == symbol, SimOrder.status == NEW)
-                        .order_by(SimOrder.created_at, SimOrder.client_order_id)
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            for row in resting:
-                if row.limit_price is None or not _limit_allows(row.side, price, row.limit_price):
-                    continue
-                refusal = await self._fill_refusal(session, account, row, price)
-                if refusal is None:
-                    await self._fill(session, account, row, price)
-                else:
-                    row.status, row.reject_reason = REJECTED, refusal
-                row.updated_at = utcnow()
-                await session.flush()
+            book = await self._open_book(session, set(latest))
+            for symbol, price in latest.items():
+                book.mark(symbol, price)
 
     async def cancel_order(self, client_order_id: str) -> BrokerOrder | None:
         """Cancel a resting order; a done order is returned as it is. None when unknown."""
@@ -222,22 +242,43 @@ class SimBroker:
         ).scalar_one()
         return account
 
+    async def _open_book(self, session: AsyncSession, symbols: set[str]) -> _Book:
+        """Lock the book, then read what orders on `symbols` can touch: the account, those
+        positions and every resting order (resting buys reserve cash across symbols)."""
+        account = await self._lock_book(session)
+        positions = (
+            await session.execute(select(SimPosition).where(SimPosition.symbol.in_(symbols)))
+        ).scalars()
+        return _Book(
+            session=session,
+            account=account,
+            positions={p.symbol: p for p in positions},
+            resting=list(await self._open_orders(session)),
+        )
+
     async def _positions(self, session: AsyncSession) -> Sequence[SimPosition]:
         query = select(SimPosition).where(SimPosition.qty != 0).order_by(SimPosition.symbol)
         return (await session.execute(query)).scalars().all()
 
-    async def _open_orders(
-        self, session: AsyncSession, symbol: str | None = None
-    ) -> Sequence[SimOrder]:
+    async def _open_orders(self, session: AsyncSession) -> Sequence[SimOrder]:
         query = select(SimOrder).where(SimOrder.status == NEW)
-        if symbol is not None:
-            query = query.where(SimOrder.symbol == symbol)
         query = query.order_by(SimOrder.created_at, SimOrder.client_order_id)
         return (await session.execute(query)).scalars().all()
 
-    async def _place(
-        self, session: AsyncSession, account: SimAccount, order: OrderRequest
-    ) -> SimOrder:
+
+@dataclass
+class _Book:
+    """One transaction's view of the book, after its lock: the account, the positions of the
+    symbols in play and the resting orders. Orders are placed and prices marked in memory on
+    these ORM rows; the transaction's commit writes them all at once, which is what lets a
+    batch of orders cost one round of statements instead of one per order."""
+
+    session: AsyncSession
+    account: SimAccount
+    positions: dict[str, SimPosition]
+    resting: list[SimOrder]
+
+    def place(self, order: OrderRequest) -> SimOrder:
         """The new order row, filled, resting or canceled; raises when it is refused."""
         if order.qty <= 0:
             raise BrokerError("invalid_qty: quantity must be positive", rejected=True)
@@ -279,34 +320,46 @@ class SimBroker:
             fill_price = ref if allows else None
 
         if fill_price is not None:
-            refusal = await self._fill_refusal(session, account, row, fill_price)
+            refusal = self._fill_refusal(row, fill_price)
             if refusal is not None:
                 raise BrokerError(refusal, rejected=True)
-            await self._fill(session, account, row, fill_price)
+            self._fill(row, fill_price)
         elif order.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
             row.status = CANCELED  # immediate-or-nothing: it could not fill now
         else:
             assert row.limit_price is not None
-            refusal = await self._fill_refusal(session, account, row, row.limit_price)
+            refusal = self._fill_refusal(row, row.limit_price)
             if refusal is not None:
                 raise BrokerError(refusal, rejected=True)
+            self.resting.append(row)
         return row
 
-    async def _fill_refusal(
-        self, session: AsyncSession, account: SimAccount, row: SimOrder, price: Decimal
-    ) -> str | None:
+    def mark(self, symbol: str, price: Decimal) -> None:
+        position = self.positions.get(symbol)
+        if position is not None:
+            position.last_price = price
+        for row in [o for o in self.resting if o.symbol == symbol]:  # oldest first
+            if row.limit_price is None or not _limit_allows(row.side, price, row.limit_price):
+                continue
+            refusal = self._fill_refusal(row, price)
+            if refusal is None:
+                self._fill(row, price)
+            else:
+                row.status, row.reject_reason = REJECTED, refusal
+                row.updated_at = utcnow()
+            self.resting.remove(row)
+
+    def _fill_refusal(self, row: SimOrder, price: Decimal) -> str | None:
         """Why `row` cannot be paid for (buy) or delivered (sell) at `price`, or None. Other
         resting orders keep what they reserved; `row` itself is never counted twice."""
-        others = [
-            o for o in await self._open_orders(session) if o.client_order_id != row.client_order_id
-        ]
+        others = [o for o in self.resting if o.client_order_id != row.client_order_id]
         if row.side == Action.BUY.value:
             cost = _q(row.qty * price)
-            available = _q(account.cash) - _reserved(others)
+            available = _q(self.account.cash) - _reserved(others)
             if cost > available:
                 return f"insufficient_buying_power: needs {cost}, has {available}"
             return None
-        position = await session.get(SimPosition, row.symbol)
+        position = self.positions.get(row.symbol)
         held = Decimal(0) if position is None else _q(position.qty)
         selling = sum(
             (o.qty for o in others if o.symbol == row.symbol and o.side == Action.SELL.value),
@@ -319,18 +372,18 @@ class SimBroker:
             )
         return None
 
-    async def _fill(
-        self, session: AsyncSession, account: SimAccount, row: SimOrder, price: Decimal
-    ) -> None:
+    def _fill(self, row: SimOrder, price: Decimal) -> None:
         qty = _q(row.qty)
         amount = _q(qty * price)
-        position = await session.get(SimPosition, row.symbol)
+        position = self.positions.get(row.symbol)
         if row.side == Action.BUY.value:
-            account.cash = _q(account.cash) - amount
+            self.account.cash = _q(self.account.cash) - amount
             if position is None:
-                session.add(
-                    SimPosition(symbol=row.symbol, qty=qty, avg_entry_price=price, last_price=price)
+                position = SimPosition(
+                    symbol=row.symbol, qty=qty, avg_entry_price=price, last_price=price
                 )
+                self.session.add(position)
+                self.positions[row.symbol] = position
             else:
                 total = _q(position.qty) + qty
                 cost = _q(position.qty) * _q(position.avg_entry_price) + amount
@@ -339,13 +392,12 @@ class SimBroker:
                 position.last_price = price
         else:
             assert position is not None  # checked by _fill_refusal
-            account.cash = _q(account.cash) + amount
-            remaining = _q(position.qty) - qty
-            if remaining == 0:
-                await session.delete(position)
-            else:
-                position.qty = remaining
-                position.last_price = price
+            self.account.cash = _q(self.account.cash) + amount
+            # A closed position keeps its row at zero (reads skip those): deleting it and
+            # re-creating it in one flush, when a later order of the batch buys it back,
+            # would collide on the primary key.
+            position.qty = _q(position.qty) - qty
+            position.last_price = price
         row.status = FILLED
         row.filled_qty = qty
         row.avg_fill_price = price

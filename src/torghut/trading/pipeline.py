@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -37,6 +37,7 @@ from torghut.errors import BrokerError
 from torghut.metrics import Metrics
 from torghut.ports import Broker, SignalSource
 from torghut.trading.gate import GateDecision, apply_gate
+from torghut.trading.group_commit import GroupCommit
 from torghut.trading.llm.review_engine import ReviewEngine, ReviewOutcome, build_review_request
 from torghut.trading.llm.schema import PolicyBounds
 from torghut.trading.risk import OpenOrder, RecentTrade, RiskContext, RiskLimits, evaluate_risk
@@ -45,6 +46,7 @@ from torghut.trading.strategy import StrategyDefaults, StrategySpec, evaluate
 log = logging.getLogger("torghut.pipeline")
 
 _SHADOW_WRITE_ATTEMPTS = 4
+_DECISIONS_IN_FLIGHT = 256
 
 
 class StrategySource(Protocol):
@@ -55,7 +57,7 @@ class StrategySource(Protocol):
 class MarksPrices(Protocol):
     """A broker that learns prices from the signals (the simulated one)."""
 
-    async def mark(self, symbol: str, price: Decimal) -> None: ...
+    async def mark_prices(self, prices: Mapping[str, Decimal]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,11 +139,21 @@ class TradingPipeline:
         self.prompt_version = prompt_version
         self.metrics = metrics
         self.batch_size = batch_size
-        # Reviews are bounded by `_review_slots`; the work slots only bound database sessions.
-        # They are wider, so a decision writing its audit row or order never keeps the next
-        # review waiting.
-        self._work_slots = asyncio.Semaphore(max(2 * max_concurrency, 16))
+        # Reviews are bounded by `_review_slots`. The work slots bound decisions in flight:
+        # their own reads queue on the connection pool and must not outwait its timeout. They
+        # are wide, so that a batch's orders and rows go to the broker and the database in a
+        # few group commits rather than one transaction per decision.
+        self._work_slots = asyncio.Semaphore(max(4 * max_concurrency, _DECISIONS_IN_FLIGHT))
         self._review_slots = asyncio.Semaphore(max_concurrency)
+        self._orders: GroupCommit[OrderRequest, BrokerOrder] = GroupCommit(
+            self.broker.submit_orders
+        )
+        self._executions: GroupCommit[repo.Execution, None] = GroupCommit(
+            self._record_executions
+        )
+        self._rejections: GroupCommit[tuple[Any, str], None] = GroupCommit(
+            self._record_rejections
+        )
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._reviewing = 0
         self.totals = CycleResult()
@@ -197,8 +209,7 @@ class TradingPipeline:
             for s in signals:
                 if s.price is not None:
                     latest[s.symbol] = s.price
-            for symbol, price in latest.items():
-                await self.broker.mark(symbol, price)
+            await self.broker.mark_prices(latest)
 
     async def _open_book(self, signals: Sequence[Signal]) -> _Book:
         account = await self.broker.get_account()
@@ -400,7 +411,7 @@ class TradingPipeline:
     ) -> None:
         order = OrderRequest.for_decision(decision, item.hash)
         try:
-            placed: BrokerOrder | None = await self.broker.submit_order(order)
+            placed: BrokerOrder | None = await self._orders(order)
         except BrokerError as exc:
             if exc.rejected:
                 self._release(book, item.hash)
@@ -413,9 +424,7 @@ class TradingPipeline:
         if placed is None:
             return
         try:
-            await repo.record_execution(
-                self.sessions, item.decision_id, order, placed, broker=self.broker.name
-            )
+            await self._executions((item.decision_id, order, placed))
         except Exception:
             # The order is live: never mark it rejected. Leaving the decision `planned` keeps
             # the batch's signals unconsumed, and the next cycle adopts the order.
@@ -459,17 +468,24 @@ class TradingPipeline:
             return False
         log.warning("adopting order %s left by an earlier run", item.hash)
         order = OrderRequest.for_decision(item.decision, item.hash)
-        await repo.record_execution(
-            self.sessions, item.decision_id, order, placed, broker=self.broker.name
-        )
+        await self._executions((item.decision_id, order, placed))
         item.final = True
         result.submitted += 1
         return True
 
     async def _reject(self, item: _Item, reason: str, result: CycleResult) -> None:
-        await repo.mark_decision(self.sessions, item.decision_id, "rejected", reason)
+        await self._rejections((item.decision_id, reason))
         item.final = True
         self._count_rejection(result, reason)
+
+    # ------------------------------------------------------------------- group-commit flushes
+    async def _record_executions(self, executions: list[repo.Execution]) -> list[None]:
+        await repo.record_executions(self.sessions, executions, broker=self.broker.name)
+        return [None] * len(executions)
+
+    async def _record_rejections(self, rejections: list[tuple[Any, str]]) -> list[None]:
+        await repo.reject_decisions(self.sessions, rejections)
+        return [None] * len(rejections)
 
     # ---------------------------------------------------------------------- risk and books
     def _check_and_reserve(self, decision: TradeDecision, key: str, book: _Book) -> RiskResult:

@@ -54,6 +54,9 @@ def signal_key(signal: Signal) -> CursorKey:
 
 _REQUIRED = ("event_ts", "symbol", "timeframe")
 _NUMBERS = ("macd", "macd_signal", "rsi14")
+_KNOWN = frozenset({*_REQUIRED, *_NUMBERS, "price", "seq"})
+_SYMBOL_MAX = 32  # Signal.symbol
+_TIMEFRAME_MAX = 16  # Signal.timeframe
 
 
 def _parse_ts(value: Any) -> datetime:
@@ -134,10 +137,15 @@ def parse_signal_line(line: str, lineno: int) -> Signal:
     name = "event_ts"
     try:
         fields["event_ts"] = _parse_ts(data["event_ts"])
-        for name in ("symbol", "timeframe"):
-            if not isinstance(data[name], str):
+        for name, longest in (("symbol", _SYMBOL_MAX), ("timeframe", _TIMEFRAME_MAX)):
+            text = data[name]
+            if not isinstance(text, str):
                 raise ValueError("expected a string")
-            fields[name] = data[name]
+            if not text.strip():
+                raise ValueError("must not be blank")
+            if len(text) > longest:
+                raise ValueError(f"at most {longest} characters")
+            fields[name] = text
         for name in _NUMBERS:
             fields[name] = _parse_float(data.get(name))
         name = "price"
@@ -146,8 +154,7 @@ def parse_signal_line(line: str, lineno: int) -> Signal:
         fields["seq"] = _parse_seq(data["seq"]) if data.get("seq") is not None else lineno
     except (ValueError, OverflowError, OSError) as exc:
         raise InputError(f"{where}: field {name!r}: {exc}") from None
-    known = {*_REQUIRED, *_NUMBERS, "price", "seq"}
-    payload = {k: v for k, v in data.items() if k not in known}
+    payload = {k: v for k, v in data.items() if k not in _KNOWN}
     return _build_signal(fields, payload, where)
 
 
