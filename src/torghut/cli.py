@@ -104,10 +104,11 @@ async def _serve(settings: Settings, host: str, port: int) -> int:
                 finally:
                     self._captured_signals.clear()
 
-    from torghut.bootstrap import build_container
+    from torghut.bootstrap import build_container, freeze_startup_heap
     from torghut.db.engine import upgrade
     from torghut.main import create_app
 
+    freeze_startup_heap()
     await asyncio.to_thread(upgrade, settings.db_dsn)
     container = await build_container(settings)
     try:
@@ -129,8 +130,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     path = Path(args.signals)
     if not path.is_file():
         raise InputError(f"--signals: no such file: {path}")
+    from torghut.bootstrap import freeze_startup_heap
     from torghut.replay import run_replay
 
+    freeze_startup_heap()
     summary = asyncio.run(run_replay(settings, path))
     print(json.dumps(summary, ensure_ascii=True, sort_keys=False))
     # An incomplete run left signals unprocessed (their decisions could not be finished).
@@ -232,8 +235,10 @@ async def _build_report(settings: Settings, since: datetime, until: datetime) ->
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from torghut.bootstrap import freeze_startup_heap
     from torghut.demo import run_demo
 
+    freeze_startup_heap()
     return run_demo(workdir=Path(args.dir) if args.dir else None, keep=args.keep)
 
 

@@ -228,6 +228,15 @@ class Account:
 
 
 @dataclass(frozen=True, slots=True)
+class Book:
+    """What a broker holds for us at one moment: read together, so they agree."""
+
+    account: Account
+    positions: list[Position]
+    open_orders: list[BrokerOrder]
+
+
+@dataclass(frozen=True, slots=True)
 class OrderRequest:
     client_order_id: str
     symbol: str

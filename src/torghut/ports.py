@@ -7,7 +7,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol, TypedDict
 
-from torghut.domain import Account, BrokerOrder, OrderRequest, Position, Signal, Usage
+from torghut.domain import (
+    Account,
+    Book,
+    BrokerOrder,
+    OrderRequest,
+    Position,
+    Signal,
+    Usage,
+)
 
 
 class ChatMessage(TypedDict):
@@ -56,6 +64,10 @@ class Broker(Protocol):
     def name(self) -> str: ...
 
     async def get_account(self) -> Account: ...
+
+    async def get_book(self) -> Book:
+        """The account, positions and open orders, at once where the broker allows it."""
+        ...
 
     async def list_positions(self) -> list[Position]: ...
 

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -14,6 +13,7 @@ from torghut.db.tables import ExecutionRow, Strategy, TradeDecisionRow
 from torghut.domain import (
     Account,
     Action,
+    Book,
     BrokerOrder,
     OrderRequest,
     OrderType,
@@ -40,6 +40,9 @@ class FakeBroker:
         return self._name
 
     async def get_account(self) -> Account:
+        raise NotImplementedError
+
+    async def get_book(self) -> Book:
         raise NotImplementedError
 
     async def list_positions(self) -> list[Position]:

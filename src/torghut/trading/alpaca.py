@@ -44,7 +44,7 @@ from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
 
-from torghut.domain import Account, BrokerOrder, OrderRequest, Position
+from torghut.domain import Account, Book, BrokerOrder, OrderRequest, Position
 from torghut.errors import BrokerError, redact
 
 T = TypeVar("T")
@@ -129,6 +129,13 @@ class AlpacaBroker:
             )
         except (KeyError, TypeError, InvalidOperation) as exc:
             raise self._unexpected("account", exc) from None
+
+    async def get_book(self) -> Book:
+        """Three requests (Alpaca has no single one for the three), sent side by side."""
+        account, positions, open_orders = await asyncio.gather(
+            self.get_account(), self.list_positions(), self.list_open_orders()
+        )
+        return Book(account=account, positions=positions, open_orders=open_orders)
 
     async def list_positions(self) -> list[Position]:
         raw = await self._call(self._client.get_all_positions)

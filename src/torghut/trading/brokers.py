@@ -42,6 +42,7 @@ from torghut.db.tables import SimAccount, SimOrder, SimPosition
 from torghut.domain import (
     Account,
     Action,
+    Book,
     BrokerOrder,
     OrderRequest,
     OrderType,
@@ -89,33 +90,24 @@ class SimBroker:
 
     # --- reads -------------------------------------------------------------------------------
 
-    async def get_account(self) -> Account:
+    async def get_book(self) -> Book:
+        """Account, positions and resting orders from one session (one round of reads)."""
         await self._ensure_account()
         async with self._sessions() as session:
             account = await session.get(SimAccount, self._account_id)
             assert account is not None  # created above, never deleted
             positions = await self._positions(session)
             open_orders = await self._open_orders(session)
-        cash = _q(account.cash)
-        equity = cash + sum((_q(p.qty * p.last_price) for p in positions), Decimal(0))
-        return Account(cash=cash, equity=equity, buying_power=cash - _reserved(open_orders))
+            return _as_book(account, positions, open_orders)
+
+    async def get_account(self) -> Account:
+        return (await self.get_book()).account
 
     async def list_positions(self) -> list[Position]:
-        async with self._sessions() as session:
-            rows = await self._positions(session)
-        return [
-            Position(
-                symbol=p.symbol,
-                qty=_q(p.qty),
-                avg_entry_price=_q(p.avg_entry_price),
-                market_value=_q(p.qty * p.last_price),
-            )
-            for p in rows
-        ]
+        return (await self.get_book()).positions
 
     async def list_open_orders(self) -> list[BrokerOrder]:
-        async with self._sessions() as session:
-            return [_to_broker_order(o) for o in await self._open_orders(session)]
+        return (await self.get_book()).open_orders
 
     async def get_order(self, client_order_id: str) -> BrokerOrder | None:
         async with self._sessions() as session:
@@ -181,10 +173,10 @@ class SimBroker:
         """A new last price for `symbol`: see `mark_prices`."""
         await self.mark_prices({symbol: price})
 
-    async def mark_prices(self, prices: Mapping[str, Decimal]) -> None:
+    async def mark_prices(self, prices: Mapping[str, Decimal]) -> Book:
         """New last prices, in one transaction: each revalues its position and fills the
         resting limit orders it allows, oldest first (or rejects those that can no longer be
-        paid for)."""
+        paid for). Returns the book as the marks left it (what `get_book` would read next)."""
         latest: dict[str, Decimal] = {}
         for symbol, price in prices.items():
             price = _q(Decimal(price))
@@ -192,12 +184,14 @@ class SimBroker:
                 raise ValueError(f"price of {symbol} must be positive")
             latest[symbol.upper()] = price
         if not latest:
-            return
+            return await self.get_book()
         await self._ensure_account()
         async with self._sessions() as session, session.begin():
-            book = await self._open_book(session, set(latest))
+            book = await self._open_book(session, None)
             for symbol, price in latest.items():
                 book.mark(symbol, price)
+            held = [p for p in book.positions.values() if p.qty != 0]
+            return _as_book(book.account, sorted(held, key=lambda p: p.symbol), book.resting)
 
     async def cancel_order(self, client_order_id: str) -> BrokerOrder | None:
         """Cancel a resting order; a done order is returned as it is. None when unknown."""
@@ -242,13 +236,15 @@ class SimBroker:
         ).scalar_one()
         return account
 
-    async def _open_book(self, session: AsyncSession, symbols: set[str]) -> _Book:
+    async def _open_book(self, session: AsyncSession, symbols: set[str] | None) -> _Book:
         """Lock the book, then read what orders on `symbols` can touch: the account, those
-        positions and every resting order (resting buys reserve cash across symbols)."""
+        positions (every position with None) and every resting order (resting buys reserve
+        cash across symbols)."""
         account = await self._lock_book(session)
-        positions = (
-            await session.execute(select(SimPosition).where(SimPosition.symbol.in_(symbols)))
-        ).scalars()
+        query = select(SimPosition)
+        if symbols is not None:
+            query = query.where(SimPosition.symbol.in_(symbols))
+        positions = (await session.execute(query)).scalars()
         return _Book(
             session=session,
             account=account,
@@ -402,6 +398,26 @@ class _Book:
         row.filled_qty = qty
         row.avg_fill_price = price
         row.updated_at = utcnow()
+
+
+def _as_book(
+    account: SimAccount, positions: Sequence[SimPosition], open_orders: Sequence[SimOrder]
+) -> Book:
+    cash = _q(account.cash)
+    equity = cash + sum((_q(p.qty * p.last_price) for p in positions), Decimal(0))
+    return Book(
+        account=Account(cash=cash, equity=equity, buying_power=cash - _reserved(open_orders)),
+        positions=[
+            Position(
+                symbol=p.symbol,
+                qty=_q(p.qty),
+                avg_entry_price=_q(p.avg_entry_price),
+                market_value=_q(p.qty * p.last_price),
+            )
+            for p in positions
+        ],
+        open_orders=[_to_broker_order(o) for o in open_orders],
+    )
 
 
 def _limit_allows(side: str, price: Decimal, limit: Decimal) -> bool:

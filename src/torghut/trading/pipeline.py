@@ -22,6 +22,7 @@ from torghut.db.repo import Sessions
 from torghut.domain import (
     Account,
     Action,
+    Book,
     BrokerOrder,
     EffectiveAction,
     FailMode,
@@ -57,7 +58,9 @@ class StrategySource(Protocol):
 class MarksPrices(Protocol):
     """A broker that learns prices from the signals (the simulated one)."""
 
-    async def mark_prices(self, prices: Mapping[str, Decimal]) -> None: ...
+    async def mark_prices(self, prices: Mapping[str, Decimal]) -> Book:
+        """Mark, then return the book as the marks left it."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,9 +173,9 @@ class TradingPipeline:
             return result
         result.signals = len(signals)
         self.metrics.signals.inc(len(signals))
-        await self._mark_prices(signals)
+        marked = await self._mark_prices(signals)
         strategies = await self.strategies.load()
-        book = await self._open_book(signals)
+        book = await self._open_book(signals, marked)
         items = await self._decide(signals, strategies, book, result)
         await asyncio.gather(*(self._guarded(item, book, result) for item in items))
         if all(item.final for item in items):
@@ -203,19 +206,23 @@ class TradingPipeline:
         return self._reviewing
 
     # ------------------------------------------------------------------------------- steps
-    async def _mark_prices(self, signals: Sequence[Signal]) -> None:
-        if isinstance(self.broker, MarksPrices):
-            latest: dict[str, Decimal] = {}
-            for s in signals:
-                if s.price is not None:
-                    latest[s.symbol] = s.price
-            await self.broker.mark_prices(latest)
+    async def _mark_prices(self, signals: Sequence[Signal]) -> Book | None:
+        """Prices to a broker that learns them from the signals; its book after them."""
+        if not isinstance(self.broker, MarksPrices):
+            return None
+        latest: dict[str, Decimal] = {}
+        for s in signals:
+            if s.price is not None:
+                latest[s.symbol] = s.price
+        return await self.broker.mark_prices(latest)
 
-    async def _open_book(self, signals: Sequence[Signal]) -> _Book:
-        account = await self.broker.get_account()
-        positions = {p.symbol: p for p in await self.broker.list_positions()}
-        open_orders = await self.broker.list_open_orders()
-        book = _Book(account=account, positions=positions, open_orders=open_orders)
+    async def _open_book(self, signals: Sequence[Signal], marked: Book | None) -> _Book:
+        held = marked if marked is not None else await self.broker.get_book()
+        book = _Book(
+            account=held.account,
+            positions={p.symbol: p for p in held.positions},
+            open_orders=held.open_orders,
+        )
         symbols = sorted({s.symbol for s in signals})
         book.last_trade_at = dict(await repo.last_trades_by_symbol(self.sessions, symbols))
         return book

@@ -243,6 +243,12 @@ class ReplaySignalSource:
         self._keys: list[CursorKey] = []
         self._lock = asyncio.Lock()
         self.skipped = 0
+        # The committed cursor, read from the database on first use and then kept by our own
+        # commits (one query less per batch). Another process moving the same cursor
+        # meanwhile can at worst make this source offer signals again whose decisions exist
+        # already: the decision hash turns those into duplicates, never into second orders.
+        self._committed: CursorKey | None = None
+        self._committed_read = False
 
     @property
     def source_key(self) -> str:
@@ -301,20 +307,29 @@ class ReplaySignalSource:
         signals = await self.load()
         if limit <= 0:
             return []
-        cursor = await self._cursor.get()
+        cursor = await self._committed_cursor()
         start = 0 if cursor is None else bisect.bisect_right(self._keys, cursor)
         return signals[start : start + limit]
 
     async def commit(self, signals: Sequence[Signal]) -> None:
         if signals:
-            await self._cursor.advance(max(signal_key(s) for s in signals))
+            key = max(signal_key(s) for s in signals)
+            await self._cursor.advance(key)
+            if self._committed is None or key > self._committed:
+                self._committed = key
 
     async def remaining(self) -> int:
         """Signals after the committed cursor (replay uses it to know when it is done)."""
         await self.load()
-        cursor = await self._cursor.get()
+        cursor = await self._committed_cursor()
         start = 0 if cursor is None else bisect.bisect_right(self._keys, cursor)
         return len(self._keys) - start
+
+    async def _committed_cursor(self) -> CursorKey | None:
+        if not self._committed_read:
+            self._committed = await self._cursor.get()
+            self._committed_read = True
+        return self._committed
 
     async def aclose(self) -> None:
         self._signals, self._keys = None, []
