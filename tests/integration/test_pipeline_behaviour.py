@@ -298,3 +298,44 @@ async def test_model_text_is_redacted_in_the_audit_row(
         [row.rationale, row.risk_flags, row.response_json, row.input_json], default=str
     )
     assert key not in stored and "***" in (row.rationale or "")
+
+
+async def test_a_batch_shares_its_broker_and_database_writes(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decisions that pass risk together go to the broker in one call, their execution rows
+    and their rejections in one transaction each (group commit), and every one of them still
+    gets its own outcome: 40 buys of which the last 10 cannot be paid for."""
+    from torghut.db import repo
+    from torghut.trading.brokers import SimBroker
+
+    calls: dict[str, list[int]] = {"orders": [], "executions": [], "rejections": []}
+    real_orders, real_executions = SimBroker.submit_orders, repo.record_executions
+    real_rejections = repo.reject_decisions
+
+    async def orders(self: SimBroker, batch: Sequence[object]) -> object:
+        calls["orders"].append(len(batch))
+        return await real_orders(self, batch)  # type: ignore[arg-type]
+
+    async def executions(sessions: object, batch: Sequence[object], **kw: object) -> None:
+        calls["executions"].append(len(batch))
+        await real_executions(sessions, batch, **kw)  # type: ignore[arg-type]
+
+    async def rejections(sessions: object, batch: Sequence[object]) -> None:
+        calls["rejections"].append(len(batch))
+        await real_rejections(sessions, batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SimBroker, "submit_orders", orders)
+    monkeypatch.setattr(repo, "record_executions", executions)
+    monkeypatch.setattr(repo, "reject_decisions", rejections)
+    # $1,000 a trade (10 shares at 100) from $30,000 of cash: risk lets 30 through (counting
+    # the reservations of the batch) and rejects the other 10, each with its reason.
+    env = {"DB_DSN": database.dsn, "TRADING_SIM_CASH": "30000",
+           "TRADING_MAX_POSITION_PCT_EQUITY": "1", "TRADING_MAX_NOTIONAL_PER_TRADE": "1000"}
+    summary = await run_replay(load_settings(env, None), _buys(tmp_path, 40))
+    assert (summary["submitted"], summary["rejected"]) == (30, {"insufficient_buying_power": 10})
+    assert calls == {"orders": [30], "executions": [30], "rejections": [10]}
+    async with database.sessions() as session:
+        statuses = list((await session.execute(select(TradeDecisionRow.status))).scalars())
+        executions_stored = await session.scalar(select(func.count()).select_from(ExecutionRow))
+    assert (statuses.count("filled"), statuses.count("rejected"), executions_stored) == (30, 10, 30)
