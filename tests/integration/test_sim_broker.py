@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -293,6 +295,22 @@ async def order_rows(database: Database) -> list[str]:
         return list(ids.scalars())
 
 
+@contextlib.contextmanager
+def counting_commits(database: Database) -> Iterator[list[object]]:
+    """The COMMITs issued on `database`'s engine inside the block, one entry each."""
+    commits: list[object] = []
+
+    def on_commit(connection: object) -> None:
+        commits.append(connection)
+
+    sync_engine = database.engine.sync_engine
+    event.listen(sync_engine, "commit", on_commit)
+    try:
+        yield commits
+    finally:
+        event.remove(sync_engine, "commit", on_commit)
+
+
 def filled(outcome: BrokerOrder | Exception) -> BrokerOrder:
     assert isinstance(outcome, BrokerOrder), outcome
     return outcome
@@ -304,7 +322,8 @@ async def test_empty_batch_returns_nothing(database: Database) -> None:
     assert await order_rows(database) == []
     book = await b.mark_prices({})
     assert book.account.cash == Decimal(100_000)
-    assert book.positions == book.open_orders == []
+    assert book.positions == []
+    assert book.open_orders == []
 
 
 async def test_batch_orders_see_the_cash_the_earlier_ones_left(database: Database) -> None:
@@ -349,7 +368,7 @@ async def test_batch_refusals_of_every_kind_leave_the_rest_of_the_batch(
             order("r3", order_type=OrderType.STOP),
         ]
     )
-    reasons = [str(o).split(":")[0] if isinstance(o, BrokerError) else o.status for o in outcomes]
+    reasons = [o.status if isinstance(o, BrokerOrder) else str(o).split(":")[0] for o in outcomes]
     assert reasons == ["missing_price", "filled", "shorts_not_allowed", "unsupported_order_type"]
     assert all(o.rejected for o in outcomes if isinstance(o, BrokerError))
     assert await order_rows(database) == ["ok"]
@@ -434,9 +453,12 @@ async def test_a_closed_position_is_skipped_by_reads_and_can_be_reopened_later(
 
 async def test_a_duplicate_client_order_id_in_one_batch_fills_once(database: Database) -> None:
     b = broker(database)
-    outcomes = await b.submit_orders(
-        [order("c1", qty="10", ref="100"), order("c1", qty="20", ref="50")]
-    )
+    await b.get_account()
+    with counting_commits(database) as commits:
+        outcomes = await b.submit_orders(
+            [order("c1", qty="10", ref="100"), order("c1", qty="20", ref="50")]
+        )
+    assert len(commits) == 1  # no fallback to one transaction per order
     first, again = filled(outcomes[0]), filled(outcomes[1])
     assert again == first
     assert first.filled_qty == Decimal(10)
@@ -449,13 +471,15 @@ async def test_a_duplicate_client_order_id_in_one_batch_fills_once(database: Dat
 async def test_a_batch_adopts_an_order_that_already_exists(database: Database) -> None:
     b = broker(database)
     first = await b.submit_order(order("c1", qty="10", ref="100"))
-    outcomes = await b.submit_orders(
-        [
-            order("n1", symbol="MSFT", qty="1", ref="200"),
-            order("c1", qty="30", ref="10"),  # another quantity and price: still c1 as it is
-            order("n2", symbol="IBM", qty="1", ref="300"),
-        ]
-    )
+    with counting_commits(database) as commits:
+        outcomes = await b.submit_orders(
+            [
+                order("n1", symbol="MSFT", qty="1", ref="200"),
+                order("c1", qty="30", ref="10"),  # another quantity and price: c1 as it is
+                order("n2", symbol="IBM", qty="1", ref="300"),
+            ]
+        )
+    assert len(commits) == 1  # no fallback to one transaction per order
     assert filled(outcomes[1]) == first
     assert [filled(o).status for o in outcomes] == ["filled"] * 3
     assert (await b.get_account()).cash == Decimal(100_000 - 1000 - 200 - 300)
@@ -510,11 +534,6 @@ async def test_mark_prices_fills_resting_orders_on_several_symbols(database: Dat
     assert account.buying_power == account.cash - Decimal(90) - Decimal(10)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the oldest resting sell is checked against the shares the newer one still "
-    "reserves, so it is rejected and the newer one fills",
-)
 async def test_mark_prices_fills_oldest_first_and_rejects_what_can_no_longer_fill(
     database: Database,
 ) -> None:
@@ -523,7 +542,7 @@ async def test_mark_prices_fills_oldest_first_and_rejects_what_can_no_longer_fil
     # Named against creation order, so that only the creation time can put "z-old" first.
     for coid in ("z-old", "a-new"):
         await b.submit_order(
-            order(coid, side=Action.SELL, qty="5", order_type=OrderType.LIMIT, limit="120", ref=None)
+            order(coid, side=Action.SELL, qty="5", order_type=OrderType.LIMIT, limit="120")
         )
     async with database.sessions() as session, session.begin():
         from torghut.db.tables import SimPosition
@@ -553,14 +572,7 @@ async def test_mark_prices_refuses_a_non_positive_price_and_marks_nothing(
 async def test_a_batch_is_one_transaction(database: Database) -> None:
     b = broker(database)
     await b.get_account()  # creates the account row (once per broker) before counting
-    commits: list[object] = []
-
-    def on_commit(connection: object) -> None:
-        commits.append(connection)
-
-    sync_engine = database.engine.sync_engine
-    event.listen(sync_engine, "commit", on_commit)
-    try:
+    with counting_commits(database) as commits:
         outcomes = await b.submit_orders(
             [
                 order("o1", qty="1", ref="100"),
@@ -570,13 +582,29 @@ async def test_a_batch_is_one_transaction(database: Database) -> None:
                 order("o5", side=Action.SELL, qty="1", ref="100"),
             ]
         )
-        assert [type(o).__name__ for o in outcomes] == ["BrokerOrder"] * 2 + [
-            "BrokerError"
-        ] + ["BrokerOrder"] * 2
+        kinds = [type(o).__name__ for o in outcomes]
+        assert kinds == ["BrokerOrder", "BrokerOrder", "BrokerError", "BrokerOrder", "BrokerOrder"]
         assert len(commits) == 1
         await b.mark_prices({"AAPL": Decimal(101), "IBM": Decimal(4)})
         assert len(commits) == 2
-    finally:
-        event.remove(sync_engine, "commit", on_commit)
     assert sorted(await order_rows(database)) == ["o1", "o2", "o4", "o5"]
     assert (await b.get_order("o4")).status == "filled"  # type: ignore[union-attr]
+
+
+async def test_mark_prices_pays_the_oldest_resting_buy_first(database: Database) -> None:
+    b = broker(database, cash="1000")
+    for coid in ("z-old", "a-new"):
+        await b.submit_order(
+            order(coid, qty="5", order_type=OrderType.LIMIT, limit="100", ref=None)
+        )
+    async with database.sessions() as session, session.begin():
+        from torghut.db.tables import SimAccount
+
+        account = await session.get(SimAccount, "default")
+        assert account is not None
+        account.cash = Decimal(500)  # cash gone by another path: only one buy can be paid
+    await b.mark_prices({"AAPL": Decimal(100)})
+    old, new = await b.get_order("z-old"), await b.get_order("a-new")
+    assert old is not None and old.status == "filled"
+    assert new is not None and new.status == "rejected"
+    assert new.reject_reason == "insufficient_buying_power: needs 500.00000000, has 0.00000000"

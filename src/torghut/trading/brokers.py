@@ -346,14 +346,17 @@ class _Book:
             self.resting.remove(row)
 
     def _fill_refusal(self, row: SimOrder, price: Decimal) -> str | None:
-        """Why `row` cannot be paid for (buy) or delivered (sell) at `price`, or None. Other
-        resting orders keep what they reserved; `row` itself is never counted twice."""
-        others = [o for o in self.resting if o.client_order_id != row.client_order_id]
+        """Why `row` cannot be paid for (buy) or delivered (sell) at `price`, or None. Claims
+        on cash and shares rank by age: the resting orders older than `row` keep what they
+        reserved (all of them, for a new order), the newer ones yield to it, so a mark fills
+        the oldest first; `row` itself is never counted twice."""
+        at = next((i for i, o in enumerate(self.resting) if o is row), len(self.resting))
+        others = self.resting[:at]
         if row.side == Action.BUY.value:
             cost = _q(row.qty * price)
             available = _q(self.account.cash) - _reserved(others)
             if cost > available:
-                return f"insufficient_buying_power: needs {cost}, has {available}"
+                return f"insufficient_buying_power: needs {cost:f}, has {available:f}"
             return None
         position = self.positions.get(row.symbol)
         held = Decimal(0) if position is None else _q(position.qty)
@@ -363,8 +366,8 @@ class _Book:
         )
         if row.qty > held - selling:
             return (
-                f"shorts_not_allowed: sell {row.qty} {row.symbol} with {held} held "
-                f"and {selling} already being sold"
+                f"shorts_not_allowed: sell {row.qty:f} {row.symbol} with {held:f} held "
+                f"and {selling:f} already being sold"
             )
         return None
 
