@@ -420,3 +420,32 @@ def test_paper_and_live_urls() -> None:
     live = AlpacaBroker(AlpacaConfig(key_id=KEY_ID, secret_key=SECRET, paper=False))
     assert paper._client._base_url == "https://paper-api.alpaca.markets"
     assert live._client._base_url == "https://api.alpaca.markets"
+
+
+async def test_book_reads_account_positions_and_open_orders_together(
+    server: Served, fake: FakeAlpaca
+) -> None:
+    broker = make_broker(server.url)
+    fake.positions = [{"symbol": "AAPL", "qty": "3", "avg_entry_price": "100",
+                       "market_value": "303"}]
+    await broker.submit_order(order("th-open"))
+    book = await broker.get_book()
+    assert book.account.cash == Decimal("25000.5")
+    assert [(p.symbol, p.qty) for p in book.positions] == [("AAPL", Decimal(3))]
+    assert [o.client_order_id for o in book.open_orders] == ["th-open"]
+    await broker.aclose()
+
+
+async def test_a_batch_of_orders_gives_each_its_own_outcome(
+    server: Served, fake: FakeAlpaca
+) -> None:
+    broker = make_broker(server.url)
+    await broker.submit_order(order("th-1"))
+    outcomes = await broker.submit_orders([order("th-1"), order("th-2")])
+    assert [getattr(o, "client_order_id", None) for o in outcomes] == ["th-1", "th-2"]
+    assert len(fake.orders) == 2  # th-1 adopted, not sent twice
+    fake.reject = (403, {"code": 40310000, "message": "insufficient buying power"})
+    [refused] = await broker.submit_orders([order("th-3")])
+    assert isinstance(refused, BrokerError) and refused.rejected
+    assert "insufficient buying power" in str(refused)
+    await broker.aclose()
