@@ -449,3 +449,17 @@ async def test_a_batch_of_orders_gives_each_its_own_outcome(
     assert isinstance(refused, BrokerError) and refused.rejected
     assert "insufficient buying power" in str(refused)
     await broker.aclose()
+
+
+async def test_a_big_batch_is_not_timed_out_waiting_for_threads(
+    server: Served, fake: FakeAlpaca
+) -> None:
+    """Each request answers in 0.25 s, well inside its 1 s timeout (2 s deadline); 64 orders
+    take longer than that in all, and none may time out for waiting its turn."""
+    fake.sleep = 0.25
+    broker = make_broker(server.url, timeout=1.0)
+    outcomes = await broker.submit_orders([order(f"th-{i:03d}") for i in range(64)])
+    assert [type(o).__name__ for o in outcomes] == ["BrokerOrder"] * 64
+    # (not `fake.posts`: a slow request of an earlier test may still land on the shared fake)
+    assert {f"th-{i:03d}" for i in range(64)} <= set(fake.orders)
+    await broker.aclose()

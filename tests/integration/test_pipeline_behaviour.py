@@ -339,3 +339,83 @@ async def test_a_batch_shares_its_broker_and_database_writes(
         statuses = list((await session.execute(select(TradeDecisionRow.status))).scalars())
         executions_stored = await session.scalar(select(func.count()).select_from(ExecutionRow))
     assert (statuses.count("filled"), statuses.count("rejected"), executions_stored) == (30, 10, 30)
+
+
+async def test_a_cancelled_cycle_sends_nothing_afterwards(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shutdown past its grace cancels the cycle; the orders it had queued for the broker must
+    be cancelled with it, not sent later, when another leader may already have decided
+    differently (here: enforcing, with a veto)."""
+    from torghut.db.tables import SimOrder
+    from torghut.trading.brokers import SimBroker
+
+    signals = _buys(tmp_path, 2)
+    held, release = asyncio.Event(), asyncio.Event()
+    flush_cancelled: list[bool] = []
+    real = SimBroker.submit_orders
+
+    async def slow(self: SimBroker, orders: Sequence[object]) -> object:
+        held.set()
+        try:
+            await release.wait()
+        except asyncio.CancelledError:
+            flush_cancelled.append(True)
+            raise
+        return await real(self, orders)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SimBroker, "submit_orders", slow)
+    old = await build_container(
+        load_settings({"DB_DSN": database.dsn}, None), signals_path=signals, trading_enabled=True
+    )
+    try:
+        cycle = asyncio.create_task(old.pipeline.run_cycle())
+        await held.wait()
+        cycle.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cycle
+        assert flush_cancelled == [True]  # the broker call went down with the cycle
+        monkeypatch.setattr(SimBroker, "submit_orders", real)
+        env = _env(database.dsn, LLM_SHADOW_MODE="false", LLM_FAIL_MODE="veto")
+        new = await build_container(
+            load_settings(env, None), signals_path=signals, trading_enabled=True,
+            provider=FakeProvider("veto"),
+        )
+        try:
+            result = await new.pipeline.run_cycle()
+        finally:
+            await new.aclose()
+        assert result.rejected == {"llm_veto": 2}
+        release.set()
+        await asyncio.sleep(0)
+        async with database.sessions() as session:
+            orders = await session.scalar(select(func.count()).select_from(SimOrder))
+            statuses = list((await session.execute(select(TradeDecisionRow.status))).scalars())
+        assert (orders, statuses) == (0, ["rejected", "rejected"])
+    finally:
+        await old.aclose()
+
+
+async def test_an_adopted_order_whose_record_fails_stays_planned_until_recorded(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The execution row fails to write after the order is placed, and again when the next
+    cycle adopts it: the decision is never rejected with a live order; the third cycle
+    records it."""
+    from torghut.db import repo
+
+    real = repo.record_executions
+    calls = {"n": 0}
+
+    async def fails_twice(*args: object, **kwargs: object) -> None:
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise OSError("database went away")
+        await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(repo, "record_executions", fails_twice)
+    summary = await run_replay(
+        load_settings({"DB_DSN": database.dsn}, None), _buys(tmp_path, 1)
+    )
+    assert summary["complete"] is True and summary["submitted"] == 1 and calls["n"] == 3
+    assert await _one_buy_outcome(database) == (["filled"], 1, 1)

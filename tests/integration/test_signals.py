@@ -97,6 +97,8 @@ def test_parse_signal_line_accepts_nulls_and_epoch_and_explicit_seq() -> None:
         pytest.param(line(T0, "A", price=-1), r"field 'price'", id="price"),
         pytest.param(line(T0, "A", seq=-1), r"field 'seq'", id="seq"),
         pytest.param(line(T0, "A").replace("100.0", "NaN"), r"field 'price'", id="nan"),
+        pytest.param(line(T0, "A", price=1e-25), r"field 'price': expected a price", id="tiny"),
+        pytest.param(line(T0, "A", price=1e20), r"field 'price': expected a price", id="huge"),
     ],
 )
 def test_parse_signal_line_names_line_and_field(raw: str, pattern: str) -> None:
@@ -221,6 +223,20 @@ async def test_fetch_does_not_move_the_cursor_and_commit_does(
     async with database.sessions() as session:
         row = (await session.execute(select(SignalCursor))).scalar_one()
     assert (row.event_ts.replace(tzinfo=UTC), row.symbol, row.seq) == (T0, "AAPL", 2)
+
+
+async def test_a_source_reads_where_another_process_left_the_cursor(
+    database: Database, signal_file: Path
+) -> None:
+    """Two processes take turns as leader on one source: each fetch starts from the cursor in
+    the database, never from what this process last committed itself."""
+    first = ReplaySignalSource(signal_file, database.sessions)
+    second = ReplaySignalSource(signal_file, database.sessions)
+    await first.commit(await first.fetch(2))
+    await second.commit(await second.fetch(2))
+    await second.commit(await second.fetch(2))
+    assert keys(await first.fetch(2)) == ORDER[6:8]
+    assert await first.remaining() == len(ORDER) - 6
 
 
 async def test_restart_neither_skips_nor_repeats(database: Database, signal_file: Path) -> None:

@@ -159,7 +159,7 @@ async def test_a_cancelled_caller_stops_waiting_but_its_item_is_flushed() -> Non
 
 
 @no_hang
-async def test_a_caller_cancelled_while_queued_still_has_its_item_flushed() -> None:
+async def test_a_caller_cancelled_while_queued_takes_its_item_back() -> None:
     flush = Recorder(hold_first=True)
     group: GroupCommit[int, int] = GroupCommit(flush)
     held = asyncio.create_task(group(1))
@@ -172,7 +172,7 @@ async def test_a_caller_cancelled_while_queued_still_has_its_item_flushed() -> N
     flush.release.set()
     assert await held == 10
     assert await queued[1] == 30
-    assert flush.batches == [[1], [2, 3]]
+    assert flush.batches == [[1], [3]]
 
 
 @no_hang
@@ -235,3 +235,33 @@ async def test_a_caller_one_loop_turn_late_still_joins_the_flush() -> None:
 
     assert list(await asyncio.gather(group(0), one_turn_late(1))) == [0, 10]
     assert flush.batches == [[0, 1]]
+
+
+@no_hang
+async def test_aclose_cancels_the_flush_in_progress_and_the_queue() -> None:
+    flush = Recorder(hold_first=True)
+    group: GroupCommit[int, int] = GroupCommit(flush)
+    in_flight = asyncio.create_task(group(1))
+    await flush.started.wait()
+    queued = asyncio.create_task(group(2))
+    await settle()
+    await group.aclose()
+    for task in (in_flight, queued):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert flush.batches == [[1]]  # 2 never reached a flush
+    flush.release.set()
+    assert await group(4) == 40  # usable again
+    assert flush.batches == [[1], [4]]
+
+
+@no_hang
+async def test_a_runner_cancelled_before_its_first_flush_leaves_no_caller_waiting() -> None:
+    flush = Recorder()
+    group: GroupCommit[int, int] = GroupCommit(flush)
+    caller = asyncio.create_task(group(1))
+    await asyncio.sleep(0)  # the caller has queued and started the runner
+    await group.aclose()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert flush.batches == []

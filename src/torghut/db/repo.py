@@ -197,7 +197,8 @@ async def record_executions(
             )
             existing.update((row.client_order_id, row) for row in found.scalars())
         new_rows: dict[str, dict[str, Any]] = {}
-        decision_updates: list[dict[str, Any]] = []
+        # Keyed by decision: should one decision come twice, its last answer is the one kept.
+        decision_updates: dict[uuid.UUID, dict[str, Any]] = {}
         for decision_id, order, placed in executions:
             row = existing.get(order.client_order_id)
             if row is not None:
@@ -229,7 +230,7 @@ async def record_executions(
                     "updated_at": now,
                 }
             working = placed.status in ("new", "accepted", "pending_new")
-            decision_updates.append(
+            decision_updates[decision_id] = (
                 {
                     "id": decision_id,
                     "status": "submitted" if working else placed.status,
@@ -240,7 +241,7 @@ async def record_executions(
             )
         if new_rows:
             await session.execute(insert(ExecutionRow), list(new_rows.values()))
-        await _mark_many(session, decision_updates)
+        await _mark_many(session, list(decision_updates.values()))
 
 
 async def reject_decisions(sessions: Sessions, rejections: Sequence[tuple[uuid.UUID, str]]) -> None:

@@ -32,8 +32,10 @@ with both keys, and `AlpacaConfig`'s repr hides them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
@@ -51,6 +53,10 @@ T = TypeVar("T")
 
 # Alpaca's largest page of orders (its default is 50).
 _MAX_ORDERS = 500
+# Requests in flight at once: a batch's orders go out side by side, a few at a time. Beyond
+# Alpaca's rate limit (200 requests a minute per account, docs.alpaca.markets) it answers
+# 429, an unknown outcome: the order is looked up by client order id before anything else.
+_PARALLEL_REQUESTS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +116,12 @@ class AlpacaBroker:
     def __init__(self, config: AlpacaConfig) -> None:
         self._config = config
         self._client = _Client(config)
+        # alpaca-py blocks, so every request runs on a thread of our own. A slot is taken
+        # before a request is handed to a thread and given back when that thread is done with
+        # it, so a request's deadline starts when it is sent, never while it waits for a
+        # thread (a batch of 256 orders once timed out queued behind each other).
+        self._executor = ThreadPoolExecutor(_PARALLEL_REQUESTS, thread_name_prefix="alpaca")
+        self._slots = asyncio.Semaphore(_PARALLEL_REQUESTS)
 
     @property
     def name(self) -> str:
@@ -117,6 +129,7 @@ class AlpacaBroker:
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self._client._session.close)
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def get_account(self) -> Account:
         raw = await self._call(self._client.get_account)
@@ -212,8 +225,21 @@ class AlpacaBroker:
         """One alpaca-py call (one HTTP request) in a thread, within its wall-clock deadline:
         the connect timeout plus one read timeout."""
         deadline = 2 * self._config.timeout_seconds
+        loop = asyncio.get_running_loop()
+        await self._slots.acquire()
+
+        def give_back(_: object) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                loop.call_soon_threadsafe(self._slots.release)
+
         try:
-            return await asyncio.wait_for(asyncio.to_thread(fn, *args), deadline)
+            work = self._executor.submit(fn, *args)
+        except BaseException:
+            self._slots.release()
+            raise
+        work.add_done_callback(give_back)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(work), deadline)
         except TimeoutError:
             raise AlpacaError(
                 f"alpaca: no complete answer within {deadline:g}s", rejected=False

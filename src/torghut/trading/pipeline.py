@@ -110,6 +110,7 @@ class _Item:
     decision_id: Any
     resumed: bool = False  # left `planned` by an earlier run that stopped mid-batch
     final: bool = False
+    placed: bool = False  # the broker holds its order: never to be marked rejected
 
 
 class TradingPipeline:
@@ -177,7 +178,14 @@ class TradingPipeline:
         strategies = await self.strategies.load()
         book = await self._open_book(signals, marked)
         items = await self._decide(signals, strategies, book, result)
-        await asyncio.gather(*(self._guarded(item, book, result) for item in items))
+        try:
+            await asyncio.gather(*(self._guarded(item, book, result) for item in items))
+        except asyncio.CancelledError:
+            # A cancelled cycle (shutdown past its grace) sends nothing more: its queued and
+            # in-flight group writes are cancelled with it, before the scheduler lets another
+            # leader in. Unfinished decisions stay `planned`; the next run asks the broker.
+            await self.quiesce()
+            raise
         if all(item.final for item in items):
             await self.source.commit(signals)
             result.committed = True
@@ -199,6 +207,11 @@ class TradingPipeline:
             # asyncio.wait, not gather: running out of time must not cancel the reviews.
             await asyncio.wait(list(self._shadow_tasks), timeout=remaining)
         return sum(1 for task in self._shadow_tasks if not task.done())
+
+    async def quiesce(self) -> None:
+        """Cancel the group writes (orders, executions, rejections) queued or in flight."""
+        for group in (self._orders, self._executions, self._rejections):
+            await group.aclose()
 
     @property
     def reviews_in_flight(self) -> int:
@@ -269,6 +282,10 @@ class TradingPipeline:
                 raise
             except Exception as exc:
                 log.exception("decision %s failed", item.hash)
+                if item.placed:
+                    # The broker has its order: leave the decision `planned` for the next
+                    # cycle to adopt, never rejected with a live order.
+                    return
                 self._release(book, item.hash)
                 reason = f"internal_error:{type(exc).__name__}"
                 try:
@@ -430,6 +447,7 @@ class TradingPipeline:
             placed = await self._after_unknown_outcome(item, book, exc, result)
         if placed is None:
             return
+        item.placed = True
         try:
             await self._executions((item.decision_id, order, placed))
         except Exception:
@@ -474,8 +492,13 @@ class TradingPipeline:
         if placed is None:
             return False
         log.warning("adopting order %s left by an earlier run", item.hash)
+        item.placed = True
         order = OrderRequest.for_decision(item.decision, item.hash)
-        await self._executions((item.decision_id, order, placed))
+        try:
+            await self._executions((item.decision_id, order, placed))
+        except Exception:
+            log.exception("order %s adopted but not recorded; next cycle tries again", item.hash)
+            return True  # still `planned`: the batch is read again, the order adopted again
         item.final = True
         result.submitted += 1
         return True

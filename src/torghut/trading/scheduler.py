@@ -137,6 +137,8 @@ class TradingScheduler:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
+        # Nothing of a cancelled cycle may reach the broker once the lock is released.
+        await self.pipeline.quiesce()
         if await self.pipeline.drain(grace_seconds):
             cancelled = self.pipeline.cancel_shadow_reviews()
             log.error("shutdown: %d shadow reviews still running were cancelled", cancelled)

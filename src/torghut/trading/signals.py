@@ -55,6 +55,8 @@ def signal_key(signal: Signal) -> CursorKey:
 _REQUIRED = ("event_ts", "symbol", "timeframe")
 _NUMBERS = ("macd", "macd_signal", "rsi14")
 _KNOWN = frozenset({*_REQUIRED, *_NUMBERS, "price", "seq"})
+_PRICE_MIN = Decimal("0.00000001")  # the scale of the `Money` columns
+_PRICE_MAX = Decimal("1000000000")  # far below their 16 integer digits, far above any share
 _SYMBOL_MAX = 32  # Signal.symbol
 _TIMEFRAME_MAX = 16  # Signal.timeframe
 
@@ -96,6 +98,10 @@ def _parse_price(value: Any) -> Decimal | None:
         raise ValueError("expected a number") from None
     if not price.is_finite() or price <= 0:
         raise ValueError("expected a positive number")
+    if not _PRICE_MIN <= price <= _PRICE_MAX:
+        # Prices are stored with 8 decimals in 24 digits: a smaller one would round to 0 (and
+        # stall every cycle that marks it), a larger one would overflow the column.
+        raise ValueError(f"expected a price between {_PRICE_MIN} and {_PRICE_MAX}")
     return price
 
 
@@ -243,12 +249,6 @@ class ReplaySignalSource:
         self._keys: list[CursorKey] = []
         self._lock = asyncio.Lock()
         self.skipped = 0
-        # The committed cursor, read from the database on first use and then kept by our own
-        # commits (one query less per batch). Another process moving the same cursor
-        # meanwhile can at worst make this source offer signals again whose decisions exist
-        # already: the decision hash turns those into duplicates, never into second orders.
-        self._committed: CursorKey | None = None
-        self._committed_read = False
 
     @property
     def source_key(self) -> str:
@@ -307,29 +307,22 @@ class ReplaySignalSource:
         signals = await self.load()
         if limit <= 0:
             return []
-        cursor = await self._committed_cursor()
+        # Read every time, not cached: after a change of leader, or a commit whose answer was
+        # lost, only the database knows where this source stands.
+        cursor = await self._cursor.get()
         start = 0 if cursor is None else bisect.bisect_right(self._keys, cursor)
         return signals[start : start + limit]
 
     async def commit(self, signals: Sequence[Signal]) -> None:
         if signals:
-            key = max(signal_key(s) for s in signals)
-            await self._cursor.advance(key)
-            if self._committed is None or key > self._committed:
-                self._committed = key
+            await self._cursor.advance(max(signal_key(s) for s in signals))
 
     async def remaining(self) -> int:
         """Signals after the committed cursor (replay uses it to know when it is done)."""
         await self.load()
-        cursor = await self._committed_cursor()
+        cursor = await self._cursor.get()
         start = 0 if cursor is None else bisect.bisect_right(self._keys, cursor)
         return len(self._keys) - start
-
-    async def _committed_cursor(self) -> CursorKey | None:
-        if not self._committed_read:
-            self._committed = await self._cursor.get()
-            self._committed_read = True
-        return self._committed
 
     async def aclose(self) -> None:
         self._signals, self._keys = None, []
