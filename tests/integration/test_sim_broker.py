@@ -608,3 +608,15 @@ async def test_mark_prices_pays_the_oldest_resting_buy_first(database: Database)
     assert old is not None and old.status == "filled"
     assert new is not None and new.status == "rejected"
     assert new.reject_reason == "insufficient_buying_power: needs 500.00000000, has 0.00000000"
+
+
+async def test_an_order_the_book_cannot_compute_fails_alone(database: Database) -> None:
+    b = broker(database)
+    outcomes = await b.submit_orders(
+        [order("g1", qty="1"), order("poison", qty="1e30", ref="1"), order("g2", qty="2")]
+    )
+    kinds = [type(o).__name__ for o in outcomes]
+    assert kinds == ["BrokerOrder", "InvalidOperation", "BrokerOrder"]
+    assert sorted(await order_rows(database)) == ["g1", "g2"]
+    [position] = await b.list_positions()
+    assert position.qty == Decimal(3)

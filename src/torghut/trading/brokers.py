@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from torghut.db.tables import SimAccount, SimOrder, SimPosition
@@ -163,11 +163,26 @@ class SimBroker:
             # Another writer inserted one of these client_order_ids between our read and our
             # insert: everything of ours was rolled back. One at a time, theirs is adopted.
             if len(orders) > 1:
-                return [outcome for o in orders for outcome in await self.submit_orders([o])]
+                return await self._one_at_a_time(orders)
             adopted = await self.get_order(orders[0].client_order_id)
             if adopted is None:
                 raise
             return [adopted]
+        except (ArithmeticError, ValueError, TypeError, DataError):
+            # One order the book cannot compute or store (a quantity past the columns'
+            # precision, say) rolled the whole batch back: one at a time, only it fails.
+            if len(orders) > 1:
+                return await self._one_at_a_time(orders)
+            raise
+
+    async def _one_at_a_time(self, orders: Sequence[OrderRequest]) -> list[BrokerOrder | Exception]:
+        outcomes: list[BrokerOrder | Exception] = []
+        for order in orders:
+            try:
+                outcomes.extend(await self.submit_orders([order]))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
 
     async def mark(self, symbol: str, price: Decimal) -> None:
         """A new last price for `symbol`: see `mark_prices`."""
