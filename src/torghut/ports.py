@@ -84,6 +84,11 @@ class Broker(Protocol):
 
     async def get_order(self, client_order_id: str) -> BrokerOrder | None: ...
 
+    async def settle(self, grace_seconds: float) -> int:
+        """Wait, at most `grace_seconds`, for requests still on their way to the broker (a
+        cancelled call may still be sending an order); how many are still running."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

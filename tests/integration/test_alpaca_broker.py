@@ -463,3 +463,105 @@ async def test_a_big_batch_is_not_timed_out_waiting_for_threads(
     # (not `fake.posts`: a slow request of an earlier test may still land on the shared fake)
     assert {f"th-{i:03d}" for i in range(64)} <= set(fake.orders)
     await broker.aclose()
+
+
+# --- the pipeline on Alpaca: requests that outlive their call ------------------------------
+
+
+def _alpaca_env(url: str, timeout: str) -> dict[str, str]:
+    return {"TRADING_BROKER": "alpaca", "APCA_API_KEY_ID": KEY_ID,
+            "APCA_API_SECRET_KEY": SECRET, "APCA_API_BASE_URL": url,
+            "TRADING_BROKER_TIMEOUT_SECONDS": timeout}
+
+
+def _slow_posts(container: Any, seconds: float, sending: asyncio.Event | None = None) -> None:
+    """Every order POST of `container`'s broker takes `seconds` before it leaves (a slow
+    connect): the call gives up or is cancelled while its thread still sends the order."""
+    loop = asyncio.get_running_loop()
+    client = container.broker._client
+    real = client.post
+
+    def slow(path: str, body: Any) -> Any:
+        if sending is not None:
+            loop.call_soon_threadsafe(sending.set)
+        time.sleep(seconds)
+        return real(path, body)
+
+    client.post = slow
+
+
+async def _decision_statuses(database: Any) -> list[str]:
+    from sqlalchemy import select
+
+    from torghut.db.tables import TradeDecisionRow
+
+    async with database.sessions() as session:
+        return list((await session.execute(select(TradeDecisionRow.status))).scalars())
+
+
+async def test_an_order_past_its_deadline_is_not_rejected_while_still_being_sent(
+    database: Any, tmp_path: Any, server: Served, fake: FakeAlpaca
+) -> None:
+    from tests.integration.test_pipeline_behaviour import _buys
+    from torghut.bootstrap import build_container
+    from torghut.config import load_settings
+
+    env = {"DB_DSN": database.dsn, **_alpaca_env(server.url, "0.25")}
+    container = await build_container(
+        load_settings(env, None), signals_path=_buys(tmp_path, 1), trading_enabled=True
+    )
+    _slow_posts(container, 0.8)  # past the 0.5 s deadline, then it lands
+    try:
+        first = await container.pipeline.run_cycle()
+        # The broker cannot say yet: the decision waits, it is not rejected.
+        assert (first.committed, first.rejected, first.submitted) == (False, {}, 0)
+        assert await _decision_statuses(database) == ["planned"]
+        assert await container.broker.settle(5) == 0
+        assert list(fake.orders) and len(fake.orders) == 1
+        second = await container.pipeline.run_cycle()  # the next poll adopts it
+        assert (second.committed, second.submitted) == (True, 1)
+        assert await _decision_statuses(database) == ["submitted"]
+    finally:
+        await container.aclose()
+
+
+async def test_a_cancelled_cycle_waits_for_the_order_it_was_sending_and_it_is_adopted(
+    database: Any, tmp_path: Any, server: Served, fake: FakeAlpaca
+) -> None:
+    """Shutdown cancels a cycle while an order is on its thread: the cycle ends only once that
+    request is done, so the next leader, even one that would veto, finds and records it."""
+    from tests.integration.test_gate_table import FakeProvider
+    from tests.integration.test_pipeline_behaviour import _buys, _env
+    from torghut.bootstrap import build_container
+    from torghut.config import load_settings
+
+    signals = _buys(tmp_path, 1)
+    old = await build_container(
+        load_settings({"DB_DSN": database.dsn, **_alpaca_env(server.url, "2")}, None),
+        signals_path=signals, trading_enabled=True,
+    )
+    sending = asyncio.Event()
+    _slow_posts(old, 0.5, sending)
+    try:
+        cycle = asyncio.create_task(old.pipeline.run_cycle())
+        await sending.wait()
+        cycle.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cycle
+        assert len(fake.orders) == 1  # landed before the cycle let go
+        assert await _decision_statuses(database) == ["planned"]
+        provider = FakeProvider("veto")
+        env = _env(database.dsn, LLM_SHADOW_MODE="false", LLM_FAIL_MODE="veto",
+                   **_alpaca_env(server.url, "2"))
+        new = await build_container(
+            load_settings(env, None), signals_path=signals, trading_enabled=True,
+            provider=provider,
+        )
+        try:
+            result = await new.pipeline.run_cycle()
+        finally:
+            await new.aclose()
+        assert (result.submitted, result.rejected, provider.calls) == (1, {}, 0)
+        assert await _decision_statuses(database) == ["submitted"]
+    finally:
+        await old.aclose()

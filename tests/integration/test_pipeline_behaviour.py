@@ -419,3 +419,35 @@ async def test_an_adopted_order_whose_record_fails_stays_planned_until_recorded(
     )
     assert summary["complete"] is True and summary["submitted"] == 1 and calls["n"] == 3
     assert await _one_buy_outcome(database) == (["filled"], 1, 1)
+
+
+async def test_an_unfinished_batch_waits_for_the_next_poll(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Execution rows cannot be written: the order is placed, the batch stays unfinished.
+    One pass of the loop runs that batch once (not again and again at once) and says why."""
+    from torghut.db import repo
+
+    async def fails(*args: object, **kwargs: object) -> None:
+        raise OSError("database went away")
+
+    monkeypatch.setattr(repo, "record_executions", fails)
+    env = {"DB_DSN": database.dsn, "TRADING_BATCH_SIZE": "1"}
+    container = await build_container(
+        load_settings(env, None), signals_path=_buys(tmp_path, 1), trading_enabled=True
+    )
+    cycles = 0
+    real = container.pipeline.run_cycle
+
+    async def counted() -> object:
+        nonlocal cycles
+        cycles += 1
+        return await real()
+
+    monkeypatch.setattr(container.pipeline, "run_cycle", counted)
+    try:
+        await container.scheduler.run_once()
+    finally:
+        await container.aclose()
+    assert cycles == 1
+    assert "unfinished" in (container.scheduler.status.last_error or "")

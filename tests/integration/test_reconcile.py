@@ -64,6 +64,9 @@ class FakeBroker:
             raise answer
         return answer
 
+    async def settle(self, grace_seconds: float) -> int:
+        return 0
+
     async def aclose(self) -> None:
         return None
 

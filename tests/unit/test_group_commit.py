@@ -265,3 +265,79 @@ async def test_a_runner_cancelled_before_its_first_flush_leaves_no_caller_waitin
     with pytest.raises(asyncio.CancelledError):
         await caller
     assert flush.batches == []
+
+
+@no_hang
+async def test_cancelling_the_task_in_aclose_cancels_that_task() -> None:
+    flush = Recorder(hold_first=True)
+    group: GroupCommit[int, int] = GroupCommit(flush)
+    caller = asyncio.create_task(group(1))
+    await flush.started.wait()
+    after_aclose: list[bool] = []
+
+    async def closer() -> None:
+        await group.aclose()
+        after_aclose.append(True)
+
+    closing = asyncio.create_task(closer())
+    await asyncio.sleep(0)  # closer is inside aclose, waiting for the runner
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert after_aclose == []
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+
+
+@no_hang
+async def test_a_caller_arriving_during_aclose_is_cancelled_not_flushed_beside_it() -> None:
+    unwinding, unwound = asyncio.Event(), asyncio.Event()
+    batches: list[list[int]] = []
+
+    async def flush(items: list[int]) -> Sequence[int | Exception]:
+        batches.append(list(items))
+        try:
+            await asyncio.Event().wait()  # held until cancelled
+        except asyncio.CancelledError:
+            unwinding.set()
+            await unwound.wait()  # a rollback taking its time
+            raise
+        return []
+
+    group: GroupCommit[int, int] = GroupCommit(flush)
+    first = asyncio.create_task(group(1))
+    await settle()
+    closing = asyncio.create_task(group.aclose())
+    await unwinding.wait()
+    late = asyncio.create_task(group(2))
+    await settle()
+    unwound.set()
+    await closing
+    for task in (first, late):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert batches == [[1]]
+
+
+@no_hang
+async def test_a_runner_that_fails_leaves_no_caller_waiting() -> None:
+    async def flush(items: list[int]) -> Sequence[object]:
+        # Not an Exception: handing it to a future fails, and the runner with it.
+        return [StopIteration("broken"), 20]
+
+    group: GroupCommit[int, object] = GroupCommit(flush)  # type: ignore[arg-type]
+    outcomes = await asyncio.gather(group(1), group(2), return_exceptions=True)
+    assert [type(o) for o in outcomes] == [asyncio.CancelledError, asyncio.CancelledError]
+
+
+@no_hang
+async def test_aclose_from_inside_a_flush_is_refused() -> None:
+    group: GroupCommit[int, int]
+
+    async def flush(items: list[int]) -> Sequence[int | Exception]:
+        await group.aclose()
+        return [0]
+
+    group = GroupCommit(flush)
+    with pytest.raises(RuntimeError, match="from inside a flush"):
+        await group(1)

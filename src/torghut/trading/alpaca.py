@@ -32,10 +32,9 @@ with both keys, and `AlpacaConfig`'s repr hides them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
@@ -57,6 +56,8 @@ _MAX_ORDERS = 500
 # Alpaca's rate limit (200 requests a minute per account, docs.alpaca.markets) it answers
 # 429, an unknown outcome: the order is looked up by client order id before anything else.
 _PARALLEL_REQUESTS = 4
+# Threads: the requests in flight plus room for stragglers still sending past their deadline.
+_THREADS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,12 +121,24 @@ class AlpacaBroker:
         # before a request is handed to a thread and given back when that thread is done with
         # it, so a request's deadline starts when it is sent, never while it waits for a
         # thread (a batch of 256 orders once timed out queued behind each other).
-        self._executor = ThreadPoolExecutor(_PARALLEL_REQUESTS, thread_name_prefix="alpaca")
+        self._executor = ThreadPoolExecutor(_THREADS, thread_name_prefix="alpaca")
         self._slots = asyncio.Semaphore(_PARALLEL_REQUESTS)
+        # Requests handed to a thread, with the client order id each one posts (None for the
+        # others); pruned of finished ones as new ones start. Only the event loop touches it.
+        self._in_flight: dict[Future[Any], str | None] = {}
 
     @property
     def name(self) -> str:
         return "alpaca"
+
+    async def settle(self, grace_seconds: float) -> int:
+        """Wait, at most `grace_seconds`, for requests still on their way (a call that was
+        cancelled or ran out of time may still be sending an order); returns how many are
+        still running."""
+        pending = [w for w in self._in_flight if not w.done()]
+        if pending:
+            await asyncio.wait([asyncio.wrap_future(w) for w in pending], timeout=grace_seconds)
+        return sum(1 for w in pending if not w.done())
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self._client._session.close)
@@ -189,7 +202,9 @@ class AlpacaBroker:
         if order.stop_price is not None:
             body["stop_price"] = _text(order.stop_price)
         try:
-            raw = await self._call(self._client.post, "/orders", body)
+            raw = await self._call(
+                self._client.post, "/orders", body, posting=order.client_order_id
+            )
         except AlpacaError as exc:
             if not _is_duplicate(exc):
                 raise
@@ -211,6 +226,15 @@ class AlpacaBroker:
         return [o for o in outcomes if isinstance(o, BrokerOrder | Exception)]
 
     async def get_order(self, client_order_id: str) -> BrokerOrder | None:
+        """The order with this client order id; None when Alpaca has none. Raises (outcome
+        unknown) while our own request submitting it is still on its way: a "not found" then
+        would only mean "not arrived yet"."""
+        if any(o == client_order_id and not w.done() for w, o in self._in_flight.items()):
+            raise AlpacaError(
+                f"alpaca: order {client_order_id} is still being sent; its outcome is not "
+                "known yet",
+                rejected=False,
+            )
         try:
             raw = await self._call(self._client.get_order_by_client_id, client_order_id)
         except AlpacaError as exc:
@@ -221,24 +245,20 @@ class AlpacaBroker:
 
     # --- internals ---------------------------------------------------------------------------
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        """One alpaca-py call (one HTTP request) in a thread, within its wall-clock deadline:
-        the connect timeout plus one read timeout."""
+    async def _call(
+        self, fn: Callable[..., T], *args: Any, posting: str | None = None
+    ) -> T:
+        """One alpaca-py call (one HTTP request) on our threads, within its wall-clock
+        deadline (the connect timeout plus one read timeout), counted from when it is sent,
+        not while it waits for one of the `_PARALLEL_REQUESTS` slots. That wait ends: every
+        slot is given back when its call returns, at its deadline at the latest.
+        `posting`: the client order id this request submits (see `get_order`)."""
         deadline = 2 * self._config.timeout_seconds
-        loop = asyncio.get_running_loop()
         await self._slots.acquire()
-
-        def give_back(_: object) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
-                loop.call_soon_threadsafe(self._slots.release)
-
         try:
             work = self._executor.submit(fn, *args)
-        except BaseException:
-            self._slots.release()
-            raise
-        work.add_done_callback(give_back)
-        try:
+            self._in_flight = {w: o for w, o in self._in_flight.items() if not w.done()}
+            self._in_flight[work] = posting
             return await asyncio.wait_for(asyncio.wrap_future(work), deadline)
         except TimeoutError:
             raise AlpacaError(
@@ -246,6 +266,11 @@ class AlpacaBroker:
             ) from None
         except Exception as exc:
             raise self._broker_error(exc) from None
+        finally:
+            # A request past its deadline may go on in its thread (requests cannot be
+            # interrupted); its slot is free again, the thread pool has room for such
+            # stragglers, and `get_order` / `settle` know about it.
+            self._slots.release()
 
     def _broker_error(self, exc: Exception) -> AlpacaError:
         """The one place that turns what alpaca-py and requests raise into `BrokerError`."""

@@ -88,6 +88,10 @@ class SimBroker:
     async def aclose(self) -> None:
         """Nothing to release: the session factory belongs to the caller."""
 
+    async def settle(self, grace_seconds: float) -> int:
+        """Nothing runs outside the event loop: a cancelled call's transaction rolled back."""
+        return 0
+
     # --- reads -------------------------------------------------------------------------------
 
     async def get_book(self) -> Book:

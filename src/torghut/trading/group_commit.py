@@ -15,7 +15,6 @@ per-item outcomes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -40,6 +39,7 @@ class GroupCommit(Generic[T, R]):
     def __init__(self, flush: Flush[T, R]) -> None:
         self._flush = flush
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
+        self._batch: list[tuple[T, asyncio.Future[R]]] = []  # the flush in progress
         self._runner: asyncio.Task[None] | None = None
 
     async def __call__(self, item: T) -> R:
@@ -50,60 +50,56 @@ class GroupCommit(Generic[T, R]):
             self._runner.add_done_callback(self._runner_done)
         return await future
 
-    def _runner_done(self, runner: asyncio.Task[None]) -> None:
-        # A runner cancelled before its first step never reaches its own handler: its
-        # callers must not wait forever.
-        if runner.cancelled() and runner is self._runner:
-            self._cancel(self._queue)
-            self._queue = []
-
     async def aclose(self) -> None:
-        """Cancel the flush in progress and everything queued; their callers get
-        `CancelledError`. The group can be used again afterwards."""
-        runner, self._runner = self._runner, None
+        """Cancel the flush in progress and everything queued (callers arriving meanwhile
+        too); their callers get `CancelledError`. The group can be used again afterwards.
+        Cancelling the task that awaits this cancels that task, as usual."""
+        runner = self._runner
+        if runner is asyncio.current_task():
+            raise RuntimeError("aclose() from inside a flush would wait for itself")
         if runner is not None and not runner.done():
             runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
-        self._cancel(self._queue)
-        self._queue = []
+            # `wait`, not `await runner`: the runner's own cancellation is expected, while a
+            # cancellation of the task calling us must still reach it.
+            await asyncio.wait([runner])
+        self._abandon()
 
     async def _run(self) -> None:
-        batch: list[tuple[T, asyncio.Future[R]]] = []
-        try:
-            # One turn of the loop first, so that tasks started together (a batch's
-            # decisions) all queue before the first flush.
-            await asyncio.sleep(0)
-            while True:
-                # Callers cancelled while queued took their items back.
-                batch = [(item, f) for item, f in self._queue if not f.done()]
-                self._queue = []
-                if not batch:
-                    return
-                try:
-                    outcomes = await self._flush([item for item, _ in batch])
-                    if len(outcomes) != len(batch):
-                        raise RuntimeError(
-                            f"group flush returned {len(outcomes)} outcomes for "
-                            f"{len(batch)} items"
-                        )
-                except Exception as exc:
-                    outcomes = [exc] * len(batch)
-                for (_, future), outcome in zip(batch, outcomes, strict=True):
-                    if future.done():  # its caller was cancelled during the flush
-                        continue
-                    if isinstance(outcome, Exception):
-                        future.set_exception(outcome)
-                    else:
-                        future.set_result(outcome)
-                batch = []
-        except asyncio.CancelledError:
-            self._cancel(batch + self._queue)
+        # One turn of the loop first, so that tasks started together (a batch's decisions) all
+        # queue before the first flush.
+        await asyncio.sleep(0)
+        while True:
+            # Callers cancelled while queued took their items back.
+            self._batch = [(item, f) for item, f in self._queue if not f.done()]
             self._queue = []
-            raise
+            if not self._batch:
+                return
+            try:
+                outcomes = await self._flush([item for item, _ in self._batch])
+                if len(outcomes) != len(self._batch):
+                    raise RuntimeError(
+                        f"group flush returned {len(outcomes)} outcomes for "
+                        f"{len(self._batch)} items"
+                    )
+            except Exception as exc:
+                outcomes = [exc] * len(self._batch)
+            for (_, future), outcome in zip(self._batch, outcomes, strict=True):
+                if future.done():  # its caller was cancelled during the flush
+                    continue
+                if isinstance(outcome, Exception):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+            self._batch = []
 
-    @staticmethod
-    def _cancel(entries: list[tuple[T, asyncio.Future[R]]]) -> None:
-        for _, future in entries:
+    def _runner_done(self, runner: asyncio.Task[None]) -> None:
+        # However the runner ended (cancelled, even before its first step; or a bug), nobody
+        # it was serving may be left waiting.
+        if runner.cancelled() or runner.exception() is not None:
+            self._abandon()
+
+    def _abandon(self) -> None:
+        pending, self._batch, self._queue = self._batch + self._queue, [], []
+        for _, future in pending:
             if not future.done():
                 future.cancel()

@@ -48,6 +48,7 @@ log = logging.getLogger("torghut.pipeline")
 
 _SHADOW_WRITE_ATTEMPTS = 4
 _DECISIONS_IN_FLIGHT = 256
+_SETTLE_SECONDS = 30.0
 
 
 class StrategySource(Protocol):
@@ -208,10 +209,15 @@ class TradingPipeline:
             await asyncio.wait(list(self._shadow_tasks), timeout=remaining)
         return sum(1 for task in self._shadow_tasks if not task.done())
 
-    async def quiesce(self) -> None:
-        """Cancel the group writes (orders, executions, rejections) queued or in flight."""
+    async def quiesce(self, grace_seconds: float = _SETTLE_SECONDS) -> None:
+        """Cancel the group writes (orders, executions, rejections) queued or in flight, then
+        wait, at most `grace_seconds`, for broker requests already on their way (a request
+        handed to a thread cannot be called back)."""
         for group in (self._orders, self._executions, self._rejections):
             await group.aclose()
+        if still := await self.broker.settle(grace_seconds):
+            log.error("%d broker requests still running; their orders may land after this "
+                      "cycle has given up on them", still)
 
     @property
     def reviews_in_flight(self) -> int:

@@ -138,7 +138,7 @@ class TradingScheduler:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
         # Nothing of a cancelled cycle may reach the broker once the lock is released.
-        await self.pipeline.quiesce()
+        await self.pipeline.quiesce(grace_seconds)
         if await self.pipeline.drain(grace_seconds):
             cancelled = self.pipeline.cancel_shadow_reviews()
             log.error("shutdown: %d shadow reviews still running were cancelled", cancelled)
@@ -184,16 +184,26 @@ class TradingScheduler:
     async def run_once(self) -> None:
         start = time.perf_counter()
         try:
-            # Drain the source: keep cycling while batches come back full.
+            # Drain the source: keep cycling while batches come back full and finished. A
+            # batch left unfinished (a write or the broker failing) is read again at the next
+            # poll, not at once: retrying in a tight loop would hammer what is failing.
+            unfinished = False
             while not self._stop.is_set():
                 result = await self.pipeline.run_cycle()
+                if result.signals and not result.committed:
+                    unfinished = True
+                    break
                 if result.signals < self.pipeline.batch_size:
                     break
             if time.monotonic() - self._last_reconcile >= self.reconcile_interval:
                 await reconcile(self.pipeline.sessions, self.broker)
                 self._last_reconcile = time.monotonic()
                 self.status.last_reconcile_at = utcnow()
-            self.status.last_error = None
+            self.status.last_error = (
+                "a batch left decisions unfinished; it is read again at the next poll"
+                if unfinished
+                else None
+            )
         except Exception as exc:
             log.exception("trading cycle failed")
             self.metrics.cycle_errors.inc()
