@@ -262,6 +262,41 @@ class OrderRequest:
             reference_price=decision.reference_price,
         )
 
+    def to_json(self) -> dict[str, str | None]:
+        """Every field as text (decimals exactly), for `pending_order_json`."""
+        def text(value: Decimal | None) -> str | None:
+            return None if value is None else str(value)
+
+        return {
+            "client_order_id": self.client_order_id,
+            "symbol": self.symbol,
+            "side": self.side.value,
+            "qty": str(self.qty),
+            "order_type": self.order_type.value,
+            "time_in_force": self.time_in_force.value,
+            "limit_price": text(self.limit_price),
+            "stop_price": text(self.stop_price),
+            "reference_price": text(self.reference_price),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> OrderRequest:
+        def number(key: str) -> Decimal | None:
+            value = data.get(key)
+            return None if value is None else Decimal(str(value))
+
+        return cls(
+            client_order_id=str(data["client_order_id"]),
+            symbol=str(data["symbol"]),
+            side=Action(data["side"]),
+            qty=Decimal(str(data["qty"])),
+            order_type=OrderType(data["order_type"]),
+            time_in_force=TimeInForce(data["time_in_force"]),
+            limit_price=number("limit_price"),
+            stop_price=number("stop_price"),
+            reference_price=number("reference_price"),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class BrokerOrder:

@@ -37,6 +37,7 @@ class FakeAlpaca:
     headers: list[dict[str, str]] = field(default_factory=list)
     posts: int = 0
     sleep: float = 0.0
+    post_sleep: float = 0.0  # an order POST only: read, then answered (and placed) this late
     reject: tuple[int, dict[str, Any] | str] | None = None
     positions: list[dict[str, Any]] = field(default_factory=list)
     status_for_new: str = "accepted"
@@ -92,6 +93,8 @@ def build_app(state: FakeAlpaca) -> Starlette:
                 o for o in state.orders.values() if wanted != "open" or o["status"] not in done
             ]
             return JSONResponse(listed)
+        if state.post_sleep:
+            await asyncio.sleep(state.post_sleep)
         state.posts += 1
         if state.reject is not None:
             status, payload = state.reject
@@ -565,3 +568,34 @@ async def test_a_cancelled_cycle_waits_for_the_order_it_was_sending_and_it_is_ad
         assert await _decision_statuses(database) == ["submitted"]
     finally:
         await old.aclose()
+
+
+async def test_an_order_alpaca_places_after_our_read_timeout_is_adopted_not_rejected(
+    database: Any, tmp_path: Any, server: Served, fake: FakeAlpaca
+) -> None:
+    """Alpaca answers after our read timeout gave up, then places the order: one "not found"
+    right after the timeout must not reject the decision; the next cycle adopts the order."""
+    from tests.integration.test_pipeline_behaviour import _buys
+    from torghut.bootstrap import build_container
+    from torghut.config import load_settings
+
+    env = {"DB_DSN": database.dsn, **_alpaca_env(server.url, "0.25")}
+    container = await build_container(
+        load_settings(env, None), signals_path=_buys(tmp_path, 1), trading_enabled=True
+    )
+    fake.post_sleep = 0.8
+    try:
+        first = await container.pipeline.run_cycle()
+        assert (first.committed, first.rejected, first.submitted) == (False, {}, 0)
+        assert await _decision_statuses(database) == ["planned"]
+        for _ in range(200):  # the late order lands (bounded wait, nothing timed is asserted)
+            if fake.orders:
+                break
+            await asyncio.sleep(0.05)
+        fake.post_sleep = 0
+        second = await container.pipeline.run_cycle()
+        assert (second.committed, second.submitted, second.rejected) == (True, 1, {})
+        assert len(fake.orders) == 1
+        assert await _decision_statuses(database) == ["submitted"]
+    finally:
+        await container.aclose()

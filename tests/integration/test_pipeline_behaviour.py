@@ -45,9 +45,17 @@ class GatedProvider(FakeProvider):
         self.release = asyncio.Event()
         self.in_flight = 0
         self.peak = 0
+        self.changed = asyncio.Condition()
+
+    async def held(self, n: int) -> None:
+        """Wait until `n` reviews are held at the gate."""
+        async with self.changed:
+            await self.changed.wait_for(lambda: self.in_flight >= n)
 
     async def complete(self, messages: Sequence[ChatMessage]) -> Completion:
-        self.in_flight += 1
+        async with self.changed:
+            self.in_flight += 1
+            self.changed.notify_all()
         self.peak = max(self.peak, self.in_flight)
         try:
             await self.release.wait()
@@ -66,8 +74,11 @@ async def test_shadow_submits_before_the_review_finishes(
     )
     try:
         result = await container.pipeline.run_cycle()
-        # Every order is out while every review is still held.
+        # Every order is out while every review is still held (the reviews, started beside
+        # the orders, may still be reading their context: wait until all three are held).
         assert result.submitted == 3
+        async with asyncio.timeout(30):  # a guard against hanging, not a speed check
+            await provider.held(3)
         assert container.pipeline.reviews_in_flight == 3
         async with database.sessions() as session:
             assert await session.scalar(select(func.count()).select_from(ExecutionRow)) == 3
@@ -261,22 +272,25 @@ async def test_broker_timeout_asks_the_broker_before_deciding(
     from torghut.trading.brokers import SimBroker
 
     real = SimBroker.submit_orders
+    calls = {"n": 0}
 
-    async def lost_answer(self: SimBroker, orders: object) -> object:
+    async def lost_answer_once(self: SimBroker, orders: object) -> object:
+        calls["n"] += 1
+        if calls["n"] > 1:
+            return await real(self, orders)  # type: ignore[arg-type]
         if placed_before_failing:
             await real(self, orders)  # type: ignore[arg-type]
         raise BrokerError("read timeout after 10s", rejected=False)
 
-    monkeypatch.setattr(SimBroker, "submit_orders", lost_answer)
+    monkeypatch.setattr(SimBroker, "submit_orders", lost_answer_once)
     summary = await run_replay(
         load_settings({"DB_DSN": database.dsn}, None), _buys(tmp_path, 1)
     )
-    if placed_before_failing:
-        assert summary["submitted"] == 1
-        assert await _one_buy_outcome(database) == (["filled"], 1, 1)
-    else:
-        assert summary["rejected"] == {"broker_error:read timeout after 10s": 1}
-        assert await _one_buy_outcome(database) == (["rejected"], 0, 0)
+    # Placed: found by its client order id at once. Not placed: never rejected on one "not
+    # found" (a timed-out request may still arrive); the next cycle re-sends that order.
+    assert (summary["submitted"], summary["rejected"], summary["complete"]) == (1, {}, True)
+    assert calls["n"] == (1 if placed_before_failing else 2)
+    assert await _one_buy_outcome(database) == (["filled"], 1, 1)
 
 
 async def test_model_text_is_redacted_in_the_audit_row(
@@ -341,12 +355,13 @@ async def test_a_batch_shares_its_broker_and_database_writes(
     assert (statuses.count("filled"), statuses.count("rejected"), executions_stored) == (30, 10, 30)
 
 
-async def test_a_cancelled_cycle_sends_nothing_afterwards(
+async def test_a_cancelled_cycle_sends_nothing_afterwards_and_the_next_leader_finishes_it(
     database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Shutdown past its grace cancels the cycle; the orders it had queued for the broker must
-    be cancelled with it, not sent later, when another leader may already have decided
-    differently (here: enforcing, with a veto)."""
+    """Shutdown past its grace cancels the cycle while its orders are being placed: the
+    broker call is cancelled with it (nothing is sent later, behind the next leader's back).
+    Those orders were handed to the broker, so the next leader finishes exactly them, once,
+    without a second review (here it would veto)."""
     from torghut.db.tables import SimOrder
     from torghut.trading.brokers import SimBroker
 
@@ -377,21 +392,22 @@ async def test_a_cancelled_cycle_sends_nothing_afterwards(
         assert flush_cancelled == [True]  # the broker call went down with the cycle
         monkeypatch.setattr(SimBroker, "submit_orders", real)
         env = _env(database.dsn, LLM_SHADOW_MODE="false", LLM_FAIL_MODE="veto")
+        provider = FakeProvider("veto")
         new = await build_container(
             load_settings(env, None), signals_path=signals, trading_enabled=True,
-            provider=FakeProvider("veto"),
+            provider=provider,
         )
         try:
             result = await new.pipeline.run_cycle()
         finally:
             await new.aclose()
-        assert result.rejected == {"llm_veto": 2}
+        assert (result.submitted, result.rejected, provider.calls) == (2, {}, 0)
         release.set()
         await asyncio.sleep(0)
         async with database.sessions() as session:
             orders = await session.scalar(select(func.count()).select_from(SimOrder))
             statuses = list((await session.execute(select(TradeDecisionRow.status))).scalars())
-        assert (orders, statuses) == (0, ["rejected", "rejected"])
+        assert (orders, statuses) == (2, ["filled", "filled"])
     finally:
         await old.aclose()
 
@@ -451,3 +467,46 @@ async def test_an_unfinished_batch_waits_for_the_next_poll(
         await container.aclose()
     assert cycles == 1
     assert "unfinished" in (container.scheduler.status.last_error or "")
+
+
+async def test_an_order_with_no_known_outcome_is_resent_as_it_was_not_reviewed_again(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review adjusted the order to 6 shares; the broker's answer was lost and it has no
+    such order. The next cycle sends those same 6 shares again, without a second review (which
+    might now say something else about an order that may be live)."""
+    from torghut.db.tables import SimOrder
+    from torghut.errors import BrokerError
+    from torghut.trading.brokers import SimBroker
+
+    real = SimBroker.submit_orders
+    sent: list[list[str]] = []
+
+    async def lost_once(self: SimBroker, orders: Sequence[object]) -> object:
+        sent.append([str(o.qty) for o in orders])  # type: ignore[attr-defined]
+        if len(sent) == 1:
+            raise BrokerError("connection reset", rejected=False)
+        return await real(self, orders)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SimBroker, "submit_orders", lost_once)
+    provider = FakeProvider("adjust")
+    env = _env(database.dsn, LLM_SHADOW_MODE="false", LLM_FAIL_MODE="veto",
+               LLM_ADJUSTMENT_ALLOWED="true")
+    container = await build_container(
+        load_settings(env, None), signals_path=_buys(tmp_path, 1), trading_enabled=True,
+        provider=provider,
+    )
+    try:
+        first = await container.pipeline.run_cycle()
+        assert (first.committed, first.submitted, first.rejected) == (False, 0, {})
+        second = await container.pipeline.run_cycle()
+        assert (second.committed, second.submitted) == (True, 1)
+    finally:
+        await container.aclose()
+    assert provider.calls == 1
+    assert sent == [["6"], ["6"]]
+    async with database.sessions() as session:
+        order = (await session.execute(select(SimOrder))).scalar_one()
+        decision = (await session.execute(select(TradeDecisionRow))).scalar_one()
+    assert order.qty == 6 and decision.status == "filled"
+    assert decision.pending_order_json is None  # cleared once the answer was recorded

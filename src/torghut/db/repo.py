@@ -31,6 +31,7 @@ class StoredDecision:
     status: str
     created: bool  # False when the hash was already there (a replay, a restart, a racing loop)
     decision_json: dict[str, Any] | None = None  # the stored decision, when not created
+    pending_order_json: dict[str, Any] | None = None  # an order that may be live, when not created
 
 
 async def insert_decision(
@@ -50,10 +51,14 @@ async def insert_decision(
                         TradeDecisionRow.id,
                         TradeDecisionRow.status,
                         TradeDecisionRow.decision_json,
+                        TradeDecisionRow.pending_order_json,
                     ).where(TradeDecisionRow.decision_hash == decision_hash)
                 )
             ).one()
-        return StoredDecision(existing.id, existing.status, False, existing.decision_json)
+        return StoredDecision(
+            existing.id, existing.status, False, existing.decision_json,
+            existing.pending_order_json,
+        )
 
 
 async def insert_decisions(
@@ -75,11 +80,13 @@ async def insert_decisions(
                         TradeDecisionRow.status,
                         TradeDecisionRow.decision_json,
                         TradeDecisionRow.decision_hash,
+                        TradeDecisionRow.pending_order_json,
                     ).where(TradeDecisionRow.decision_hash.in_(chunk))
                 )
                 for existing in found:
                     out[existing.decision_hash] = StoredDecision(
-                        existing.id, existing.status, False, existing.decision_json
+                        existing.id, existing.status, False, existing.decision_json,
+                        existing.pending_order_json,
                     )
             rows: list[dict[str, Any]] = []
             for decision, h in decisions:
@@ -237,11 +244,27 @@ async def record_executions(
                     "reason": placed.reject_reason,
                     "updated_at": now,
                     "executed_at": now if placed.status == "filled" else None,
+                    "pending_order_json": None,  # the broker's answer is recorded now
                 }
             )
         if new_rows:
             await session.execute(insert(ExecutionRow), list(new_rows.values()))
         await _mark_many(session, list(decision_updates.values()))
+
+
+async def record_pending_orders(
+    sessions: Sessions, orders: Sequence[tuple[uuid.UUID, dict[str, Any]]]
+) -> None:
+    """Write, before they are sent, the orders about to go to the broker (one transaction)."""
+    now = utcnow()
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(TradeDecisionRow),
+            [
+                {"id": decision_id, "pending_order_json": order, "updated_at": now}
+                for decision_id, order in orders
+            ],
+        )
 
 
 async def reject_decisions(sessions: Sessions, rejections: Sequence[tuple[uuid.UUID, str]]) -> None:

@@ -100,6 +100,10 @@ class TradeDecisionRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     executed_at: Mapped[datetime | None]
+    # The order as handed to the broker, written before it is sent and cleared once the
+    # broker's answer is recorded: while it is set, the order may be live, and a restart
+    # re-sends exactly it (never a re-reviewed one).
+    pending_order_json: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
 
 class ExecutionRow(Base):

@@ -226,19 +226,20 @@ class AlpacaBroker:
         return [o for o in outcomes if isinstance(o, BrokerOrder | Exception)]
 
     async def get_order(self, client_order_id: str) -> BrokerOrder | None:
-        """The order with this client order id; None when Alpaca has none. Raises (outcome
-        unknown) while our own request submitting it is still on its way: a "not found" then
-        would only mean "not arrived yet"."""
-        if any(o == client_order_id and not w.done() for w, o in self._in_flight.items()):
-            raise AlpacaError(
-                f"alpaca: order {client_order_id} is still being sent; its outcome is not "
-                "known yet",
-                rejected=False,
-            )
+        """The order with this client order id; None when Alpaca has none. A "not found"
+        while our own request submitting it is still on its way means only "not arrived
+        yet": that raises (outcome unknown) instead."""
+        sending = any(o == client_order_id and not w.done() for w, o in self._in_flight.items())
         try:
             raw = await self._call(self._client.get_order_by_client_id, client_order_id)
         except AlpacaError as exc:
             if exc.status == 404:
+                if sending:
+                    raise AlpacaError(
+                        f"alpaca: order {client_order_id} is still being sent; its outcome "
+                        "is not known yet",
+                        rejected=False,
+                    ) from None
                 return None
             raise
         return self._order(raw)
@@ -249,9 +250,11 @@ class AlpacaBroker:
         self, fn: Callable[..., T], *args: Any, posting: str | None = None
     ) -> T:
         """One alpaca-py call (one HTTP request) on our threads, within its wall-clock
-        deadline (the connect timeout plus one read timeout), counted from when it is sent,
-        not while it waits for one of the `_PARALLEL_REQUESTS` slots. That wait ends: every
-        slot is given back when its call returns, at its deadline at the latest.
+        deadline (the connect timeout plus one read timeout), counted from when it is handed
+        to a thread, not while it waits for one of the `_PARALLEL_REQUESTS` slots (that wait
+        ends: every slot is given back when its call returns, at its deadline at the latest).
+        Should stragglers past their deadlines fill every thread, a new request's deadline
+        runs out while it is queued, and a queued request is cancelled, never sent.
         `posting`: the client order id this request submits (see `get_order`)."""
         deadline = 2 * self._config.timeout_seconds
         await self._slots.acquire()

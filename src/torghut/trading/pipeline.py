@@ -112,6 +112,8 @@ class _Item:
     resumed: bool = False  # left `planned` by an earlier run that stopped mid-batch
     final: bool = False
     placed: bool = False  # the broker holds its order: never to be marked rejected
+    # An order handed to the broker by an earlier run whose answer was never recorded.
+    pending_order: OrderRequest | None = None
 
 
 class TradingPipeline:
@@ -150,6 +152,9 @@ class TradingPipeline:
         # few group commits rather than one transaction per decision.
         self._work_slots = asyncio.Semaphore(max(4 * max_concurrency, _DECISIONS_IN_FLIGHT))
         self._review_slots = asyncio.Semaphore(max_concurrency)
+        self._pending: GroupCommit[tuple[Any, dict[str, Any]], None] = GroupCommit(
+            self._record_pending
+        )
         self._orders: GroupCommit[OrderRequest, BrokerOrder] = GroupCommit(
             self.broker.submit_orders
         )
@@ -209,15 +214,16 @@ class TradingPipeline:
             await asyncio.wait(list(self._shadow_tasks), timeout=remaining)
         return sum(1 for task in self._shadow_tasks if not task.done())
 
-    async def quiesce(self, grace_seconds: float = _SETTLE_SECONDS) -> None:
+    async def quiesce(self, grace_seconds: float = _SETTLE_SECONDS) -> int:
         """Cancel the group writes (orders, executions, rejections) queued or in flight, then
         wait, at most `grace_seconds`, for broker requests already on their way (a request
-        handed to a thread cannot be called back)."""
-        for group in (self._orders, self._executions, self._rejections):
+        handed to a thread cannot be called back). Returns how many are still running."""
+        for group in (self._pending, self._orders, self._executions, self._rejections):
             await group.aclose()
-        if still := await self.broker.settle(grace_seconds):
-            log.error("%d broker requests still running; their orders may land after this "
-                      "cycle has given up on them", still)
+        still = await self.broker.settle(grace_seconds)
+        if still:
+            log.error("%d broker requests still running after %gs", still, grace_seconds)
+        return still
 
     @property
     def reviews_in_flight(self) -> int:
@@ -276,7 +282,12 @@ class TradingPipeline:
             if resumed and row.decision_json is not None:
                 # Finish the decision as it was first made, not as re-sized today.
                 decision = TradeDecision.model_validate(row.decision_json)
-            items.append(_Item(decision, signal, h, row.id, resumed=resumed))
+            pending = (
+                OrderRequest.from_json(row.pending_order_json)
+                if resumed and row.pending_order_json
+                else None
+            )
+            items.append(_Item(decision, signal, h, row.id, resumed=resumed, pending_order=pending))
         return items
 
     async def _guarded(self, item: _Item, book: _Book, result: CycleResult) -> None:
@@ -304,7 +315,7 @@ class TradingPipeline:
                 self.last_progress = time.monotonic()
 
     async def _process(self, item: _Item, book: _Book, result: CycleResult) -> None:
-        if item.resumed and await self._adopt_placed_order(item, result):
+        if item.resumed and await self._adopt_placed_order(item, book, result):
             return
         risk = self._check_and_reserve(item.decision, item.hash, book)
         if not risk.approved:
@@ -439,7 +450,20 @@ class TradingPipeline:
     async def _submit(
         self, item: _Item, decision: TradeDecision, book: _Book, result: CycleResult
     ) -> None:
-        order = OrderRequest.for_decision(decision, item.hash)
+        await self._send(item, OrderRequest.for_decision(decision, item.hash), book, result)
+
+    async def _send(
+        self, item: _Item, order: OrderRequest, book: _Book, result: CycleResult
+    ) -> None:
+        # Written before it leaves: from here on the order may be live, and whatever happens
+        # to this process, the next run finishes exactly this order (see `_adopt_placed_order`).
+        try:
+            await self._pending((item.decision_id, order.to_json()))
+        except Exception:
+            log.exception("pending order %s not written: order not sent", item.hash)
+            self._release(book, item.hash)
+            await self._reject(item, "order_write_failed", result)
+            return
         try:
             placed: BrokerOrder | None = await self._orders(order)
         except BrokerError as exc:
@@ -465,7 +489,7 @@ class TradingPipeline:
         if placed.status in ("rejected", "broker_rejected"):
             self._count_rejection(result, "broker_rejected")
             return
-        book.last_trade_at[decision.symbol] = RecentTrade(decision.event_ts, item.hash)
+        book.last_trade_at[order.symbol] = RecentTrade(item.decision.event_ts, item.hash)
         result.submitted += 1
         self.metrics.orders.labels(broker=self.broker.name).inc()
         self.metrics.decisions.labels(status="submitted").inc()
@@ -474,29 +498,42 @@ class TradingPipeline:
         self, item: _Item, book: _Book, exc: Exception, result: CycleResult
     ) -> BrokerOrder | None:
         """The broker did not say yes or no (timeout, 5xx, lost answer): ask it by client
-        order id. Found: adopt it. Unknown: safe to reject. Cannot ask: leave the decision
-        `planned`, so the next cycle asks again."""
+        order id. Found: adopt it. Not found, or the broker cannot be asked: the decision stays
+        `planned` with its pending order, never rejected on one "not found" (a request that
+        timed out may still arrive); the next cycle asks again and re-sends that very order
+        if the broker still has none."""
         try:
             placed = await self.broker.get_order(item.hash)
         except Exception:
             log.warning("order %s: outcome unknown and the broker cannot be asked", item.hash)
             return None
         if placed is None:
-            self._release(book, item.hash)
-            await self._reject(item, f"broker_error:{exc}"[:500], result)
+            log.warning("order %s: outcome unknown (%s); asked again next cycle", item.hash,
+                        str(exc)[:200])
         return placed
 
-    async def _adopt_placed_order(self, item: _Item, result: CycleResult) -> bool:
+    async def _adopt_placed_order(self, item: _Item, book: _Book, result: CycleResult) -> bool:
         """An earlier run may have sent this order and died before recording it: ask the broker
         first, so the order is recorded (not re-reviewed, not orphaned, never sent twice).
-        True when the decision needs nothing more this cycle."""
+        If the broker has none but an order was handed to it, that exact order is sent again
+        (same client order id: should the first still arrive, the broker refuses it as a
+        duplicate and it is adopted). True when the decision needs nothing more this cycle."""
         try:
             placed = await self.broker.get_order(item.hash)
         except Exception:
             log.warning("order %s: the broker cannot be asked; retrying next cycle", item.hash)
             return True  # still `planned`: the batch is read again, nothing is lost
         if placed is None:
-            return False
+            if item.pending_order is None:
+                return False  # never handed to the broker: decided afresh
+            log.warning("re-sending order %s, whose outcome was never learned", item.hash)
+            order = item.pending_order
+            book.reserved[item.hash] = OpenOrder(
+                symbol=order.symbol, side=order.side, qty=order.qty,
+                price=order.limit_price or order.reference_price, client_order_id=item.hash,
+            )
+            await self._send(item, order, book, result)
+            return True
         log.warning("adopting order %s left by an earlier run", item.hash)
         item.placed = True
         order = OrderRequest.for_decision(item.decision, item.hash)
@@ -518,6 +555,10 @@ class TradingPipeline:
     async def _record_executions(self, executions: list[repo.Execution]) -> list[None]:
         await repo.record_executions(self.sessions, executions, broker=self.broker.name)
         return [None] * len(executions)
+
+    async def _record_pending(self, orders: list[tuple[Any, dict[str, Any]]]) -> list[None]:
+        await repo.record_pending_orders(self.sessions, orders)
+        return [None] * len(orders)
 
     async def _record_rejections(self, rejections: list[tuple[Any, str]]) -> list[None]:
         await repo.reject_decisions(self.sessions, rejections)

@@ -138,11 +138,17 @@ class TradingScheduler:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
         # Nothing of a cancelled cycle may reach the broker once the lock is released.
-        await self.pipeline.quiesce(grace_seconds)
+        still_sending = await self.pipeline.quiesce(grace_seconds)
         if await self.pipeline.drain(grace_seconds):
             cancelled = self.pipeline.cancel_shadow_reviews()
             log.error("shutdown: %d shadow reviews still running were cancelled", cancelled)
-        await self.lock.release()
+        if still_sending:
+            # A request still on its way could place an order after another leader looked
+            # for it: the lock goes with this process (its database connection), not before.
+            log.error("shutdown: broker requests still running; the leader lock is kept "
+                      "until this process exits")
+        else:
+            await self.lock.release()
         self.status.running = False
         self.status.leader = False
         self.metrics.leader.set(0)
