@@ -510,3 +510,39 @@ async def test_an_order_with_no_known_outcome_is_resent_as_it_was_not_reviewed_a
         decision = (await session.execute(select(TradeDecisionRow))).scalar_one()
     assert order.qty == 6 and decision.status == "filled"
     assert decision.pending_order_json is None  # cleared once the answer was recorded
+
+
+async def test_the_kill_switch_stops_a_resend_too(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torghut.db.tables import SimOrder
+    from torghut.errors import BrokerError
+    from torghut.trading.brokers import SimBroker
+
+    real = SimBroker.submit_orders
+    sent: list[int] = []
+
+    async def lost_once(self: SimBroker, orders: Sequence[object]) -> object:
+        sent.append(len(orders))
+        if len(sent) == 1:
+            raise BrokerError("connection reset", rejected=False)
+        return await real(self, orders)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SimBroker, "submit_orders", lost_once)
+    signals = _buys(tmp_path, 1)
+
+    async def one_cycle(**env: str) -> object:
+        settings = load_settings({"DB_DSN": database.dsn, **env}, None)
+        container = await build_container(settings, signals_path=signals, trading_enabled=True)
+        try:
+            return await container.pipeline.run_cycle()
+        finally:
+            await container.aclose()
+
+    await one_cycle()  # the answer is lost: pending
+    stopped = await one_cycle(TRADING_KILL_SWITCH="true")
+    assert (stopped.committed, stopped.submitted, sent) == (False, 0, [1])  # type: ignore[attr-defined]
+    resumed = await one_cycle()
+    assert (resumed.committed, resumed.submitted, sent) == (True, 1, [1, 1])  # type: ignore[attr-defined]
+    async with database.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(SimOrder)) == 1

@@ -526,6 +526,12 @@ class TradingPipeline:
         if placed is None:
             if item.pending_order is None:
                 return False  # never handed to the broker: decided afresh
+            if self._sending_stopped():
+                # Kill switch, trading off, live not enabled: no order leaves, not even this
+                # one. It stays pending: adopted if the first one arrives, re-sent once the
+                # operator allows orders again.
+                log.warning("order %s not re-sent: orders are stopped", item.hash)
+                return True
             log.warning("re-sending order %s, whose outcome was never learned", item.hash)
             order = item.pending_order
             book.reserved[item.hash] = OpenOrder(
@@ -563,6 +569,11 @@ class TradingPipeline:
     async def _record_rejections(self, rejections: list[tuple[Any, str]]) -> list[None]:
         await repo.reject_decisions(self.sessions, rejections)
         return [None] * len(rejections)
+
+    def _sending_stopped(self) -> bool:
+        limits = self.limits
+        live_blocked = limits.trading_mode is TradingMode.LIVE and not limits.live_enabled
+        return limits.kill_switch or not limits.trading_enabled or live_blocked
 
     # ---------------------------------------------------------------------- risk and books
     def _check_and_reserve(self, decision: TradeDecision, key: str, book: _Book) -> RiskResult:
