@@ -141,6 +141,8 @@ async def _mark(
     executed_at: datetime | None = None,
 ) -> None:
     values: dict[str, Any] = {"status": status, "reason": reason, "updated_at": utcnow()}
+    if status == "rejected":
+        values["pending_order_json"] = None  # nothing of it is pending any more
     if executed_at is not None:
         values["executed_at"] = executed_at
     await session.execute(
@@ -274,7 +276,8 @@ async def reject_decisions(sessions: Sessions, rejections: Sequence[tuple[uuid.U
         await _mark_many(
             session,
             [
-                {"id": decision_id, "status": "rejected", "reason": reason, "updated_at": now}
+                {"id": decision_id, "status": "rejected", "reason": reason, "updated_at": now,
+                 "pending_order_json": None}
                 for decision_id, reason in rejections
             ],
         )

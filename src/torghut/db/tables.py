@@ -55,6 +55,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 # JSONB on PostgreSQL (indexable, compact), JSON text elsewhere.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+# The same, where Python's None must be SQL NULL (not JSON `null`), so `IS NULL` finds it.
+NullableJSON = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 Money = Numeric(24, 8, asdecimal=True)
 
 
@@ -103,7 +105,7 @@ class TradeDecisionRow(Base):
     # The order as handed to the broker, written before it is sent and cleared once the
     # broker's answer is recorded: while it is set, the order may be live, and a restart
     # re-sends exactly it (never a re-reviewed one).
-    pending_order_json: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    pending_order_json: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON)
 
 
 class ExecutionRow(Base):

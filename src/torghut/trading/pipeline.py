@@ -114,6 +114,7 @@ class _Item:
     placed: bool = False  # the broker holds its order: never to be marked rejected
     # An order handed to the broker by an earlier run whose answer was never recorded.
     pending_order: OrderRequest | None = None
+    pending_unreadable: bool = False  # there is one, but its stored form cannot be read
 
 
 class TradingPipeline:
@@ -282,12 +283,16 @@ class TradingPipeline:
             if resumed and row.decision_json is not None:
                 # Finish the decision as it was first made, not as re-sized today.
                 decision = TradeDecision.model_validate(row.decision_json)
-            pending = (
-                OrderRequest.from_json(row.pending_order_json)
-                if resumed and row.pending_order_json
-                else None
-            )
-            items.append(_Item(decision, signal, h, row.id, resumed=resumed, pending_order=pending))
+            pending, unreadable = None, False
+            if resumed and row.pending_order_json:
+                try:
+                    pending = OrderRequest.from_json(row.pending_order_json)
+                except (KeyError, TypeError, ValueError, ArithmeticError):
+                    log.error("decision %s: its pending order cannot be read; it is neither "
+                              "re-sent nor rejected until an operator looks", h)
+                    unreadable = True
+            items.append(_Item(decision, signal, h, row.id, resumed=resumed,
+                               pending_order=pending, pending_unreadable=unreadable))
         return items
 
     async def _guarded(self, item: _Item, book: _Book, result: CycleResult) -> None:
@@ -453,15 +458,26 @@ class TradingPipeline:
         await self._send(item, OrderRequest.for_decision(decision, item.hash), book, result)
 
     async def _send(
-        self, item: _Item, order: OrderRequest, book: _Book, result: CycleResult
+        self,
+        item: _Item,
+        order: OrderRequest,
+        book: _Book,
+        result: CycleResult,
+        *,
+        resend: bool = False,
     ) -> None:
         # Written before it leaves: from here on the order may be live, and whatever happens
         # to this process, the next run finishes exactly this order (see `_adopt_placed_order`).
         try:
             await self._pending((item.decision_id, order.to_json()))
         except Exception:
-            log.exception("pending order %s not written: order not sent", item.hash)
             self._release(book, item.hash)
+            if resend:
+                # The first attempt may still be live: keep the decision `planned` (its
+                # pending order is on disk already) and try again next cycle.
+                log.exception("pending order %s not rewritten: re-send postponed", item.hash)
+                return
+            log.exception("pending order %s not written: order not sent", item.hash)
             await self._reject(item, "order_write_failed", result)
             return
         try:
@@ -524,6 +540,8 @@ class TradingPipeline:
             log.warning("order %s: the broker cannot be asked; retrying next cycle", item.hash)
             return True  # still `planned`: the batch is read again, nothing is lost
         if placed is None:
+            if item.pending_unreadable:
+                return True  # stays `planned`: see `_decide`
             if item.pending_order is None:
                 return False  # never handed to the broker: decided afresh
             if self._sending_stopped():
@@ -538,11 +556,12 @@ class TradingPipeline:
                 symbol=order.symbol, side=order.side, qty=order.qty,
                 price=order.limit_price or order.reference_price, client_order_id=item.hash,
             )
-            await self._send(item, order, book, result)
+            await self._send(item, order, book, result, resend=True)
             return True
         log.warning("adopting order %s left by an earlier run", item.hash)
         item.placed = True
-        order = OrderRequest.for_decision(item.decision, item.hash)
+        # What was sent, if it was recorded (an adjusted order differs from the decision).
+        order = item.pending_order or OrderRequest.for_decision(item.decision, item.hash)
         try:
             await self._executions((item.decision_id, order, placed))
         except Exception:

@@ -1,0 +1,167 @@
+"""Write-ahead orders: an order is stored on its decision before it is sent and cleared when
+the broker's answer is recorded; an order whose outcome was never learned is adopted or sent
+again as it was, and never rejected while it may be live. (Cases found by an internal review.)"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text, update
+
+from tests.conftest import Database
+from tests.integration.test_gate_table import FakeProvider
+from tests.integration.test_pipeline_behaviour import _buys, _env
+from torghut.bootstrap import Container, build_container
+from torghut.config import load_settings
+from torghut.db.tables import ExecutionRow, SimOrder, TradeDecisionRow
+from torghut.domain import OrderRequest
+from torghut.errors import BrokerError
+from torghut.replay import run_replay
+from torghut.trading.brokers import SimBroker
+
+SubmitOrders = Any  # SimBroker.submit_orders, unbound
+
+
+def lose_first_answer(
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    place_first: bool = False,
+    held_back: list[OrderRequest] | None = None,
+) -> tuple[SubmitOrders, list[list[str]]]:
+    """The broker's first answer is lost (a reset connection). `place_first`: the order was
+    placed all the same; `held_back`: it arrives later, when the test delivers it."""
+    real = SimBroker.submit_orders
+    sent: list[list[str]] = []
+
+    async def lost_once(self: SimBroker, orders: Sequence[OrderRequest]) -> object:
+        sent.append([str(o.qty) for o in orders])
+        if len(sent) == 1:
+            if place_first:
+                await real(self, orders)
+            elif held_back is not None:
+                held_back.extend(orders)
+            raise BrokerError("connection reset", rejected=False)
+        return await real(self, orders)
+
+    monkeypatch.setattr(SimBroker, "submit_orders", lost_once)
+    return real, sent
+
+
+async def container(database: Database, tmp_path: Path, n: int = 1) -> Container:
+    settings = load_settings({"DB_DSN": database.dsn}, None)
+    return await build_container(settings, signals_path=_buys(tmp_path, n), trading_enabled=True)
+
+
+async def decisions(database: Database) -> Sequence[TradeDecisionRow]:
+    async with database.sessions() as session:
+        query = select(TradeDecisionRow).order_by(TradeDecisionRow.symbol)
+        return (await session.execute(query)).scalars().all()
+
+
+async def test_an_unreadable_pending_order_holds_only_its_own_decision(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lose_first_answer(monkeypatch)
+    c = await container(database, tmp_path, n=2)
+    try:
+        assert (await c.pipeline.run_cycle()).committed is False
+        rows = await decisions(database)
+        assert all(r.pending_order_json for r in rows)
+        broken = {**(rows[0].pending_order_json or {}), "qty": "not-a-number"}
+        async with database.sessions() as session, session.begin():
+            await session.execute(
+                update(TradeDecisionRow)
+                .where(TradeDecisionRow.id == rows[0].id)
+                .values(pending_order_json=broken)
+            )
+        result = await c.pipeline.run_cycle()
+    finally:
+        await c.aclose()
+    assert (result.committed, result.submitted) == (False, 1)
+    # Neither re-sent nor rejected (it may be live) until an operator looks; the other fills.
+    assert [r.status for r in await decisions(database)] == ["planned", "filled"]
+
+
+async def test_a_resend_whose_pending_write_fails_keeps_the_decision_planned(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torghut.db import repo
+
+    held_back: list[OrderRequest] = []
+    real, _ = lose_first_answer(monkeypatch, held_back=held_back)
+    c = await container(database, tmp_path)
+    try:
+        await c.pipeline.run_cycle()
+
+        async def broken(*args: object, **kwargs: object) -> None:
+            raise OSError("database went away")
+
+        monkeypatch.setattr(repo, "record_pending_orders", broken)
+        await c.pipeline.run_cycle()
+        await real(c.pipeline.broker, held_back)  # the first request lands, late
+    finally:
+        await c.aclose()
+    [row] = await decisions(database)
+    assert row.status == "planned" and row.pending_order_json is not None
+
+
+async def test_a_refused_order_leaves_nothing_pending(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refuse(self: SimBroker, orders: Sequence[OrderRequest]) -> object:
+        return [BrokerError("insufficient buying power", rejected=True) for _ in orders]
+
+    monkeypatch.setattr(SimBroker, "submit_orders", refuse)
+    c = await container(database, tmp_path)
+    try:
+        await c.pipeline.run_cycle()
+    finally:
+        await c.aclose()
+    [row] = await decisions(database)
+    assert (row.status, row.pending_order_json) == ("rejected", None)
+
+
+async def test_an_adopted_order_is_recorded_as_it_was_sent(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review adjusted the order to 6 shares; it was placed, its answer lost, and the
+    broker could not be asked at once. Adopted next cycle: the execution row says 6."""
+    lose_first_answer(monkeypatch, place_first=True)
+    real_get = SimBroker.get_order
+    asked = {"n": 0}
+
+    async def unreachable_once(self: SimBroker, client_order_id: str) -> object:
+        asked["n"] += 1
+        if asked["n"] == 1:
+            raise BrokerError("503 from the broker", rejected=False)
+        return await real_get(self, client_order_id)
+
+    monkeypatch.setattr(SimBroker, "get_order", unreachable_once)
+    env = _env(database.dsn, LLM_SHADOW_MODE="false", LLM_FAIL_MODE="veto",
+               LLM_ADJUSTMENT_ALLOWED="true")
+    c = await build_container(load_settings(env, None), signals_path=_buys(tmp_path, 1),
+                              trading_enabled=True, provider=FakeProvider("adjust"))
+    try:
+        await c.pipeline.run_cycle()
+        await c.pipeline.run_cycle()
+    finally:
+        await c.aclose()
+    async with database.sessions() as session:
+        order = (await session.execute(select(SimOrder))).scalar_one()
+        execution = (await session.execute(select(ExecutionRow))).scalar_one()
+    assert execution.submitted_qty == order.qty == 6
+
+
+async def test_a_recorded_order_leaves_sql_null_behind(
+    database: Database, tmp_path: Path
+) -> None:
+    await run_replay(load_settings({"DB_DSN": database.dsn}, None), _buys(tmp_path, 1))
+    async with database.sessions() as session:
+        cleared = await session.scalar(
+            text("select count(*) from trade_decisions where pending_order_json is null")
+        )
+        total = await session.scalar(select(func.count()).select_from(TradeDecisionRow))
+    assert cleared == total == 1
