@@ -218,6 +218,7 @@ async def build_container(
             metrics=metrics,
             max_concurrency=settings.llm_max_concurrency,
             batch_size=settings.trading_batch_size,
+            resend_window_seconds=settings.trading_resend_window_seconds,
         )
         scheduler = TradingScheduler(
             pipeline=pipeline,

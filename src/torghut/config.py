@@ -116,6 +116,7 @@ class Settings(BaseSettings):
     trading_signals_path: Path | None = None  # default: the bundled sample
     trading_broker: BrokerKind = BrokerKind.SIM
     trading_broker_timeout_seconds: float = Field(default=10, gt=0)
+    trading_resend_window_seconds: float = Field(default=60, ge=0, le=3600)
     apca_api_key_id: SecretStr | None = None
     apca_api_secret_key: SecretStr | None = None
     apca_api_base_url: str | None = None

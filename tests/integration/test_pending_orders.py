@@ -165,3 +165,28 @@ async def test_a_recorded_order_leaves_sql_null_behind(
         )
         total = await session.scalar(select(func.count()).select_from(TradeDecisionRow))
     assert cleared == total == 1
+
+
+async def test_past_the_resend_window_an_order_the_broker_never_got_is_rejected(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, sent = lose_first_answer(monkeypatch)
+    signals = _buys(tmp_path, 1)
+
+    async def one_cycle(window: str) -> Any:
+        env = {"DB_DSN": database.dsn, "TRADING_RESEND_WINDOW_SECONDS": window}
+        c = await build_container(load_settings(env, None), signals_path=signals,
+                                  trading_enabled=True)
+        try:
+            return await c.pipeline.run_cycle()
+        finally:
+            await c.aclose()
+
+    await one_cycle("60")  # the answer is lost: pending
+    late = await one_cycle("0")  # the window has passed: not sent again
+    assert (late.committed, late.submitted, late.rejected) == (True, 0, {"broker_no_answer": 1})
+    assert sent == [["10"]]
+    [row] = await decisions(database)
+    assert (row.status, row.reason, row.pending_order_json) == (
+        "rejected", "broker_no_answer", None
+    )

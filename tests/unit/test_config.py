@@ -141,7 +141,8 @@ def test_postgres_scheme_accepted() -> None:
 @pytest.mark.parametrize(
     "variable",
     ["LLM_TIMEOUT_SECONDS", "LLM_FIRST_TOKEN_TIMEOUT_SECONDS", "LLM_IDLE_TIMEOUT_SECONDS",
-     "LLM_CONNECT_TIMEOUT_SECONDS", "LLM_CIRCUIT_COOLDOWN_SECONDS", "TRADING_SIM_CASH"],
+     "LLM_CONNECT_TIMEOUT_SECONDS", "LLM_CIRCUIT_COOLDOWN_SECONDS", "TRADING_SIM_CASH",
+     "TRADING_RESEND_WINDOW_SECONDS"],
 )
 @pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e400"])
 def test_clocks_and_amounts_must_be_finite(variable: str, value: str) -> None:
@@ -159,3 +160,11 @@ def test_bad_dsn_is_named_without_its_password(dsn: str) -> None:
         load_settings({"DB_DSN": dsn}, env_file=None)
     assert info.value.variable == "DB_DSN"
     assert "s3cretpw" not in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["-1", "3601", "soon"])
+def test_resend_window_is_a_bounded_number_of_seconds(value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({"TRADING_RESEND_WINDOW_SECONDS": value}, env_file=None)
+    assert info.value.variable == "TRADING_RESEND_WINDOW_SECONDS"
+    assert load_settings({}, env_file=None).trading_resend_window_seconds == 60

@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
@@ -33,6 +33,7 @@ from torghut.domain import (
     TradeDecision,
     TradingMode,
     decision_hash,
+    utcnow,
 )
 from torghut.errors import BrokerError
 from torghut.metrics import Metrics
@@ -115,6 +116,7 @@ class _Item:
     # An order handed to the broker by an earlier run whose answer was never recorded.
     pending_order: OrderRequest | None = None
     pending_unreadable: bool = False  # there is one, but its stored form cannot be read
+    pending_sent_at: datetime | None = None  # when that order was last handed to the broker
 
 
 class TradingPipeline:
@@ -134,6 +136,7 @@ class TradingPipeline:
         metrics: Metrics,
         max_concurrency: int,
         batch_size: int,
+        resend_window_seconds: float = 60.0,
     ) -> None:
         self.sessions = sessions
         self.source = source
@@ -147,6 +150,7 @@ class TradingPipeline:
         self.prompt_version = prompt_version
         self.metrics = metrics
         self.batch_size = batch_size
+        self.resend_window = timedelta(seconds=resend_window_seconds)
         # Reviews are bounded by `_review_slots`. The work slots bound decisions in flight:
         # their own reads queue on the connection pool and must not outwait its timeout. They
         # are wide, so that a batch's orders and rows go to the broker and the database in a
@@ -283,16 +287,18 @@ class TradingPipeline:
             if resumed and row.decision_json is not None:
                 # Finish the decision as it was first made, not as re-sized today.
                 decision = TradeDecision.model_validate(row.decision_json)
-            pending, unreadable = None, False
+            pending, unreadable, sent_at = None, False, None
             if resumed and row.pending_order_json:
                 try:
                     pending = OrderRequest.from_json(row.pending_order_json)
+                    sent_at = datetime.fromisoformat(str(row.pending_order_json["sent_at"]))
                 except (KeyError, TypeError, ValueError, ArithmeticError):
                     log.error("decision %s: its pending order cannot be read; it is neither "
                               "re-sent nor rejected until an operator looks", h)
                     unreadable = True
             items.append(_Item(decision, signal, h, row.id, resumed=resumed,
-                               pending_order=pending, pending_unreadable=unreadable))
+                               pending_order=pending, pending_unreadable=unreadable,
+                               pending_sent_at=sent_at))
         return items
 
     async def _guarded(self, item: _Item, book: _Book, result: CycleResult) -> None:
@@ -468,8 +474,9 @@ class TradingPipeline:
     ) -> None:
         # Written before it leaves: from here on the order may be live, and whatever happens
         # to this process, the next run finishes exactly this order (see `_adopt_placed_order`).
+        pending = {**order.to_json(), "sent_at": utcnow().isoformat()}
         try:
-            await self._pending((item.decision_id, order.to_json()))
+            await self._pending((item.decision_id, pending))
         except Exception:
             self._release(book, item.hash)
             if resend:
@@ -544,6 +551,14 @@ class TradingPipeline:
                 return True  # stays `planned`: see `_decide`
             if item.pending_order is None:
                 return False  # never handed to the broker: decided afresh
+            sent_at = item.pending_sent_at
+            if sent_at is not None and utcnow() - sent_at > self.resend_window:
+                # The broker still does not know an order last sent this long ago (and none of
+                # our requests for it is on its way, or it would have said so): it was never
+                # placed. Rejected rather than sent again at a price decided long ago.
+                self._release(book, item.hash)
+                await self._reject(item, "broker_no_answer", result)
+                return True
             if self._sending_stopped():
                 # Kill switch, trading off, live not enabled: no order leaves, not even this
                 # one. It stays pending: adopted if the first one arrives, re-sent once the
