@@ -534,7 +534,7 @@ async def test_a_cancelled_cycle_waits_for_the_order_it_was_sending_and_it_is_ad
     """Shutdown cancels a cycle while an order is on its thread: the cycle ends only once that
     request is done, so the next leader, even one that would veto, finds and records it."""
     from tests.integration.test_gate_table import FakeProvider
-    from tests.integration.test_pipeline_behaviour import _buys, _env
+    from tests.integration.test_pipeline_behaviour import _buys, _env, run_one_cycle
     from torghut.bootstrap import build_container
     from torghut.config import load_settings
 
@@ -556,14 +556,7 @@ async def test_a_cancelled_cycle_waits_for_the_order_it_was_sending_and_it_is_ad
         provider = FakeProvider("veto")
         env = _env(database.dsn, LLM_SHADOW_MODE="false", LLM_FAIL_MODE="veto",
                    **_alpaca_env(server.url, "2"))
-        new = await build_container(
-            load_settings(env, None), signals_path=signals, trading_enabled=True,
-            provider=provider,
-        )
-        try:
-            result = await new.pipeline.run_cycle()
-        finally:
-            await new.aclose()
+        result = await run_one_cycle(env, signals, provider)
         assert (result.submitted, result.rejected, provider.calls) == (1, {}, 0)
         assert await _decision_statuses(database) == ["submitted"]
     finally:

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, text, update
 
 from tests.conftest import Database
 from tests.integration.test_gate_table import FakeProvider
-from tests.integration.test_pipeline_behaviour import _buys, _env
+from tests.integration.test_pipeline_behaviour import _buys, _env, run_one_cycle
 from torghut.bootstrap import Container, build_container
 from torghut.config import load_settings
 from torghut.db.tables import ExecutionRow, SimOrder, TradeDecisionRow
@@ -173,17 +173,10 @@ async def test_past_the_resend_window_an_order_the_broker_never_got_is_rejected(
     _, sent = lose_first_answer(monkeypatch)
     signals = _buys(tmp_path, 1)
 
-    async def one_cycle(window: str) -> Any:
-        env = {"DB_DSN": database.dsn, "TRADING_RESEND_WINDOW_SECONDS": window}
-        c = await build_container(load_settings(env, None), signals_path=signals,
-                                  trading_enabled=True)
-        try:
-            return await c.pipeline.run_cycle()
-        finally:
-            await c.aclose()
-
-    await one_cycle("60")  # the answer is lost: pending
-    late = await one_cycle("0")  # the window has passed: not sent again
+    env = {"DB_DSN": database.dsn, "TRADING_RESEND_WINDOW_SECONDS": "60"}
+    await run_one_cycle(env, signals)  # the answer is lost: pending
+    # The window has passed: not sent again.
+    late = await run_one_cycle({**env, "TRADING_RESEND_WINDOW_SECONDS": "0"}, signals)
     assert (late.committed, late.submitted, late.rejected) == (True, 0, {"broker_no_answer": 1})
     assert sent == [["10"]]
     [row] = await decisions(database)

@@ -19,6 +19,7 @@ from torghut.db.engine import upgrade
 from torghut.db.tables import ExecutionRow, LLMDecisionReview, TradeDecisionRow
 from torghut.ports import ChatMessage, Completion
 from torghut.replay import run_replay
+from torghut.trading.pipeline import CycleResult
 
 
 def _buys(tmp_path: Path, n: int) -> Path:
@@ -30,6 +31,19 @@ def _buys(tmp_path: Path, n: int) -> Path:
     ]
     path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     return path
+
+
+async def run_one_cycle(
+    env: dict[str, str], signals: Path, provider: FakeProvider | None = None
+) -> CycleResult:
+    """One cycle of a fresh process (a restart, the next leader) with these settings."""
+    container = await build_container(
+        load_settings(env, None), signals_path=signals, trading_enabled=True, provider=provider
+    )
+    try:
+        return await container.pipeline.run_cycle()
+    finally:
+        await container.aclose()
 
 
 def _env(dsn: str, **extra: str) -> dict[str, str]:
@@ -393,14 +407,7 @@ async def test_a_cancelled_cycle_sends_nothing_afterwards_and_the_next_leader_fi
         monkeypatch.setattr(SimBroker, "submit_orders", real)
         env = _env(database.dsn, LLM_SHADOW_MODE="false", LLM_FAIL_MODE="veto")
         provider = FakeProvider("veto")
-        new = await build_container(
-            load_settings(env, None), signals_path=signals, trading_enabled=True,
-            provider=provider,
-        )
-        try:
-            result = await new.pipeline.run_cycle()
-        finally:
-            await new.aclose()
+        result = await run_one_cycle(env, signals, provider)
         assert (result.submitted, result.rejected, provider.calls) == (2, {}, 0)
         release.set()
         await asyncio.sleep(0)
@@ -531,18 +538,11 @@ async def test_the_kill_switch_stops_a_resend_too(
     monkeypatch.setattr(SimBroker, "submit_orders", lost_once)
     signals = _buys(tmp_path, 1)
 
-    async def one_cycle(**env: str) -> object:
-        settings = load_settings({"DB_DSN": database.dsn, **env}, None)
-        container = await build_container(settings, signals_path=signals, trading_enabled=True)
-        try:
-            return await container.pipeline.run_cycle()
-        finally:
-            await container.aclose()
-
-    await one_cycle()  # the answer is lost: pending
-    stopped = await one_cycle(TRADING_KILL_SWITCH="true")
-    assert (stopped.committed, stopped.submitted, sent) == (False, 0, [1])  # type: ignore[attr-defined]
-    resumed = await one_cycle()
-    assert (resumed.committed, resumed.submitted, sent) == (True, 1, [1, 1])  # type: ignore[attr-defined]
+    env = {"DB_DSN": database.dsn}
+    await run_one_cycle(env, signals)  # the answer is lost: pending
+    stopped = await run_one_cycle({**env, "TRADING_KILL_SWITCH": "true"}, signals)
+    assert (stopped.committed, stopped.submitted, sent) == (False, 0, [1])
+    resumed = await run_one_cycle(env, signals)
+    assert (resumed.committed, resumed.submitted, sent) == (True, 1, [1, 1])
     async with database.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(SimOrder)) == 1
