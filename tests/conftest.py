@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from torghut.config import Settings
+from torghut.db.engine import Database as TorghutDatabase
 from torghut.db.engine import create_engine_from_dsn, session_factory, sync_engine, upgrade
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
@@ -79,7 +80,8 @@ class Database:
     dsn: str
     kind: str
     engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
+    sessions: async_sessionmaker[AsyncSession]  # the tests' own reads and set-up
+    db: TorghutDatabase  # what the code under test runs on
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -107,7 +109,9 @@ def db_dsn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 async def database(db_dsn: str) -> AsyncIterator[Database]:
     engine = create_engine_from_dsn(db_dsn)
     kind = "sqlite" if db_dsn.startswith("sqlite") else "postgresql"
+    db = TorghutDatabase(db_dsn)
     try:
-        yield Database(db_dsn, kind, engine, session_factory(engine))
+        yield Database(db_dsn, kind, engine, session_factory(engine), db)
     finally:
+        await db.aclose()
         await engine.dispose()

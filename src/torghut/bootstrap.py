@@ -16,8 +16,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from torghut.config import BrokerKind, Settings, SignalSourceKind
-from torghut.db.engine import create_engine_from_dsn, session_factory
-from torghut.db.repo import Sessions
+from torghut.db.engine import Database, create_engine_from_dsn
 from torghut.metrics import Metrics
 from torghut.ports import Broker, ReviewProvider, SignalSource
 from torghut.trading.catalog import StrategyCatalog
@@ -87,7 +86,7 @@ def build_reviewer(
 class Container:
     settings: Settings
     engine: AsyncEngine
-    sessions: Sessions
+    db: Database
     metrics: Metrics
     broker: Broker
     source: SignalSource
@@ -117,7 +116,7 @@ def risk_limits(settings: Settings, *, trading_enabled: bool) -> RiskLimits:
     )
 
 
-def _build_broker(settings: Settings, sessions: Sessions) -> Broker:
+def _build_broker(settings: Settings, db: Database) -> Broker:
     if settings.trading_broker is BrokerKind.ALPACA:
         from torghut.errors import ConfigError
         from torghut.trading.alpaca import AlpacaBroker, AlpacaConfig
@@ -137,11 +136,11 @@ def _build_broker(settings: Settings, sessions: Sessions) -> Broker:
         )
     from torghut.trading.brokers import SimBroker
 
-    return SimBroker(sessions, starting_cash=Decimal(str(settings.trading_sim_cash)))
+    return SimBroker(db, starting_cash=Decimal(str(settings.trading_sim_cash)))
 
 
 def _build_source(
-    settings: Settings, sessions: Sessions, signals_path: Path | None
+    settings: Settings, db: Database, signals_path: Path | None
 ) -> SignalSource:
     if signals_path is None and settings.trading_signal_source is SignalSourceKind.CLICKHOUSE:
         from torghut.errors import ConfigError
@@ -158,12 +157,12 @@ def _build_source(
                 timeout_seconds=settings.clickhouse_timeout_seconds,
                 settle_seconds=settings.clickhouse_settle_seconds,
             ),
-            sessions,
+            db,
         )
     from torghut.trading.signals import ReplaySignalSource
 
     path = signals_path or settings.trading_signals_path or bundled_signals()
-    return ReplaySignalSource(Path(path), sessions)
+    return ReplaySignalSource(Path(path), db)
 
 
 async def build_container(
@@ -179,25 +178,28 @@ async def build_container(
     whatever `TRADING_ENABLED` says: CONTRACT §3)."""
     metrics = metrics or Metrics()
     closers: list[Callable[[], Awaitable[None]]] = []
+    # The async engine serves the leader lock's connection and /readyz; every transaction of
+    # the service runs on `db`.
     engine = create_engine_from_dsn(settings.db_dsn)
     closers.append(engine.dispose)
     try:
-        sessions = session_factory(engine)
+        db = Database(settings.db_dsn)
+        closers.append(db.aclose)
         reviewer = (
             build_reviewer(settings, metrics, provider=provider) if settings.llm_enabled else None
         )
         if reviewer is not None:
             closers.append(reviewer.provider.aclose)
-        broker = _build_broker(settings, sessions)
+        broker = _build_broker(settings, db)
         closers.append(broker.aclose)
-        source = _build_source(settings, sessions, signals_path)
+        source = _build_source(settings, db, signals_path)
         closers.append(source.aclose)
         catalog = StrategyCatalog(
-            settings.trading_strategy_config_path, settings.trading_strategy_config_mode, sessions
+            settings.trading_strategy_config_path, settings.trading_strategy_config_mode, db
         )
         enabled = settings.trading_enabled if trading_enabled is None else trading_enabled
         pipeline = TradingPipeline(
-            sessions=sessions,
+            db=db,
             source=source,
             strategies=catalog,
             broker=broker,
@@ -239,6 +241,6 @@ async def build_container(
                 await close()
         raise
     return Container(
-        settings, engine, sessions, metrics, broker, source, reviewer, pipeline, scheduler,
+        settings, engine, db, metrics, broker, source, reviewer, pipeline, scheduler,
         closers,
     )

@@ -145,13 +145,13 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
     async def decisions(
         symbol: Symbol = None, since: Since = None, limit: Limit = 100
     ) -> list[dict[str, Any]]:
-        return await repo.list_decisions(container.sessions, _filter(symbol, since, limit))
+        return await repo.list_decisions(container.db, _filter(symbol, since, limit))
 
     @app.get("/trading/executions")
     async def executions(
         symbol: Symbol = None, since: Since = None, limit: Limit = 100
     ) -> list[dict[str, Any]]:
-        return await repo.list_executions(container.sessions, _filter(symbol, since, limit))
+        return await repo.list_executions(container.db, _filter(symbol, since, limit))
 
     @app.get("/trading/reviews")
     async def reviews(
@@ -161,7 +161,7 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
         verdict: Verdict | None = None,
     ) -> list[dict[str, Any]]:
         f = _filter(symbol, since, limit, verdict.value if verdict else None)
-        return await repo.list_reviews(container.sessions, f)
+        return await repo.list_reviews(container.db, f)
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -36,7 +36,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from tests.e2e.cli import clean_env
-from torghut.db.engine import create_engine_from_dsn, session_factory, sync_engine
+from torghut.db.engine import Database, sync_engine
 from torghut.domain import BrokerOrder, OrderRequest, TradeDecision, decision_hash
 from torghut.trading.brokers import SimBroker
 from torghut.trading.signals import parse_signal_line
@@ -342,12 +342,12 @@ def place_directly(dsn: str, decision: TradeDecision, client_order_id: str) -> B
     order = OrderRequest.for_decision(decision, client_order_id)
 
     async def place() -> BrokerOrder:
-        engine = create_engine_from_dsn(dsn)
+        db = Database(dsn)
         try:
-            broker = SimBroker(session_factory(engine), starting_cash=SIM_CASH)
+            broker = SimBroker(db, starting_cash=SIM_CASH)
             return await broker.submit_order(order)
         finally:
-            await engine.dispose()
+            await db.aclose()
 
     return asyncio.run(place())
 

@@ -58,7 +58,7 @@ async def add_legacy(database: Database) -> None:
 
 
 async def test_no_file_means_the_default_strategy(database: Database) -> None:
-    catalog = StrategyCatalog(None, "merge", database.sessions)
+    catalog = StrategyCatalog(None, "merge", database.db)
     assert await catalog.load() == [DEFAULT_STRATEGY]
     assert await catalog.load() == [DEFAULT_STRATEGY]
     stored = (await rows(database))["macd-rsi-default"]
@@ -72,7 +72,7 @@ async def test_merge_upserts_the_file_and_keeps_the_others(
     await add_legacy(database)
     path = tmp_path / "strategies.yaml"
     write(path, FILE)
-    catalog = StrategyCatalog(path, "merge", database.sessions)
+    catalog = StrategyCatalog(path, "merge", database.db)
     active = await catalog.load()
     assert [s.name for s in active] == ["alpha", "legacy"]
     legacy = active[1]
@@ -96,7 +96,7 @@ async def test_sync_disables_what_the_file_does_not_list_and_deletes_nothing(
     await add_legacy(database)
     path = tmp_path / "strategies.yaml"
     write(path, FILE)
-    catalog = StrategyCatalog(path, "sync", database.sessions)
+    catalog = StrategyCatalog(path, "sync", database.db)
     assert [s.name for s in await catalog.load()] == ["alpha"]
     stored = await rows(database)
     assert set(stored) == {"alpha", "beta", "legacy"}
@@ -120,7 +120,7 @@ async def test_reload_only_on_change(
     monkeypatch.setattr(catalog_module, "parse_catalog", counting)
     path = tmp_path / "strategies.yaml"
     write(path, FILE)
-    catalog = StrategyCatalog(path, "merge", database.sessions)
+    catalog = StrategyCatalog(path, "merge", database.db)
     await catalog.load()
     await catalog.load()
     await catalog.load()
@@ -138,7 +138,7 @@ async def test_a_bad_reload_keeps_the_last_good_catalog(
 ) -> None:
     path = tmp_path / "strategies.yaml"
     write(path, FILE)
-    catalog = StrategyCatalog(path, "sync", database.sessions)
+    catalog = StrategyCatalog(path, "sync", database.db)
     good = await catalog.load()
 
     write(path, FILE.replace("base_timeframe: 1Min", "base_timeframe: [oops"))
@@ -181,7 +181,7 @@ async def test_a_bad_file_at_first_load_is_an_input_error(
 ) -> None:
     path = tmp_path / "strategies.yaml"
     write(path, text)
-    catalog = StrategyCatalog(path, "merge", database.sessions)
+    catalog = StrategyCatalog(path, "merge", database.db)
     with pytest.raises(InputError, match=pattern) as info:
         await catalog.load()
     assert str(path) in str(info.value)
@@ -193,11 +193,11 @@ async def test_a_missing_file_at_first_load_is_an_input_error(
 ) -> None:
     path = tmp_path / "absent.yaml"
     with pytest.raises(InputError, match=r"absent\.yaml"):
-        await StrategyCatalog(path, "merge", database.sessions).load()
+        await StrategyCatalog(path, "merge", database.db).load()
 
 
 async def test_ensure_strategy_row_inserts_then_updates(database: Database) -> None:
-    catalog = StrategyCatalog(None, "merge", database.sessions)
+    catalog = StrategyCatalog(None, "merge", database.db)
     spec = StrategySpec(name="manual", buy_rsi_below=25)
     await catalog.ensure_strategy_row(spec)
     await catalog.ensure_strategy_row(spec.model_copy(update={"enabled": False}))
@@ -214,6 +214,6 @@ async def test_an_unreadable_row_is_skipped_not_fatal(
     path = tmp_path / "strategies.yaml"
     write(path, FILE)
     with caplog.at_level(logging.ERROR, logger="torghut.trading.catalog"):
-        active = await StrategyCatalog(path, "merge", database.sessions).load()
+        active = await StrategyCatalog(path, "merge", database.db).load()
     assert [s.name for s in active] == ["alpha"]
     assert "weird" in caplog.text

@@ -227,8 +227,8 @@ async def test_order_sent_before_a_crash_is_adopted_not_orphaned(
         from torghut.db.tables import Strategy
 
         session.add(Strategy(id=DEFAULT_STRATEGY.name, params={}))
-    await repo.insert_decision(database.sessions, decision, h)
-    broker = SimBroker(database.sessions, starting_cash=Decimal(100_000))
+    await repo.insert_decision(database.db, decision, h)
+    broker = SimBroker(database.db, starting_cash=Decimal(100_000))
     await broker.submit_order(OrderRequest.for_decision(decision, h))
 
     provider = FakeProvider("veto")

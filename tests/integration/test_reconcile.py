@@ -150,7 +150,7 @@ async def test_status_fill_and_decision_are_mirrored(database: Database) -> None
     broker = FakeBroker()
     await add_execution(database, "c-fill")
     broker.set("c-fill", "filled", "10", "101.25", filled_at="2026-03-02T15:59:30.123456789Z")
-    result = await reconcile(database.sessions, broker, now=NOW)
+    result = await reconcile(database.db, broker, now=NOW)
     assert (result.polled, result.updated, result.finalised, result.errors) == (1, 1, 1, 0)
     execution, decision = await load(database, "c-fill")
     assert execution.status == "filled"
@@ -166,7 +166,7 @@ async def test_partial_fill_keeps_polling_then_final(database: Database) -> None
     broker = FakeBroker()
     await add_execution(database, "c-part")
     broker.set("c-part", "partially_filled", "4", "100")
-    first = await reconcile(database.sessions, broker, now=NOW)
+    first = await reconcile(database.db, broker, now=NOW)
     assert (first.updated, first.finalised) == (1, 0)
     execution, decision = await load(database, "c-part")
     assert (execution.status, execution.filled_qty) == ("partially_filled", Decimal(4))
@@ -174,11 +174,11 @@ async def test_partial_fill_keeps_polling_then_final(database: Database) -> None
     assert decision.executed_at is None
 
     # Nothing new: polled, nothing updated.
-    again = await reconcile(database.sessions, broker, now=NOW + timedelta(seconds=15))
+    again = await reconcile(database.db, broker, now=NOW + timedelta(seconds=15))
     assert (again.polled, again.updated) == (1, 0)
 
     broker.set("c-part", "filled", "10", "100.5")
-    last = await reconcile(database.sessions, broker, now=NOW + timedelta(seconds=30))
+    last = await reconcile(database.db, broker, now=NOW + timedelta(seconds=30))
     assert (last.updated, last.finalised) == (1, 1)
     _, decision = await load(database, "c-part")
     assert decision.status == "filled"
@@ -189,7 +189,7 @@ async def test_working_status_leaves_the_decision_submitted(database: Database) 
     broker = FakeBroker()
     await add_execution(database, "c-acc", status="pending_new")
     broker.set("c-acc", "accepted")
-    await reconcile(database.sessions, broker, now=NOW)
+    await reconcile(database.db, broker, now=NOW)
     execution, decision = await load(database, "c-acc")
     assert execution.status == "accepted"
     assert decision.status == "submitted"
@@ -205,7 +205,7 @@ async def test_broker_rejection_is_recorded_on_the_decision(database: Database) 
         status="rejected",
         reject_reason="insufficient buying power",
     )
-    result = await reconcile(database.sessions, broker, now=NOW)
+    result = await reconcile(database.db, broker, now=NOW)
     assert result.finalised == 1
     execution, decision = await load(database, "c-rej")
     assert execution.status == "rejected"
@@ -221,7 +221,7 @@ async def test_broker_rejection_is_recorded_on_the_decision(database: Database) 
 async def test_terminal_statuses_are_not_polled(database: Database, terminal: str) -> None:
     broker = FakeBroker()
     await add_execution(database, "c-done", status=terminal)
-    result = await reconcile(database.sessions, broker, now=NOW)
+    result = await reconcile(database.db, broker, now=NOW)
     assert result.polled == 0
     assert broker.asked == []
 
@@ -230,8 +230,8 @@ async def test_done_for_day_stops_polling(database: Database) -> None:
     broker = FakeBroker()
     await add_execution(database, "c-dfd")
     broker.set("c-dfd", "done_for_day", "3", "100")
-    assert (await reconcile(database.sessions, broker, now=NOW)).finalised == 1
-    assert (await reconcile(database.sessions, broker, now=NOW)).polled == 0
+    assert (await reconcile(database.db, broker, now=NOW)).finalised == 1
+    assert (await reconcile(database.db, broker, now=NOW)).polled == 0
     assert broker.asked == ["c-dfd"]
 
 
@@ -242,7 +242,7 @@ async def test_a_failing_order_does_not_stop_the_others(database: Database) -> N
     broker.set("c-a", "filled", "10", "100")
     broker.answers["c-bad"] = BrokerError("alpaca unreachable: ConnectionError")
     broker.set("c-b", "canceled")
-    result = await reconcile(database.sessions, broker, now=NOW)
+    result = await reconcile(database.db, broker, now=NOW)
     assert (result.polled, result.updated, result.finalised, result.errors) == (3, 2, 2, 1)
     assert (await load(database, "c-a"))[0].status == "filled"
     assert (await load(database, "c-b"))[0].status == "canceled"
@@ -257,7 +257,7 @@ async def test_an_unexpected_exception_is_contained_too(database: Database) -> N
     await add_execution(database, "c-ok")
     broker.answers["c-boom"] = RuntimeError("bug in an adapter")
     broker.set("c-ok", "filled", "10", "100")
-    result = await reconcile(database.sessions, broker, now=NOW)
+    result = await reconcile(database.db, broker, now=NOW)
     assert (result.errors, result.finalised) == (1, 1)
 
 
@@ -265,26 +265,26 @@ async def test_unknown_order_becomes_error_after_n_polls(database: Database) -> 
     broker = FakeBroker()
     await add_execution(database, "c-lost")
     for i in range(2):
-        result = await reconcile(database.sessions, broker, now=NOW, max_missing_polls=3)
+        result = await reconcile(database.db, broker, now=NOW, max_missing_polls=3)
         assert (result.updated, result.finalised) == (1, 0)
         execution, _ = await load(database, "c-lost")
         assert execution.status == "new"
         assert execution.raw_json == {MISSING_POLLS_KEY: i + 1}
-    result = await reconcile(database.sessions, broker, now=NOW, max_missing_polls=3)
+    result = await reconcile(database.db, broker, now=NOW, max_missing_polls=3)
     assert result.finalised == 1
     execution, decision = await load(database, "c-lost")
     assert execution.status == "error"
     assert decision.status == "error"
     assert decision.reason is not None and "after 3 polls" in decision.reason
-    assert (await reconcile(database.sessions, broker, now=NOW)).polled == 0
+    assert (await reconcile(database.db, broker, now=NOW)).polled == 0
 
 
 async def test_an_order_found_again_resets_the_missing_count(database: Database) -> None:
     broker = FakeBroker()
     await add_execution(database, "c-late")
-    await reconcile(database.sessions, broker, now=NOW)
+    await reconcile(database.db, broker, now=NOW)
     broker.set("c-late", "new")
-    result = await reconcile(database.sessions, broker, now=NOW)
+    result = await reconcile(database.db, broker, now=NOW)
     assert result.updated == 1
     execution, _ = await load(database, "c-late")
     assert execution.raw_json is not None
@@ -300,18 +300,18 @@ async def test_only_this_broker_executions_least_recently_polled_first(
         await add_execution(database, f"c-{i}", created=NOW - timedelta(minutes=10 - i))
     for i in range(3):
         broker.set(f"c-{i}", "new")
-    first = await reconcile(database.sessions, broker, now=NOW, limit=2)
+    first = await reconcile(database.db, broker, now=NOW, limit=2)
     assert first.polled == 2
     assert sorted(broker.asked) == ["c-0", "c-1"]
     broker.asked.clear()
     # The never-polled one comes first now.
-    await reconcile(database.sessions, broker, now=NOW + timedelta(seconds=1), limit=1)
+    await reconcile(database.db, broker, now=NOW + timedelta(seconds=1), limit=1)
     assert broker.asked == ["c-2"]
     assert "c-other" not in broker.asked
 
 
 async def test_with_the_sim_broker_a_resting_limit_filled_by_a_mark(database: Database) -> None:
-    sim = SimBroker(database.sessions, starting_cash=Decimal(100_000))
+    sim = SimBroker(database.db, starting_cash=Decimal(100_000))
     request = OrderRequest(
         client_order_id="c-sim",
         symbol="AAPL",
@@ -325,9 +325,9 @@ async def test_with_the_sim_broker_a_resting_limit_filled_by_a_mark(database: Da
     placed = await sim.submit_order(request)
     assert placed.status == "new"
     await add_execution(database, "c-sim", broker="sim")
-    assert (await reconcile(database.sessions, sim, now=NOW)).finalised == 0
+    assert (await reconcile(database.db, sim, now=NOW)).finalised == 0
     await sim.mark("AAPL", Decimal(94))
-    result = await reconcile(database.sessions, sim, now=NOW)
+    result = await reconcile(database.db, sim, now=NOW)
     assert (result.updated, result.finalised) == (1, 1)
     execution, decision = await load(database, "c-sim")
     assert (execution.status, execution.filled_qty, execution.avg_fill_price) == (

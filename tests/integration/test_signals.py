@@ -204,7 +204,7 @@ ORDER = [
 
 
 async def test_replay_orders_by_time_symbol_seq(database: Database, signal_file: Path) -> None:
-    source = ReplaySignalSource(signal_file, database.sessions)
+    source = ReplaySignalSource(signal_file, database.db)
     assert keys(await source.fetch(100)) == ORDER
     assert source.skipped == 0
     assert source.source_key == f"replay:{signal_file}"  # tmp_path is absolute
@@ -213,7 +213,7 @@ async def test_replay_orders_by_time_symbol_seq(database: Database, signal_file:
 async def test_fetch_does_not_move_the_cursor_and_commit_does(
     database: Database, signal_file: Path
 ) -> None:
-    source = ReplaySignalSource(signal_file, database.sessions)
+    source = ReplaySignalSource(signal_file, database.db)
     first = await source.fetch(2)
     assert keys(first) == ORDER[:2]
     assert keys(await source.fetch(2)) == ORDER[:2]  # nothing committed yet
@@ -230,8 +230,8 @@ async def test_a_source_reads_where_another_process_left_the_cursor(
 ) -> None:
     """Two processes take turns as leader on one source: each fetch starts from the cursor in
     the database, never from what this process last committed itself."""
-    first = ReplaySignalSource(signal_file, database.sessions)
-    second = ReplaySignalSource(signal_file, database.sessions)
+    first = ReplaySignalSource(signal_file, database.db)
+    second = ReplaySignalSource(signal_file, database.db)
     await first.commit(await first.fetch(2))
     await second.commit(await second.fetch(2))
     await second.commit(await second.fetch(2))
@@ -240,14 +240,14 @@ async def test_a_source_reads_where_another_process_left_the_cursor(
 
 
 async def test_restart_neither_skips_nor_repeats(database: Database, signal_file: Path) -> None:
-    source = ReplaySignalSource(signal_file, database.sessions)
+    source = ReplaySignalSource(signal_file, database.db)
     batch = await source.fetch(3)
     await source.commit(batch)
     uncommitted = await source.fetch(2)  # fetched, then the process dies before commit
     assert keys(uncommitted) == ORDER[3:5]
     await source.aclose()
 
-    restarted = ReplaySignalSource(signal_file, database.sessions)
+    restarted = ReplaySignalSource(signal_file, database.db)
     seen: list[Signal] = []
     while batch := await restarted.fetch(2):
         seen.extend(batch)
@@ -257,7 +257,7 @@ async def test_restart_neither_skips_nor_repeats(database: Database, signal_file
 
 
 async def test_commit_never_moves_backwards(database: Database, signal_file: Path) -> None:
-    source = ReplaySignalSource(signal_file, database.sessions)
+    source = ReplaySignalSource(signal_file, database.db)
     everything = await source.fetch(100)
     await source.commit(everything[:4])
     await source.commit(everything[:1])  # a late commit of an older batch
@@ -265,8 +265,8 @@ async def test_commit_never_moves_backwards(database: Database, signal_file: Pat
 
 
 async def test_sources_keep_separate_cursors(database: Database, signal_file: Path) -> None:
-    a = ReplaySignalSource(signal_file, database.sessions, source_key="a")
-    b = ReplaySignalSource(signal_file, database.sessions, source_key="b")
+    a = ReplaySignalSource(signal_file, database.db, source_key="a")
+    b = ReplaySignalSource(signal_file, database.db, source_key="b")
     await a.commit(await a.fetch(5))
     assert len(await a.fetch(100)) == 1
     assert len(await b.fetch(100)) == 6
@@ -289,7 +289,7 @@ async def test_bad_lines_are_skipped_counted_and_logged(
             ]
         )
     )
-    source = ReplaySignalSource(path, database.sessions)
+    source = ReplaySignalSource(path, database.db)
     with caplog.at_level(logging.WARNING, logger="torghut.trading.signals"):
         signals = await source.fetch(100)
     assert keys(signals) == [("14:30", "AAPL", 1), ("14:31", "NVDA", 7)]
@@ -305,7 +305,7 @@ async def test_missing_file_is_an_input_error_naming_it(
     database: Database, tmp_path: Path
 ) -> None:
     missing = tmp_path / "nope.jsonl"
-    source = ReplaySignalSource(missing, database.sessions)
+    source = ReplaySignalSource(missing, database.db)
     with pytest.raises(InputError, match=str(missing)):
         await source.fetch(10)
 
@@ -315,10 +315,10 @@ async def test_long_paths_get_a_bounded_cursor_key(database: Database, tmp_path:
     deep.mkdir(parents=True)
     path = deep / "s.jsonl"
     path.write_text(line(T0, "AAPL") + "\n" + line(T0, "MSFT") + "\n", encoding="utf-8")
-    source = ReplaySignalSource(path, database.sessions)
+    source = ReplaySignalSource(path, database.db)
     assert len(source.source_key) <= 256
     await source.commit(await source.fetch(1))
-    assert keys(await ReplaySignalSource(path, database.sessions).fetch(5)) == [
+    assert keys(await ReplaySignalSource(path, database.db).fetch(5)) == [
         ("14:30", "MSFT", 2)
     ]
 
@@ -334,7 +334,7 @@ async def test_the_file_is_read_once_off_the_event_loop(
             reads.append(threading.get_ident())
             return super()._read()
 
-    source = Recording(signal_file, database.sessions)
+    source = Recording(signal_file, database.db)
     await asyncio.gather(source.fetch(1), source.fetch(1), source.remaining())
     await source.commit(await source.fetch(2))
     await source.fetch(2)
@@ -530,7 +530,7 @@ def source_for(fake: FakeClickHouse, database: Database, **config: Any) -> Click
         "initial_lookback": timedelta(days=3650),
     }
     settings.update(config)
-    return ClickHouseSignalSource(ClickHouseConfig(**settings), database.sessions)
+    return ClickHouseSignalSource(ClickHouseConfig(**settings), database.db)
 
 
 async def test_transport_params_credentials_and_bad_rows(
@@ -633,7 +633,7 @@ async def test_a_server_that_never_answers_times_out(
 
 async def test_unreachable_server_is_a_source_error(database: Database) -> None:
     source = ClickHouseSignalSource(
-        ClickHouseConfig(url="http://127.0.0.1:9", timeout_seconds=2), database.sessions
+        ClickHouseConfig(url="http://127.0.0.1:9", timeout_seconds=2), database.db
     )
     try:
         with pytest.raises(SignalSourceError, match="unreachable"):

@@ -40,7 +40,7 @@ def order(
 
 
 def broker(database: Database, cash: str = "100000") -> SimBroker:
-    return SimBroker(database.sessions, starting_cash=Decimal(cash))
+    return SimBroker(database.db, starting_cash=Decimal(cash))
 
 
 async def test_is_a_broker(database: Database) -> None:
@@ -303,7 +303,7 @@ def counting_commits(database: Database) -> Iterator[list[object]]:
     def on_commit(connection: object) -> None:
         commits.append(connection)
 
-    sync_engine = database.engine.sync_engine
+    sync_engine = database.db.engine
     event.listen(sync_engine, "commit", on_commit)
     try:
         yield commits

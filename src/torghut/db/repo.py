@@ -1,6 +1,7 @@
 """The queries of Torghut: the audit store the pipeline writes through, and the reads the API
-and the report need. Every function takes a session factory and owns its transaction, so a
-caller can never leave one half-committed."""
+and the report need. Every function takes the `Database` and runs as one transaction on it
+(a plain function of a session, off the event loop), so a caller can never leave one
+half-committed."""
 
 from __future__ import annotations
 
@@ -12,17 +13,15 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
-from torghut.db.engine import jsonable
+from torghut.db.engine import Database, jsonable
 from torghut.db.tables import (
     ExecutionRow,
     LLMDecisionReview,
     TradeDecisionRow,
 )
 from torghut.domain import BrokerOrder, OrderRequest, TradeDecision, utcnow
-
-Sessions = async_sessionmaker[AsyncSession]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,71 +34,74 @@ class StoredDecision:
 
 
 async def insert_decision(
-    sessions: Sessions, decision: TradeDecision, decision_hash: str
+    db: Database, decision: TradeDecision, decision_hash: str
 ) -> StoredDecision:
     """Insert a `planned` decision, or return the existing one with the same hash."""
-    row = TradeDecisionRow(**_decision_row(decision, decision_hash))
+    row = _decision_row(decision, decision_hash)
     try:
-        async with sessions() as session, session.begin():
-            session.add(row)
-        return StoredDecision(row.id, "planned", True)
+        await db.run(lambda session: session.execute(insert(TradeDecisionRow), [row]))
+        return StoredDecision(row["id"], "planned", True)
     except IntegrityError:
-        async with sessions() as session:
-            existing = (
-                await session.execute(
-                    select(
-                        TradeDecisionRow.id,
-                        TradeDecisionRow.status,
-                        TradeDecisionRow.decision_json,
-                        TradeDecisionRow.pending_order_json,
-                    ).where(TradeDecisionRow.decision_hash == decision_hash)
-                )
-            ).one()
-        return StoredDecision(
-            existing.id, existing.status, False, existing.decision_json,
-            existing.pending_order_json,
-        )
+        return await db.run(lambda session: _stored(session, decision_hash))
+
+
+def _stored(session: Session, decision_hash: str) -> StoredDecision:
+    existing = session.execute(
+        select(
+            TradeDecisionRow.id,
+            TradeDecisionRow.status,
+            TradeDecisionRow.decision_json,
+            TradeDecisionRow.pending_order_json,
+        ).where(TradeDecisionRow.decision_hash == decision_hash)
+    ).one()
+    return StoredDecision(
+        existing.id, existing.status, False, existing.decision_json,
+        existing.pending_order_json,
+    )
 
 
 async def insert_decisions(
-    sessions: Sessions, decisions: Sequence[tuple[TradeDecision, str]]
+    db: Database, decisions: Sequence[tuple[TradeDecision, str]]
 ) -> dict[str, StoredDecision]:
     """`insert_decision` for a whole batch in one transaction (one commit instead of one per
     decision). Falls back to row-by-row when another loop inserts the same hashes meanwhile."""
-    out: dict[str, StoredDecision] = {}
     if not decisions:
-        return out
-    try:
-        async with sessions() as session, session.begin():
-            hashes = list(dict.fromkeys(h for _, h in decisions))
-            for start in range(0, len(hashes), 500):
-                chunk = hashes[start : start + 500]
-                found = await session.execute(
-                    select(
-                        TradeDecisionRow.id,
-                        TradeDecisionRow.status,
-                        TradeDecisionRow.decision_json,
-                        TradeDecisionRow.decision_hash,
-                        TradeDecisionRow.pending_order_json,
-                    ).where(TradeDecisionRow.decision_hash.in_(chunk))
+        return {}
+
+    def work(session: Session) -> dict[str, StoredDecision]:
+        out: dict[str, StoredDecision] = {}
+        hashes = list(dict.fromkeys(h for _, h in decisions))
+        for start in range(0, len(hashes), 500):
+            chunk = hashes[start : start + 500]
+            found = session.execute(
+                select(
+                    TradeDecisionRow.id,
+                    TradeDecisionRow.status,
+                    TradeDecisionRow.decision_json,
+                    TradeDecisionRow.decision_hash,
+                    TradeDecisionRow.pending_order_json,
+                ).where(TradeDecisionRow.decision_hash.in_(chunk))
+            )
+            for existing in found:
+                out[existing.decision_hash] = StoredDecision(
+                    existing.id, existing.status, False, existing.decision_json,
+                    existing.pending_order_json,
                 )
-                for existing in found:
-                    out[existing.decision_hash] = StoredDecision(
-                        existing.id, existing.status, False, existing.decision_json,
-                        existing.pending_order_json,
-                    )
-            rows: list[dict[str, Any]] = []
-            for decision, h in decisions:
-                if h in out:
-                    continue
-                row = _decision_row(decision, h)
-                rows.append(row)
-                out[h] = StoredDecision(row["id"], "planned", True)
-            if rows:
-                await session.execute(insert(TradeDecisionRow), rows)
+        rows: list[dict[str, Any]] = []
+        for decision, h in decisions:
+            if h in out:
+                continue
+            row = _decision_row(decision, h)
+            rows.append(row)
+            out[h] = StoredDecision(row["id"], "planned", True)
+        if rows:
+            session.execute(insert(TradeDecisionRow), rows)
         return out
+
+    try:
+        return await db.run(work)
     except IntegrityError:
-        return {h: await insert_decision(sessions, d, h) for d, h in decisions}
+        return {h: await insert_decision(db, d, h) for d, h in decisions}
 
 
 def _decision_row(decision: TradeDecision, decision_hash: str) -> dict[str, Any]:
@@ -121,19 +123,20 @@ def _decision_row(decision: TradeDecision, decision_hash: str) -> dict[str, Any]
 
 
 async def mark_decision(
-    sessions: Sessions,
+    db: Database,
     decision_id: uuid.UUID,
     status: str,
     reason: str | None = None,
     *,
     executed_at: datetime | None = None,
 ) -> None:
-    async with sessions() as session, session.begin():
-        await _mark(session, decision_id, status, reason, executed_at=executed_at)
+    await db.run(
+        lambda session: _mark(session, decision_id, status, reason, executed_at=executed_at)
+    )
 
 
-async def _mark(
-    session: AsyncSession,
+def _mark(
+    session: Session,
     decision_id: uuid.UUID,
     status: str,
     reason: str | None,
@@ -145,13 +148,13 @@ async def _mark(
         values["pending_order_json"] = None  # nothing of it is pending any more
     if executed_at is not None:
         values["executed_at"] = executed_at
-    await session.execute(
+    session.execute(
         update(TradeDecisionRow).where(TradeDecisionRow.id == decision_id).values(**values)
     )
 
 
 async def record_review(
-    sessions: Sessions,
+    db: Database,
     values: Mapping[str, Any],
     *,
     reject: tuple[uuid.UUID, str] | None = None,
@@ -160,10 +163,13 @@ async def record_review(
     same transaction, so a rejection and its audit row are never apart."""
     columns = {k: jsonable_if_json(k, v) for k, v in values.items()}
     row = LLMDecisionReview(id=uuid.uuid4(), **columns)
-    async with sessions() as session, session.begin():
+
+    def work(session: Session) -> None:
         session.add(row)
         if reject is not None:
-            await _mark(session, reject[0], "rejected", reject[1])
+            _mark(session, reject[0], "rejected", reject[1])
+
+    await db.run(work)
     return row.id
 
 
@@ -178,7 +184,7 @@ Execution = tuple[uuid.UUID, OrderRequest, BrokerOrder]  # (decision id, order, 
 
 
 async def record_execution(
-    sessions: Sessions,
+    db: Database,
     decision_id: uuid.UUID,
     order: OrderRequest,
     placed: BrokerOrder,
@@ -187,103 +193,99 @@ async def record_execution(
 ) -> None:
     """Store the broker's answer and move the decision to `submitted` (or the broker's final
     status). Idempotent on `client_order_id`: an adopted order updates the existing row."""
-    await record_executions(sessions, [(decision_id, order, placed)], broker=broker)
+    await record_executions(db, [(decision_id, order, placed)], broker=broker)
 
 
 async def record_executions(
-    sessions: Sessions, executions: Sequence[Execution], *, broker: str
+    db: Database, executions: Sequence[Execution], *, broker: str
 ) -> None:
     """`record_execution` for several orders in one transaction: all of them or none."""
-    if not executions:
-        return
+    if executions:
+        await db.run(lambda session: _record_executions(session, executions, broker))
+
+
+def _record_executions(session: Session, executions: Sequence[Execution], broker: str) -> None:
     now = utcnow()
-    async with sessions() as session, session.begin():
-        ids = list(dict.fromkeys(order.client_order_id for _, order, _ in executions))
-        existing: dict[str, ExecutionRow] = {}
-        for start in range(0, len(ids), 500):
-            found = await session.execute(
-                select(ExecutionRow).where(ExecutionRow.client_order_id.in_(ids[start:start + 500]))
-            )
-            existing.update((row.client_order_id, row) for row in found.scalars())
-        new_rows: dict[str, dict[str, Any]] = {}
-        # Keyed by decision: should one decision come twice, its last answer is the one kept.
-        decision_updates: dict[uuid.UUID, dict[str, Any]] = {}
-        for decision_id, order, placed in executions:
-            row = existing.get(order.client_order_id)
-            if row is not None:
-                row.broker_order_id = placed.broker_order_id
-                row.filled_qty = placed.filled_qty
-                row.avg_fill_price = placed.avg_fill_price
-                row.status = placed.status
-                row.updated_at = now
-            else:
-                new_rows[order.client_order_id] = {
-                    "id": uuid.uuid4(),
-                    "trade_decision_id": decision_id,
-                    "client_order_id": order.client_order_id,
-                    "broker_order_id": placed.broker_order_id,
-                    "broker": broker,
-                    "symbol": order.symbol,
-                    "side": order.side.value,
-                    "order_type": order.order_type.value,
-                    "time_in_force": order.time_in_force.value,
-                    "submitted_qty": order.qty,
-                    "limit_price": order.limit_price,
-                    "stop_price": order.stop_price,
-                    "filled_qty": placed.filled_qty,
-                    "avg_fill_price": placed.avg_fill_price,
-                    "status": placed.status,
-                    "reject_reason": placed.reject_reason,
-                    "raw_json": jsonable(placed.raw) if placed.raw else None,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            working = placed.status in ("new", "accepted", "pending_new")
-            decision_updates[decision_id] = (
-                {
-                    "id": decision_id,
-                    "status": "submitted" if working else placed.status,
-                    "reason": placed.reject_reason,
-                    "updated_at": now,
-                    "executed_at": now if placed.status == "filled" else None,
-                    "pending_order_json": None,  # the broker's answer is recorded now
-                }
-            )
-        if new_rows:
-            await session.execute(insert(ExecutionRow), list(new_rows.values()))
-        await _mark_many(session, list(decision_updates.values()))
+    ids = list(dict.fromkeys(order.client_order_id for _, order, _ in executions))
+    existing: dict[str, ExecutionRow] = {}
+    for start in range(0, len(ids), 500):
+        found = session.execute(
+            select(ExecutionRow).where(ExecutionRow.client_order_id.in_(ids[start:start + 500]))
+        )
+        existing.update((row.client_order_id, row) for row in found.scalars())
+    new_rows: dict[str, dict[str, Any]] = {}
+    # Keyed by decision: should one decision come twice, its last answer is the one kept.
+    decision_updates: dict[uuid.UUID, dict[str, Any]] = {}
+    for decision_id, order, placed in executions:
+        row = existing.get(order.client_order_id)
+        if row is not None:
+            row.broker_order_id = placed.broker_order_id
+            row.filled_qty = placed.filled_qty
+            row.avg_fill_price = placed.avg_fill_price
+            row.status = placed.status
+            row.updated_at = now
+        else:
+            new_rows[order.client_order_id] = {
+                "id": uuid.uuid4(),
+                "trade_decision_id": decision_id,
+                "client_order_id": order.client_order_id,
+                "broker_order_id": placed.broker_order_id,
+                "broker": broker,
+                "symbol": order.symbol,
+                "side": order.side.value,
+                "order_type": order.order_type.value,
+                "time_in_force": order.time_in_force.value,
+                "submitted_qty": order.qty,
+                "limit_price": order.limit_price,
+                "stop_price": order.stop_price,
+                "filled_qty": placed.filled_qty,
+                "avg_fill_price": placed.avg_fill_price,
+                "status": placed.status,
+                "reject_reason": placed.reject_reason,
+                "raw_json": jsonable(placed.raw) if placed.raw else None,
+                "created_at": now,
+                "updated_at": now,
+            }
+        working = placed.status in ("new", "accepted", "pending_new")
+        decision_updates[decision_id] = (
+            {
+                "id": decision_id,
+                "status": "submitted" if working else placed.status,
+                "reason": placed.reject_reason,
+                "updated_at": now,
+                "executed_at": now if placed.status == "filled" else None,
+                "pending_order_json": None,  # the broker's answer is recorded now
+            }
+        )
+    if new_rows:
+        session.execute(insert(ExecutionRow), list(new_rows.values()))
+    _mark_many(session, list(decision_updates.values()))
 
 
 async def record_pending_orders(
-    sessions: Sessions, orders: Sequence[tuple[uuid.UUID, dict[str, Any]]]
+    db: Database, orders: Sequence[tuple[uuid.UUID, dict[str, Any]]]
 ) -> None:
     """Write, before they are sent, the orders about to go to the broker (one transaction)."""
     now = utcnow()
-    async with sessions() as session, session.begin():
-        await session.execute(
-            update(TradeDecisionRow),
-            [
-                {"id": decision_id, "pending_order_json": order, "updated_at": now}
-                for decision_id, order in orders
-            ],
-        )
+    rows = [
+        {"id": decision_id, "pending_order_json": order, "updated_at": now}
+        for decision_id, order in orders
+    ]
+    await db.run(lambda session: session.execute(update(TradeDecisionRow), rows))
 
 
-async def reject_decisions(sessions: Sessions, rejections: Sequence[tuple[uuid.UUID, str]]) -> None:
+async def reject_decisions(db: Database, rejections: Sequence[tuple[uuid.UUID, str]]) -> None:
     """Mark several decisions `rejected`, each with its reason, in one transaction."""
     now = utcnow()
-    async with sessions() as session, session.begin():
-        await _mark_many(
-            session,
-            [
-                {"id": decision_id, "status": "rejected", "reason": reason, "updated_at": now,
-                 "pending_order_json": None}
-                for decision_id, reason in rejections
-            ],
-        )
+    rows = [
+        {"id": decision_id, "status": "rejected", "reason": reason, "updated_at": now,
+         "pending_order_json": None}
+        for decision_id, reason in rejections
+    ]
+    await db.run(lambda session: _mark_many(session, rows))
 
 
-async def _mark_many(session: AsyncSession, updates: Sequence[dict[str, Any]]) -> None:
+def _mark_many(session: Session, updates: Sequence[dict[str, Any]]) -> None:
     """Bulk UPDATE by primary key. `executed_at` is set only where it has a value (never
     cleared), so the rows are sent in two groups: with it and without it."""
     stamped = [u for u in updates if u.get("executed_at") is not None]
@@ -291,11 +293,11 @@ async def _mark_many(session: AsyncSession, updates: Sequence[dict[str, Any]]) -
              if u.get("executed_at") is None]
     for group in (stamped, plain):
         if group:
-            await session.execute(update(TradeDecisionRow), group)
+            session.execute(update(TradeDecisionRow), group)
 
 
 async def last_trades_by_symbol(
-    sessions: Sessions, symbols: Sequence[str], *, exclude_hashes: Sequence[str] = ()
+    db: Database, symbols: Sequence[str], *, exclude_hashes: Sequence[str] = ()
 ) -> dict[str, datetime]:
     """The signal time at which each symbol last had an order sent, leaving out the decisions
     now under evaluation (the original counted the decision itself and so rejected everything
@@ -310,35 +312,30 @@ async def last_trades_by_symbol(
     )
     if exclude_hashes:
         stmt = stmt.where(TradeDecisionRow.decision_hash.not_in(list(exclude_hashes)))
-    async with sessions() as session:
-        rows = (await session.execute(stmt)).all()
+    rows = await db.run(lambda session: session.execute(stmt).all())
     return {symbol: ts for symbol, ts in rows if ts is not None}
 
 
 async def recent_decisions(
-    sessions: Sessions, symbol: str, *, limit: int = 5, exclude_hash: str | None = None
+    db: Database, symbol: str, *, limit: int = 5, exclude_hash: str | None = None
 ) -> list[dict[str, Any]]:
     """The last decisions in `symbol`, for the reviewer's context (not the one under review)."""
     stmt = select(TradeDecisionRow).where(TradeDecisionRow.symbol == symbol)
     if exclude_hash is not None:
         stmt = stmt.where(TradeDecisionRow.decision_hash != exclude_hash)
-    async with sessions() as session:
-        rows = (
-            await session.execute(
-                stmt.order_by(TradeDecisionRow.created_at.desc()).limit(limit)
-            )
-        ).scalars()
-        return [
-            {
-                "symbol": r.symbol,
-                "action": r.action,
-                "qty": str(r.qty),
-                "status": r.status,
-                "reason": r.reason,
-                "event_ts": r.event_ts.isoformat(),
-            }
-            for r in rows
-        ]
+    stmt = stmt.order_by(TradeDecisionRow.created_at.desc()).limit(limit)
+    rows = await db.run(lambda session: session.execute(stmt).scalars().all())
+    return [
+        {
+            "symbol": r.symbol,
+            "action": r.action,
+            "qty": str(r.qty),
+            "status": r.status,
+            "reason": r.reason,
+            "event_ts": r.event_ts.isoformat(),
+        }
+        for r in rows
+    ]
 
 
 # --- reads for the HTTP API ---------------------------------------------------------------
@@ -374,29 +371,27 @@ REVIEW_COLUMNS = (
 )
 
 
-async def list_decisions(sessions: Sessions, f: ListFilter) -> list[dict[str, Any]]:
+async def list_decisions(db: Database, f: ListFilter) -> list[dict[str, Any]]:
     stmt = select(TradeDecisionRow).order_by(TradeDecisionRow.created_at.desc())
     if f.symbol:
         stmt = stmt.where(TradeDecisionRow.symbol == f.symbol.upper())
     if f.since:
         stmt = stmt.where(TradeDecisionRow.created_at >= f.since)
-    async with sessions() as session:
-        rows = (await session.execute(stmt.limit(f.limit))).scalars().all()
+    rows = await db.run(lambda session: session.execute(stmt.limit(f.limit)).scalars().all())
     return [_row_dict(r, DECISION_COLUMNS) for r in rows]
 
 
-async def list_executions(sessions: Sessions, f: ListFilter) -> list[dict[str, Any]]:
+async def list_executions(db: Database, f: ListFilter) -> list[dict[str, Any]]:
     stmt = select(ExecutionRow).order_by(ExecutionRow.created_at.desc())
     if f.symbol:
         stmt = stmt.where(ExecutionRow.symbol == f.symbol.upper())
     if f.since:
         stmt = stmt.where(ExecutionRow.created_at >= f.since)
-    async with sessions() as session:
-        rows = (await session.execute(stmt.limit(f.limit))).scalars().all()
+    rows = await db.run(lambda session: session.execute(stmt.limit(f.limit)).scalars().all())
     return [_row_dict(r, EXECUTION_COLUMNS) for r in rows]
 
 
-async def list_reviews(sessions: Sessions, f: ListFilter) -> list[dict[str, Any]]:
+async def list_reviews(db: Database, f: ListFilter) -> list[dict[str, Any]]:
     stmt = (
         select(LLMDecisionReview, TradeDecisionRow.symbol)
         .join(TradeDecisionRow, TradeDecisionRow.id == LLMDecisionReview.trade_decision_id)
@@ -408,8 +403,7 @@ async def list_reviews(sessions: Sessions, f: ListFilter) -> list[dict[str, Any]
         stmt = stmt.where(LLMDecisionReview.created_at >= f.since)
     if f.verdict:
         stmt = stmt.where(LLMDecisionReview.verdict == f.verdict)
-    async with sessions() as session:
-        rows = (await session.execute(stmt.limit(f.limit))).all()
+    rows = await db.run(lambda session: session.execute(stmt.limit(f.limit)).all())
     out = []
     for review, symbol in rows:
         item = _row_dict(review, REVIEW_COLUMNS)

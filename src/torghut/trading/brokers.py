@@ -29,6 +29,7 @@ book; `account_id` names its cash row.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,8 +37,9 @@ from decimal import Decimal
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import DataError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
+from torghut.db.engine import Database
 from torghut.db.tables import SimAccount, SimOrder, SimPosition
 from torghut.domain import (
     Account,
@@ -71,12 +73,12 @@ class SimBroker:
 
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        db: Database,
         *,
         starting_cash: Decimal,
         account_id: str = "default",
     ) -> None:
-        self._sessions = sessions
+        self._db = db
         self._starting_cash = _q(Decimal(starting_cash))
         self._account_id = account_id
         self._account_ready = False
@@ -86,23 +88,25 @@ class SimBroker:
         return "sim"
 
     async def aclose(self) -> None:
-        """Nothing to release: the session factory belongs to the caller."""
+        """Nothing to release: the database belongs to the caller."""
 
     async def settle(self, grace_seconds: float) -> int:
-        """Nothing runs outside the event loop: a cancelled call's transaction rolled back."""
-        return 0
+        """Wait for transactions whose callers were cancelled (they run on the database's
+        threads and finish there); returns how many are still running."""
+        return await self._db.settle(grace_seconds)
 
     # --- reads -------------------------------------------------------------------------------
 
     async def get_book(self) -> Book:
         """Account, positions and resting orders from one session (one round of reads)."""
         await self._ensure_account()
-        async with self._sessions() as session:
-            account = await session.get(SimAccount, self._account_id)
+
+        def read(session: Session) -> Book:
+            account = session.get(SimAccount, self._account_id)
             assert account is not None  # created above, never deleted
-            positions = await self._positions(session)
-            open_orders = await self._open_orders(session)
-            return _as_book(account, positions, open_orders)
+            return _as_book(account, _positions(session), _open_orders(session))
+
+        return await self._db.run(read)
 
     async def get_account(self) -> Account:
         return (await self.get_book()).account
@@ -114,9 +118,11 @@ class SimBroker:
         return (await self.get_book()).open_orders
 
     async def get_order(self, client_order_id: str) -> BrokerOrder | None:
-        async with self._sessions() as session:
-            row = await session.get(SimOrder, client_order_id)
+        def read(session: Session) -> BrokerOrder | None:
+            row = session.get(SimOrder, client_order_id)
             return None if row is None else _to_broker_order(row)
+
+        return await self._db.run(read)
 
     # --- writes ------------------------------------------------------------------------------
 
@@ -136,33 +142,34 @@ class SimBroker:
         if not orders:
             return []
         await self._ensure_account()
+
+        def place(session: Session) -> list[BrokerOrder | Exception]:
+            book = self._open_book(session, {o.symbol.upper() for o in orders})
+            ids = list(dict.fromkeys(o.client_order_id for o in orders))
+            existing = {
+                row.client_order_id: row
+                for row in session.execute(
+                    select(SimOrder).where(SimOrder.client_order_id.in_(ids))
+                ).scalars()
+            }
+            outcomes: list[BrokerOrder | Exception] = []
+            for order in orders:
+                known = existing.get(order.client_order_id)
+                if known is not None:
+                    outcomes.append(_to_broker_order(known))
+                    continue
+                try:
+                    row = book.place(order)
+                except BrokerError as exc:
+                    outcomes.append(exc)
+                    continue
+                session.add(row)
+                existing[row.client_order_id] = row
+                outcomes.append(_to_broker_order(row))
+            return outcomes
+
         try:
-            async with self._sessions() as session, session.begin():
-                book = await self._open_book(session, {o.symbol.upper() for o in orders})
-                ids = list(dict.fromkeys(o.client_order_id for o in orders))
-                existing = {
-                    row.client_order_id: row
-                    for row in (
-                        await session.execute(
-                            select(SimOrder).where(SimOrder.client_order_id.in_(ids))
-                        )
-                    ).scalars()
-                }
-                outcomes: list[BrokerOrder | Exception] = []
-                for order in orders:
-                    known = existing.get(order.client_order_id)
-                    if known is not None:
-                        outcomes.append(_to_broker_order(known))
-                        continue
-                    try:
-                        row = book.place(order)
-                    except BrokerError as exc:
-                        outcomes.append(exc)
-                        continue
-                    session.add(row)
-                    existing[row.client_order_id] = row
-                    outcomes.append(_to_broker_order(row))
-                return outcomes
+            return await self._db.run(place)
         except IntegrityError:
             # Another writer inserted one of these client_order_ids between our read and our
             # insert: everything of ours was rolled back. One at a time, theirs is adopted.
@@ -205,19 +212,23 @@ class SimBroker:
         if not latest:
             return await self.get_book()
         await self._ensure_account()
-        async with self._sessions() as session, session.begin():
-            book = await self._open_book(session, None)
+
+        def mark(session: Session) -> Book:
+            book = self._open_book(session, None)
             for symbol, price in latest.items():
                 book.mark(symbol, price)
             held = [p for p in book.positions.values() if p.qty != 0]
             return _as_book(book.account, sorted(held, key=lambda p: p.symbol), book.resting)
 
+        return await self._db.run(mark)
+
     async def cancel_order(self, client_order_id: str) -> BrokerOrder | None:
         """Cancel a resting order; a done order is returned as it is. None when unknown."""
         await self._ensure_account()
-        async with self._sessions() as session, session.begin():
-            await self._lock_book(session)
-            row = await session.get(SimOrder, client_order_id)
+
+        def cancel(session: Session) -> BrokerOrder | None:
+            self._lock_book(session)
+            row = session.get(SimOrder, client_order_id)
             if row is None:
                 return None
             if row.status == NEW:
@@ -225,60 +236,63 @@ class SimBroker:
                 row.updated_at = utcnow()
             return _to_broker_order(row)
 
+        return await self._db.run(cancel)
+
     # --- internals ---------------------------------------------------------------------------
 
     async def _ensure_account(self) -> None:
         if self._account_ready:
             return
-        try:
-            async with self._sessions() as session, session.begin():
-                if await session.get(SimAccount, self._account_id) is None:
-                    session.add(SimAccount(id=self._account_id, cash=self._starting_cash))
-        except IntegrityError:
-            pass  # created concurrently by another broker on the same database: same result
+        def create(session: Session) -> None:
+            if session.get(SimAccount, self._account_id) is None:
+                session.add(SimAccount(id=self._account_id, cash=self._starting_cash))
+
+        # IntegrityError: created concurrently by another broker on the same database.
+        with contextlib.suppress(IntegrityError):
+            await self._db.run(create)
         self._account_ready = True
 
-    async def _lock_book(self, session: AsyncSession) -> SimAccount:
+    def _lock_book(self, session: Session) -> SimAccount:
         """Take the book's write lock (see the module docstring), then read the account."""
-        await session.execute(
+        session.execute(
             update(SimAccount)
             .where(SimAccount.id == self._account_id)
             .values(updated_at=utcnow())
             .execution_options(synchronize_session=False)
         )
-        account = (
-            await session.execute(
-                select(SimAccount)
-                .where(SimAccount.id == self._account_id)
-                .execution_options(populate_existing=True)
-            )
+        account = session.execute(
+            select(SimAccount)
+            .where(SimAccount.id == self._account_id)
+            .execution_options(populate_existing=True)
         ).scalar_one()
         return account
 
-    async def _open_book(self, session: AsyncSession, symbols: set[str] | None) -> _Book:
+    def _open_book(self, session: Session, symbols: set[str] | None) -> _Book:
         """Lock the book, then read what orders on `symbols` can touch: the account, those
         positions (every position with None) and every resting order (resting buys reserve
         cash across symbols)."""
-        account = await self._lock_book(session)
+        account = self._lock_book(session)
         query = select(SimPosition)
         if symbols is not None:
             query = query.where(SimPosition.symbol.in_(symbols))
-        positions = (await session.execute(query)).scalars()
+        positions = session.execute(query).scalars()
         return _Book(
             session=session,
             account=account,
             positions={p.symbol: p for p in positions},
-            resting=list(await self._open_orders(session)),
+            resting=list(_open_orders(session)),
         )
 
-    async def _positions(self, session: AsyncSession) -> Sequence[SimPosition]:
-        query = select(SimPosition).where(SimPosition.qty != 0).order_by(SimPosition.symbol)
-        return (await session.execute(query)).scalars().all()
 
-    async def _open_orders(self, session: AsyncSession) -> Sequence[SimOrder]:
-        query = select(SimOrder).where(SimOrder.status == NEW)
-        query = query.order_by(SimOrder.created_at, SimOrder.client_order_id)
-        return (await session.execute(query)).scalars().all()
+def _positions(session: Session) -> Sequence[SimPosition]:
+    query = select(SimPosition).where(SimPosition.qty != 0).order_by(SimPosition.symbol)
+    return session.execute(query).scalars().all()
+
+
+def _open_orders(session: Session) -> Sequence[SimOrder]:
+    query = select(SimOrder).where(SimOrder.status == NEW)
+    query = query.order_by(SimOrder.created_at, SimOrder.client_order_id)
+    return session.execute(query).scalars().all()
 
 
 @dataclass
@@ -288,7 +302,7 @@ class _Book:
     these ORM rows; the transaction's commit writes them all at once, which is what lets a
     batch of orders cost one round of statements instead of one per order."""
 
-    session: AsyncSession
+    session: Session
     account: SimAccount
     positions: dict[str, SimPosition]
     resting: list[SimOrder]

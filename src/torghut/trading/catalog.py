@@ -23,8 +23,9 @@ from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
+from torghut.db.engine import Database
 from torghut.db.tables import Strategy
 from torghut.errors import InputError
 from torghut.trading.strategy import (
@@ -65,8 +66,8 @@ def _changed(row: Strategy, spec: StrategySpec, source: str) -> bool:
     )
 
 
-async def _upsert(session: AsyncSession, spec: StrategySpec, source: str) -> None:
-    row = await session.get(Strategy, spec.name)
+def _upsert(session: Session, spec: StrategySpec, source: str) -> None:
+    row = session.get(Strategy, spec.name)
     if row is None:
         row = Strategy(id=spec.name)
         _apply(row, spec, source)
@@ -112,13 +113,13 @@ class StrategyCatalog:
         self,
         path: Path | None,
         mode: CatalogMode,
-        sessions: async_sessionmaker[AsyncSession],
+        db: Database,
     ) -> None:
         if mode not in ("merge", "sync"):
             raise ValueError(f"mode must be 'merge' or 'sync', got {mode!r}")
         self._path = path
         self._mode: CatalogMode = mode
-        self._sessions = sessions
+        self._db = db
         self._stamp: _Stamp | None = None
         self._failed_stamp: _Stamp | None = None
         self._active: list[StrategySpec] | None = None
@@ -136,8 +137,7 @@ class StrategyCatalog:
         """Insert or update the row of `spec` (decisions need it: foreign key)."""
         for attempt in (1, 2):
             try:
-                async with self._sessions() as session, session.begin():
-                    await _upsert(session, spec, source)
+                await self._db.run(lambda session: _upsert(session, spec, source))
                 return
             except IntegrityError:
                 # Another process inserted the same id between our read and our insert:
@@ -192,24 +192,22 @@ class StrategyCatalog:
 
     async def _sync(self, specs: Sequence[StrategySpec], *, source: str) -> list[StrategySpec]:
         names = {spec.name for spec in specs}
-        async with self._sessions() as session, session.begin():
+
+        def sync(session: Session) -> list[StrategySpec]:
             for spec in specs:
-                await _upsert(session, spec, source)
-            others = (
-                (await session.execute(select(Strategy).where(Strategy.id.not_in(names))))
-                .scalars()
-                .all()
-                if names
-                else (await session.execute(select(Strategy))).scalars().all()
-            )
+                _upsert(session, spec, source)
+            query = select(Strategy).where(Strategy.id.not_in(names)) if names else select(Strategy)
             kept: list[StrategySpec] = []
-            for row in others:
+            for row in session.execute(query).scalars().all():
                 if self._mode == "sync":
                     if row.enabled:
                         row.enabled = False
                         log.info("strategy %s is not in the catalog file: disabled", row.id)
                 elif row.enabled:
                     kept.extend(self._row_spec(row))
+            return kept
+
+        kept = await self._db.run(sync)
         active = [spec for spec in specs if spec.enabled] + kept
         log.info(
             "strategy catalog loaded (%s): %s",

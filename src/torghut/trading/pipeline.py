@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
 from torghut.db import repo
-from torghut.db.repo import Sessions
+from torghut.db.engine import Database
 from torghut.domain import (
     Account,
     Action,
@@ -123,7 +123,7 @@ class TradingPipeline:
     def __init__(
         self,
         *,
-        sessions: Sessions,
+        db: Database,
         source: SignalSource,
         strategies: StrategySource,
         broker: Broker,
@@ -138,7 +138,7 @@ class TradingPipeline:
         batch_size: int,
         resend_window_seconds: float = 60.0,
     ) -> None:
-        self.sessions = sessions
+        self.db = db
         self.source = source
         self.strategies = strategies
         self.broker = broker
@@ -221,11 +221,17 @@ class TradingPipeline:
 
     async def quiesce(self, grace_seconds: float = _SETTLE_SECONDS) -> int:
         """Cancel the group writes (orders, executions, rejections) queued or in flight, then
-        wait, at most `grace_seconds`, for broker requests already on their way (a request
-        handed to a thread cannot be called back). Returns how many are still running."""
+        wait, at most `grace_seconds`, for broker requests and database transactions already
+        on their way (work handed to a thread cannot be called back). Returns how many are
+        still running."""
         for group in (self._pending, self._orders, self._executions, self._rejections):
             await group.aclose()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_seconds
         still = await self.broker.settle(grace_seconds)
+        # Cancelled writes finish in the database's threads: wait for them too, so that no
+        # write of this leader lands after another one took over.
+        still += await self.db.settle(max(0.0, deadline - loop.time()))
         if still:
             log.error("%d broker requests still running after %gs", still, grace_seconds)
         return still
@@ -254,7 +260,7 @@ class TradingPipeline:
             open_orders=held.open_orders,
         )
         symbols = sorted({s.symbol for s in signals})
-        book.last_trade_at = dict(await repo.last_trades_by_symbol(self.sessions, symbols))
+        book.last_trade_at = dict(await repo.last_trades_by_symbol(self.db, symbols))
         return book
 
     async def _decide(
@@ -272,7 +278,7 @@ class TradingPipeline:
                 )
                 if decision is not None:
                     proposed.append((decision, signal, decision_hash(decision)))
-        stored = await repo.insert_decisions(self.sessions, [(d, h) for d, _s, h in proposed])
+        stored = await repo.insert_decisions(self.db, [(d, h) for d, _s, h in proposed])
         items: list[_Item] = []
         seen: set[str] = set()
         for decision, signal, h in proposed:
@@ -317,7 +323,7 @@ class TradingPipeline:
                 self._release(book, item.hash)
                 reason = f"internal_error:{type(exc).__name__}"
                 try:
-                    await repo.mark_decision(self.sessions, item.decision_id, "rejected", reason)
+                    await repo.mark_decision(self.db, item.decision_id, "rejected", reason)
                     item.final = True
                     self._count_rejection(result, reason)
                 except Exception:
@@ -361,7 +367,7 @@ class TradingPipeline:
         # No order leaves before its audit row is written; a failed write means no order.
         try:
             await repo.record_review(
-                self.sessions,
+                self.db,
                 self._review_row(item, outcome, action, shadow=False),
                 reject=(item.decision_id, reason or "llm_veto") if to_submit is None else None,
             )
@@ -410,7 +416,7 @@ class TradingPipeline:
         (a database failover) before the row is given up, loudly."""
         for attempt in range(_SHADOW_WRITE_ATTEMPTS):
             try:
-                await repo.record_review(self.sessions, row)
+                await repo.record_review(self.db, row)
                 return
             except Exception:
                 if attempt == _SHADOW_WRITE_ATTEMPTS - 1:
@@ -430,7 +436,7 @@ class TradingPipeline:
         assert self.reviewer is not None
         try:
             recent = await repo.recent_decisions(
-                self.sessions, item.decision.symbol, exclude_hash=item.hash
+                self.db, item.decision.symbol, exclude_hash=item.hash
             )
         except Exception:
             # Context for the model, not a reason to skip the review.
@@ -593,15 +599,15 @@ class TradingPipeline:
 
     # ------------------------------------------------------------------- group-commit flushes
     async def _record_executions(self, executions: list[repo.Execution]) -> list[None]:
-        await repo.record_executions(self.sessions, executions, broker=self.broker.name)
+        await repo.record_executions(self.db, executions, broker=self.broker.name)
         return [None] * len(executions)
 
     async def _record_pending(self, orders: list[tuple[Any, dict[str, Any]]]) -> list[None]:
-        await repo.record_pending_orders(self.sessions, orders)
+        await repo.record_pending_orders(self.db, orders)
         return [None] * len(orders)
 
     async def _record_rejections(self, rejections: list[tuple[Any, str]]) -> list[None]:
-        await repo.reject_decisions(self.sessions, rejections)
+        await repo.reject_decisions(self.db, rejections)
         return [None] * len(rejections)
 
     def _sending_stopped(self) -> bool:

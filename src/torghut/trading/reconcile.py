@@ -26,8 +26,9 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
+from torghut.db.engine import Database
 from torghut.db.tables import ExecutionRow, TradeDecisionRow
 from torghut.domain import TERMINAL_ORDER_STATUSES, BrokerOrder, as_utc, utcnow
 from torghut.ports import Broker
@@ -54,7 +55,7 @@ class _Outcome:
 
 
 async def reconcile(
-    sessions: async_sessionmaker[AsyncSession],
+    db: Database,
     broker: Broker,
     *,
     now: datetime | None = None,
@@ -64,24 +65,22 @@ async def reconcile(
 ) -> ReconcileResult:
     """One pass over at most `limit` working executions of `broker`; see the module doc."""
     stamp = as_utc(now) if now is not None else utcnow()
-    async with sessions() as session:
-        rows = (
-            await session.execute(
-                select(ExecutionRow.id, ExecutionRow.client_order_id)
-                .where(
-                    ExecutionRow.broker == broker.name,
-                    ExecutionRow.status.not_in(sorted(TERMINAL_ORDER_STATUSES)),
-                )
-                .order_by(ExecutionRow.last_polled_at.nulls_first(), ExecutionRow.created_at)
-                .limit(limit)
-            )
-        ).all()
+    query = (
+        select(ExecutionRow.id, ExecutionRow.client_order_id)
+        .where(
+            ExecutionRow.broker == broker.name,
+            ExecutionRow.status.not_in(sorted(TERMINAL_ORDER_STATUSES)),
+        )
+        .order_by(ExecutionRow.last_polled_at.nulls_first(), ExecutionRow.created_at)
+        .limit(limit)
+    )
+    rows = await db.run(lambda session: session.execute(query).all())
     gate = asyncio.Semaphore(max(1, concurrency))
 
     async def one(execution_id: uuid.UUID, client_order_id: str) -> _Outcome:
         async with gate:
             return await _reconcile_one(
-                sessions, broker, execution_id, client_order_id, stamp, max_missing_polls
+                db, broker, execution_id, client_order_id, stamp, max_missing_polls
             )
 
     outcomes = await asyncio.gather(*(one(row.id, row.client_order_id) for row in rows))
@@ -94,7 +93,7 @@ async def reconcile(
 
 
 async def _reconcile_one(
-    sessions: async_sessionmaker[AsyncSession],
+    db: Database,
     broker: Broker,
     execution_id: uuid.UUID,
     client_order_id: str,
@@ -105,32 +104,36 @@ async def _reconcile_one(
         order = await broker.get_order(client_order_id)
     except Exception as exc:  # one order's failure never stops the pass
         log.warning("reconcile: broker %s failed for %s: %s", broker.name, client_order_id, exc)
-        await _touch(sessions, execution_id, now)
+        await _touch(db, execution_id, now)
         return _Outcome(error=True)
+
+    def update(session: Session) -> _Outcome:
+        execution = session.get(ExecutionRow, execution_id)
+        if execution is None or execution.status in TERMINAL_ORDER_STATUSES:
+            return _Outcome()  # finalised meanwhile (the pipeline adopting it, say)
+        decision = session.get(TradeDecisionRow, execution.trade_decision_id)
+        execution.last_polled_at = now
+        if order is None:
+            return _missing(execution, decision, now, max_missing_polls)
+        return _mirror(execution, decision, order, now)
+
     try:
-        async with sessions() as session, session.begin():
-            execution = await session.get(ExecutionRow, execution_id)
-            if execution is None or execution.status in TERMINAL_ORDER_STATUSES:
-                return _Outcome()  # finalised meanwhile (the pipeline adopting it, say)
-            decision = await session.get(TradeDecisionRow, execution.trade_decision_id)
-            execution.last_polled_at = now
-            if order is None:
-                return _missing(execution, decision, now, max_missing_polls)
-            return _mirror(execution, decision, order, now)
+        return await db.run(update)
     except Exception:
         log.exception("reconcile: could not update execution of %s", client_order_id)
         return _Outcome(error=True)
 
 
-async def _touch(
-    sessions: async_sessionmaker[AsyncSession], execution_id: uuid.UUID, now: datetime
-) -> None:
+async def _touch(db: Database, execution_id: uuid.UUID, now: datetime) -> None:
     """Record the attempt, so a failing order moves behind the others next pass."""
+
+    def touch(session: Session) -> None:
+        execution = session.get(ExecutionRow, execution_id)
+        if execution is not None:
+            execution.last_polled_at = now
+
     try:
-        async with sessions() as session, session.begin():
-            execution = await session.get(ExecutionRow, execution_id)
-            if execution is not None:
-                execution.last_polled_at = now
+        await db.run(touch)
     except Exception:
         log.exception("reconcile: could not record the poll of execution %s", execution_id)
 

@@ -202,7 +202,7 @@ class TradingScheduler:
                 if result.signals < self.pipeline.batch_size:
                     break
             if time.monotonic() - self._last_reconcile >= self.reconcile_interval:
-                await reconcile(self.pipeline.sessions, self.broker)
+                await reconcile(self.pipeline.db, self.broker)
                 self._last_reconcile = time.monotonic()
                 self.status.last_reconcile_at = utcnow()
             self.status.last_error = (

@@ -26,8 +26,9 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
+from torghut.db.engine import Database
 from torghut.db.tables import SignalCursor
 from torghut.domain import Signal, as_utc
 from torghut.errors import InputError, TorghutError, redact
@@ -189,30 +190,30 @@ def iso_duration_to_timeframe(value: str) -> str:
 class _CursorStore:
     """One row of `signal_cursors`."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], key: str) -> None:
-        self._sessions = sessions
+    def __init__(self, db: Database, key: str) -> None:
+        self._db = db
         self.key = key
 
     async def get(self) -> CursorKey | None:
-        async with self._sessions() as session:
-            row = await session.get(SignalCursor, self.key)
+        def read(session: Session) -> CursorKey | None:
+            row = session.get(SignalCursor, self.key)
             return None if row is None else (as_utc(row.event_ts), row.symbol, row.seq)
+
+        return await self._db.run(read)
 
     async def advance(self, to: CursorKey) -> None:
         """Move the cursor to `to`, never backwards (a late commit of an old batch must not
         make the source repeat what came after it)."""
+        def advance(session: Session) -> None:
+            row = session.get(SignalCursor, self.key, with_for_update=True)
+            if row is None:
+                session.add(SignalCursor(source=self.key, event_ts=to[0], symbol=to[1], seq=to[2]))
+            elif (as_utc(row.event_ts), row.symbol, row.seq) < to:
+                row.event_ts, row.symbol, row.seq = to
+
         for attempt in (1, 2):
             try:
-                async with self._sessions() as session, session.begin():
-                    row = await session.get(SignalCursor, self.key, with_for_update=True)
-                    if row is None:
-                        session.add(
-                            SignalCursor(
-                                source=self.key, event_ts=to[0], symbol=to[1], seq=to[2]
-                            )
-                        )
-                    elif (as_utc(row.event_ts), row.symbol, row.seq) < to:
-                        row.event_ts, row.symbol, row.seq = to
+                await self._db.run(advance)
                 return
             except IntegrityError:
                 if attempt == 2:  # a concurrent first insert: the retry updates that row
@@ -239,12 +240,12 @@ class ReplaySignalSource:
     def __init__(
         self,
         path: Path,
-        sessions: async_sessionmaker[AsyncSession],
+        db: Database,
         *,
         source_key: str | None = None,
     ) -> None:
         self.path = path.expanduser().absolute()
-        self._cursor = _CursorStore(sessions, _bounded_key(source_key or f"replay:{self.path}"))
+        self._cursor = _CursorStore(db, _bounded_key(source_key or f"replay:{self.path}"))
         self._signals: list[Signal] | None = None
         self._keys: list[CursorKey] = []
         self._lock = asyncio.Lock()
@@ -467,12 +468,12 @@ class ClickHouseSignalSource:
     def __init__(
         self,
         config: ClickHouseConfig,
-        sessions: async_sessionmaker[AsyncSession],
+        db: Database,
         *,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
         self._config = config
-        self._cursor = _CursorStore(sessions, _bounded_key(config.source_key))
+        self._cursor = _CursorStore(db, _bounded_key(config.source_key))
         self._owns_client = http_client is None
         self._client = http_client or httpx.AsyncClient()
         self._bad_tail: tuple[CursorKey, CursorKey] | None = None
