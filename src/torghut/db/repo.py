@@ -5,13 +5,14 @@ half-committed."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, Update, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,6 +23,31 @@ from torghut.db.tables import (
     TradeDecisionRow,
 )
 from torghut.domain import BrokerOrder, OrderRequest, TradeDecision, utcnow
+
+# The pipeline's writes go through Core statements on the tables: SQLAlchemy's ORM costs
+# several times more CPU per statement, and these run for every decision.
+_DECISIONS: Table = TradeDecisionRow.__table__  # type: ignore[assignment]
+_EXECUTIONS: Table = ExecutionRow.__table__  # type: ignore[assignment]
+
+
+@functools.cache
+def _update_by_id(table: Table, columns: tuple[str, ...]) -> Update:
+    return (
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values({name: bindparam(f"b_{name}") for name in columns})
+    )
+
+
+def _update_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """UPDATE by primary key, one executemany per set of columns (each row: `id` + values)."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        columns = tuple(sorted(k for k in row if k != "id"))
+        groups.setdefault(columns, []).append({f"b_{k}": v for k, v in row.items()})
+    conn = session.connection()
+    for columns, params in groups.items():
+        conn.execute(_update_by_id(table, columns), params)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +65,7 @@ async def insert_decision(
     """Insert a `planned` decision, or return the existing one with the same hash."""
     row = _decision_row(decision, decision_hash)
     try:
-        await db.run(lambda session: session.execute(insert(TradeDecisionRow), [row]))
+        await db.run(lambda session: session.connection().execute(_DECISIONS.insert(), [row]))
         return StoredDecision(row["id"], "planned", True)
     except IntegrityError:
         return await db.run(lambda session: _stored(session, decision_hash))
@@ -70,17 +96,14 @@ async def insert_decisions(
 
     def work(session: Session) -> dict[str, StoredDecision]:
         out: dict[str, StoredDecision] = {}
+        conn = session.connection()
         hashes = list(dict.fromkeys(h for _, h in decisions))
+        c = _DECISIONS.c
         for start in range(0, len(hashes), 500):
             chunk = hashes[start : start + 500]
-            found = session.execute(
-                select(
-                    TradeDecisionRow.id,
-                    TradeDecisionRow.status,
-                    TradeDecisionRow.decision_json,
-                    TradeDecisionRow.decision_hash,
-                    TradeDecisionRow.pending_order_json,
-                ).where(TradeDecisionRow.decision_hash.in_(chunk))
+            found = conn.execute(
+                select(c.id, c.status, c.decision_json, c.decision_hash, c.pending_order_json)
+                .where(c.decision_hash.in_(chunk))
             )
             for existing in found:
                 out[existing.decision_hash] = StoredDecision(
@@ -95,7 +118,7 @@ async def insert_decisions(
             rows.append(row)
             out[h] = StoredDecision(row["id"], "planned", True)
         if rows:
-            session.execute(insert(TradeDecisionRow), rows)
+            conn.execute(_DECISIONS.insert(), rows)
         return out
 
     try:
@@ -206,24 +229,30 @@ async def record_executions(
 
 def _record_executions(session: Session, executions: Sequence[Execution], broker: str) -> None:
     now = utcnow()
+    conn = session.connection()
     ids = list(dict.fromkeys(order.client_order_id for _, order, _ in executions))
-    existing: dict[str, ExecutionRow] = {}
+    existing: dict[str, uuid.UUID] = {}
+    c = _EXECUTIONS.c
     for start in range(0, len(ids), 500):
-        found = session.execute(
-            select(ExecutionRow).where(ExecutionRow.client_order_id.in_(ids[start:start + 500]))
+        found = conn.execute(
+            select(c.client_order_id, c.id).where(c.client_order_id.in_(ids[start:start + 500]))
         )
-        existing.update((row.client_order_id, row) for row in found.scalars())
+        existing.update((coid, row_id) for coid, row_id in found)
     new_rows: dict[str, dict[str, Any]] = {}
-    # Keyed by decision: should one decision come twice, its last answer is the one kept.
+    # Keyed by order and by decision: should one come twice, its last answer is the one kept.
+    execution_updates: dict[uuid.UUID, dict[str, Any]] = {}
     decision_updates: dict[uuid.UUID, dict[str, Any]] = {}
     for decision_id, order, placed in executions:
-        row = existing.get(order.client_order_id)
-        if row is not None:
-            row.broker_order_id = placed.broker_order_id
-            row.filled_qty = placed.filled_qty
-            row.avg_fill_price = placed.avg_fill_price
-            row.status = placed.status
-            row.updated_at = now
+        row_id = existing.get(order.client_order_id)
+        if row_id is not None:
+            execution_updates[row_id] = {
+                "id": row_id,
+                "broker_order_id": placed.broker_order_id,
+                "filled_qty": placed.filled_qty,
+                "avg_fill_price": placed.avg_fill_price,
+                "status": placed.status,
+                "updated_at": now,
+            }
         else:
             new_rows[order.client_order_id] = {
                 "id": uuid.uuid4(),
@@ -258,7 +287,8 @@ def _record_executions(session: Session, executions: Sequence[Execution], broker
             }
         )
     if new_rows:
-        session.execute(insert(ExecutionRow), list(new_rows.values()))
+        conn.execute(_EXECUTIONS.insert(), list(new_rows.values()))
+    _update_rows(session, _EXECUTIONS, list(execution_updates.values()))
     _mark_many(session, list(decision_updates.values()))
 
 
@@ -271,7 +301,7 @@ async def record_pending_orders(
         {"id": decision_id, "pending_order_json": order, "updated_at": now}
         for decision_id, order in orders
     ]
-    await db.run(lambda session: session.execute(update(TradeDecisionRow), rows))
+    await db.run(lambda session: _update_rows(session, _DECISIONS, rows))
 
 
 async def reject_decisions(db: Database, rejections: Sequence[tuple[uuid.UUID, str]]) -> None:
@@ -288,12 +318,12 @@ async def reject_decisions(db: Database, rejections: Sequence[tuple[uuid.UUID, s
 def _mark_many(session: Session, updates: Sequence[dict[str, Any]]) -> None:
     """Bulk UPDATE by primary key. `executed_at` is set only where it has a value (never
     cleared), so the rows are sent in two groups: with it and without it."""
-    stamped = [u for u in updates if u.get("executed_at") is not None]
-    plain = [{k: v for k, v in u.items() if k != "executed_at"} for u in updates
-             if u.get("executed_at") is None]
-    for group in (stamped, plain):
-        if group:
-            session.execute(update(TradeDecisionRow), group)
+    _update_rows(
+        session,
+        _DECISIONS,
+        [u if u.get("executed_at") is not None
+         else {k: v for k, v in u.items() if k != "executed_at"} for u in updates],
+    )
 
 
 async def last_trades_by_symbol(
@@ -312,7 +342,7 @@ async def last_trades_by_symbol(
     )
     if exclude_hashes:
         stmt = stmt.where(TradeDecisionRow.decision_hash.not_in(list(exclude_hashes)))
-    rows = await db.run(lambda session: session.execute(stmt).all())
+    rows = await db.run(lambda session: session.connection().execute(stmt).all())
     return {symbol: ts for symbol, ts in rows if ts is not None}
 
 
