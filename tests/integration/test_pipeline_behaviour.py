@@ -369,6 +369,37 @@ async def test_a_batch_shares_its_broker_and_database_writes(
     assert (statuses.count("filled"), statuses.count("rejected"), executions_stored) == (30, 10, 30)
 
 
+async def test_a_batch_counts_its_own_orders_per_symbol_for_position_size(
+    database: Database, tmp_path: Path
+) -> None:
+    """Buys of one batch count each other's reservations in their own symbol only: with
+    $2,500 allowed per symbol and $1,000 a trade, two buys go through in each of three
+    symbols, whatever the size of the batch, and the third in each is turned away."""
+    path = tmp_path / "same-symbols.jsonl"
+    lines = [
+        {"event_ts": f"2026-03-02T15:{minute:02d}:00Z", "symbol": symbol, "timeframe": "1Min",
+         "macd": 0.4, "macd_signal": 0.1, "rsi14": 28.0, "price": 100.0}
+        for minute in range(4)
+        for symbol in ("AAA", "BBB", "CCC")
+    ]
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    env = {"DB_DSN": database.dsn, "TRADING_SIM_CASH": "100000",
+           "TRADING_MAX_POSITION_PCT_EQUITY": "0.025", "TRADING_MAX_NOTIONAL_PER_TRADE": "1000"}
+    summary = await run_replay(load_settings(env, None), path)
+    assert (summary["submitted"], summary["rejected"]) == (
+        6, {"max_position_pct_exceeded": 6}
+    )
+    async with database.sessions() as session:
+        filled = (
+            await session.execute(
+                select(TradeDecisionRow.symbol, func.count())
+                .where(TradeDecisionRow.status == "filled")
+                .group_by(TradeDecisionRow.symbol)
+            )
+        ).all()
+    assert sorted(filled) == [("AAA", 2), ("BBB", 2), ("CCC", 2)]
+
+
 async def test_a_cancelled_cycle_sends_nothing_afterwards_and_the_next_leader_finishes_it(
     database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

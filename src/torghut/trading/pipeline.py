@@ -95,13 +95,59 @@ class CycleResult:
 @dataclass
 class _Book:
     """What this batch has already committed to, so that risk checks running side by side
-    count each other's orders (buying power, position size, cooldown)."""
+    count each other's orders (buying power, position size, cooldown).
+
+    The broker's open orders and the batch's reservations are indexed by symbol, with a
+    running total of the cash reserved for buys, so that one check costs the same whatever
+    the size of the batch (risk only looks at the decision's own symbol)."""
 
     account: Account
     positions: dict[str, Position]
     open_orders: list[BrokerOrder]
-    reserved: dict[str, OpenOrder] = field(default_factory=dict)
     last_trade_at: dict[str, datetime | RecentTrade] = field(default_factory=dict)
+    reserved: dict[str, OpenOrder] = field(default_factory=dict, init=False)
+    _open_by_symbol: dict[str, list[OpenOrder]] = field(default_factory=dict, init=False)
+    _reserved_by_symbol: dict[str, dict[str, OpenOrder]] = field(
+        default_factory=dict, init=False
+    )
+    _reserved_buys: Decimal = field(default=Decimal(0), init=False)
+
+    def __post_init__(self) -> None:
+        for order in self.open_orders:
+            # What risk would count of it: a broker order without side or quantity cannot be.
+            converted = OpenOrder.from_broker_order(order)
+            if converted is not None:
+                self._open_by_symbol.setdefault(converted.symbol, []).append(converted)
+
+    def reserve(self, key: str, order: OpenOrder) -> None:
+        self.release(key)
+        self.reserved[key] = order
+        self._reserved_by_symbol.setdefault(order.symbol.upper(), {})[key] = order
+        self._reserved_buys += _buy_value(order)
+
+    def release(self, key: str) -> None:
+        order = self.reserved.pop(key, None)
+        if order is not None:
+            del self._reserved_by_symbol[order.symbol.upper()][key]
+            self._reserved_buys -= _buy_value(order)
+
+    def reserved_buys(self, *, excluding: str) -> Decimal:
+        """Cash promised to this batch's buys, leaving out the decision `excluding`."""
+        own = self.reserved.get(excluding)
+        return self._reserved_buys - (_buy_value(own) if own is not None else Decimal(0))
+
+    def orders_in(self, symbol: str, *, excluding: str) -> list[OpenOrder]:
+        """Open and reserved orders in `symbol`, leaving out the decision `excluding`."""
+        symbol = symbol.upper()
+        mine = self._reserved_by_symbol.get(symbol, {})
+        return [
+            *self._open_by_symbol.get(symbol, ()),
+            *(order for key, order in mine.items() if key != excluding),
+        ]
+
+
+def _buy_value(order: OpenOrder) -> Decimal:
+    return order.qty * (order.price or Decimal(0)) if order.side is Action.BUY else Decimal(0)
 
 
 @dataclass
@@ -573,10 +619,10 @@ class TradingPipeline:
                 return True
             log.warning("re-sending order %s, whose outcome was never learned", item.hash)
             order = item.pending_order
-            book.reserved[item.hash] = OpenOrder(
+            book.reserve(item.hash, OpenOrder(
                 symbol=order.symbol, side=order.side, qty=order.qty,
                 price=order.limit_price or order.reference_price, client_order_id=item.hash,
-            )
+            ))
             await self._send(item, order, book, result, resend=True)
             return True
         log.warning("adopting order %s left by an earlier run", item.hash)
@@ -619,11 +665,7 @@ class TradingPipeline:
     def _check_and_reserve(self, decision: TradeDecision, key: str, book: _Book) -> RiskResult:
         """Check and reserve with no await in between, so that decisions of one batch running
         side by side count each other's orders (buying power, position size, cooldown)."""
-        reserved = [o for k, o in book.reserved.items() if k != key]
-        reserved_buys = sum(
-            (o.qty * (o.price or Decimal(0)) for o in reserved if o.side is Action.BUY),
-            Decimal(0),
-        )
+        reserved_buys = book.reserved_buys(excluding=key)
         account = Account(
             cash=book.account.cash - reserved_buys,
             equity=book.account.equity,
@@ -633,23 +675,23 @@ class TradingPipeline:
             account=account,
             now=decision.event_ts,
             positions=book.positions,
-            open_orders=[*book.open_orders, *reserved],
+            open_orders=book.orders_in(decision.symbol, excluding=key),
             strategy_enabled=True,
             last_trade_at=book.last_trade_at,
         )
         result = evaluate_risk(decision, self.limits, ctx)
         if result.approved:
-            book.reserved[key] = OpenOrder(
+            book.reserve(key, OpenOrder(
                 symbol=decision.symbol,
                 side=decision.action,
                 qty=decision.qty,
                 price=decision.limit_price or decision.reference_price,
                 client_order_id=key,
-            )
+            ))
         return result
 
     def _release(self, book: _Book, key: str) -> None:
-        book.reserved.pop(key, None)
+        book.release(key)
 
     # ------------------------------------------------------------------------- bookkeeping
     def _review_row(
