@@ -33,9 +33,11 @@ import json
 import os
 import platform
 import pstats
+import sqlite3
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +209,79 @@ def parse_loop(path: Path) -> int:
     return count
 
 
+def durable_floor(path: Path, dsn: str) -> int:
+    """For attribution only: the least any design that keeps each decision durably could do.
+    Read and `json.loads` each line, then write, with the bare `sqlite3` module (no ORM, no
+    asyncio, no strategy, risk or validation), the rows a submitted decision leaves in
+    torghut's schema: its decision, its pending order, the simulated broker's order, position
+    and cash, its execution, its final status, and the cursor; 500 lines a batch and four
+    commits a batch, as the pipeline's transactions. Returns the decisions written."""
+    db = sqlite3.connect(dsn.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        for pragma in ("foreign_keys=ON", "journal_mode=WAL", "synchronous=NORMAL"):
+            db.execute(f"PRAGMA {pragma}")  # as torghut's own connections
+        now = "2026-01-01 00:00:00.000000"
+        db.execute("INSERT OR IGNORE INTO strategies (id, enabled, params, source, created_at, "
+                   "updated_at) VALUES ('floor', 1, '{}', 'bench', ?, ?)", (now, now))
+        db.execute("INSERT OR IGNORE INTO sim_accounts (id, cash, updated_at) "
+                   "VALUES ('default', 1000000000, ?)", (now,))
+        with path.open("rb") as handle:
+            lines = [json.loads(line) for line in handle if line.strip()]
+        written = 0
+        for start in range(0, len(lines), 500):
+            batch = [(uuid.uuid4().hex, line) for line in lines[start:start + 500]]
+            db.execute("BEGIN")
+            db.executemany(
+                "INSERT INTO trade_decisions (id, strategy_id, symbol, timeframe, action, qty, "
+                "decision_json, decision_hash, status, event_ts, created_at, updated_at) "
+                "VALUES (?, 'floor', ?, ?, 'buy', 10, ?, ?, 'planned', ?, ?, ?)",
+                [(i, x["symbol"], x["timeframe"], json.dumps(x), f"{i}h", str(x["event_ts"]),
+                  now, now) for i, x in batch])
+            db.execute("COMMIT")
+            db.execute("BEGIN")
+            db.executemany(
+                "UPDATE trade_decisions SET pending_order_json = ?, updated_at = ? WHERE id = ?",
+                [(json.dumps({"symbol": x["symbol"], "qty": "10"}), now, i) for i, x in batch])
+            db.execute("COMMIT")
+            db.execute("BEGIN")
+            db.execute("UPDATE sim_accounts SET cash = cash - ?, updated_at = ? "
+                       "WHERE id = 'default'", (1000 * len(batch), now))
+            db.executemany(
+                "INSERT INTO sim_orders (client_order_id, broker_order_id, symbol, side, "
+                "order_type, time_in_force, qty, status, filled_qty, avg_fill_price, "
+                "created_at, updated_at) VALUES (?, ?, ?, 'buy', 'market', 'day', 10, "
+                "'filled', 10, 100, ?, ?)",
+                [(f"{i}h", f"sim-{i}", x["symbol"], now, now) for i, x in batch])
+            db.executemany(
+                "INSERT INTO sim_positions (symbol, qty, avg_entry_price, last_price, "
+                "updated_at) VALUES (?, 10, 100, 100, ?) ON CONFLICT (symbol) DO UPDATE SET "
+                "qty = qty + 10, updated_at = excluded.updated_at",
+                [(x["symbol"], now) for _, x in batch])
+            db.execute("COMMIT")
+            db.execute("BEGIN")
+            db.executemany(
+                "INSERT INTO executions (id, trade_decision_id, client_order_id, "
+                "broker_order_id, broker, symbol, side, order_type, time_in_force, "
+                "submitted_qty, filled_qty, avg_fill_price, status, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, 'sim', ?, 'buy', 'market', 'day', 10, 10, 100, 'filled', "
+                "?, ?)",
+                [(uuid.uuid4().hex, i, f"{i}h", f"sim-{i}", x["symbol"], now, now)
+                 for i, x in batch])
+            db.executemany(
+                "UPDATE trade_decisions SET status = 'filled', pending_order_json = NULL, "
+                "executed_at = ?, updated_at = ? WHERE id = ?", [(now, now, i) for i, _ in batch])
+            db.execute(
+                "INSERT INTO signal_cursors (source, event_ts, symbol, seq, updated_at) "
+                "VALUES ('floor', ?, ?, 0, ?) ON CONFLICT (source) DO UPDATE SET "
+                "event_ts = excluded.event_ts, symbol = excluded.symbol",
+                (str(batch[-1][1]["event_ts"]), batch[-1][1]["symbol"], now))
+            db.execute("COMMIT")
+            written += len(batch)
+        return written
+    finally:
+        db.close()
+
+
 def _best(fn: Any, path: Path, reps: int) -> tuple[float, int]:
     best, count = float("inf"), 0
     for _ in range(reps):
@@ -275,6 +350,17 @@ def bench_throughput(
     plain_s, _ = _best(plain_loop, every, 5)
     rows.append(["  (attribution) parse_signal_line loop, worst-case file", str(parse_n), "-",
                  f"{parse_s:.3f}", "-", f"{parse_n / parse_s:,.1f}", f"{plain_s / parse_s:.4f}"])
+    floor_s = float("inf")
+    for attempt in range(3):
+        dsn = _ungated_settings(workdir, f"floor-{attempt}").db_dsn
+        started = time.perf_counter()
+        floor_n = durable_floor(every, dsn)
+        floor_s = min(floor_s, time.perf_counter() - started)
+    if floor_n != n:
+        raise AssertionError(f"durable floor wrote {floor_n} decisions, expected {n}")
+    rows.append(["  (attribution) durable floor: bare sqlite3 writes, worst-case file",
+                 str(floor_n), str(floor_n), f"{floor_s:.3f}", f"{floor_n / floor_s:,.1f}",
+                 f"{floor_n / floor_s:,.1f}", f"{plain_s / floor_s:.4f}"])
     report = _profile_replay(workdir, every) if profile else None
     return rows, ratios, report
 
