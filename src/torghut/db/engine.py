@@ -183,7 +183,16 @@ class Database:
                 pool_pre_ping=True,
                 pool_size=10,
                 max_overflow=10,
-                connect_args={"connect_timeout": 10},
+                # Deadlines for a server that stops answering: the connect, unacknowledged
+                # writes (libpq's tcp_user_timeout, ms), and idle reads (TCP keepalives).
+                connect_args={
+                    "connect_timeout": 10,
+                    "tcp_user_timeout": 60_000,
+                    "keepalives": 1,
+                    "keepalives_idle": 30,
+                    "keepalives_interval": 10,
+                    "keepalives_count": 3,
+                },
             )
         self.engine = create_engine(url, **kwargs)
         event.listen(
