@@ -31,13 +31,16 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
 
 from torghut.db.engine import Database
 from torghut.db.tables import SimAccount, SimOrder, SimPosition
@@ -66,6 +69,87 @@ _QUANTUM = Decimal("0.00000001")
 
 def _q(value: Decimal) -> Decimal:
     return Decimal(value).quantize(_QUANTUM)
+
+
+# The book is read and written with Core statements into plain rows: it is read and written
+# on every cycle, and SQLAlchemy's ORM (identity map, unit of work) cost several times more.
+_ACCOUNTS: Table = SimAccount.__table__  # type: ignore[assignment]
+_POSITIONS: Table = SimPosition.__table__  # type: ignore[assignment]
+_ORDERS: Table = SimOrder.__table__  # type: ignore[assignment]
+
+
+@dataclass(slots=True, eq=False)
+class _AccountRow:
+    id: str
+    cash: Decimal
+    updated_at: datetime | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _PositionRow:
+    symbol: str
+    qty: Decimal
+    avg_entry_price: Decimal
+    last_price: Decimal
+    updated_at: datetime | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _OrderRow:
+    client_order_id: str
+    broker_order_id: str
+    symbol: str
+    side: str
+    order_type: str
+    time_in_force: str
+    qty: Decimal
+    limit_price: Decimal | None
+    stop_price: Decimal | None
+    status: str
+    filled_qty: Decimal
+    avg_fill_price: Decimal | None
+    reject_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def _columns(row: _OrderRow | _PositionRow) -> dict[str, Any]:
+    # Not dataclasses.asdict: it deep-copies every Decimal and datetime.
+    return {f.name: getattr(row, f.name) for f in fields(row)}
+
+
+def _orders(conn: Connection, *where: ColumnElement[bool]) -> list[_OrderRow]:
+    query = select(_ORDERS).where(*where).order_by(
+        _ORDERS.c.created_at, _ORDERS.c.client_order_id
+    )
+    return [_OrderRow(**row._mapping) for row in conn.execute(query)]
+
+
+def _positions(conn: Connection, *where: ColumnElement[bool]) -> list[_PositionRow]:
+    query = select(_POSITIONS).where(*where).order_by(_POSITIONS.c.symbol)
+    return [_PositionRow(**row._mapping) for row in conn.execute(query)]
+
+
+def _open_orders(conn: Connection) -> list[_OrderRow]:
+    return _orders(conn, _ORDERS.c.status == NEW)
+
+
+def _held(conn: Connection) -> list[_PositionRow]:
+    return _positions(conn, _POSITIONS.c.qty != 0)
+
+
+def _update_by_key(table: Table, key: str, columns: Iterable[str]) -> Any:
+    return (
+        update(table)
+        .where(table.c[key] == bindparam("b_key"))
+        .values({name: bindparam(f"b_{name}") for name in columns})
+    )
+
+
+_ORDER_CHANGES = ("status", "filled_qty", "avg_fill_price", "reject_reason", "updated_at")
+_POSITION_CHANGES = ("qty", "avg_entry_price", "last_price", "updated_at")
+_UPDATE_ORDER = _update_by_key(_ORDERS, "client_order_id", _ORDER_CHANGES)
+_UPDATE_POSITION = _update_by_key(_POSITIONS, "symbol", _POSITION_CHANGES)
 
 
 class SimBroker:
@@ -102,9 +186,11 @@ class SimBroker:
         await self._ensure_account()
 
         def read(session: Session) -> Book:
-            account = session.get(SimAccount, self._account_id)
-            assert account is not None  # created above, never deleted
-            return _as_book(account, _positions(session), _open_orders(session))
+            conn = session.connection()
+            row = conn.execute(
+                select(_ACCOUNTS).where(_ACCOUNTS.c.id == self._account_id)
+            ).one()  # created above, never deleted
+            return _as_book(_AccountRow(**row._mapping), _held(conn), _open_orders(conn))
 
         return await self._db.run(read)
 
@@ -119,8 +205,8 @@ class SimBroker:
 
     async def get_order(self, client_order_id: str) -> BrokerOrder | None:
         def read(session: Session) -> BrokerOrder | None:
-            row = session.get(SimOrder, client_order_id)
-            return None if row is None else _to_broker_order(row)
+            found = _orders(session.connection(), _ORDERS.c.client_order_id == client_order_id)
+            return _to_broker_order(found[0]) if found else None
 
         return await self._db.run(read)
 
@@ -144,13 +230,12 @@ class SimBroker:
         await self._ensure_account()
 
         def place(session: Session) -> list[BrokerOrder | Exception]:
-            book = self._open_book(session, {o.symbol.upper() for o in orders})
+            conn = session.connection()
+            book = self._open_book(conn, {o.symbol.upper() for o in orders})
             ids = list(dict.fromkeys(o.client_order_id for o in orders))
             existing = {
                 row.client_order_id: row
-                for row in session.execute(
-                    select(SimOrder).where(SimOrder.client_order_id.in_(ids))
-                ).scalars()
+                for row in _orders(conn, _ORDERS.c.client_order_id.in_(ids))
             }
             outcomes: list[BrokerOrder | Exception] = []
             for order in orders:
@@ -163,9 +248,9 @@ class SimBroker:
                 except BrokerError as exc:
                     outcomes.append(exc)
                     continue
-                session.add(row)
                 existing[row.client_order_id] = row
                 outcomes.append(_to_broker_order(row))
+            book.write(conn)
             return outcomes
 
         try:
@@ -214,9 +299,11 @@ class SimBroker:
         await self._ensure_account()
 
         def mark(session: Session) -> Book:
-            book = self._open_book(session, None)
+            conn = session.connection()
+            book = self._open_book(conn, None)
             for symbol, price in latest.items():
                 book.mark(symbol, price)
+            book.write(conn)
             held = [p for p in book.positions.values() if p.qty != 0]
             return _as_book(book.account, sorted(held, key=lambda p: p.symbol), book.resting)
 
@@ -227,13 +314,16 @@ class SimBroker:
         await self._ensure_account()
 
         def cancel(session: Session) -> BrokerOrder | None:
-            self._lock_book(session)
-            row = session.get(SimOrder, client_order_id)
-            if row is None:
+            conn = session.connection()
+            self._lock_book(conn)
+            found = _orders(conn, _ORDERS.c.client_order_id == client_order_id)
+            if not found:
                 return None
+            row = found[0]
             if row.status == NEW:
                 row.status = CANCELED
                 row.updated_at = utcnow()
+                conn.execute(_UPDATE_ORDER, [_order_changes(row)])
             return _to_broker_order(row)
 
         return await self._db.run(cancel)
@@ -252,62 +342,89 @@ class SimBroker:
             await self._db.run(create)
         self._account_ready = True
 
-    def _lock_book(self, session: Session) -> SimAccount:
+    def _lock_book(self, conn: Connection) -> _AccountRow:
         """Take the book's write lock (see the module docstring), then read the account."""
-        session.execute(
-            update(SimAccount)
-            .where(SimAccount.id == self._account_id)
-            .values(updated_at=utcnow())
-            .execution_options(synchronize_session=False)
+        conn.execute(
+            update(_ACCOUNTS).where(_ACCOUNTS.c.id == self._account_id).values(updated_at=utcnow())
         )
-        account = session.execute(
-            select(SimAccount)
-            .where(SimAccount.id == self._account_id)
-            .execution_options(populate_existing=True)
-        ).scalar_one()
-        return account
+        row = conn.execute(select(_ACCOUNTS).where(_ACCOUNTS.c.id == self._account_id)).one()
+        return _AccountRow(**row._mapping)
 
-    def _open_book(self, session: Session, symbols: set[str] | None) -> _Book:
+    def _open_book(self, conn: Connection, symbols: set[str] | None) -> _Book:
         """Lock the book, then read what orders on `symbols` can touch: the account, those
         positions (every position with None) and every resting order (resting buys reserve
         cash across symbols)."""
-        account = self._lock_book(session)
-        query = select(SimPosition)
-        if symbols is not None:
-            query = query.where(SimPosition.symbol.in_(symbols))
-        positions = session.execute(query).scalars()
+        account = self._lock_book(conn)
+        where = () if symbols is None else (_POSITIONS.c.symbol.in_(symbols),)
         return _Book(
-            session=session,
             account=account,
-            positions={p.symbol: p for p in positions},
-            resting=list(_open_orders(session)),
+            positions={p.symbol: p for p in _positions(conn, *where)},
+            resting=_open_orders(conn),
         )
 
 
-def _positions(session: Session) -> Sequence[SimPosition]:
-    query = select(SimPosition).where(SimPosition.qty != 0).order_by(SimPosition.symbol)
-    return session.execute(query).scalars().all()
+def _order_changes(row: _OrderRow) -> dict[str, Any]:
+    return {"b_key": row.client_order_id, **{f"b_{k}": getattr(row, k) for k in _ORDER_CHANGES}}
 
 
-def _open_orders(session: Session) -> Sequence[SimOrder]:
-    query = select(SimOrder).where(SimOrder.status == NEW)
-    query = query.order_by(SimOrder.created_at, SimOrder.client_order_id)
-    return session.execute(query).scalars().all()
+def _position_changes(row: _PositionRow) -> dict[str, Any]:
+    return {"b_key": row.symbol, **{f"b_{k}": getattr(row, k) for k in _POSITION_CHANGES}}
 
 
 @dataclass
 class _Book:
     """One transaction's view of the book, after its lock: the account, the positions of the
     symbols in play and the resting orders. Orders are placed and prices marked in memory on
-    these ORM rows; the transaction's commit writes them all at once, which is what lets a
+    these rows, and `write` stores what changed in a few statements, which is what lets a
     batch of orders cost one round of statements instead of one per order."""
 
-    session: Session
-    account: SimAccount
-    positions: dict[str, SimPosition]
-    resting: list[SimOrder]
+    account: _AccountRow
+    positions: dict[str, _PositionRow]
+    resting: list[_OrderRow]
+    # What `write` stores: rows to insert, rows to update (keyed, so each is written once).
+    new_orders: dict[str, _OrderRow] = field(default_factory=dict)
+    changed_orders: dict[str, _OrderRow] = field(default_factory=dict)
+    new_positions: dict[str, _PositionRow] = field(default_factory=dict)
+    changed_positions: dict[str, _PositionRow] = field(default_factory=dict)
+    account_changed: bool = False
 
-    def place(self, order: OrderRequest) -> SimOrder:
+    def write(self, conn: Connection) -> None:
+        now = utcnow()
+        if self.account_changed:
+            conn.execute(
+                update(_ACCOUNTS)
+                .where(_ACCOUNTS.c.id == self.account.id)
+                .values(cash=self.account.cash, updated_at=now)
+            )
+        for row in (*self.changed_positions.values(), *self.new_positions.values()):
+            row.updated_at = now
+        if self.new_positions:
+            conn.execute(insert(_POSITIONS), [_columns(p) for p in self.new_positions.values()])
+        if self.changed_positions:
+            conn.execute(
+                _UPDATE_POSITION, [_position_changes(p) for p in self.changed_positions.values()]
+            )
+        if self.new_orders:
+            conn.execute(insert(_ORDERS), [_columns(o) for o in self.new_orders.values()])
+        if self.changed_orders:
+            conn.execute(
+                _UPDATE_ORDER, [_order_changes(o) for o in self.changed_orders.values()]
+            )
+        self.new_orders.clear()
+        self.changed_orders.clear()
+        self.new_positions.clear()
+        self.changed_positions.clear()
+        self.account_changed = False
+
+    def _order_changed(self, row: _OrderRow) -> None:
+        if row.client_order_id not in self.new_orders:
+            self.changed_orders[row.client_order_id] = row
+
+    def _position_changed(self, row: _PositionRow) -> None:
+        if row.symbol not in self.new_positions:
+            self.changed_positions[row.symbol] = row
+
+    def place(self, order: OrderRequest) -> _OrderRow:
         """The new order row, filled, resting or canceled; raises when it is refused."""
         if order.qty <= 0:
             raise BrokerError("invalid_qty: quantity must be positive", rejected=True)
@@ -320,7 +437,7 @@ class _Book:
         if order.order_type is OrderType.LIMIT and order.limit_price is None:
             raise BrokerError("missing_limit_price: a limit order needs one", rejected=True)
         now = utcnow()
-        row = SimOrder(
+        row = _OrderRow(
             client_order_id=order.client_order_id,
             broker_order_id=f"sim-{uuid.uuid4()}",
             symbol=order.symbol.upper(),
@@ -332,6 +449,8 @@ class _Book:
             stop_price=None if order.stop_price is None else _q(order.stop_price),
             status=NEW,
             filled_qty=Decimal(0),
+            reject_reason=None,
+            avg_fill_price=None,
             created_at=now,
             updated_at=now,
         )
@@ -352,6 +471,7 @@ class _Book:
             refusal = self._fill_refusal(row, fill_price)
             if refusal is not None:
                 raise BrokerError(refusal, rejected=True)
+            self.new_orders[row.client_order_id] = row
             self._fill(row, fill_price)
         elif order.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
             row.status = CANCELED  # immediate-or-nothing: it could not fill now
@@ -361,12 +481,14 @@ class _Book:
             if refusal is not None:
                 raise BrokerError(refusal, rejected=True)
             self.resting.append(row)
+        self.new_orders[row.client_order_id] = row
         return row
 
     def mark(self, symbol: str, price: Decimal) -> None:
         position = self.positions.get(symbol)
-        if position is not None:
+        if position is not None and position.last_price != price:
             position.last_price = price
+            self._position_changed(position)
         for row in [o for o in self.resting if o.symbol == symbol]:  # oldest first
             if row.limit_price is None or not _limit_allows(row.side, price, row.limit_price):
                 continue
@@ -376,9 +498,10 @@ class _Book:
             else:
                 row.status, row.reject_reason = REJECTED, refusal
                 row.updated_at = utcnow()
+                self._order_changed(row)
             self.resting.remove(row)
 
-    def _fill_refusal(self, row: SimOrder, price: Decimal) -> str | None:
+    def _fill_refusal(self, row: _OrderRow, price: Decimal) -> str | None:
         """Why `row` cannot be paid for (buy) or delivered (sell) at `price`, or None. Claims
         on cash and shares rank by age: the resting orders older than `row` keep what they
         reserved (all of them, for a new order), the newer ones yield to it, so a mark fills
@@ -404,17 +527,18 @@ class _Book:
             )
         return None
 
-    def _fill(self, row: SimOrder, price: Decimal) -> None:
+    def _fill(self, row: _OrderRow, price: Decimal) -> None:
         qty = _q(row.qty)
         amount = _q(qty * price)
         position = self.positions.get(row.symbol)
+        self.account_changed = True
         if row.side == Action.BUY.value:
             self.account.cash = _q(self.account.cash) - amount
             if position is None:
-                position = SimPosition(
+                position = _PositionRow(
                     symbol=row.symbol, qty=qty, avg_entry_price=price, last_price=price
                 )
-                self.session.add(position)
+                self.new_positions[row.symbol] = position
                 self.positions[row.symbol] = position
             else:
                 total = _q(position.qty) + qty
@@ -425,19 +549,20 @@ class _Book:
         else:
             assert position is not None  # checked by _fill_refusal
             self.account.cash = _q(self.account.cash) + amount
-            # A closed position keeps its row at zero (reads skip those): deleting it and
-            # re-creating it in one flush, when a later order of the batch buys it back,
-            # would collide on the primary key.
+            # A closed position keeps its row at zero (reads skip those), so that a later
+            # order of the batch buying it back updates that row.
             position.qty = _q(position.qty) - qty
             position.last_price = price
+        self._position_changed(position)
         row.status = FILLED
         row.filled_qty = qty
         row.avg_fill_price = price
         row.updated_at = utcnow()
+        self._order_changed(row)
 
 
 def _as_book(
-    account: SimAccount, positions: Sequence[SimPosition], open_orders: Sequence[SimOrder]
+    account: _AccountRow, positions: Sequence[_PositionRow], open_orders: Sequence[_OrderRow]
 ) -> Book:
     cash = _q(account.cash)
     equity = cash + sum((_q(p.qty * p.last_price) for p in positions), Decimal(0))
@@ -460,7 +585,7 @@ def _limit_allows(side: str, price: Decimal, limit: Decimal) -> bool:
     return price <= limit if side == Action.BUY.value else price >= limit
 
 
-def _reserved(open_orders: Sequence[SimOrder]) -> Decimal:
+def _reserved(open_orders: Sequence[_OrderRow]) -> Decimal:
     """Cash promised to resting buys, at their limit: the most each of them can cost."""
     return sum(
         (
@@ -472,7 +597,7 @@ def _reserved(open_orders: Sequence[SimOrder]) -> Decimal:
     )
 
 
-def _to_broker_order(row: SimOrder) -> BrokerOrder:
+def _to_broker_order(row: _OrderRow) -> BrokerOrder:
     def text(value: Decimal | None) -> str | None:
         return None if value is None else str(_q(value))
 
