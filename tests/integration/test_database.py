@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from tests.conftest import Database
+from torghut.db import repo
 from torghut.db.engine import STATEMENT_TIMEOUT_MS
-from torghut.db.tables import SignalCursor
+from torghut.db.engine import Database as TorghutDatabase
+from torghut.db.tables import SignalCursor, TradeDecisionRow
+from torghut.trading.catalog import StrategyCatalog
 
 TS = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
 
@@ -125,3 +131,51 @@ async def test_postgres_statements_have_a_server_side_deadline(database: Databas
         await database.db.run(too_slow)
     # The connection that timed out is still usable afterwards.
     assert await database.db.run(lambda s: s.execute(text("select 1")).scalar_one()) == 1
+
+
+async def _planned_decision(database: Database) -> uuid.UUID:
+    from torghut.domain import Action, TradeDecision
+
+    decision = TradeDecision(
+        strategy_id="macd-rsi-default", symbol="AAPL", action=Action.BUY, qty=Decimal(1),
+        event_ts=TS, timeframe="1Min",
+    )
+    await StrategyCatalog(None, "merge", database.db).load()  # the decision's strategy row
+    return (await repo.insert_decision(database.db, decision, "h-exists")).id
+
+
+async def test_a_bulk_update_naming_a_missing_row_writes_nothing_and_says_so(
+    database: Database,
+) -> None:
+    """A pending order recorded on a decision that is not there must not pass for written:
+    the whole transaction fails, and the decision that does exist is left as it was."""
+    exists = await _planned_decision(database)
+    missing = uuid.uuid4()
+    with pytest.raises(StaleDataError, match="matched 1 of 2 rows"):
+        await repo.record_pending_orders(
+            database.db, [(exists, {"qty": "1"}), (missing, {"qty": "1"})]
+        )
+    with pytest.raises(StaleDataError, match="matched 0 of 1 rows"):
+        await repo.reject_decisions(database.db, [(missing, "x")])
+    async with database.sessions() as session:
+        row = (await session.execute(select(TradeDecisionRow))).scalar_one()
+    assert (row.status, row.pending_order_json) == ("planned", None)
+
+
+async def test_deadlines_in_the_dsn_win_over_ours(database: Database) -> None:
+    if database.kind != "postgresql":
+        pytest.skip("connection deadlines and statement_timeout are PostgreSQL settings")
+    dsn = f"{database.dsn}&connect_timeout=3&keepalives_idle=5"
+    dsn = dsn.replace("options=", "options=-cstatement_timeout%3D1500%20")
+    db = TorghutDatabase(dsn)
+    try:
+        def settings(session: Session) -> tuple[str, str, str]:
+            raw = session.connection().connection.dbapi_connection
+            assert raw is not None
+            params = raw.info.get_parameters()  # type: ignore[attr-defined]
+            timeout = session.execute(text("show statement_timeout")).scalar_one()
+            return params["connect_timeout"], params["keepalives_idle"], timeout
+
+        assert await db.run(settings) == ("3", "5", "1500ms")
+    finally:
+        await db.aclose()

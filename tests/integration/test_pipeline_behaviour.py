@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -367,6 +368,63 @@ async def test_a_batch_shares_its_broker_and_database_writes(
         statuses = list((await session.execute(select(TradeDecisionRow.status))).scalars())
         executions_stored = await session.scalar(select(func.count()).select_from(ExecutionRow))
     assert (statuses.count("filled"), statuses.count("rejected"), executions_stored) == (30, 10, 30)
+
+
+async def test_shutdown_keeps_the_lock_while_a_cancelled_audit_write_still_runs(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A shadow review cancelled at shutdown may already have handed its audit row to a
+    database thread, which cannot be called back: the leader lock must not go before that
+    write is over, or it could land after another leader took over. The review here ends,
+    and its write starts, only after the cycle's own writes were settled."""
+    import threading
+
+    from torghut.db import repo
+
+    started, release = threading.Event(), threading.Event()
+    real_record = repo.record_review
+
+    async def stuck_record(db: Any, values: Any, **kw: Any) -> Any:
+        def hold(_session: object) -> None:
+            started.set()
+            release.wait(30)
+
+        await db.run(hold)
+        return await real_record(db, values, **kw)
+
+    monkeypatch.setattr(repo, "record_review", stuck_record)
+    settings = load_settings(_env(database.dsn, LLM_SHADOW_MODE="true"), None)
+    provider = GatedProvider("approve")
+    container = await build_container(
+        settings, signals_path=_buys(tmp_path, 1), trading_enabled=True, provider=provider
+    )
+    real_quiesce = container.pipeline.quiesce
+
+    async def quiesce_then_let_the_review_end(grace_seconds: float = 30) -> int:
+        still = await real_quiesce(grace_seconds)
+        provider.release.set()
+        return still
+
+    monkeypatch.setattr(container.pipeline, "quiesce", quiesce_then_let_the_review_end)
+    released: list[bool] = []
+
+    async def release_lock() -> None:
+        released.append(True)
+
+    monkeypatch.setattr(container.scheduler.lock, "release", release_lock)
+    try:
+        assert (await container.pipeline.run_cycle()).submitted == 1
+        async with asyncio.timeout(30):  # a guard against hanging, not a speed check
+            await provider.held(1)
+        with caplog.at_level("ERROR"):
+            await container.scheduler.stop(grace_seconds=0.5)
+        assert started.is_set()  # the audit write did reach its thread
+        assert released == []  # kept: the write was still running
+        assert "leader lock is kept" in caplog.text
+    finally:
+        release.set()
+        await container.aclose()
 
 
 async def test_a_batch_counts_its_own_orders_per_symbol_for_position_size(

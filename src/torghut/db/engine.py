@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import create_engine, event, make_url
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.pool import NullPool
 
 T = TypeVar("T")
@@ -114,7 +115,12 @@ def create_engine_from_dsn(dsn: str) -> AsyncEngine:
             # of up to 100 ms each); one pooled connection makes them queue in-process instead.
             kwargs.update(pool_size=1, max_overflow=0, pool_timeout=60)
     else:
-        kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
+        kwargs.update(
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=10,
+            connect_args=postgres_connect_args(url),
+        )
     engine = create_async_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -148,10 +154,43 @@ def sync_engine(dsn: str) -> Engine:
     return engine
 
 
+# Deadlines for a PostgreSQL server that stops answering: the connect (s), unacknowledged
+# writes (libpq's tcp_user_timeout, ms) and idle reads (TCP keepalives).
+_POSTGRES_DEADLINES: dict[str, int] = {
+    "connect_timeout": 10,
+    "tcp_user_timeout": 60_000,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+
+
+def postgres_connect_args(url: URL) -> dict[str, int]:
+    """Our deadlines, except those the operator's DSN sets itself (the DSN wins)."""
+    return {k: v for k, v in _POSTGRES_DEADLINES.items() if k not in url.query}
+
+
+def _sets_statement_timeout(url: URL) -> bool:
+    options = url.query.get("options", "")
+    text = " ".join(options) if isinstance(options, tuple) else options
+    return "statement_timeout" in text
+
+
 def _postgres_session_settings(dbapi_connection: Any, _record: Any) -> None:
     with dbapi_connection.cursor() as cursor:
         cursor.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
     dbapi_connection.commit()  # else the pool's rollback on return would undo the SET
+
+
+def expect_all_matched(matched: int, expected: int, table: str, conn: Connection) -> None:
+    """An UPDATE by key that matched fewer rows than it had keys wrote nothing for the rest:
+    raise, so that its transaction rolls back, rather than report a write that did not happen
+    (a pending order recorded on no decision, say)."""
+    if conn.dialect.supports_sane_multi_rowcount and matched != expected:
+        raise StaleDataError(
+            f"UPDATE of {table} matched {matched} of {expected} rows: some no longer exist"
+        )
 
 
 class Database:
@@ -183,23 +222,14 @@ class Database:
                 pool_pre_ping=True,
                 pool_size=10,
                 max_overflow=10,
-                # Deadlines for a server that stops answering: the connect, unacknowledged
-                # writes (libpq's tcp_user_timeout, ms), and idle reads (TCP keepalives).
-                connect_args={
-                    "connect_timeout": 10,
-                    "tcp_user_timeout": 60_000,
-                    "keepalives": 1,
-                    "keepalives_idle": 30,
-                    "keepalives_interval": 10,
-                    "keepalives_count": 3,
-                },
+                connect_args=postgres_connect_args(url),
             )
         self.engine = create_engine(url, **kwargs)
-        event.listen(
-            self.engine,
-            "connect",
-            _sqlite_pragmas if self.is_sqlite else _postgres_session_settings,
-        )
+        if self.is_sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        elif not _sets_statement_timeout(url):
+            # A statement_timeout in the DSN's options is the operator's, and wins.
+            event.listen(self.engine, "connect", _postgres_session_settings)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="torghut-db"

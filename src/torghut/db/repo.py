@@ -16,7 +16,7 @@ from sqlalchemy import Table, Update, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from torghut.db.engine import Database, jsonable
+from torghut.db.engine import Database, expect_all_matched, jsonable
 from torghut.db.tables import (
     ExecutionRow,
     LLMDecisionReview,
@@ -47,7 +47,8 @@ def _update_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any
         groups.setdefault(columns, []).append({f"b_{k}": v for k, v in row.items()})
     conn = session.connection()
     for columns, params in groups.items():
-        conn.execute(_update_by_id(table, columns), params)
+        result = conn.execute(_update_by_id(table, columns), params)
+        expect_all_matched(result.rowcount, len(params), table.name, conn)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
-from torghut.db.engine import Database
+from torghut.db.engine import Database, expect_all_matched
 from torghut.db.tables import SimAccount, SimOrder, SimPosition
 from torghut.domain import (
     Account,
@@ -175,9 +175,9 @@ class SimBroker:
         """Nothing to release: the database belongs to the caller."""
 
     async def settle(self, grace_seconds: float) -> int:
-        """Wait for transactions whose callers were cancelled (they run on the database's
-        threads and finish there); returns how many are still running."""
-        return await self._db.settle(grace_seconds)
+        """Nothing of its own runs outside the event loop: its transactions run on the
+        `Database`, which its owner settles (the pipeline's `quiesce`)."""
+        return 0
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -401,15 +401,19 @@ class _Book:
         if self.new_positions:
             conn.execute(insert(_POSITIONS), [_columns(p) for p in self.new_positions.values()])
         if self.changed_positions:
-            conn.execute(
+            result = conn.execute(
                 _UPDATE_POSITION, [_position_changes(p) for p in self.changed_positions.values()]
+            )
+            expect_all_matched(
+                result.rowcount, len(self.changed_positions), _POSITIONS.name, conn
             )
         if self.new_orders:
             conn.execute(insert(_ORDERS), [_columns(o) for o in self.new_orders.values()])
         if self.changed_orders:
-            conn.execute(
+            result = conn.execute(
                 _UPDATE_ORDER, [_order_changes(o) for o in self.changed_orders.values()]
             )
+            expect_all_matched(result.rowcount, len(self.changed_orders), _ORDERS.name, conn)
         self.new_orders.clear()
         self.changed_orders.clear()
         self.new_positions.clear()

@@ -274,13 +274,16 @@ class TradingPipeline:
             await group.aclose()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace_seconds
-        still = await self.broker.settle(grace_seconds)
+        requests = await self.broker.settle(grace_seconds)
+        if requests:
+            log.error("%d broker requests still running after %gs", requests, grace_seconds)
         # Cancelled writes finish in the database's threads: wait for them too, so that no
         # write of this leader lands after another one took over.
-        still += await self.db.settle(max(0.0, deadline - loop.time()))
-        if still:
-            log.error("%d broker requests still running after %gs", still, grace_seconds)
-        return still
+        writes = await self.db.settle(max(0.0, deadline - loop.time()))
+        if writes:
+            log.error("%d database transactions still running after %gs", writes,
+                      grace_seconds)
+        return requests + writes
 
     @property
     def reviews_in_flight(self) -> int:
@@ -471,12 +474,21 @@ class TradingPipeline:
                     return
                 await asyncio.sleep(0.5 * 2**attempt)
 
-    def cancel_shadow_reviews(self) -> int:
-        """Cancel reviews still running (shutdown past its grace period); returns how many."""
+    async def cancel_shadow_reviews(self, grace_seconds: float = _SETTLE_SECONDS) -> int:
+        """Cancel reviews still running (shutdown past its grace period), then wait, at most
+        `grace_seconds`, for audit writes of theirs already handed to the database (those
+        cannot be called back). Returns how many reviews were cancelled."""
         pending = [t for t in self._shadow_tasks if not t.done()]
         for task in pending:
             task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=grace_seconds)
         return len(pending)
+
+    async def settle_writes(self, grace_seconds: float) -> int:
+        """Wait, at most `grace_seconds`, for database transactions still running; returns
+        how many still are."""
+        return await self.db.settle(grace_seconds)
 
     async def _review(self, item: _Item, book: _Book) -> ReviewOutcome:
         assert self.reviewer is not None

@@ -140,13 +140,16 @@ class TradingScheduler:
         # Nothing of a cancelled cycle may reach the broker once the lock is released.
         still_sending = await self.pipeline.quiesce(grace_seconds)
         if await self.pipeline.drain(grace_seconds):
-            cancelled = self.pipeline.cancel_shadow_reviews()
+            cancelled = await self.pipeline.cancel_shadow_reviews(grace_seconds)
             log.error("shutdown: %d shadow reviews still running were cancelled", cancelled)
+            # An audit row already handed to the database is written whatever happens:
+            # like a broker request, it must not land after another leader took over.
+            still_sending += await self.pipeline.settle_writes(grace_seconds)
         if still_sending:
             # A request still on its way could place an order after another leader looked
             # for it: the lock goes with this process (its database connection), not before.
-            log.error("shutdown: broker requests still running; the leader lock is kept "
-                      "until this process exits")
+            log.error("shutdown: broker requests or database writes still running; the "
+                      "leader lock is kept until this process exits")
         else:
             await self.lock.release()
         self.status.running = False
