@@ -111,8 +111,27 @@ async def test_aclose_refuses_new_work(database: Database) -> None:
     db = database.db
     await db.run(lambda session: None)
     await db.aclose()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="the database is closed"):
         await db.run(lambda session: None)
+
+
+async def test_aclose_finishes_work_already_handed_over(database: Database) -> None:
+    db = database.db
+    started, release = threading.Event(), threading.Event()
+
+    def slow(session: Session) -> None:
+        started.set()
+        release.wait(10)
+
+    running = asyncio.ensure_future(db.run(slow))
+    queued = asyncio.ensure_future(db.run(add_cursor("queued")))  # type: ignore[arg-type]
+    await asyncio.to_thread(started.wait, 10)
+    closing = asyncio.ensure_future(db.aclose())
+    await asyncio.sleep(0.05)
+    assert not closing.done()  # waits for the running transaction
+    release.set()
+    await asyncio.gather(running, queued, closing)  # neither caller sees a cancellation
+    assert await keys(database) == ["queued"]
 
 
 async def test_postgres_statements_have_a_server_side_deadline(database: Database) -> None:

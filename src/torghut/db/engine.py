@@ -235,9 +235,12 @@ class Database:
             max_workers=workers, thread_name_prefix="torghut-db"
         )
         self._running: set[concurrent.futures.Future[Any]] = set()
+        self._closed = False
 
     async def run(self, work: Callable[[Session], T]) -> T:
         """`work(session)` in one transaction, off the event loop."""
+        if self._closed:
+            raise RuntimeError("the database is closed: no new transaction can start")
         future = self._executor.submit(self._transaction, work)
         self._running.add(future)
         future.add_done_callback(self._running.discard)
@@ -261,6 +264,9 @@ class Database:
         return sum(1 for f in list(self._running) if not f.done())
 
     async def aclose(self) -> None:
-        """Drop queued transactions, wait for running ones, close the connections."""
-        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+        """Refuse new transactions, finish those already handed over (each bounded by the
+        database's own deadlines; dropping them would fail callers that were never
+        cancelled), close the connections."""
+        self._closed = True
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
         self.engine.dispose()
