@@ -9,6 +9,7 @@ import concurrent.futures
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import json
 import uuid
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import create_engine, event, make_url
+from sqlalchemy import Table, Update, bindparam, create_engine, event, make_url, update
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -181,6 +182,17 @@ def _postgres_session_settings(dbapi_connection: Any, _record: Any) -> None:
     with dbapi_connection.cursor() as cursor:
         cursor.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
     dbapi_connection.commit()  # else the pool's rollback on return would undo the SET
+
+
+@functools.cache
+def update_by_key(table: Table, key: str, columns: tuple[str, ...]) -> Update:
+    """UPDATE `table` SET each of `columns` WHERE `key` matches, for executemany: parameters
+    `b_key` and `b_<column>` (prefixed, since a bind may not share a column's name)."""
+    return (
+        update(table)
+        .where(table.c[key] == bindparam("b_key"))
+        .values({name: bindparam(f"b_{name}") for name in columns})
+    )
 
 
 def expect_all_matched(matched: int, expected: int, table: str, conn: Connection) -> None:

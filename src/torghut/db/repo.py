@@ -5,18 +5,17 @@ half-committed."""
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, Update, bindparam, func, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from torghut.db.engine import Database, expect_all_matched, jsonable
+from torghut.db.engine import Database, expect_all_matched, jsonable, update_by_key
 from torghut.db.tables import (
     ExecutionRow,
     LLMDecisionReview,
@@ -30,24 +29,17 @@ _DECISIONS: Table = TradeDecisionRow.__table__  # type: ignore[assignment]
 _EXECUTIONS: Table = ExecutionRow.__table__  # type: ignore[assignment]
 
 
-@functools.cache
-def _update_by_id(table: Table, columns: tuple[str, ...]) -> Update:
-    return (
-        update(table)
-        .where(table.c.id == bindparam("b_id"))
-        .values({name: bindparam(f"b_{name}") for name in columns})
-    )
-
-
 def _update_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """UPDATE by primary key, one executemany per set of columns (each row: `id` + values)."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
         columns = tuple(sorted(k for k in row if k != "id"))
-        groups.setdefault(columns, []).append({f"b_{k}": v for k, v in row.items()})
+        groups.setdefault(columns, []).append(
+            {"b_key" if k == "id" else f"b_{k}": v for k, v in row.items()}
+        )
     conn = session.connection()
     for columns, params in groups.items():
-        result = conn.execute(_update_by_id(table, columns), params)
+        result = conn.execute(update_by_key(table, "id", columns), params)
         expect_all_matched(result.rowcount, len(params), table.name, conn)
 
 

@@ -31,18 +31,18 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, insert, select, update
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
-from torghut.db.engine import Database, expect_all_matched
+from torghut.db.engine import Database, expect_all_matched, update_by_key
 from torghut.db.tables import SimAccount, SimOrder, SimPosition
 from torghut.domain import (
     Account,
@@ -138,18 +138,10 @@ def _held(conn: Connection) -> list[_PositionRow]:
     return _positions(conn, _POSITIONS.c.qty != 0)
 
 
-def _update_by_key(table: Table, key: str, columns: Iterable[str]) -> Any:
-    return (
-        update(table)
-        .where(table.c[key] == bindparam("b_key"))
-        .values({name: bindparam(f"b_{name}") for name in columns})
-    )
-
-
 _ORDER_CHANGES = ("status", "filled_qty", "avg_fill_price", "reject_reason", "updated_at")
 _POSITION_CHANGES = ("qty", "avg_entry_price", "last_price", "updated_at")
-_UPDATE_ORDER = _update_by_key(_ORDERS, "client_order_id", _ORDER_CHANGES)
-_UPDATE_POSITION = _update_by_key(_POSITIONS, "symbol", _POSITION_CHANGES)
+_UPDATE_ORDER = update_by_key(_ORDERS, "client_order_id", _ORDER_CHANGES)
+_UPDATE_POSITION = update_by_key(_POSITIONS, "symbol", _POSITION_CHANGES)
 
 
 class SimBroker:
