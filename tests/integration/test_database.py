@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -24,11 +25,29 @@ from torghut.trading.catalog import StrategyCatalog
 TS = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
 
 
-def add_cursor(key: str) -> object:
+def add_cursor(key: str) -> Callable[[Session], None]:
     def work(session: Session) -> None:
         session.add(SignalCursor(source=key, event_ts=TS, symbol="AAPL", seq=1))
 
     return work
+
+
+class Held:
+    """A transaction that holds its database thread until the test releases it, then does
+    `then` (if any) in the same transaction."""
+
+    def __init__(self, then: Callable[[Session], None] | None = None) -> None:
+        self.started, self.release = threading.Event(), threading.Event()
+        self.then = then
+
+    def __call__(self, session: Session) -> None:
+        self.started.set()
+        self.release.wait(10)
+        if self.then is not None:
+            self.then(session)
+
+    async def wait_started(self) -> None:
+        await asyncio.to_thread(self.started.wait, 10)
 
 
 async def keys(database: Database) -> list[str]:
@@ -64,16 +83,12 @@ async def test_a_raising_work_rolls_back_everything_it_did(database: Database) -
 
 async def test_a_cancelled_run_still_queued_never_runs(database: Database) -> None:
     db = database.db
-    started, release = threading.Event(), threading.Event()
-
-    def blocker(session: Session) -> None:
-        started.set()
-        release.wait(10)
-
+    blocker = Held()
+    release = blocker.release
     workers = db._executor._max_workers  # fill every worker, so the next run has to queue
     blockers = [asyncio.ensure_future(db.run(blocker)) for _ in range(workers)]
-    await asyncio.to_thread(started.wait, 10)
-    queued = asyncio.ensure_future(db.run(add_cursor("never")))  # type: ignore[arg-type]
+    await blocker.wait_started()
+    queued = asyncio.ensure_future(db.run(add_cursor("never")))
     await asyncio.sleep(0.05)
     queued.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -88,15 +103,10 @@ async def test_settle_waits_for_a_transaction_whose_caller_was_cancelled(
     database: Database,
 ) -> None:
     db = database.db
-    started, release = threading.Event(), threading.Event()
-
-    def slow(session: Session) -> None:
-        started.set()
-        release.wait(10)
-        session.add(SignalCursor(source="late", event_ts=TS, symbol="AAPL", seq=1))
-
+    slow = Held(then=add_cursor("late"))
+    release = slow.release
     task = asyncio.ensure_future(db.run(slow))
-    await asyncio.to_thread(started.wait, 10)
+    await slow.wait_started()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -117,15 +127,11 @@ async def test_aclose_refuses_new_work(database: Database) -> None:
 
 async def test_aclose_finishes_work_already_handed_over(database: Database) -> None:
     db = database.db
-    started, release = threading.Event(), threading.Event()
-
-    def slow(session: Session) -> None:
-        started.set()
-        release.wait(10)
-
+    slow = Held()
+    release = slow.release
     running = asyncio.ensure_future(db.run(slow))
-    queued = asyncio.ensure_future(db.run(add_cursor("queued")))  # type: ignore[arg-type]
-    await asyncio.to_thread(started.wait, 10)
+    queued = asyncio.ensure_future(db.run(add_cursor("queued")))
+    await slow.wait_started()
     closing = asyncio.ensure_future(db.aclose())
     await asyncio.sleep(0.05)
     assert not closing.done()  # waits for the running transaction
