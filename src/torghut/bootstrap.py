@@ -8,6 +8,7 @@ import gc
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from torghut.config import BrokerKind, Settings, SignalSourceKind
 from torghut.db.engine import Database, create_engine_from_dsn
+from torghut.domain import utcnow
 from torghut.metrics import Metrics
 from torghut.ports import Broker, ReviewProvider, SignalSource
 from torghut.trading.catalog import StrategyCatalog
@@ -26,9 +28,10 @@ from torghut.trading.llm.policy import bounds_from_settings
 from torghut.trading.llm.prompts import PromptTemplate, load_prompt
 from torghut.trading.llm.review_engine import ReviewEngine
 from torghut.trading.llm.schema import PolicyBounds
-from torghut.trading.pipeline import GateSettings, TradingPipeline
+from torghut.trading.pipeline import GateSettings, JudgingSettings, TradingPipeline
 from torghut.trading.risk import RiskLimits
 from torghut.trading.scheduler import TradingScheduler
+from torghut.trading.session import SessionCalendar
 from torghut.trading.strategy import StrategyDefaults
 
 log = logging.getLogger("torghut")
@@ -112,7 +115,18 @@ def risk_limits(settings: Settings, *, trading_enabled: bool) -> RiskLimits:
         max_notional_per_trade=Decimal(str(settings.trading_max_notional_per_trade)),
         max_position_pct_equity=Decimal(str(settings.trading_max_position_pct_equity)),
         cooldown_seconds=settings.trading_cooldown_seconds,
+        max_shares_per_order=Decimal(settings.trading_max_shares_per_order),
         universe=settings.universe,
+    )
+
+
+def judging_settings(settings: Settings, clock: Callable[[], datetime] | None) -> JudgingSettings:
+    """`clock` None: each signal is judged on its own time (replay)."""
+    return JudgingSettings(
+        max_signal_age_seconds=settings.trading_max_signal_age_seconds,
+        calendar=SessionCalendar(settings.trading_calendar, settings.trading_extended_hours),
+        max_price_move=Decimal(str(settings.trading_max_price_move_pct)),
+        clock=clock,
     )
 
 
@@ -172,10 +186,15 @@ async def build_container(
     trading_enabled: bool | None = None,
     metrics: Metrics | None = None,
     provider: ReviewProvider | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> Container:
     """Wire the service. `signals_path` forces a replay source (the `replay` and `demo`
-    commands); `trading_enabled` overrides `TRADING_ENABLED` for the risk check (replay trades
-    whatever `TRADING_ENABLED` says: CONTRACT §3)."""
+    commands), whose signals are judged on their own time (staleness, session), unless a
+    `clock` is given; `serve` judges them on the wall clock (`clock` defaults to it).
+    `trading_enabled` overrides `TRADING_ENABLED` for the risk check (replay trades whatever
+    `TRADING_ENABLED` says: CONTRACT §3)."""
+    if clock is None and signals_path is None:
+        clock = utcnow
     metrics = metrics or Metrics()
     closers: list[Callable[[], Awaitable[None]]] = []
     # The async engine serves the leader lock's connection and /readyz; every transaction of
@@ -221,6 +240,7 @@ async def build_container(
             max_concurrency=settings.llm_max_concurrency,
             batch_size=settings.trading_batch_size,
             resend_window_seconds=settings.trading_resend_window_seconds,
+            judging=judging_settings(settings, clock),
         )
         scheduler = TradingScheduler(
             pipeline=pipeline,

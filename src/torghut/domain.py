@@ -234,6 +234,9 @@ class Book:
     account: Account
     positions: list[Position]
     open_orders: list[BrokerOrder]
+    # The price each position's `market_value` was taken at, where the broker says (the
+    # simulated one does), so that a revaluation adds up to the broker's own.
+    last_prices: dict[str, Decimal] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -123,6 +123,7 @@ def test_reasons_are_module_constants_in_check_order() -> None:
         "strategy_disabled",
         "symbol_not_allowed",
         "missing_price",
+        "max_shares_exceeded",
         "max_notional_exceeded",
         "insufficient_buying_power",
         "max_position_pct_exceeded",

@@ -173,9 +173,10 @@ def test_operator_universe_applies_when_the_strategy_has_none() -> None:
     assert evaluate(narrow, sig(), equity=EQUITY, defaults=defaults) is not None
 
 
-def test_disabled_strategy_never_fires() -> None:
+def test_disabled_strategy_still_decides_so_that_risk_can_say_strategy_disabled() -> None:
     spec = StrategySpec(name="off", enabled=False)
-    assert evaluate(spec, sig(), equity=EQUITY) is None
+    decision = evaluate(spec, sig(), equity=EQUITY)
+    assert decision is not None and decision.strategy_id == "off"
 
 
 def test_strategy_limits_win_over_defaults() -> None:

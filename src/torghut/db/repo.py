@@ -19,14 +19,18 @@ from torghut.db.engine import Database, expect_all_matched, jsonable, update_by_
 from torghut.db.tables import (
     ExecutionRow,
     LLMDecisionReview,
+    PriceReferenceRow,
     TradeDecisionRow,
 )
-from torghut.domain import BrokerOrder, OrderRequest, TradeDecision, utcnow
+from torghut.domain import BrokerOrder, EffectiveAction, OrderRequest, TradeDecision, utcnow
+from torghut.trading.ledger import PriceReference
 
 # The pipeline's writes go through Core statements on the tables: SQLAlchemy's ORM costs
 # several times more CPU per statement, and these run for every decision.
 _DECISIONS: Table = TradeDecisionRow.__table__  # type: ignore[assignment]
 _EXECUTIONS: Table = ExecutionRow.__table__  # type: ignore[assignment]
+_REVIEWS: Table = LLMDecisionReview.__table__  # type: ignore[assignment]
+_REFERENCES: Table = PriceReferenceRow.__table__  # type: ignore[assignment]
 
 
 def _update_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -120,7 +124,73 @@ async def insert_decisions(
         return {h: await insert_decision(db, d, h) for d, h in decisions}
 
 
-def _decision_row(decision: TradeDecision, decision_hash: str) -> dict[str, Any]:
+async def existing_decisions(
+    db: Database, hashes: Sequence[str]
+) -> dict[str, StoredDecision]:
+    """The decisions already stored under these hashes (a replay, a restart, another loop)."""
+    if not hashes:
+        return {}
+
+    def work(session: Session) -> dict[str, StoredDecision]:
+        out: dict[str, StoredDecision] = {}
+        conn = session.connection()
+        unique = list(dict.fromkeys(hashes))
+        c = _DECISIONS.c
+        for start in range(0, len(unique), 500):
+            found = conn.execute(
+                select(c.id, c.status, c.decision_json, c.decision_hash, c.pending_order_json)
+                .where(c.decision_hash.in_(unique[start : start + 500]))
+            )
+            for row in found:
+                out[row.decision_hash] = StoredDecision(
+                    row.id, row.status, False, row.decision_json, row.pending_order_json
+                )
+        return out
+
+    return await db.run(work)
+
+
+NewDecision = tuple[TradeDecision, str, str | None]  # (decision, hash, rejection reason)
+
+
+async def insert_judged_decisions(
+    db: Database, decisions: Sequence[NewDecision]
+) -> dict[str, StoredDecision]:
+    """Insert decisions already judged, in one transaction: `planned`, or `rejected` with
+    their reason when one is given (the row and its rejection in one statement). A hash that
+    another loop stored meanwhile comes back as it is stored (`created` False)."""
+    if not decisions:
+        return {}
+
+    def work(session: Session) -> dict[str, StoredDecision]:
+        rows = [_decision_row(d, h, reason) for d, h, reason in decisions]
+        session.connection().execute(_DECISIONS.insert(), rows)
+        return {r["decision_hash"]: StoredDecision(r["id"], r["status"], True) for r in rows}
+
+    try:
+        return await db.run(work)
+    except IntegrityError:
+        # Another loop stored some of these meanwhile: one at a time, theirs are read back.
+        out: dict[str, StoredDecision] = {}
+        for d, h, reason in decisions:
+            out[h] = await _insert_one(db, _decision_row(d, h, reason))
+        return out
+
+
+async def _insert_one(db: Database, row: dict[str, Any]) -> StoredDecision:
+    def insert(session: Session) -> None:
+        session.connection().execute(_DECISIONS.insert(), [row])
+
+    try:
+        await db.run(insert)
+        return StoredDecision(row["id"], row["status"], True)
+    except IntegrityError:
+        return await db.run(lambda session: _stored(session, row["decision_hash"]))
+
+
+def _decision_row(
+    decision: TradeDecision, decision_hash: str, reason: str | None = None
+) -> dict[str, Any]:
     now = utcnow()
     return {
         "id": uuid.uuid4(),
@@ -131,7 +201,8 @@ def _decision_row(decision: TradeDecision, decision_hash: str) -> dict[str, Any]
         "qty": decision.qty,
         "decision_json": jsonable(decision.model_dump(mode="json")),
         "decision_hash": decision_hash,
-        "status": "planned",
+        "status": "planned" if reason is None else "rejected",
+        "reason": reason,
         "event_ts": decision.event_ts,
         "created_at": now,
         "updated_at": now,
@@ -174,9 +245,12 @@ async def record_review(
     values: Mapping[str, Any],
     *,
     reject: tuple[uuid.UUID, str] | None = None,
+    pending: tuple[uuid.UUID, dict[str, Any]] | None = None,
 ) -> uuid.UUID:
     """Write one `llm_decision_reviews` row; with `reject`, mark that decision rejected in the
-    same transaction, so a rejection and its audit row are never apart."""
+    same transaction, so a rejection and its audit row are never apart; with `pending`, write
+    the order it lets out ahead on its decision in the same transaction, so that a crash after
+    the review leaves an order to finish, never a decision to review again."""
     columns = {k: jsonable_if_json(k, v) for k, v in values.items()}
     row = LLMDecisionReview(id=uuid.uuid4(), **columns)
 
@@ -184,6 +258,10 @@ async def record_review(
         session.add(row)
         if reject is not None:
             _mark(session, reject[0], "rejected", reject[1])
+        if pending is not None:
+            _update_rows(session, _DECISIONS, [
+                {"id": pending[0], "pending_order_json": pending[1], "updated_at": utcnow()}
+            ])
 
     await db.run(work)
     return row.id
@@ -283,6 +361,63 @@ def _record_executions(session: Session, executions: Sequence[Execution], broker
         conn.execute(_EXECUTIONS.insert(), list(new_rows.values()))
     _update_rows(session, _EXECUTIONS, list(execution_updates.values()))
     _mark_many(session, list(decision_updates.values()))
+    _reviews_rejected(session, [
+        u["id"] for u in decision_updates.values() if u["status"] in _REJECTED_STATUSES
+    ])
+
+
+_REJECTED_STATUSES = frozenset({"rejected", "broker_rejected"})
+
+
+async def price_references(
+    db: Database, symbols: Sequence[str]
+) -> dict[str, PriceReference]:
+    """The stored reference prices of `symbols` (those that have one)."""
+    if not symbols:
+        return {}
+    c = _REFERENCES.c
+    stmt = select(c.symbol, c.price, c.candidate_price, c.streak).where(
+        c.symbol.in_(list(symbols))
+    )
+    rows = await db.run(lambda session: session.connection().execute(stmt).all())
+    return {
+        row.symbol: PriceReference(row.price, row.candidate_price, row.streak or 0)
+        for row in rows
+    }
+
+
+async def save_price_references(db: Database, references: Mapping[str, PriceReference]) -> None:
+    """Store these reference prices (insert or replace), in one transaction."""
+    if not references:
+        return
+    now = utcnow()
+    values = {
+        symbol: {"symbol": symbol, "price": ref.price, "candidate_price": ref.candidate,
+                 "streak": ref.streak, "updated_at": now}
+        for symbol, ref in references.items()
+    }
+
+    def work(session: Session) -> None:
+        conn = session.connection()
+        c = _REFERENCES.c
+        known = set(conn.execute(select(c.symbol).where(c.symbol.in_(list(values)))).scalars())
+        new = [v for s, v in values.items() if s not in known]
+        if new:
+            conn.execute(_REFERENCES.insert(), new)
+        changed = [
+            {"b_key": v["symbol"], "b_price": v["price"], "b_candidate_price":
+             v["candidate_price"], "b_streak": v["streak"], "b_updated_at": now}
+            for s, v in values.items() if s in known
+        ]
+        if changed:
+            conn.execute(
+                update_by_key(
+                    _REFERENCES, "symbol", ("price", "candidate_price", "streak", "updated_at")
+                ),
+                changed,
+            )
+
+    await db.run(work)
 
 
 async def record_pending_orders(
@@ -305,7 +440,25 @@ async def reject_decisions(db: Database, rejections: Sequence[tuple[uuid.UUID, s
          "pending_order_json": None}
         for decision_id, reason in rejections
     ]
-    await db.run(lambda session: _mark_many(session, rows))
+    def work(session: Session) -> None:
+        _mark_many(session, rows)
+        _reviews_rejected(session, [decision_id for decision_id, _ in rejections])
+
+    await db.run(work)
+
+
+def _reviews_rejected(session: Session, decision_ids: Sequence[uuid.UUID]) -> None:
+    """An enforced review let an order out, and the order was then rejected after all (the
+    broker refused it, never heard of it, or it was never sent): its row says so."""
+    if not decision_ids:
+        return
+    session.connection().execute(
+        update(_REVIEWS)
+        .where(_REVIEWS.c.trade_decision_id.in_(list(decision_ids)))
+        .where(_REVIEWS.c.shadow.is_(False))
+        .where(_REVIEWS.c.effective_action != EffectiveAction.REJECTED.value)
+        .values(effective_action=EffectiveAction.REJECTED.value)
+    )
 
 
 def _mark_many(session: Session, updates: Sequence[dict[str, Any]]) -> None:

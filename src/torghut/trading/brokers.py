@@ -574,6 +574,7 @@ def _as_book(
             for p in positions
         ],
         open_orders=[_to_broker_order(o) for o in open_orders],
+        last_prices={p.symbol: _q(p.last_price) for p in positions},
     )
 
 
