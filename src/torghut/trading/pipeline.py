@@ -203,8 +203,15 @@ class TradingPipeline:
         result.signals = len(signals)
         self.metrics.signals.inc(len(signals))
         strategies = await self.strategies.load()
-        ledger = await self._open_ledger(signals)
-        items = await self._judge(signals, strategies, ledger, result)
+        # Whether a rule fires does not depend on the book (only the size does), nor does a
+        # decision's hash: a batch where nothing fires needs neither the book nor the store.
+        fired = [
+            decision_hash(d)
+            for s in signals for spec in strategies
+            if (d := evaluate(spec, s, equity=Decimal(1), defaults=self.sizing)) is not None
+        ]
+        ledger = await self._open_ledger(signals, with_book=bool(fired))
+        items = await self._judge(signals, strategies, ledger, fired, result)
         try:
             await asyncio.gather(
                 *(self._guarded(item, ledger, result) for item in items if not item.final)
@@ -267,16 +274,23 @@ class TradingPipeline:
         clock = self.judging.clock
         return signal.event_ts if clock is None else clock()
 
-    async def _open_ledger(self, signals: Sequence[Signal]) -> BatchLedger:
+    async def _open_ledger(self, signals: Sequence[Signal], *, with_book: bool) -> BatchLedger:
+        """The ledger at the start of the batch. Without a decision to judge, only the price
+        references matter (the band still follows every price)."""
         symbols = sorted({s.symbol for s in signals})
-        book = await self.broker.get_book()
+        references = await repo.price_references(self.db, symbols)
+        if with_book:
+            book = await self.broker.get_book()
+            last_trades = await repo.last_trades_by_symbol(self.db, symbols)
+        else:
+            book, last_trades = Book(Account(Decimal(0), Decimal(0), Decimal(0)), [], []), {}
         return BatchLedger.open(
             book,
             limits=self.limits,
             max_price_move=self.judging.max_price_move,
             fills_at_once=isinstance(self.broker, MarksPrices),
-            references=await repo.price_references(self.db, symbols),
-            last_trade_at=await repo.last_trades_by_symbol(self.db, symbols),
+            references=references,
+            last_trade_at=last_trades,
         )
 
     async def _judge(
@@ -284,19 +298,14 @@ class TradingPipeline:
         signals: Sequence[Signal],
         strategies: Sequence[StrategySpec],
         ledger: BatchLedger,
+        hashes: Sequence[str],
         result: CycleResult,
     ) -> list[_Item]:
         """Walk the batch in signal order: each signal marks its price (if the band accepts
         it), then each of its decisions is sized and judged against the book at that moment
-        and, when approved, reserved in the ledger before the next one is judged."""
+        and, when approved, reserved in the ledger before the next one is judged. `hashes`:
+        the batch's decisions, whose stored rows (if any) are one read for the batch."""
         by_name = {spec.name: spec for spec in strategies}
-        # Whether a rule fires does not depend on the book; a decision's hash does not
-        # depend on its size: which decisions exist already is one read for the batch.
-        hashes = [
-            decision_hash(d)
-            for s in signals for spec in strategies
-            if (d := evaluate(spec, s, equity=ledger.equity, defaults=self.sizing)) is not None
-        ]
         stored = await repo.existing_decisions(self.db, hashes)
         items: list[_Item] = []
         seen: set[str] = set()
