@@ -259,3 +259,82 @@ async def test_replay_judges_the_session_on_the_signal_time(
         {**premarket, "symbol": "EXT"}, {**night, "symbol": "EXT2"},
     ]), TRADING_EXTENDED_HOURS="true")
     assert (summary["submitted"], summary["rejected"]) == (1, {"market_closed": 1})
+
+
+# ------------------------------------------------------------- fresh signals, in session
+
+
+async def _serve_cycle(database: Database, path: Path, now: datetime, **env: str) -> Any:
+    """One cycle as `serve` runs it, with the wall clock at `now`."""
+    from torghut.bootstrap import build_container
+
+    settings = load_settings({"DB_DSN": database.dsn, "TRADING_SIGNALS_PATH": str(path),
+                              "TRADING_ENABLED": "true", **env}, None)
+    container = await build_container(settings, clock=lambda: now)
+    try:
+        return await container.pipeline.run_cycle()
+    finally:
+        await container.aclose()
+
+
+async def test_serve_judges_age_then_session_on_the_wall_clock(
+    database: Database, tmp_path: Path
+) -> None:
+    path = write(tmp_path, "serve", [tick(0, "100", BUY, "OLD"), tick(9, "100", BUY, "NEW")])
+    # 10:10 New York: the first signal is 10 minutes old, the second one minute.
+    result = await _serve_cycle(database, path, T0 + timedelta(minutes=10))
+    assert (result.submitted, dict(result.rejected)) == (1, {"signal_stale": 1})
+    assert result.committed, "stale signals do not hold the cursor back"
+
+
+async def test_serve_after_the_close_sends_nothing(database: Database, tmp_path: Path) -> None:
+    """21:00 UTC is 16:00 New York, the close: fresh signals, no order; stale ones are
+    `signal_stale` first (CONTRACT §8's order)."""
+    close = datetime(2026, 3, 2, 21, 0, tzinfo=UTC)
+    fresh = {**tick(0, "100", BUY, "LATE"), "event_ts": "2026-03-02T20:59:30Z"}
+    old = {**tick(0, "100", BUY, "OLDER"), "event_ts": "2026-03-02T20:50:00Z"}
+    result = await _serve_cycle(database, write(tmp_path, "close", [old, fresh]), close)
+    assert dict(result.rejected) == {"signal_stale": 1, "market_closed": 1}
+    result = await _serve_cycle(database, write(tmp_path, "ext", [
+        {**fresh, "symbol": "AFTER"}]), close, TRADING_EXTENDED_HOURS="true")
+    assert result.submitted == 1
+
+
+async def test_a_planned_decision_gone_stale_is_not_sent_but_a_sent_one_is_finished(
+    database: Database, tmp_path: Path
+) -> None:
+    """Two decisions left `planned` by a run that stopped: one never sent (now stale: not
+    sent for the first time), one whose order the broker took (recorded all the same)."""
+    from torghut.db import repo
+    from torghut.domain import OrderRequest, decision_hash
+    from torghut.trading.brokers import SimBroker
+    from torghut.trading.catalog import StrategyCatalog
+    from torghut.trading.signals import parse_signal_line
+    from torghut.trading.strategy import DEFAULT_STRATEGY, evaluate
+
+    lines = [tick(0, "100", BUY, "NEVER"), tick(0, "100", BUY, "SENT")]
+    path = write(tmp_path, "left", lines)
+    decided = [evaluate(DEFAULT_STRATEGY, parse_signal_line(json.dumps(x), 1),
+                        equity=Decimal(100_000)) for x in lines]
+    assert all(d is not None for d in decided)
+    judged = [(d, decision_hash(d), None) for d in decided if d is not None]
+    await StrategyCatalog(None, "merge", database.db).load()  # the strategies row
+    await repo.insert_judged_decisions(database.db, judged)
+    sent = judged[1]
+    order = OrderRequest.for_decision(sent[0], sent[1])
+    stored = await repo.existing_decisions(database.db, [sent[1]])
+    await repo.record_pending_orders(database.db, [(stored[sent[1]].id, {
+        **order.to_json(), "sent_at": T0.isoformat()})])
+    await SimBroker(database.db, starting_cash=Decimal(100_000)).submit_order(order)
+
+    result = await _serve_cycle(database, path, T0 + timedelta(hours=3))
+    assert (result.submitted, dict(result.rejected)) == (1, {"signal_stale": 1})
+    rows = {s: st for s, st in (await _statuses(database))}
+    assert rows == {"NEVER": "rejected", "SENT": "filled"}
+
+
+async def _statuses(database: Database) -> list[tuple[str, str]]:
+    async with database.sessions() as session:
+        return [tuple(r) for r in (await session.execute(  # type: ignore[misc]
+            select(TradeDecisionRow.symbol, TradeDecisionRow.status)
+        )).all()]

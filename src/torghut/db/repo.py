@@ -68,6 +68,13 @@ async def insert_decision(
         return await db.run(lambda session: _stored(session, decision_hash))
 
 
+def _stored_or_none(session: Session, decision_hash: str) -> StoredDecision | None:
+    exists = session.execute(
+        select(TradeDecisionRow.id).where(TradeDecisionRow.decision_hash == decision_hash)
+    ).first()
+    return None if exists is None else _stored(session, decision_hash)
+
+
 def _stored(session: Session, decision_hash: str) -> StoredDecision:
     existing = session.execute(
         select(
@@ -185,7 +192,10 @@ async def _insert_one(db: Database, row: dict[str, Any]) -> StoredDecision:
         await db.run(insert)
         return StoredDecision(row["id"], row["status"], True)
     except IntegrityError:
-        return await db.run(lambda session: _stored(session, row["decision_hash"]))
+        stored = await db.run(lambda session: _stored_or_none(session, row["decision_hash"]))
+        if stored is None:
+            raise  # not a duplicate (a foreign key, say): the error says what
+        return stored
 
 
 def _decision_row(
