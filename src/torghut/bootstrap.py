@@ -187,12 +187,14 @@ async def build_container(
     metrics: Metrics | None = None,
     provider: ReviewProvider | None = None,
     clock: Callable[[], datetime] | None = None,
+    wrap_broker: Callable[[Broker], Broker] | None = None,
 ) -> Container:
     """Wire the service. `signals_path` forces a replay source (the `replay` and `demo`
     commands), whose signals are judged on their own time (staleness, session), unless a
     `clock` is given; `serve` judges them on the wall clock (`clock` defaults to it).
     `trading_enabled` overrides `TRADING_ENABLED` for the risk check (replay trades whatever
-    `TRADING_ENABLED` says: CONTRACT §3)."""
+    `TRADING_ENABLED` says: CONTRACT §3). `wrap_broker` puts a wrapper around the broker
+    (tests inject faults through it)."""
     if clock is None and signals_path is None:
         clock = utcnow
     metrics = metrics or Metrics()
@@ -211,6 +213,8 @@ async def build_container(
             closers.append(reviewer.provider.aclose)
         broker = _build_broker(settings, db)
         closers.append(broker.aclose)
+        if wrap_broker is not None:
+            broker = wrap_broker(broker)
         source = _build_source(settings, db, signals_path)
         closers.append(source.aclose)
         catalog = StrategyCatalog(
