@@ -313,6 +313,11 @@ class BrokerOrder:
     avg_fill_price: Decimal | None = None
     reject_reason: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    # Typed by the adapter from the broker's answer, so that nothing past the adapter reads
+    # `raw` to size risk. None where the broker did not say (risk cannot count such an order).
+    side: Action | None = None
+    qty: Decimal | None = None
+    limit_price: Decimal | None = None
 
     @property
     def is_final(self) -> bool:

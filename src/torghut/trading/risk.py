@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from torghut.domain import (
     Account,
@@ -131,25 +131,16 @@ class OpenOrder:
 
     @classmethod
     def from_broker_order(cls, order: BrokerOrder) -> OpenOrder | None:
-        """From a broker's open order, whose side, quantity and limit live in `raw` (both
-        Alpaca's answer and the simulated broker's carry `side`, `qty`, `limit_price`).
-        None when `raw` lacks them: such an order cannot be counted."""
-        raw = order.raw
-        try:
-            side = Action(str(raw["side"]).lower())
-            qty = Decimal(str(raw["qty"])) - Decimal(str(raw.get("filled_qty") or 0))
-        except (KeyError, ValueError, InvalidOperation):
+        """From a broker's open order, by its typed side, quantity and limit (the adapter
+        reads them from the broker's answer). None when the broker did not say: such an order
+        cannot be counted."""
+        if order.side is None or order.qty is None:
             return None
-        limit = raw.get("limit_price")
-        try:
-            price = Decimal(str(limit)) if limit not in (None, "") else None
-        except InvalidOperation:
-            price = None
         return cls(
             symbol=order.symbol.upper(),
-            side=side,
-            qty=max(qty, Decimal(0)),
-            price=price,
+            side=order.side,
+            qty=max(order.qty - order.filled_qty, Decimal(0)),
+            price=order.limit_price,
             client_order_id=order.client_order_id,
         )
 
@@ -175,7 +166,7 @@ class RiskContext:
     account: Account
     now: datetime
     positions: Mapping[str, Position] = field(default_factory=dict)
-    # A `BrokerOrder` counts through `OpenOrder.from_broker_order` (its `raw` side and qty);
+    # A `BrokerOrder` counts through `OpenOrder.from_broker_order` (its typed side and qty);
     # one without them cannot be sized and is left out.
     open_orders: Sequence[OpenOrder | BrokerOrder] = ()
     strategy_enabled: bool = True
