@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from torghut.config import BrokerKind, Settings, SignalSourceKind
 from torghut.db.engine import Database, create_engine_from_dsn
+from torghut.db.repo import AuditRepository
 from torghut.domain import utcnow
 from torghut.metrics import Metrics
 from torghut.ports import Broker, ReviewProvider, SignalSource
@@ -223,6 +224,7 @@ async def build_container(
         enabled = settings.trading_enabled if trading_enabled is None else trading_enabled
         pipeline = TradingPipeline(
             db=db,
+            store=AuditRepository(db),
             source=source,
             strategies=catalog,
             broker=broker,

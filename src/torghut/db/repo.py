@@ -22,8 +22,11 @@ from torghut.db.tables import (
     PriceReferenceRow,
     TradeDecisionRow,
 )
-from torghut.domain import BrokerOrder, EffectiveAction, OrderRequest, TradeDecision, utcnow
+from torghut.domain import EffectiveAction, TradeDecision, utcnow
+from torghut.ports import Execution, JudgedDecision, StoredDecision
 from torghut.trading.ledger import PriceReference
+
+__all__ = ["AuditRepository", "Execution", "StoredDecision"]
 
 # The pipeline's writes go through Core statements on the tables: SQLAlchemy's ORM costs
 # several times more CPU per statement, and these run for every decision.
@@ -45,15 +48,6 @@ def _update_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any
     for columns, params in groups.items():
         result = conn.execute(update_by_key(table, "id", columns), params)
         expect_all_matched(result.rowcount, len(params), table.name, conn)
-
-
-@dataclass(frozen=True, slots=True)
-class StoredDecision:
-    id: uuid.UUID
-    status: str
-    created: bool  # False when the hash was already there (a replay, a restart, a racing loop)
-    decision_json: dict[str, Any] | None = None  # the stored decision, when not created
-    pending_order_json: dict[str, Any] | None = None  # an order that may be live, when not created
 
 
 async def insert_decision(
@@ -157,11 +151,8 @@ async def existing_decisions(
     return await db.run(work)
 
 
-NewDecision = tuple[TradeDecision, str, str | None]  # (decision, hash, rejection reason)
-
-
 async def insert_judged_decisions(
-    db: Database, decisions: Sequence[NewDecision]
+    db: Database, decisions: Sequence[JudgedDecision]
 ) -> dict[str, StoredDecision]:
     """Insert decisions already judged, in one transaction: `planned`, or `rejected` with
     their reason when one is given (the row and its rejection in one statement). A hash that
@@ -284,14 +275,11 @@ def jsonable_if_json(column: str, value: Any) -> Any:
     return jsonable(value) if column in _JSON_COLUMNS else value
 
 
-Execution = tuple[uuid.UUID, OrderRequest, BrokerOrder]  # (decision id, order, broker answer)
-
-
 async def record_execution(
     db: Database,
     decision_id: uuid.UUID,
-    order: OrderRequest,
-    placed: BrokerOrder,
+    order: Any,
+    placed: Any,
     *,
     broker: str,
 ) -> None:
@@ -596,3 +584,54 @@ async def list_reviews(db: Database, f: ListFilter) -> list[dict[str, Any]]:
         item["symbol"] = symbol
         out.append(item)
     return out
+
+
+class AuditRepository:
+    """The `AuditStore` port on a `Database`: each method is one of this module's functions
+    (looked up at call time, one transaction each)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def existing_decisions(self, hashes: Sequence[str]) -> dict[str, StoredDecision]:
+        return await existing_decisions(self.db, hashes)
+
+    async def insert_judged_decisions(
+        self, decisions: Sequence[JudgedDecision]
+    ) -> dict[str, StoredDecision]:
+        return await insert_judged_decisions(self.db, decisions)
+
+    async def price_references(self, symbols: Sequence[str]) -> dict[str, PriceReference]:
+        return await price_references(self.db, symbols)
+
+    async def save_price_references(self, references: Mapping[str, PriceReference]) -> None:
+        await save_price_references(self.db, references)
+
+    async def last_trades_by_symbol(self, symbols: Sequence[str]) -> dict[str, datetime]:
+        return await last_trades_by_symbol(self.db, symbols)
+
+    async def recent_decisions(
+        self, symbol: str, *, exclude_hash: str | None = None
+    ) -> list[dict[str, Any]]:
+        return await recent_decisions(self.db, symbol, exclude_hash=exclude_hash)
+
+    async def record_review(
+        self,
+        values: Mapping[str, Any],
+        *,
+        reject: tuple[Any, str] | None = None,
+        pending: tuple[Any, dict[str, Any]] | None = None,
+    ) -> Any:
+        return await record_review(self.db, values, reject=reject, pending=pending)
+
+    async def record_executions(self, executions: Sequence[Execution], *, broker: str) -> None:
+        await record_executions(self.db, executions, broker=broker)
+
+    async def record_pending_orders(self, orders: Sequence[tuple[Any, dict[str, Any]]]) -> None:
+        await record_pending_orders(self.db, orders)
+
+    async def reject_decisions(self, rejections: Sequence[tuple[Any, str]]) -> None:
+        await reject_decisions(self.db, rejections)
+
+    async def settle(self, grace_seconds: float) -> int:
+        return await self.db.settle(grace_seconds)

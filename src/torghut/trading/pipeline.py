@@ -15,10 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from torghut.db import repo
-from torghut.db.engine import Database
 from torghut.domain import (
     Account,
     Book,
@@ -35,7 +33,7 @@ from torghut.domain import (
 )
 from torghut.errors import BrokerError
 from torghut.metrics import Metrics
-from torghut.ports import Broker, SignalSource
+from torghut.ports import AuditStore, Broker, Execution, SignalSource
 from torghut.trading import risk
 from torghut.trading.gate import GateDecision, apply_gate
 from torghut.trading.group_commit import GroupCommit
@@ -52,6 +50,9 @@ from torghut.trading.orders import (
 from torghut.trading.risk import RiskLimits, StrategyLimits
 from torghut.trading.session import SessionCalendar, admission
 from torghut.trading.strategy import StrategyDefaults, StrategySpec, evaluate, size_exit
+
+if TYPE_CHECKING:
+    from torghut.db.engine import Database
 
 log = logging.getLogger("torghut.pipeline")
 
@@ -139,6 +140,7 @@ class TradingPipeline:
         self,
         *,
         db: Database,
+        store: AuditStore,
         source: SignalSource,
         strategies: StrategySource,
         broker: Broker,
@@ -154,7 +156,8 @@ class TradingPipeline:
         resend_window_seconds: float = 60.0,
         judging: JudgingSettings | None = None,
     ) -> None:
-        self.db = db
+        self.db = db  # handed on to reconciliation; the cycle itself writes through `store`
+        self.store = store
         self.source = source
         self.strategies = strategies
         self.broker = broker
@@ -180,7 +183,7 @@ class TradingPipeline:
         self._orders: GroupCommit[OrderRequest, BrokerOrder] = GroupCommit(
             self.broker.submit_orders
         )
-        self._executions: GroupCommit[repo.Execution, None] = GroupCommit(
+        self._executions: GroupCommit[Execution, None] = GroupCommit(
             self._record_executions
         )
         self._rejections: GroupCommit[tuple[Any, str], None] = GroupCommit(
@@ -258,7 +261,7 @@ class TradingPipeline:
             log.error("%d broker requests still running after %gs", requests, grace_seconds)
         # Cancelled writes finish in the database's threads: wait for them too, so that no
         # write of this leader lands after another one took over.
-        writes = await self.db.settle(max(0.0, deadline - loop.time()))
+        writes = await self.store.settle(max(0.0, deadline - loop.time()))
         if writes:
             log.error("%d database transactions still running after %gs", writes,
                       grace_seconds)
@@ -278,10 +281,10 @@ class TradingPipeline:
         """The ledger at the start of the batch. Without a decision to judge, only the price
         references matter (the band still follows every price)."""
         symbols = sorted({s.symbol for s in signals})
-        references = await repo.price_references(self.db, symbols)
+        references = await self.store.price_references(symbols)
         if with_book:
             book = await self.broker.get_book()
-            last_trades = await repo.last_trades_by_symbol(self.db, symbols)
+            last_trades = await self.store.last_trades_by_symbol(symbols)
         else:
             book, last_trades = Book(Account(Decimal(0), Decimal(0), Decimal(0)), [], []), {}
         return BatchLedger.open(
@@ -306,7 +309,7 @@ class TradingPipeline:
         and, when approved, reserved in the ledger before the next one is judged. `hashes`:
         the batch's decisions, whose stored rows (if any) are one read for the batch."""
         by_name = {spec.name: spec for spec in strategies}
-        stored = await repo.existing_decisions(self.db, hashes)
+        stored = await self.store.existing_decisions(hashes)
         items: list[_Item] = []
         seen: set[str] = set()
         for signal in signals:
@@ -396,8 +399,8 @@ class TradingPipeline:
         """Insert the batch's new decisions, each `planned` or already `rejected` with its
         reason (one statement for the row and its rejection)."""
         new = [item for item in items if item.decision_id is None]
-        stored = await repo.insert_judged_decisions(
-            self.db, [(i.decision, i.hash, i.rejection) for i in new]
+        stored = await self.store.insert_judged_decisions(
+            [(i.decision, i.hash, i.rejection) for i in new]
         )
         for item in new:
             row = stored[item.hash]
@@ -427,8 +430,8 @@ class TradingPipeline:
         both before the cursor moves past the batch."""
         if isinstance(self.broker, MarksPrices) and ledger.marked:
             await self.broker.mark_prices(ledger.marked)
-        await repo.save_price_references(
-            self.db, {s: ledger.references[s] for s in sorted(ledger.changed_references)}
+        await self.store.save_price_references(
+            {s: ledger.references[s] for s in sorted(ledger.changed_references)}
         )
 
     def _give_back(self, item: _Item) -> None:
@@ -451,7 +454,7 @@ class TradingPipeline:
                 self._give_back(item)
                 reason = f"internal_error:{type(exc).__name__}"
                 try:
-                    await repo.reject_decisions(self.db, [(item.decision_id, reason)])
+                    await self.store.reject_decisions([(item.decision_id, reason)])
                     item.final = True
                     self._count_rejection(result, reason)
                 except Exception:
@@ -508,8 +511,7 @@ class TradingPipeline:
         # The order is written ahead in the same transaction: a crash after the review leaves
         # an order to send, never a decision to review a second time.
         try:
-            await repo.record_review(
-                self.db,
+            await self.store.record_review(
                 self._review_row(item, outcome, action, shadow=False),
                 reject=(item.decision_id, reason or "llm_veto") if order is None else None,
                 pending=None if order is None else (item.decision_id, self._pending_json(order)),
@@ -557,7 +559,7 @@ class TradingPipeline:
         (a database failover) before the row is given up, loudly."""
         for attempt in range(_SHADOW_WRITE_ATTEMPTS):
             try:
-                await repo.record_review(self.db, row)
+                await self.store.record_review(row)
                 return
             except Exception:
                 if attempt == _SHADOW_WRITE_ATTEMPTS - 1:
@@ -580,13 +582,13 @@ class TradingPipeline:
     async def settle_writes(self, grace_seconds: float) -> int:
         """Wait, at most `grace_seconds`, for database transactions still running; returns
         how many still are."""
-        return await self.db.settle(grace_seconds)
+        return await self.store.settle(grace_seconds)
 
     async def _review(self, item: _Item) -> ReviewOutcome:
         assert self.reviewer is not None
         try:
-            recent = await repo.recent_decisions(
-                self.db, item.decision.symbol, exclude_hash=item.hash
+            recent = await self.store.recent_decisions(
+                item.decision.symbol, exclude_hash=item.hash
             )
         except Exception:
             # Context for the model, not a reason to skip the review.
@@ -764,16 +766,16 @@ class TradingPipeline:
         self._count_rejection(result, reason)
 
     # ------------------------------------------------------------------- group-commit flushes
-    async def _record_executions(self, executions: list[repo.Execution]) -> list[None]:
-        await repo.record_executions(self.db, executions, broker=self.broker.name)
+    async def _record_executions(self, executions: list[Execution]) -> list[None]:
+        await self.store.record_executions(executions, broker=self.broker.name)
         return [None] * len(executions)
 
     async def _record_pending(self, orders: list[tuple[Any, dict[str, Any]]]) -> list[None]:
-        await repo.record_pending_orders(self.db, orders)
+        await self.store.record_pending_orders(orders)
         return [None] * len(orders)
 
     async def _record_rejections(self, rejections: list[tuple[Any, str]]) -> list[None]:
-        await repo.reject_decisions(self.db, rejections)
+        await self.store.reject_decisions(rejections)
         return [None] * len(rejections)
 
     def _sending_stopped(self) -> bool:
