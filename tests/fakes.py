@@ -2,18 +2,23 @@
 
 `FaultyBroker` wraps a real broker (the simulated one, usually) and misbehaves on cue:
 answers lost, refusals, a broker that cannot be asked, a broker that holds its answer until
-the test lets it go. Pass it to `build_container(wrap_broker=...)` or `run_replay`."""
+the test lets it go. `FaultyAuditStore` does the same for the audit store (a full disk, a
+database that went away). Pass them to `build_container(wrap_broker=..., wrap_store=...)` or
+`run_replay(...)`."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from torghut.domain import Account, Book, BrokerOrder, OrderRequest, Position
 from torghut.errors import BrokerError
-from torghut.ports import Broker
+from torghut.ports import AuditStore, Broker, Execution, JudgedDecision, StoredDecision
+from torghut.trading.ledger import PriceReference
 
 
 @dataclass
@@ -101,3 +106,88 @@ def unanswered() -> Exception:
 
 def refused(reason: str = "insufficient_buying_power: test") -> Exception:
     return BrokerError(reason, rejected=True)
+
+
+@dataclass
+class FaultyAuditStore:
+    """An `AuditStore` around the real one. `fail[method]`: faults for its next calls, in
+    order (None: pass through); `always[method]`: raised on every call; `hold[method]`: an
+    event the call waits on first (after the real write when `hold_after` names it). `calls`
+    records each call's batch size, per method."""
+
+    inner: AuditStore
+    fail: dict[str, list[Exception | None]] = field(default_factory=dict)
+    always: dict[str, Exception] = field(default_factory=dict)
+    hold: dict[str, asyncio.Event] = field(default_factory=dict)
+    hold_after: frozenset[str] = frozenset()
+    calls: dict[str, list[int]] = field(default_factory=dict)
+
+    async def _guard(self, method: str, size: int) -> None:
+        self.calls.setdefault(method, []).append(size)
+        if method in self.always:
+            raise self.always[method]
+        queue = self.fail.get(method)
+        fault = queue.pop(0) if queue else None
+        if fault is not None:
+            raise fault
+        if method in self.hold and method not in self.hold_after:
+            await self.hold[method].wait()
+
+    async def _after(self, method: str) -> None:
+        if method in self.hold and method in self.hold_after:
+            await self.hold[method].wait()
+
+    async def existing_decisions(self, hashes: Sequence[str]) -> dict[str, StoredDecision]:
+        await self._guard("existing_decisions", len(hashes))
+        return await self.inner.existing_decisions(hashes)
+
+    async def insert_judged_decisions(
+        self, decisions: Sequence[JudgedDecision]
+    ) -> dict[str, StoredDecision]:
+        await self._guard("insert_judged_decisions", len(decisions))
+        return await self.inner.insert_judged_decisions(decisions)
+
+    async def price_references(self, symbols: Sequence[str]) -> dict[str, PriceReference]:
+        await self._guard("price_references", len(symbols))
+        return await self.inner.price_references(symbols)
+
+    async def save_price_references(self, references: Mapping[str, PriceReference]) -> None:
+        await self._guard("save_price_references", len(references))
+        await self.inner.save_price_references(references)
+
+    async def last_trades_by_symbol(self, symbols: Sequence[str]) -> dict[str, datetime]:
+        await self._guard("last_trades_by_symbol", len(symbols))
+        return await self.inner.last_trades_by_symbol(symbols)
+
+    async def recent_decisions(
+        self, symbol: str, *, exclude_hash: str | None = None
+    ) -> list[dict[str, Any]]:
+        await self._guard("recent_decisions", 1)
+        return await self.inner.recent_decisions(symbol, exclude_hash=exclude_hash)
+
+    async def record_review(
+        self,
+        values: Mapping[str, Any],
+        *,
+        reject: tuple[Any, str] | None = None,
+        pending: tuple[Any, dict[str, Any]] | None = None,
+    ) -> Any:
+        await self._guard("record_review", 1)
+        written = await self.inner.record_review(values, reject=reject, pending=pending)
+        await self._after("record_review")
+        return written
+
+    async def record_executions(self, executions: Sequence[Execution], *, broker: str) -> None:
+        await self._guard("record_executions", len(executions))
+        await self.inner.record_executions(executions, broker=broker)
+
+    async def record_pending_orders(self, orders: Sequence[tuple[Any, dict[str, Any]]]) -> None:
+        await self._guard("record_pending_orders", len(orders))
+        await self.inner.record_pending_orders(orders)
+
+    async def reject_decisions(self, rejections: Sequence[tuple[Any, str]]) -> None:
+        await self._guard("reject_decisions", len(rejections))
+        await self.inner.reject_decisions(rejections)
+
+    async def settle(self, grace_seconds: float) -> int:
+        return await self.inner.settle(grace_seconds)

@@ -21,7 +21,7 @@ from torghut.db.engine import Database, create_engine_from_dsn
 from torghut.db.repo import AuditRepository
 from torghut.domain import utcnow
 from torghut.metrics import Metrics
-from torghut.ports import Broker, ReviewProvider, SignalSource
+from torghut.ports import AuditStore, Broker, ReviewProvider, SignalSource
 from torghut.trading.catalog import StrategyCatalog
 from torghut.trading.llm.circuit import CircuitBreaker
 from torghut.trading.llm.client import build_provider
@@ -189,13 +189,14 @@ async def build_container(
     provider: ReviewProvider | None = None,
     clock: Callable[[], datetime] | None = None,
     wrap_broker: Callable[[Broker], Broker] | None = None,
+    wrap_store: Callable[[AuditStore], AuditStore] | None = None,
 ) -> Container:
     """Wire the service. `signals_path` forces a replay source (the `replay` and `demo`
     commands), whose signals are judged on their own time (staleness, session), unless a
     `clock` is given; `serve` judges them on the wall clock (`clock` defaults to it).
     `trading_enabled` overrides `TRADING_ENABLED` for the risk check (replay trades whatever
-    `TRADING_ENABLED` says: CONTRACT §3). `wrap_broker` puts a wrapper around the broker
-    (tests inject faults through it)."""
+    `TRADING_ENABLED` says: CONTRACT §3). `wrap_broker` and `wrap_store` put a wrapper around
+    the broker and the audit store (tests inject faults through them)."""
     if clock is None and signals_path is None:
         clock = utcnow
     metrics = metrics or Metrics()
@@ -224,7 +225,7 @@ async def build_container(
         enabled = settings.trading_enabled if trading_enabled is None else trading_enabled
         pipeline = TradingPipeline(
             db=db,
-            store=AuditRepository(db),
+            store=wrap_store(AuditRepository(db)) if wrap_store else AuditRepository(db),
             source=source,
             strategies=catalog,
             broker=broker,
