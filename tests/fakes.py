@@ -31,6 +31,9 @@ class FaultyBroker:
     inner: Broker
     submit_faults: list[Exception | None] = field(default_factory=list)
     lookup_fails: bool = False
+    lookup_faults: list[Exception | None] = field(default_factory=list)
+    # Orders of an `arrives_later()` fault, until `deliver_late()` hands them to the broker.
+    late: list[OrderRequest] = field(default_factory=list)
     hold: asyncio.Event | None = None
     held: asyncio.Event = field(default_factory=asyncio.Event)
     sent: list[list[OrderRequest]] = field(default_factory=list)
@@ -74,13 +77,24 @@ class FaultyBroker:
         if isinstance(fault, _Lost):
             await self.inner.submit_orders(orders)  # the broker took them; the answer is lost
             raise BrokerError(str(fault), rejected=False)
+        if isinstance(fault, _Late):
+            self.late.extend(orders)  # still on its way: the broker learns of it later
+            raise BrokerError(str(fault), rejected=False)
+        if isinstance(fault, _RefuseEach):
+            return [BrokerError(str(fault), rejected=True) for _ in orders]
         if fault is not None:
             raise fault
         return await self.inner.submit_orders(orders)
 
+    async def deliver_late(self) -> None:
+        """The requests of an `arrives_later()` fault reach the broker now."""
+        orders, self.late = self.late, []
+        await self.inner.submit_orders(orders)
+
     async def get_order(self, client_order_id: str) -> BrokerOrder | None:
-        if self.lookup_fails:
-            raise BrokerError("broker unreachable", rejected=False)
+        fault = self.lookup_faults.pop(0) if self.lookup_faults else None
+        if self.lookup_fails or fault is not None:
+            raise fault or BrokerError("broker unreachable", rejected=False)
         return await self.inner.get_order(client_order_id)
 
     async def settle(self, grace_seconds: float) -> int:
@@ -92,6 +106,24 @@ class FaultyBroker:
 
 class _Lost(Exception):
     pass
+
+
+class _Late(Exception):
+    pass
+
+
+class _RefuseEach(Exception):
+    pass
+
+
+def arrives_later() -> Exception:
+    """The answer is lost and the request itself is still on its way (`deliver_late`)."""
+    return _Late("connection reset while the request was still on its way")
+
+
+def refuse_each(reason: str = "insufficient buying power") -> Exception:
+    """Each order of the call refused, in its place (not the whole call failing)."""
+    return _RefuseEach(reason)
 
 
 def lost() -> Exception:
