@@ -237,6 +237,16 @@ async def test_a_strategy_position_cap_is_enforced(database: Database, tmp_path:
     assert summary["rejected"] == {"max_position_pct_exceeded": 1}
 
 
+async def test_a_disabled_strategy_decides_and_is_rejected_as_such(
+    database: Database, tmp_path: Path
+) -> None:
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text("strategies:\n  - name: live-one\n  - name: paused\n    enabled: false\n")
+    summary = await replay(database, write(tmp_path, "two", [tick(0, "100", BUY)]),
+                           TRADING_STRATEGY_CONFIG_PATH=str(catalog))
+    assert (summary["submitted"], summary["rejected"]) == (1, {"strategy_disabled": 1})
+
+
 async def test_the_kill_switch_comes_first_and_alone(database: Database, tmp_path: Path) -> None:
     summary = await replay(database, write(tmp_path, "kill", [tick(0, "100", QUIET),
                                                               tick(1, "0.05", BUY)]),

@@ -62,7 +62,10 @@ _SETTLE_SECONDS = 30.0
 
 
 class StrategySource(Protocol):
-    async def load(self) -> list[StrategySpec]: ...
+    async def load_all(self) -> list[StrategySpec]:
+        """Every strategy to evaluate, disabled ones included (their decisions are rejected
+        `strategy_disabled`)."""
+        ...
 
 
 @runtime_checkable
@@ -205,7 +208,7 @@ class TradingPipeline:
             return result
         result.signals = len(signals)
         self.metrics.signals.inc(len(signals))
-        strategies = await self.strategies.load()
+        strategies = await self.strategies.load_all()
         # Whether a rule fires does not depend on the book (only the size does), nor does a
         # decision's hash: a batch where nothing fires needs neither the book nor the store.
         fired = [
