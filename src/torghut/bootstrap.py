@@ -23,13 +23,14 @@ from torghut.domain import utcnow
 from torghut.metrics import Metrics
 from torghut.ports import AuditStore, Broker, ReviewProvider, SignalSource
 from torghut.trading.catalog import StrategyCatalog
+from torghut.trading.judge import JudgingSettings
 from torghut.trading.llm.circuit import CircuitBreaker
 from torghut.trading.llm.client import build_provider
 from torghut.trading.llm.policy import bounds_from_settings
 from torghut.trading.llm.prompts import PromptTemplate, load_prompt
 from torghut.trading.llm.review_engine import ReviewEngine
 from torghut.trading.llm.schema import PolicyBounds
-from torghut.trading.pipeline import GateSettings, JudgingSettings, TradingPipeline
+from torghut.trading.pipeline import GateSettings, TradingPipeline
 from torghut.trading.risk import RiskLimits
 from torghut.trading.scheduler import TradingScheduler
 from torghut.trading.session import SessionCalendar

@@ -13,13 +13,13 @@ PACKAGE = Path(__file__).resolve().parents[2] / "src" / "torghut"
 
 PURE_CORE = [
     "errors.py", "domain.py", "ports.py", "trading/strategy.py", "trading/risk.py",
-    "trading/ledger.py", "trading/orders.py", "trading/session.py",
+    "trading/ledger.py", "trading/orders.py", "trading/session.py", "trading/judge.py",
     "trading/gate.py", "trading/llm/sse.py", "trading/llm/schema.py", "trading/llm/answer.py",
     "trading/llm/prompts.py", "trading/llm/policy.py", "trading/llm/circuit.py",
 ]
 ORCHESTRATION = [
     "trading/llm/review_engine.py", "trading/pipeline.py", "trading/scheduler.py",
-    "trading/reconcile.py", "trading/group_commit.py",
+    "trading/reconcile.py", "trading/group_commit.py", "trading/audit_rows.py",
 ]
 ADAPTER_FILES = [
     "trading/llm/jangar.py", "trading/llm/openai.py", "trading/llm/client.py",

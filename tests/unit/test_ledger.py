@@ -138,3 +138,28 @@ def test_an_exit_is_exempt_from_the_notional_cap(held: str, qty: str, exempt: bo
     book = ledger(held=held)
     result = book.check(decision(Action.SELL, qty, price="150"), "x")
     assert ("max_notional_exceeded" not in result.reasons) is exempt
+
+
+def test_judge_checks_in_contract_order_first_match_alone() -> None:
+    from torghut.trading.judge import JudgingSettings, judge
+    from torghut.trading.session import SessionCalendar
+
+    settings = JudgingSettings(max_signal_age_seconds=120, calendar=SessionCalendar("XNYS"))
+    saturday = datetime(2026, 3, 7, 15, 0, tzinfo=UTC)
+    old = decision()  # signal at NOW, a Monday in session
+
+    def reason(*, limits: RiskLimits | None = None, now: datetime = NOW,
+               accepted: bool = True, the_decision: TradeDecision = old) -> str | None:
+        return judge(the_decision, "k", now=now, price_accepted=accepted, spec=None,
+                     ledger=ledger(), limits=limits or RiskLimits(),
+                     settings=settings).reason
+
+    assert reason(limits=RiskLimits(kill_switch=True), now=saturday, accepted=False) == (
+        "kill_switch"
+    )
+    assert reason(now=saturday, accepted=False) == "signal_stale"
+    late = decision().model_copy(update={"event_ts": saturday})
+    assert reason(now=saturday, accepted=False, the_decision=late) == "market_closed"
+    assert reason(accepted=False) == "price_out_of_band"
+    # spec None: the decision's strategy left the catalog.
+    assert reason() == "strategy_disabled"

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -34,9 +34,10 @@ from torghut.domain import (
 from torghut.errors import BrokerError
 from torghut.metrics import Metrics
 from torghut.ports import AuditStore, Broker, Execution, SignalSource
-from torghut.trading import risk
+from torghut.trading.audit_rows import review_row
 from torghut.trading.gate import GateDecision, apply_gate
 from torghut.trading.group_commit import GroupCommit
+from torghut.trading.judge import JudgingSettings, exit_sized, judge, strategy_limits
 from torghut.trading.ledger import BatchLedger, Reservation
 from torghut.trading.llm.review_engine import ReviewEngine, ReviewOutcome, build_review_request
 from torghut.trading.llm.schema import PolicyBounds
@@ -47,9 +48,8 @@ from torghut.trading.orders import (
     RecoveryStep,
     recovery_step,
 )
-from torghut.trading.risk import RiskLimits, StrategyLimits
-from torghut.trading.session import SessionCalendar, admission
-from torghut.trading.strategy import StrategyDefaults, StrategySpec, evaluate, size_exit
+from torghut.trading.risk import RiskLimits
+from torghut.trading.strategy import StrategyDefaults, StrategySpec, evaluate
 
 if TYPE_CHECKING:
     from torghut.db.engine import Database
@@ -102,17 +102,6 @@ class CycleResult:
         self.duplicates += other.duplicates
         self.rejected.update(other.rejected)
         self.reviews.update(other.reviews)
-
-
-@dataclass(frozen=True, slots=True)
-class JudgingSettings:
-    """What decides whether an order may leave now (CONTRACT §8): the signal's age, the
-    session, the price band. `clock` None: judge on each signal's own time (replay)."""
-
-    max_signal_age_seconds: float = 120.0
-    calendar: SessionCalendar = field(default_factory=SessionCalendar)
-    max_price_move: Decimal = Decimal("0.10")
-    clock: Callable[[], datetime] | None = None
 
 
 @dataclass
@@ -344,59 +333,18 @@ class TradingPipeline:
                         items.append(item)  # recovered as it was sent, not judged again
                         continue
                 else:
-                    item.decision = self._exit_sized(decision, spec, ledger)
-                self._judge_one(item, accepted, ledger)
+                    item.decision = exit_sized(decision, spec, ledger, self.limits)
+                judgment = judge(
+                    item.decision, h,
+                    now=self._now(signal), price_accepted=accepted, spec=item.strategy,
+                    ledger=ledger, limits=self.limits, settings=self.judging,
+                )
+                item.rejection, item.reservation = judgment.reason, judgment.reservation
+                item.account, item.positions = judgment.account, list(judgment.positions)
                 items.append(item)
         await self._store_new(items, result)
         self._chain_by_symbol(items)
         return items
-
-    def _exit_sized(
-        self, decision: TradeDecision, spec: StrategySpec, ledger: BatchLedger
-    ) -> TradeDecision:
-        """An order that reduces a position is sized to it (see `strategy.size_exit`)."""
-        closing_side = decision.action
-        return size_exit(
-            decision,
-            position=ledger.position(decision.symbol),
-            closing=ledger.closing(decision.symbol, closing_side),
-            partial=spec.partial_exits,
-            max_shares=self.limits.max_shares_per_order,
-        )
-
-    def _judge_one(self, item: _Item, price_accepted: bool, ledger: BatchLedger) -> None:
-        """The checks of CONTRACT §8 in order, first match wins: the kill switch, a stale
-        signal, a closed market, a price out of band; then the rest of risk, against the book
-        as the decision sees it. Approved: its reservation is taken at once."""
-        decision = item.decision
-        reason: str | None = None
-        if self.limits.kill_switch:
-            reason = risk.KILL_SWITCH
-        if reason is None:
-            reason = admission(
-                decision.event_ts,
-                self._now(item.signal),
-                max_age_seconds=self.judging.max_signal_age_seconds,
-                calendar=self.judging.calendar,
-            )
-        if reason is None and not price_accepted:
-            reason = risk.PRICE_OUT_OF_BAND
-        if reason is None:
-            spec = item.strategy
-            checked = ledger.check(
-                decision,
-                item.hash,
-                strategy_enabled=spec is not None and spec.enabled,
-                strategy_limits=_strategy_limits(spec),
-            )
-            if not checked.approved:
-                reason = checked.reason or "risk"
-        if reason is not None:
-            item.rejection = reason
-            return
-        item.account = ledger.snapshot()
-        item.positions = ledger.positions()
-        item.reservation = ledger.reserve(decision, item.hash)
 
     async def _store_new(self, items: list[_Item], result: CycleResult) -> None:
         """Insert the batch's new decisions, each `planned` or already `rejected` with its
@@ -503,7 +451,7 @@ class TradingPipeline:
                 item.reservation,
                 to_submit,
                 strategy_enabled=item.strategy is not None and item.strategy.enabled,
-                strategy_limits=_strategy_limits(item.strategy),
+                strategy_limits=strategy_limits(item.strategy),
             )
             if not checked.approved:
                 action, reason, to_submit = EffectiveAction.REJECTED, checked.reason, None
@@ -790,37 +738,10 @@ class TradingPipeline:
     def _review_row(
         self, item: _Item, outcome: ReviewOutcome, action: EffectiveAction, *, shadow: bool
     ) -> dict[str, Any]:
-        usage = outcome.usage
-        return {
-            "trade_decision_id": item.decision_id,
-            "provider": outcome.provider,
-            "model": outcome.model,
-            "prompt_version": outcome.prompt_version,
-            "prompt_hash": outcome.prompt_hash,
-            "input_json": outcome.request_json,
-            "response_json": outcome.response_json,
-            "llm_verdict": outcome.llm_verdict.value if outcome.llm_verdict else None,
-            "verdict": outcome.verdict.value,
-            "reason": outcome.reason,
-            "confidence": outcome.confidence,
-            "adjusted_qty": outcome.adjusted_qty,
-            "adjusted_order_type": (
-                outcome.adjusted_order_type.value if outcome.adjusted_order_type else None
-            ),
-            "rationale": outcome.rationale,
-            "risk_flags": list(outcome.risk_flags),
-            "tokens_prompt": usage.prompt_tokens if usage else None,
-            "tokens_completion": usage.completion_tokens if usage else None,
-            "latency_ms": outcome.latency_ms,
-            "ttft_ms": outcome.ttft_ms,
-            "shadow": shadow,
-            "fail_mode": self.gate.fail_mode.value,
-            "trading_mode": self.gate.trading_mode.value,
-            "effective_action": action.value,
-            "error_code": outcome.error_code,
-            "error_message": outcome.error_message,
-            "notional": item.decision.notional,
-        }
+        return review_row(
+            item.decision_id, outcome, action, shadow=shadow, fail_mode=self.gate.fail_mode,
+            trading_mode=self.gate.trading_mode, notional=item.decision.notional,
+        )
 
     def _observe(self, outcome: ReviewOutcome) -> None:
         m = self.metrics
@@ -843,13 +764,3 @@ class TradingPipeline:
         self.metrics.decisions.labels(status="rejected").inc()
         self.metrics.rejections.labels(reason=reason.split(":", 1)[0]).inc()
 
-
-def _strategy_limits(spec: StrategySpec | None) -> StrategyLimits | None:
-    """A strategy's own limits, which replace the global ones for its decisions."""
-    if spec is None:
-        return None
-    return StrategyLimits(
-        max_notional_per_trade=spec.max_notional_per_trade,
-        max_position_pct_equity=spec.max_position_pct_equity,
-        universe=frozenset(spec.universe_symbols) if spec.universe_symbols else None,
-    )
