@@ -200,11 +200,12 @@ class TradingPipeline:
         strategies = await self.strategies.load_all()
         # Whether a rule fires does not depend on the book (only the size does), nor does a
         # decision's hash: a batch where nothing fires needs neither the book nor the store.
-        fired = [
-            decision_hash(d)
-            for s in signals for spec in strategies
-            if (d := evaluate(spec, s, equity=Decimal(1), defaults=self.sizing)) is not None
-        ]
+        fired: dict[int, list[str]] = {}  # signal's place in the batch -> its decisions
+        for at, signal in enumerate(signals):
+            for spec in strategies:
+                d = evaluate(spec, signal, equity=Decimal(1), defaults=self.sizing)
+                if d is not None:
+                    fired.setdefault(at, []).append(decision_hash(d))
         ledger = await self._open_ledger(signals, with_book=bool(fired))
         items = await self._judge(signals, strategies, ledger, fired, result)
         try:
@@ -293,19 +294,24 @@ class TradingPipeline:
         signals: Sequence[Signal],
         strategies: Sequence[StrategySpec],
         ledger: BatchLedger,
-        hashes: Sequence[str],
+        fired: Mapping[int, list[str]],
         result: CycleResult,
     ) -> list[_Item]:
         """Walk the batch in signal order: each signal marks its price (if the band accepts
         it), then each of its decisions is sized and judged against the book at that moment
-        and, when approved, reserved in the ledger before the next one is judged. `hashes`:
-        the batch's decisions, whose stored rows (if any) are one read for the batch."""
+        and, when approved, reserved in the ledger before the next one is judged. `fired`:
+        the signals whose rules fire, with their decisions' hashes (their stored rows, if any,
+        are one read for the batch)."""
         by_name = {spec.name: spec for spec in strategies}
-        stored = await self.store.existing_decisions(hashes)
+        stored = await self.store.existing_decisions(
+            [h for hashes in fired.values() for h in hashes]
+        )
         items: list[_Item] = []
         seen: set[str] = set()
-        for signal in signals:
+        for at, signal in enumerate(signals):
             accepted = signal.price is None or ledger.mark(signal.symbol, signal.price)
+            if at not in fired:
+                continue
             for spec in strategies:
                 decision = evaluate(spec, signal, equity=ledger.equity, defaults=self.sizing)
                 if decision is None:
