@@ -78,9 +78,11 @@ def judge(
     ledger: BatchLedger,
     limits: RiskLimits,
     settings: JudgingSettings,
+    with_view: bool = True,
 ) -> Judgment:
     """See the module docstring. `now`: the wall clock in `serve`, the signal's time in
-    `replay`; `spec` None: the decision's strategy is no longer in the catalog."""
+    `replay`; `spec` None: the decision's strategy is no longer in the catalog. `with_view`:
+    keep the book as the decision saw it (its reviewer needs it; a copy of every position)."""
     if limits.kill_switch:
         return Judgment(risk.KILL_SWITCH)
     reason = admission(
@@ -98,5 +100,6 @@ def judge(
     )
     if not checked.approved:
         return Judgment(checked.reason or "risk")
-    account, positions = ledger.snapshot(), tuple(ledger.positions())
+    account = ledger.snapshot()
+    positions = tuple(ledger.positions()) if with_view else ()
     return Judgment(None, ledger.reserve(decision, key), account, positions)

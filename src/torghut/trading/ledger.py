@@ -129,6 +129,12 @@ class BatchLedger:
     # The broker's equity less what the ledger can value itself (0 for the simulated broker).
     _equity_offset: Decimal = field(default=Decimal(0), init=False)
     reservations: dict[str, Reservation] = field(default_factory=dict, init=False)
+    # Running totals and an index, so that one check costs the same whatever the size of the
+    # batch (risk looks at the decision's own symbol only): the value of what is held at its
+    # last price, the cash promised to open buys, the batch's open orders by symbol.
+    _held_value: Decimal = field(default=Decimal(0), init=False)
+    _open_buy_value: Decimal = field(default=Decimal(0), init=False)
+    _open_by_symbol: dict[str, dict[str, Reservation]] = field(default_factory=dict, init=False)
     # Symbols whose reference or last accepted price this batch changed.
     marked: dict[str, Decimal] = field(default_factory=dict, init=False)
     changed_references: set[str] = field(default_factory=set, init=False)
@@ -168,6 +174,7 @@ class BatchLedger:
             references=dict(references),
             last_trade_at=dict(last_trade_at),
         )
+        ledger._held_value = sum((_value(h) for h in holdings.values()), Decimal(0))
         ledger._equity_offset = book.account.equity - ledger._valued()
         return ledger
 
@@ -184,7 +191,9 @@ class BatchLedger:
             self.marked[symbol] = price
             holding = self.holdings.get(symbol)
             if holding is not None:
+                before = _value(holding)
                 holding.last_price = price
+                self._held_value += _value(holding) - before
         return accepted
 
     # ------------------------------------------------------------------------------- views
@@ -193,11 +202,7 @@ class BatchLedger:
         return self._equity_offset + self._valued()
 
     def _valued(self) -> Decimal:
-        cash = self.account.cash - self._spent
-        return cash + sum(
-            (h.qty * h.last_price for h in self.holdings.values() if h.last_price is not None),
-            Decimal(0),
-        )
+        return self.account.cash - self._spent + self._held_value
 
     def position(self, symbol: str) -> Decimal:
         holding = self.holdings.get(symbol.upper())
@@ -223,18 +228,14 @@ class BatchLedger:
         )
 
     def _open_buys(self) -> Decimal:
-        return sum(
-            (r.order.qty * (r.order.price or 0) for r in self.reservations.values()
-             if not r.held and r.order.side is Action.BUY),
-            Decimal(0),
-        )
+        return self._open_buy_value
 
     def _orders_in(self, symbol: str, excluding: str | None = None) -> list[OpenOrder]:
         symbol = symbol.upper()
+        mine = self._open_by_symbol.get(symbol, {})
         return [
             *self.open_orders.get(symbol, ()),
-            *(r.order for r in self.reservations.values()
-              if not r.held and r.order.symbol == symbol and r.key != excluding),
+            *(r.order for key, r in mine.items() if key != excluding),
         ]
 
     # ------------------------------------------------------------------------ check, hold
@@ -252,7 +253,7 @@ class BatchLedger:
         ctx = RiskContext(
             account=self._without(own),
             now=decision.event_ts,
-            positions=self._positions_without(own),
+            positions=self._positions_without(decision.symbol, own),
             open_orders=self._orders_in(decision.symbol, excluding=key),
             strategy_enabled=strategy_enabled,
             strategy_limits=strategy_limits,
@@ -271,14 +272,17 @@ class BatchLedger:
             back = -_cost(own.order) if own.held else Decimal(0)
         return Account(account.cash + back, account.equity, account.buying_power + back)
 
-    def _positions_without(self, own: Reservation | None) -> dict[str, Position]:
-        positions = {p.symbol: p for p in self.positions()}
-        if own is not None and own.held:
-            symbol = own.order.symbol
-            qty = self.position(symbol) - _signed(own.order)
-            price = own.order.price or Decimal(0)
-            positions[symbol] = Position(symbol, qty, price, qty * price)
-        return positions
+    def _positions_without(self, symbol: str, own: Reservation | None) -> dict[str, Position]:
+        """The position in `symbol` (risk reads no other), without `own`'s shares."""
+        symbol = symbol.upper()
+        qty = self.position(symbol)
+        if own is not None and own.held and own.order.symbol == symbol:
+            qty -= _signed(own.order)
+        if not qty:
+            return {}
+        holding = self.holdings.get(symbol)
+        price = holding.last_price if holding and holding.last_price else Decimal(0)
+        return {symbol: Position(symbol, qty, price, qty * price)}
 
     def reserve(self, decision: TradeDecision, key: str) -> Reservation:
         """Hold what an approved decision takes: its cash and shares (held) or its open order,
@@ -350,17 +354,30 @@ class BatchLedger:
                 self.last_trade_at[symbol] = reservation.previous_trade
 
     def _apply(self, reservation: Reservation, sign: int) -> None:
-        if not reservation.held:
-            return
         order = reservation.order
+        if not reservation.held:
+            mine = self._open_by_symbol.setdefault(order.symbol, {})
+            if sign > 0:
+                mine[reservation.key] = reservation
+            else:
+                mine.pop(reservation.key, None)
+            if order.side is Action.BUY:
+                self._open_buy_value += sign * _cost(order)
+            return
         self._spent += sign * _cost(order) * (1 if order.side is Action.BUY else -1)
         holding = self.holdings.setdefault(order.symbol, _Holding(Decimal(0), order.price))
+        before = _value(holding)
         holding.qty += sign * _signed(order)
         if sign > 0 and holding.last_price is None:
             holding.last_price = order.price
+        self._held_value += _value(holding) - before
 
     def reserved(self) -> Iterator[Reservation]:
         return iter(list(self.reservations.values()))
+
+
+def _value(holding: _Holding) -> Decimal:
+    return Decimal(0) if holding.last_price is None else holding.qty * holding.last_price
 
 
 def _cost(order: OpenOrder) -> Decimal:

@@ -206,6 +206,10 @@ class TradingPipeline:
                 d = evaluate(spec, signal, equity=Decimal(1), defaults=self.sizing)
                 if d is not None:
                     fired.setdefault(at, []).append(decision_hash(d))
+        calendar = self.judging.calendar
+        if fired and not calendar.loaded():
+            # Its first use imports pandas and builds the calendar: not on the event loop.
+            await asyncio.to_thread(calendar.load)
         ledger = await self._open_ledger(signals, with_book=bool(fired))
         items = await self._judge(signals, strategies, ledger, fired, result)
         try:
@@ -344,6 +348,7 @@ class TradingPipeline:
                     item.decision, h,
                     now=self._now(signal), price_accepted=accepted, spec=item.strategy,
                     ledger=ledger, limits=self.limits, settings=self.judging,
+                    with_view=self.reviewer is not None and self.gate.enabled,
                 )
                 item.rejection, item.reservation = judgment.reason, judgment.reservation
                 item.account, item.positions = judgment.account, list(judgment.positions)

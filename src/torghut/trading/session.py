@@ -70,12 +70,30 @@ class SessionCalendar:
             opens, closes = opens - _PRE_MARKET, closes + _AFTER_HOURS
         return as_utc(opens), as_utc(closes)
 
+    def loaded(self) -> bool:
+        """Whether `is_open` can answer without loading the calendar (a blocking import and
+        build of about 0.4 s: load it off the event loop first, `load()` in a thread)."""
+        return self.exchange == ALWAYS_OPEN or self._calendar is not None
+
+    def load(self) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # see `_compute`
+            self._load()
+
     def _load(self) -> Any:
         if self._calendar is None:
-            import exchange_calendars  # type: ignore[import-untyped]  # lazily: see above
+            calendar = _CALENDARS.get(self.exchange)
+            if calendar is None:
+                import exchange_calendars  # type: ignore[import-untyped]  # lazily: see above
 
-            self._calendar = exchange_calendars.get_calendar(self.exchange)
+                calendar = exchange_calendars.get_calendar(self.exchange)
+                _CALENDARS[self.exchange] = calendar
+            self._calendar = calendar
         return self._calendar
+
+
+# Built once per process and exchange (about 0.1 s each, after the import): read-only after.
+_CALENDARS: dict[str, Any] = {}
 
 
 def admission(
