@@ -192,6 +192,13 @@ async def test_the_bundled_sample_leaves_no_position_open_after_a_sell(
         )).all()
     position: dict[str, Decimal] = {}
     sells = 0
+    async with database.sessions() as session:
+        opening = (await session.execute(
+            select(ExecutionRow.submitted_qty * ExecutionRow.avg_fill_price)
+            .where(ExecutionRow.side == "buy")
+        )).scalars().all()
+    # No opening order's notional at its reference price (the fill) is over the $1,000 cap.
+    assert opening and max(Decimal(n) for n in opening) <= 1000
     for symbol, action, qty in rows:
         change = Decimal(qty) if action == "buy" else -Decimal(qty)
         position[symbol] = position.get(symbol, Decimal(0)) + change
