@@ -1,8 +1,13 @@
 """One trading cycle, top to bottom: signals, strategy, risk, review, gate, audit, execute.
 
-Read `run_cycle` first; every step below it is a small method. Decisions of a batch run
-concurrently (bounded); one failing decision never stops the batch; the signal cursor moves
-past a batch only when every decision in it has reached a final status.
+Read `run_cycle` first; every step below it is a small method. The batch is first judged in
+signal order, with no await between decisions (`_judge`: prices through the band, each
+decision sized and checked at its own point by `judge.judge` against the `ledger.BatchLedger`,
+approved ones reserved at once), so results do not depend on the batch size. Then decisions
+run concurrently (bounded): review, audit row, order. Orders of one symbol reach the broker in
+signal order. A decision left `planned` by an earlier run follows `orders.recovery_step`. One
+failing decision never stops the batch; the signal cursor (and the band's references, and the
+simulated broker's marks) move past a batch only when every decision in it is final.
 """
 
 from __future__ import annotations
