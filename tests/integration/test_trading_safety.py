@@ -355,3 +355,4 @@ async def _statuses(database: Database) -> list[tuple[str, str]]:
         return [tuple(r) for r in (await session.execute(  # type: ignore[misc]
             select(TradeDecisionRow.symbol, TradeDecisionRow.status)
         )).all()]
+

@@ -318,7 +318,11 @@ class TradingPipeline:
         items: list[_Item] = []
         seen: set[str] = set()
         for at, signal in enumerate(signals):
-            accepted = signal.price is None or ledger.mark(signal.symbol, signal.price)
+            price, accepted = signal.price, True
+            # A price that is no price (absent, zero, negative, not finite) is not banded: the
+            # strategy gives its decision no price, and risk says `missing_price`.
+            if price is not None and price.is_finite() and price > 0:
+                accepted = ledger.mark(signal.symbol, price)
             if at not in fired:
                 continue
             for spec in strategies:
