@@ -153,6 +153,7 @@ class FaultyAuditStore:
     hold: dict[str, asyncio.Event] = field(default_factory=dict)
     hold_after: frozenset[str] = frozenset()
     calls: dict[str, list[int]] = field(default_factory=dict)
+    held: asyncio.Event = field(default_factory=asyncio.Event)  # a call waits on `hold`
 
     async def _guard(self, method: str, size: int) -> None:
         self.calls.setdefault(method, []).append(size)
@@ -163,10 +164,12 @@ class FaultyAuditStore:
         if fault is not None:
             raise fault
         if method in self.hold and method not in self.hold_after:
+            self.held.set()
             await self.hold[method].wait()
 
     async def _after(self, method: str) -> None:
         if method in self.hold and method in self.hold_after:
+            self.held.set()
             await self.hold[method].wait()
 
     async def existing_decisions(self, hashes: Sequence[str]) -> dict[str, StoredDecision]:

@@ -14,14 +14,14 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import Database
-from tests.fakes import FaultyBroker, lost, refused, unanswered
+from tests.fakes import FaultyAuditStore, FaultyBroker, lost, refused, unanswered
 from tests.integration.test_gate_table import FakeProvider
 from tests.integration.test_pipeline_behaviour import _buys, _env
 from torghut.bootstrap import build_container
 from torghut.config import load_settings
 from torghut.db import repo
 from torghut.db.tables import LLMDecisionReview, SimOrder, TradeDecisionRow
-from torghut.ports import Broker
+from torghut.ports import AuditStore, Broker
 from torghut.trading.pipeline import CycleResult
 
 
@@ -89,6 +89,42 @@ async def test_a_crash_after_the_review_never_reviews_again(
     assert await reviews(database) == [("approve", False, "submitted_original")]
     async with database.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(SimOrder)) == 1
+
+
+async def test_a_crash_right_after_the_review_row_is_committed_never_reviews_again(
+    database: Database, tmp_path: Path
+) -> None:
+    """The narrowest window: the process dies just after the review row's transaction
+    committed, before anything else happens. The order written ahead was in that transaction,
+    so the restart re-sends it; it used to find a `planned` decision with no order and review
+    it a second time (4 decisions after kill -9 in issue 12)."""
+    signals = _buys(tmp_path, 1)
+    committed = asyncio.Event()  # never set: the write stays "just committed" until the crash
+    stores: list[FaultyAuditStore] = []
+
+    def wrap(inner: AuditStore) -> AuditStore:
+        stores.append(FaultyAuditStore(inner, hold={"record_review": committed},
+                                       hold_after=frozenset({"record_review"})))
+        return stores[0]
+
+    settings = load_settings(
+        _env(database.dsn, LLM_SHADOW_MODE="false", LLM_FAIL_MODE="veto"), None
+    )
+    first = FakeProvider("approve")
+    container = await build_container(settings, signals_path=signals, trading_enabled=True,
+                                      provider=first, wrap_store=wrap)
+    try:
+        task = asyncio.create_task(container.pipeline.run_cycle())
+        await stores[0].held.wait()  # the review row's transaction has committed
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        await container.aclose()
+    again = FakeProvider("veto")
+    result = await cycle(database, signals, again)
+    assert (result.submitted, again.calls) == (1, 0)
+    assert await reviews(database) == [("approve", False, "submitted_original")]
 
 
 async def test_the_review_row_and_its_order_are_written_together_or_not_at_all(
