@@ -15,7 +15,7 @@ out: its cash, shares and cooldown slot are free again for what comes next.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -371,9 +371,6 @@ class BatchLedger:
         if sign > 0 and holding.last_price is None:
             holding.last_price = order.price
         self._held_value += _value(holding) - before
-
-    def reserved(self) -> Iterator[Reservation]:
-        return iter(list(self.reservations.values()))
 
 
 def _value(holding: _Holding) -> Decimal:
