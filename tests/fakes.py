@@ -9,6 +9,7 @@ database that went away). Pass them to `build_container(wrap_broker=..., wrap_st
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -154,6 +155,10 @@ class FaultyAuditStore:
     hold_after: frozenset[str] = frozenset()
     calls: dict[str, list[int]] = field(default_factory=dict)
     held: asyncio.Event = field(default_factory=asyncio.Event)  # a call waits on `hold`
+    # `stall[method] = (started, release)`: the call first occupies one of the database's own
+    # threads until `release` is set (`started` says it got there): a write that cannot be
+    # called back from the event loop. Needs the real store's `db`.
+    stall: dict[str, tuple[threading.Event, threading.Event]] = field(default_factory=dict)
 
     async def _guard(self, method: str, size: int) -> None:
         self.calls.setdefault(method, []).append(size)
@@ -166,6 +171,14 @@ class FaultyAuditStore:
         if method in self.hold and method not in self.hold_after:
             self.held.set()
             await self.hold[method].wait()
+        if method in self.stall:
+            started, release = self.stall[method]
+
+            def occupy(_session: object) -> None:
+                started.set()
+                release.wait(30)
+
+            await self.inner.db.run(occupy)  # type: ignore[attr-defined]
 
     async def _after(self, method: str) -> None:
         if method in self.hold and method in self.hold_after:

@@ -7,7 +7,6 @@ import asyncio
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -358,24 +357,14 @@ async def test_shutdown_keeps_the_lock_while_a_cancelled_audit_write_still_runs(
     and its write starts, only after the cycle's own writes were settled."""
     import threading
 
-    from torghut.db import repo
-
     started, release = threading.Event(), threading.Event()
-    real_record = repo.record_review
-
-    async def stuck_record(db: Any, values: Any, **kw: Any) -> Any:
-        def hold(_session: object) -> None:
-            started.set()
-            release.wait(30)
-
-        await db.run(hold)
-        return await real_record(db, values, **kw)
-
-    monkeypatch.setattr(repo, "record_review", stuck_record)
     settings = load_settings(_env(database.dsn, LLM_SHADOW_MODE="true"), None)
     provider = GatedProvider("approve")
     container = await build_container(
-        settings, signals_path=_buys(tmp_path, 1), trading_enabled=True, provider=provider
+        settings, signals_path=_buys(tmp_path, 1), trading_enabled=True, provider=provider,
+        wrap_store=lambda inner: FaultyAuditStore(
+            inner, stall={"record_review": (started, release)}
+        ),
     )
     real_quiesce = container.pipeline.quiesce
 
