@@ -30,7 +30,7 @@ from torghut.trading.llm.policy import bounds_from_settings
 from torghut.trading.llm.prompts import PromptTemplate, load_prompt
 from torghut.trading.llm.review_engine import ReviewEngine
 from torghut.trading.llm.schema import PolicyBounds
-from torghut.trading.pipeline import GateSettings, TradingPipeline
+from torghut.trading.pipeline import GateSettings, ReviewSetup, TradingPipeline, TradingRules
 from torghut.trading.risk import RiskLimits
 from torghut.trading.scheduler import TradingScheduler
 from torghut.trading.session import SessionCalendar
@@ -230,25 +230,29 @@ async def build_container(
             source=source,
             strategies=catalog,
             broker=broker,
-            limits=risk_limits(settings, trading_enabled=enabled),
-            sizing=StrategyDefaults(
-                max_notional_per_trade=Decimal(str(settings.trading_max_notional_per_trade)),
-                max_position_pct_equity=Decimal(str(settings.trading_max_position_pct_equity)),
+            rules=TradingRules(
+                limits=risk_limits(settings, trading_enabled=enabled),
+                sizing=StrategyDefaults(
+                    max_notional_per_trade=Decimal(str(settings.trading_max_notional_per_trade)),
+                    max_position_pct_equity=Decimal(str(settings.trading_max_position_pct_equity)),
+                ),
+                judging=judging_settings(settings, clock),
+                resend_window_seconds=settings.trading_resend_window_seconds,
             ),
-            gate=GateSettings(
-                enabled=settings.llm_enabled,
-                shadow=settings.llm_shadow_mode,
-                fail_mode=settings.fail_mode,
-                trading_mode=settings.trading_mode,
+            review=ReviewSetup(
+                gate=GateSettings(
+                    enabled=settings.llm_enabled,
+                    shadow=settings.llm_shadow_mode,
+                    fail_mode=settings.fail_mode,
+                    trading_mode=settings.trading_mode,
+                ),
+                engine=reviewer.engine if reviewer else None,
+                bounds=reviewer.bounds if reviewer else bounds_from_settings(settings),
+                prompt_version=settings.llm_prompt_version,
+                max_concurrency=settings.llm_max_concurrency,
             ),
-            reviewer=reviewer.engine if reviewer else None,
-            bounds=reviewer.bounds if reviewer else bounds_from_settings(settings),
-            prompt_version=settings.llm_prompt_version,
             metrics=metrics,
-            max_concurrency=settings.llm_max_concurrency,
             batch_size=settings.trading_batch_size,
-            resend_window_seconds=settings.trading_resend_window_seconds,
-            judging=judging_settings(settings, clock),
         )
         scheduler = TradingScheduler(
             pipeline=pipeline,

@@ -90,6 +90,29 @@ class GateSettings:
     trading_mode: TradingMode
 
 
+@dataclass(frozen=True, slots=True)
+class TradingRules:
+    """What decides and sizes orders: the risk limits, the strategies' default sizing, the
+    checks of CONTRACT §8, and how long an order whose answer was lost may be sent again."""
+
+    limits: RiskLimits
+    sizing: StrategyDefaults
+    judging: JudgingSettings = field(default_factory=JudgingSettings)
+    resend_window_seconds: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewSetup:
+    """The review gate: its settings, its engine (None: no gate), the policy bounds and the
+    prompt version a request carries, and how many reviews may run at once."""
+
+    gate: GateSettings
+    engine: ReviewEngine | None
+    bounds: PolicyBounds
+    prompt_version: str
+    max_concurrency: int
+
+
 @dataclass
 class CycleResult:
     signals: int = 0
@@ -141,33 +164,27 @@ class TradingPipeline:
         source: SignalSource,
         strategies: StrategySource,
         broker: Broker,
-        limits: RiskLimits,
-        sizing: StrategyDefaults,
-        gate: GateSettings,
-        reviewer: ReviewEngine | None,
-        bounds: PolicyBounds,
-        prompt_version: str,
+        rules: TradingRules,
+        review: ReviewSetup,
         metrics: Metrics,
-        max_concurrency: int,
         batch_size: int,
-        resend_window_seconds: float = 60.0,
-        judging: JudgingSettings | None = None,
     ) -> None:
         self.db = db  # handed on to reconciliation; the cycle itself writes through `store`
         self.store = store
         self.source = source
         self.strategies = strategies
         self.broker = broker
-        self.limits = limits
-        self.sizing = sizing
-        self.gate = gate
-        self.reviewer = reviewer
-        self.bounds = bounds
-        self.prompt_version = prompt_version
+        self.limits = rules.limits
+        self.sizing = rules.sizing
+        self.judging = rules.judging
+        self.resend_window = timedelta(seconds=rules.resend_window_seconds)
+        self.gate = review.gate
+        self.reviewer = review.engine
+        self.bounds = review.bounds
+        self.prompt_version = review.prompt_version
         self.metrics = metrics
         self.batch_size = batch_size
-        self.resend_window = timedelta(seconds=resend_window_seconds)
-        self.judging = judging or JudgingSettings()
+        max_concurrency = review.max_concurrency
         # Reviews are bounded by `_review_slots`. The work slots bound decisions in flight:
         # their own reads queue on the connection pool and must not outwait its timeout. They
         # are wide, so that a batch's orders and rows go to the broker and the database in a
