@@ -208,10 +208,11 @@ class FaultyAuditStore:
         return await self.inner.last_trades_by_symbol(symbols)
 
     async def recent_decisions(
-        self, symbol: str, *, exclude_hash: str | None = None
+        self, symbol: str, *, exclude_hash: str | None = None, before: datetime | None = None
     ) -> list[dict[str, Any]]:
         await self._guard("recent_decisions", 1)
-        return await self.inner.recent_decisions(symbol, exclude_hash=exclude_hash)
+        return await self.inner.recent_decisions(symbol, exclude_hash=exclude_hash,
+                                                 before=before)
 
     async def record_review(
         self,

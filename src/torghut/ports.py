@@ -145,8 +145,11 @@ class AuditStore(Protocol):
     async def last_trades_by_symbol(self, symbols: Sequence[str]) -> dict[str, datetime]: ...
 
     async def recent_decisions(
-        self, symbol: str, *, exclude_hash: str | None = None
-    ) -> list[dict[str, Any]]: ...
+        self, symbol: str, *, exclude_hash: str | None = None, before: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """The last decisions in `symbol` whose signals came `before` (the reviewer's
+        context, point in time)."""
+        ...
 
     async def record_review(
         self,

@@ -182,3 +182,33 @@ async def test_a_lost_answer_is_adopted_and_the_review_row_stays_submitted(
                         lambda inner: FaultyBroker(inner, submit_faults=[lost()]))
     assert first.submitted == 1  # asked at once: the broker has it
     assert await reviews(database) == [("approve", False, "submitted_original")]
+
+
+async def test_the_reviewer_sees_no_decision_from_after_its_own_signal(
+    database: Database, tmp_path: Path
+) -> None:
+    """One batch, three buys of one symbol a minute apart: each review's recent decisions
+    hold only the earlier ones (the batch stored all three at once)."""
+    import json as _json
+
+    from tests.integration.test_trading_safety import BUY, tick, write
+
+    class Recording(FakeProvider):
+        def __init__(self) -> None:
+            super().__init__("approve")
+            self.recent: list[list[str]] = []
+
+        async def complete(self, messages: Any) -> Any:
+            user = messages[-1]["content"]
+            body = _json.JSONDecoder().raw_decode(user[user.index("{"):])[0]
+            self.recent.append(sorted(d["event_ts"] for d in body.get("recent_decisions", [])))
+            return await super().complete(messages)
+
+    provider = Recording()
+    path = write(tmp_path, "three", [tick(0, "100", BUY), tick(1, "100", BUY),
+                                     tick(2, "100", BUY)])
+    await cycle(database, path, provider, TRADING_MAX_POSITION_PCT_EQUITY="1")
+    assert sorted(provider.recent, key=len) == [
+        [], ["2026-03-02T15:00:00+00:00"],
+        ["2026-03-02T15:00:00+00:00", "2026-03-02T15:01:00+00:00"],
+    ]

@@ -491,13 +491,23 @@ async def last_trades_by_symbol(
 
 
 async def recent_decisions(
-    db: Database, symbol: str, *, limit: int = 5, exclude_hash: str | None = None
+    db: Database,
+    symbol: str,
+    *,
+    limit: int = 5,
+    exclude_hash: str | None = None,
+    before: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """The last decisions in `symbol`, for the reviewer's context (not the one under review)."""
+    """The last decisions in `symbol`, for the reviewer's context (not the one under review);
+    with `before`, only those whose signal came earlier (point in time: a batch stores its
+    later decisions at the same moment)."""
     stmt = select(TradeDecisionRow).where(TradeDecisionRow.symbol == symbol)
     if exclude_hash is not None:
         stmt = stmt.where(TradeDecisionRow.decision_hash != exclude_hash)
-    stmt = stmt.order_by(TradeDecisionRow.created_at.desc()).limit(limit)
+    if before is not None:
+        stmt = stmt.where(TradeDecisionRow.event_ts < before)
+    stmt = stmt.order_by(TradeDecisionRow.event_ts.desc(), TradeDecisionRow.created_at.desc())
+    stmt = stmt.limit(limit)
     rows = await db.run(lambda session: session.execute(stmt).scalars().all())
     return [
         {
@@ -611,9 +621,9 @@ class AuditRepository:
         return await last_trades_by_symbol(self.db, symbols)
 
     async def recent_decisions(
-        self, symbol: str, *, exclude_hash: str | None = None
+        self, symbol: str, *, exclude_hash: str | None = None, before: datetime | None = None
     ) -> list[dict[str, Any]]:
-        return await recent_decisions(self.db, symbol, exclude_hash=exclude_hash)
+        return await recent_decisions(self.db, symbol, exclude_hash=exclude_hash, before=before)
 
     async def record_review(
         self,

@@ -576,7 +576,7 @@ class TradingPipeline:
         assert self.reviewer is not None
         try:
             recent = await self.store.recent_decisions(
-                item.decision.symbol, exclude_hash=item.hash
+                item.decision.symbol, exclude_hash=item.hash, before=item.decision.event_ts
             )
         except Exception:
             # Context for the model, not a reason to skip the review.
