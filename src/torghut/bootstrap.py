@@ -156,6 +156,7 @@ def _build_source(
                 password=password.get_secret_value() if password else None,
                 timeout_seconds=settings.clickhouse_timeout_seconds,
                 settle_seconds=settings.clickhouse_settle_seconds,
+                ca_file=settings.clickhouse_ca_file,
             ),
             db,
         )
