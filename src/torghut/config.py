@@ -118,6 +118,8 @@ class Settings(BaseSettings):
     trading_broker: BrokerKind = BrokerKind.SIM
     trading_broker_timeout_seconds: float = Field(default=10, gt=0)
     trading_resend_window_seconds: float = Field(default=60, ge=0, le=3600)
+    # Alpaca allows an account 200 requests a minute; every call of ours shares this budget.
+    alpaca_max_requests_per_minute: int = Field(default=180, ge=1, le=10_000)
     apca_api_key_id: SecretStr | None = None
     apca_api_secret_key: SecretStr | None = None
     apca_api_base_url: str | None = None
