@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -734,3 +734,140 @@ async def test_prices_go_out_on_alpacas_tick(server: Served, fake: FakeAlpaca) -
     buy, sell = fake.orders["th-buy"], fake.orders["th-sell"]
     assert (buy["limit_price"], buy["stop_price"]) == ("11.05", "11.06")
     assert sell["limit_price"] == "0.6014"
+
+
+# --- reconciliation on Alpaca: lists, not one look-up per order; the no-answer sweep ----------
+
+
+def _place_at_fake(fake: FakeAlpaca, coid: str, status: str = "accepted", **fields: Any) -> None:
+    fake.orders[coid] = {**_order_json({
+        "client_order_id": coid, "symbol": "AAPL", "side": "buy", "type": "market",
+        "time_in_force": "day", "qty": "10",
+    }, status), **fields}
+
+
+async def test_reconciliation_lists_orders_instead_of_looking_each_up(
+    database: Any, server: Served, fake: FakeAlpaca
+) -> None:
+    """60 working orders: one request for the open ones, one for those closed since; none
+    asked for by client order id (it was one request per order, every pass)."""
+    from tests.integration.test_reconcile import add_execution, load
+    from torghut.trading.reconcile import reconcile
+
+    for i in range(60):
+        await add_execution(database, f"th-{i:02d}", broker="alpaca")
+        _place_at_fake(fake, f"th-{i:02d}")
+    for i in range(0, 60, 3):
+        fake.orders[f"th-{i:02d}"].update(
+            status="filled", filled_qty="10", filled_avg_price="99.5",
+            filled_at="2026-03-02T15:31:00Z",
+        )
+    fake.orders["th-01"]["status"] = "partially_filled"
+    fake.orders["th-01"]["filled_qty"] = "4"
+    broker = make_broker(server.url)
+    try:
+        result = await reconcile(database.db, broker)
+    finally:
+        await broker.aclose()
+    assert (result.polled, result.errors, result.finalised) == (60, 0, 20)
+    assert fake.count("GET /v2/orders") == 2 == result.requests
+    assert fake.count("GET /v2/orders:by_client_order_id") == 0
+    execution, decision = await load(database, "th-00")
+    assert (execution.status, execution.filled_qty, decision.status) == ("filled", 10, "filled")
+    execution, decision = await load(database, "th-01")
+    assert (execution.status, execution.filled_qty) == ("partially_filled", 4)
+    assert (await load(database, "th-02"))[0].status == "accepted"
+
+
+async def test_an_order_neither_list_holds_is_looked_up_by_itself(
+    database: Any, server: Served, fake: FakeAlpaca
+) -> None:
+    """Recorded long after it was sent (an earlier run's order adopted later), or unknown to
+    Alpaca: only those are asked for one by one."""
+    from tests.integration.test_reconcile import add_execution, load
+    from torghut.trading.reconcile import MISSING_POLLS_KEY, reconcile
+
+    await add_execution(database, "th-open", broker="alpaca")
+    _place_at_fake(fake, "th-open")
+    await add_execution(database, "th-old", broker="alpaca")
+    _place_at_fake(fake, "th-old", status="filled", filled_qty="10", filled_avg_price="98",
+                   submitted_at="2020-01-01T00:00:00+00:00")
+    await add_execution(database, "th-gone", broker="alpaca")
+    broker = make_broker(server.url)
+    try:
+        result = await reconcile(database.db, broker)
+    finally:
+        await broker.aclose()
+    assert fake.count("GET /v2/orders") == 2
+    assert fake.count("GET /v2/orders:by_client_order_id") == 2  # th-old and th-gone
+    assert result.requests == 4
+    assert (await load(database, "th-old"))[0].status == "filled"
+    gone, _ = await load(database, "th-gone")
+    assert gone.raw_json == {MISSING_POLLS_KEY: 1}
+
+
+async def _add_unanswered(database: Any, coid: str, rejected_at: datetime) -> None:
+    from torghut.db.tables import Strategy, TradeDecisionRow
+
+    async with database.sessions() as session, session.begin():
+        if await session.get(Strategy, "s1") is None:
+            session.add(Strategy(id="s1", params={}))
+            await session.flush()
+        session.add(TradeDecisionRow(
+            id=uuid.uuid4(), strategy_id="s1", symbol="AAPL", timeframe="1Min", action="buy",
+            qty=Decimal(10), decision_json={"order_type": "limit"}, decision_hash=coid,
+            status="rejected", reason="broker_no_answer", event_ts=rejected_at,
+            created_at=rejected_at - timedelta(minutes=2), updated_at=rejected_at,
+        ))
+
+
+async def _decision(database: Any, coid: str) -> Any:
+    from sqlalchemy import select
+
+    from torghut.db.tables import ExecutionRow, TradeDecisionRow
+
+    async with database.sessions() as session:
+        decision = (await session.execute(
+            select(TradeDecisionRow).where(TradeDecisionRow.decision_hash == coid)
+        )).scalar_one()
+        execution = (await session.execute(
+            select(ExecutionRow).where(ExecutionRow.client_order_id == coid)
+        )).scalar_one_or_none()
+        return decision, execution
+
+
+async def test_the_sweep_finds_and_records_a_broker_no_answer_order_that_landed(
+    database: Any, server: Served, fake: FakeAlpaca
+) -> None:
+    from torghut.trading.reconcile import FOUND_REASON, reconcile
+
+    now = datetime.now(UTC)
+    await _add_unanswered(database, "th-landed", now - timedelta(minutes=1))
+    await _add_unanswered(database, "th-never", now - timedelta(minutes=1))
+    await _add_unanswered(database, "th-long-ago", now - timedelta(hours=3))
+    _place_at_fake(fake, "th-landed", status="filled", filled_qty="10", filled_avg_price="99",
+                   type="limit", limit_price="100.5", filled_at="2026-03-02T15:31:00Z")
+    _place_at_fake(fake, "th-long-ago")  # past the sweep's hour: no longer looked for
+    broker = make_broker(server.url)
+    try:
+        first = await reconcile(database.db, broker)
+        second = await reconcile(database.db, broker)
+    finally:
+        await broker.aclose()
+    assert (first.found, first.requests) == (1, 1)  # one list request for all of them
+    assert fake.count("GET /v2/orders:by_client_order_id") == 0
+    decision, execution = await _decision(database, "th-landed")
+    assert (decision.status, decision.reason) == ("filled", FOUND_REASON)
+    assert decision.executed_at is not None
+    assert execution is not None
+    assert (execution.status, execution.filled_qty, execution.avg_fill_price) == (
+        "filled", 10, Decimal("99"))
+    assert (execution.order_type, execution.limit_price, execution.broker) == (
+        "limit", Decimal("100.5"), "alpaca")
+    for coid in ("th-never", "th-long-ago"):
+        decision, execution = await _decision(database, coid)
+        assert (decision.status, decision.reason, execution) == (
+            "rejected", "broker_no_answer", None)
+    # Recorded once: the next pass reconciles it as an execution (final: not polled) and
+    # sweeps only what is still unanswered.
+    assert second.found == 0
