@@ -76,9 +76,8 @@ log = logging.getLogger("torghut.alpaca")
 
 # Alpaca's largest page of orders (its default is 50).
 _MAX_ORDERS = 500
-# Requests in flight at once: a batch's orders go out side by side, a few at a time. Beyond
-# Alpaca's rate limit (200 requests a minute per account, docs.alpaca.markets) it answers
-# 429, an unknown outcome: the order is looked up by client order id before anything else.
+# Requests in flight at once: a batch's orders go out side by side, a few at a time, as fast
+# as the request budget allows (see the module doc).
 _PARALLEL_REQUESTS = 4
 # Threads: the requests in flight plus room for stragglers still sending past their deadline.
 _THREADS = 16
