@@ -823,6 +823,18 @@ async def test_an_https_clickhouse_signed_by_a_private_ca_is_trusted_with_its_ca
         finally:
             await default.aclose()
         assert len(fake.requests) == 1  # the refused one never got its query through
+        # The setting reaches the service's source.
+        from torghut.bootstrap import build_container
+        from torghut.config import load_settings
+
+        env = {"DB_DSN": database.dsn, "TRADING_SIGNAL_SOURCE": "clickhouse",
+               "CLICKHOUSE_URL": fake.url, "CLICKHOUSE_CA_FILE": str(TLS_DIR / "ca.pem")}
+        container = await build_container(load_settings(env, None))
+        try:
+            assert [s.symbol for s in await container.source.fetch(10)] == ["AAPL"]
+        finally:
+            await container.aclose()
+        assert len(fake.requests) == 2
     finally:
         server.close()
         await asyncio.sleep(0)
