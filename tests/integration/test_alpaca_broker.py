@@ -237,10 +237,14 @@ def fake(server: Served) -> FakeAlpaca:
     return server.state
 
 
-def make_broker(url: str, *, timeout: float = 5.0, secret: str = SECRET) -> AlpacaBroker:
+def make_broker(
+    url: str, *, timeout: float = 5.0, secret: str = SECRET, per_minute: int = 60_000
+) -> AlpacaBroker:
+    """A broker on the fake; its request budget is out of the way unless a test is about it."""
     return AlpacaBroker(
         AlpacaConfig(
-            key_id=KEY_ID, secret_key=secret, paper=True, base_url=url, timeout_seconds=timeout
+            key_id=KEY_ID, secret_key=secret, paper=True, base_url=url, timeout_seconds=timeout,
+            max_requests_per_minute=per_minute,
         )
     )
 
@@ -650,9 +654,7 @@ async def test_every_call_shares_one_budget_of_requests_per_minute(
     server: Served, fake: FakeAlpaca
 ) -> None:
     """600 a minute: bursts of 60, then 10 a second, orders and reads together."""
-    broker = AlpacaBroker(AlpacaConfig(
-        key_id=KEY_ID, secret_key=SECRET, base_url=server.url, max_requests_per_minute=600
-    ))
+    broker = make_broker(server.url, per_minute=600)
     try:
         reads = [broker.get_account() for _ in range(10)]
         await asyncio.gather(broker.submit_orders([order(f"th-{i}") for i in range(70)]), *reads)
