@@ -42,6 +42,8 @@ def test_help(args: list[str], tmp_path: Path) -> None:
         ({"TRADING_MAX_SIGNAL_AGE_SECONDS": "soon"}, "TRADING_MAX_SIGNAL_AGE_SECONDS"),
         ({"TRADING_EXTENDED_HOURS": "sometimes"}, "TRADING_EXTENDED_HOURS"),
         ({"TRADING_CALENDAR": "mars"}, "TRADING_CALENDAR"),
+        ({"ALPACA_MAX_REQUESTS_PER_MINUTE": "lots"}, "ALPACA_MAX_REQUESTS_PER_MINUTE"),
+        ({"CLICKHOUSE_CA_FILE": "missing-ca.pem"}, "CLICKHOUSE_CA_FILE"),
     ],
 )
 def test_bad_configuration_is_one_line_and_exit_2(

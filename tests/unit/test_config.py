@@ -52,6 +52,8 @@ CONTRACT_VARIABLES: dict[str, tuple[object, str]] = {
     "TRADING_MAX_SIGNAL_AGE_SECONDS": (120, "-1"),
     "TRADING_EXTENDED_HOURS": (False, "weekends"),
     "TRADING_CALENDAR": ("XNYS", "LSE"),
+    "ALPACA_MAX_REQUESTS_PER_MINUTE": (180, "0"),
+    "CLICKHOUSE_CA_FILE": (None, "/nonexistent/ca.pem"),
 }
 
 
