@@ -56,6 +56,7 @@ async def run_replay(
         await pipeline.drain()
         totals = pipeline.totals
         skipped = getattr(container.source, "skipped", 0)
+        first_skipped = getattr(container.source, "skipped_lines", [])
         return {
             "signals": totals.signals,
             "decisions": totals.decisions,
@@ -64,6 +65,8 @@ async def run_replay(
             "reviews": dict(sorted(totals.reviews.items())),
             "duplicates": totals.duplicates,
             "skipped_lines": skipped,
+            # The first few, with their line numbers and why (the log has them too).
+            "skipped": [{"line": n, "reason": why} for n, why in first_skipped],
             "duration_ms": int((time.perf_counter() - started) * 1000),
             "complete": complete,
         }

@@ -10,13 +10,13 @@ logged; it never stops the source.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import hashlib
 import json
 import logging
 import math
 import re
-from collections.abc import Mapping, Sequence
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -60,6 +60,12 @@ _PRICE_MIN = Decimal("0.00000001")  # the scale of the `Money` columns
 _PRICE_MAX = Decimal("1000000000")  # far below their 16 integer digits, far above any share
 _SYMBOL_MAX = 32  # Signal.symbol
 _TIMEFRAME_MAX = 16  # Signal.timeframe
+_INT_MAX = 2**63 - 1  # BIGINT, and SQLite's INTEGER
+_INT_MIN = -(2**63)
+_DEPTH_MAX = 16  # far more than a signal needs; deep values are how RecursionError starts
+# A signal is a few hundred bytes; a longer line is not one, and is never held whole.
+LINE_MAX_CHARS = 64 * 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _parse_ts(value: Any) -> datetime:
@@ -113,6 +119,8 @@ def _parse_seq(value: Any) -> int:
         value = int(value)  # ClickHouse quotes 64-bit integers in JSON
     if not isinstance(value, int) or value < 0:
         raise ValueError("expected a non-negative integer")
+    if value > _INT_MAX:
+        raise ValueError(f"at most {_INT_MAX} (a 64-bit column)")
     return value
 
 
@@ -125,18 +133,72 @@ def _build_signal(fields: Mapping[str, Any], payload: dict[str, Any], where: str
         raise InputError(f"{where}: field {name!r}: {first['msg']}") from None
 
 
-def parse_signal_line(line: str, lineno: int) -> Signal:
-    """One JSON Lines signal (CONTRACT §3): `event_ts, symbol, timeframe` are required;
-    `macd, macd_signal, rsi14, price` may be null or absent (the strategy and the risk engine
-    say what that means); `seq` defaults to the line number; other keys go to `payload`.
-    Raises `InputError` naming the line and the field."""
-    where = f"line {lineno}"
+def _check_value(value: Any, depth: int = 0) -> None:
+    """A payload value the database, the logs and a review request can all carry: nesting at
+    most `_DEPTH_MAX` deep, no NUL in any string or key (PostgreSQL's text and jsonb refuse
+    it), integers within 64 bits. Iterative, so a deep value cannot exhaust the stack."""
+    stack = [(value, depth)]
+    while stack:
+        item, level = stack.pop()
+        if level > _DEPTH_MAX:
+            raise ValueError(f"nested deeper than {_DEPTH_MAX} levels")
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise ValueError("holds a NUL character")
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise ValueError("not a finite number")
+        elif isinstance(item, int) and not isinstance(item, bool):
+            if not _INT_MIN <= item <= _INT_MAX:
+                raise ValueError("integer out of the 64-bit range")
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if "\x00" in key:
+                    raise ValueError("a key holds a NUL character")
+                stack.append((child, level + 1))
+        elif isinstance(item, list):
+            stack.extend((child, level + 1) for child in item)
+
+
+def _identifier(value: Any, longest: int) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    if not value.strip():
+        raise ValueError("must not be blank")
+    if len(value) > longest:
+        raise ValueError(f"at most {longest} characters")
+    if _CONTROL.search(value):
+        # A NUL stops PostgreSQL; other control characters would reach logs and terminals.
+        raise ValueError("holds a control character")
+    return value
+
+
+def decode_line(line: str, where: str) -> dict[str, Any]:
+    """One JSON object from one line, whatever the line holds: too long, too deep, not JSON
+    or numbers past what Python will convert all raise `InputError` naming `where`."""
+    if len(line) > LINE_MAX_CHARS:
+        raise InputError(f"{where}: longer than {LINE_MAX_CHARS} characters")
     try:
         data = json.loads(line)
     except json.JSONDecodeError as exc:
         raise InputError(f"{where}: not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise InputError(f"{where}: nested too deep") from None
+    except ValueError as exc:  # an integer past Python's digit limit
+        raise InputError(f"{where}: not valid JSON ({str(exc).splitlines()[0][:120]})") from None
     if not isinstance(data, dict):
         raise InputError(f"{where}: expected a JSON object")
+    return data
+
+
+def parse_signal_line(line: str, lineno: int) -> Signal:
+    """One JSON Lines signal (CONTRACT §3): `event_ts, symbol, timeframe` are required;
+    `macd, macd_signal, rsi14, price` may be null or absent (the strategy and the risk engine
+    say what that means); `seq` defaults to the line number; other keys go to `payload`.
+    Raises `InputError` naming the line and the field; every line is judged alone, and
+    nothing it holds can raise anything else (tests/unit/test_signal_lines_fuzz.py)."""
+    where = f"line {lineno}"
+    data = decode_line(line, where)
     for name in _REQUIRED:
         if data.get(name) is None:
             raise InputError(f"{where}: field {name!r} is required")
@@ -144,24 +206,21 @@ def parse_signal_line(line: str, lineno: int) -> Signal:
     name = "event_ts"
     try:
         fields["event_ts"] = _parse_ts(data["event_ts"])
-        for name, longest in (("symbol", _SYMBOL_MAX), ("timeframe", _TIMEFRAME_MAX)):
-            text = data[name]
-            if not isinstance(text, str):
-                raise ValueError("expected a string")
-            if not text.strip():
-                raise ValueError("must not be blank")
-            if len(text) > longest:
-                raise ValueError(f"at most {longest} characters")
-            fields[name] = text
+        name = "symbol"
+        fields["symbol"] = _identifier(data["symbol"], _SYMBOL_MAX)
+        name = "timeframe"
+        fields["timeframe"] = _identifier(data["timeframe"], _TIMEFRAME_MAX)
         for name in _NUMBERS:
             fields[name] = _parse_float(data.get(name))
         name = "price"
         fields["price"] = _parse_price(data.get("price"))
         name = "seq"
         fields["seq"] = _parse_seq(data["seq"]) if data.get("seq") is not None else lineno
+        payload = {k: v for k, v in data.items() if k not in _KNOWN}
+        name = "payload"
+        _check_value(payload)
     except (ValueError, OverflowError, OSError) as exc:
         raise InputError(f"{where}: field {name!r}: {exc}") from None
-    payload = {k: v for k, v in data.items() if k not in _KNOWN}
     return _build_signal(fields, payload, where)
 
 
@@ -233,8 +292,16 @@ def _bounded_key(key: str) -> str:
 class ReplaySignalSource:
     """Signals from a JSON Lines file, in `(event_ts, symbol, seq)` order.
 
-    The file is read once, in a worker thread, and cached; its order in the file does not
-    matter. Two lines with the same `(event_ts, symbol, seq)` would make the cursor ambiguous:
+    The file's order does not matter, and it may be far larger than memory: it is read once,
+    line by line in a worker thread, into a private on-disk SQLite index keyed by
+    `(event_ts, symbol, seq)`; each fetch reads the next batch from that index. Peak memory is
+    one batch plus SQLite's page cache, whatever the file's length (bench/bench_replay_memory.py).
+    SQLite does the external sort for us: a hand-written merge sort of spilled runs is what it
+    would replace. The index lives in a temporary file SQLite deletes when it is closed.
+
+    Every line is judged alone (`parse_signal_line`): a bad one is skipped, counted in
+    `.skipped` with its line number in `.skipped_lines` (the first few), and never stops the
+    source. Two lines with the same `(event_ts, symbol, seq)` would make the cursor ambiguous:
     the later one is skipped as a duplicate."""
 
     def __init__(
@@ -246,73 +313,132 @@ class ReplaySignalSource:
     ) -> None:
         self.path = path.expanduser().absolute()
         self._cursor = _CursorStore(db, _bounded_key(source_key or f"replay:{self.path}"))
-        self._signals: list[Signal] | None = None
-        self._keys: list[CursorKey] = []
+        self._index: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
         self.skipped = 0
+        self.skipped_lines: list[tuple[int, str]] = []  # (line number, why), the first few
+        self.total = 0
 
     @property
     def source_key(self) -> str:
         return self._cursor.key
 
-    async def load(self) -> list[Signal]:
-        """Every valid signal of the file, sorted (read on first use)."""
-        async with self._lock:
-            if self._signals is None:
-                signals, skipped = await asyncio.to_thread(self._read)
-                self._signals, self.skipped = signals, skipped
-                self._keys = [signal_key(s) for s in signals]
-            return self._signals
+    def check(self) -> None:
+        """Fail now, with `InputError`, when the file cannot be read (start-up checks)."""
+        try:
+            with self.path.open("rb") as handle:
+                handle.read(1)
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot read signal file: {exc.strerror}") from None
 
-    def _read(self) -> tuple[list[Signal], int]:
+    async def load(self) -> int:
+        """Index the file (on first use); returns how many valid signals it holds."""
+        async with self._lock:
+            if self._index is None:
+                self._index = await asyncio.to_thread(self._build_index)
+            return self.total
+
+    def _lines(self) -> Iterator[tuple[int, bytes | None]]:
+        """(line number, raw bytes) for each line; None for a line longer than a signal can be,
+        which is read past in bounded pieces instead of being held whole."""
         try:
             handle = self.path.open("rb")
         except OSError as exc:
             raise InputError(f"{self.path}: cannot read signal file: {exc.strerror}") from None
-        by_key: dict[CursorKey, Signal] = {}
-        skipped = 0
-
-        def skip(lineno: int, reason: str) -> None:
-            nonlocal skipped
-            skipped += 1
-            if skipped <= _WARN_LIMIT:
-                log.warning("%s: skipped %s", self.path, reason)
-
+        limit = LINE_MAX_CHARS * 4 + 1  # UTF-8 takes at most 4 bytes a character
         with handle:
             try:
-                for lineno, raw in enumerate(handle, start=1):
-                    try:
-                        line = raw.decode("utf-8")
-                    except UnicodeDecodeError:
-                        skip(lineno, f"line {lineno}: not UTF-8")
+                lineno = 0
+                while raw := handle.readline(limit):
+                    lineno += 1
+                    if len(raw) == limit and not raw.endswith(b"\n"):
+                        while (rest := handle.readline(limit)) and not rest.endswith(b"\n"):
+                            pass
+                        yield lineno, None
                         continue
-                    if not line.strip():
-                        continue  # blank lines are layout, not bad signals
-                    try:
-                        signal = parse_signal_line(line, lineno)
-                    except InputError as exc:
-                        skip(lineno, str(exc))
-                        continue
-                    key = signal_key(signal)
-                    if key in by_key:
-                        skip(lineno, f"line {lineno}: duplicate (event_ts, symbol, seq) {key}")
-                        continue
-                    by_key[key] = signal
+                    yield lineno, raw
             except OSError as exc:
                 raise InputError(f"{self.path}: cannot read signal file: {exc.strerror}") from None
-        if skipped > _WARN_LIMIT:
-            log.warning("%s: %d bad lines skipped in all", self.path, skipped)
-        return [by_key[k] for k in sorted(by_key)], skipped
+
+    def _skip(self, lineno: int, reason: str) -> None:
+        self.skipped += 1
+        if self.skipped <= _WARN_LIMIT:
+            self.skipped_lines.append((lineno, reason))
+            log.warning("%s: skipped line %d: %s", self.path, lineno, reason)
+
+    def _build_index(self) -> sqlite3.Connection:
+        # "" is a private temporary database on disk, deleted by SQLite when it is closed
+        # (also when the process dies: the file is unlinked while open).
+        index = sqlite3.connect("", check_same_thread=False, isolation_level=None)
+        try:
+            index.execute(f"PRAGMA cache_size=-{_INDEX_CACHE_KIB}")
+            index.execute(
+                "CREATE TABLE signals (ts INTEGER NOT NULL, symbol TEXT NOT NULL,"
+                " seq INTEGER NOT NULL, line INTEGER NOT NULL, signal TEXT NOT NULL,"
+                " PRIMARY KEY (ts, symbol, seq)) WITHOUT ROWID"
+            )
+            self.skipped, self.skipped_lines, self.total = 0, [], 0
+            index.execute("BEGIN")
+            for lineno, raw in self._lines():
+                if raw is None:
+                    self._skip(lineno, f"longer than {LINE_MAX_CHARS} characters")
+                    continue
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    self._skip(lineno, "not UTF-8")
+                    continue
+                if not text.strip():
+                    continue  # blank lines are layout, not bad signals
+                try:
+                    signal = parse_signal_line(text, lineno)
+                except InputError as exc:
+                    self._skip(lineno, str(exc).removeprefix(f"line {lineno}: "))
+                    continue
+                ts, symbol, seq = signal_key(signal)
+                inserted = index.execute(
+                    "INSERT INTO signals VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (_ts_key(ts), symbol, seq, lineno, signal.model_dump_json()),
+                ).rowcount
+                if inserted:
+                    self.total += 1
+                else:
+                    self._skip(lineno, f"duplicate (event_ts, symbol, seq) {(ts, symbol, seq)}")
+            index.execute("COMMIT")
+        except BaseException:
+            index.close()
+            raise
+        if self.skipped > _WARN_LIMIT:
+            log.warning("%s: %d bad lines skipped in all", self.path, self.skipped)
+        return index
+
+    async def _after(self, cursor: CursorKey | None, limit: int) -> list[Signal]:
+        index = self._index
+        assert index is not None
+
+        def read() -> list[Signal]:
+            if cursor is None:
+                rows = index.execute(
+                    "SELECT signal FROM signals ORDER BY ts, symbol, seq LIMIT ?", (limit,)
+                )
+            else:
+                rows = index.execute(
+                    "SELECT signal FROM signals WHERE (ts, symbol, seq) > (?, ?, ?)"
+                    " ORDER BY ts, symbol, seq LIMIT ?",
+                    (_ts_key(cursor[0]), cursor[1], cursor[2], limit),
+                )
+            return [Signal.model_validate_json(text) for (text,) in rows]
+
+        async with self._lock:  # one thread at a time on the index's connection
+            return await asyncio.to_thread(read)
 
     async def fetch(self, limit: int) -> list[Signal]:
-        signals = await self.load()
+        await self.load()
         if limit <= 0:
             return []
         # Read every time, not cached: after a change of leader, or a commit whose answer was
         # lost, only the database knows where this source stands.
-        cursor = await self._cursor.get()
-        start = 0 if cursor is None else bisect.bisect_right(self._keys, cursor)
-        return signals[start : start + limit]
+        return await self._after(await self._cursor.get(), limit)
 
     async def commit(self, signals: Sequence[Signal]) -> None:
         if signals:
@@ -322,11 +448,37 @@ class ReplaySignalSource:
         """Signals after the committed cursor (replay uses it to know when it is done)."""
         await self.load()
         cursor = await self._cursor.get()
-        start = 0 if cursor is None else bisect.bisect_right(self._keys, cursor)
-        return len(self._keys) - start
+        index = self._index
+        assert index is not None
+
+        def count() -> int:
+            if cursor is None:
+                return self.total
+            row = index.execute(
+                "SELECT count(*) FROM signals WHERE (ts, symbol, seq) > (?, ?, ?)",
+                (_ts_key(cursor[0]), cursor[1], cursor[2]),
+            ).fetchone()
+            return int(row[0])
+
+        async with self._lock:
+            return await asyncio.to_thread(count)
 
     async def aclose(self) -> None:
-        self._signals, self._keys = None, []
+        async with self._lock:
+            index, self._index = self._index, None
+        if index is not None:
+            index.close()
+
+
+def _ts_key(ts: datetime) -> int:
+    """Microseconds since the epoch: orders exactly as the datetimes do, in one integer."""
+    delta = as_utc(ts) - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# SQLite's page cache for the replay index; the rest of the index stays on disk.
+_INDEX_CACHE_KIB = 16 * 1024
 
 
 # --- ClickHouse --------------------------------------------------------------------------
@@ -418,19 +570,15 @@ FORMAT JSONEachRow
 def parse_clickhouse_row(line: str) -> tuple[CursorKey | None, Signal | None, str | None]:
     """One JSONEachRow line: (its cursor key when readable, the signal or None, why not)."""
     try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        return None, None, f"not valid JSON ({exc.msg})"
-    if not isinstance(row, dict):
-        return None, None, "not a JSON object"
+        row = decode_line(line, "row")
+    except InputError as exc:
+        return None, None, str(exc).removeprefix("row: ")
     key: CursorKey | None = None
     name = "event_ts"
     try:
         ts = _parse_ts(row.get("event_ts"))
         name = "symbol"
-        symbol = row.get("symbol")
-        if not isinstance(symbol, str) or not symbol:
-            raise ValueError("expected a string")
+        symbol = _identifier(row.get("symbol"), _SYMBOL_MAX)
         name = "seq"
         seq = _parse_seq(row.get("seq"))
         key = (ts, symbol, seq)
