@@ -10,7 +10,8 @@ from typing import Any
 
 from torghut.bootstrap import build_container
 from torghut.config import BrokerKind, Settings
-from torghut.db.engine import upgrade
+from torghut.db.engine import FileLeaderLock, upgrade
+from torghut.errors import InputError
 from torghut.ports import ReviewProvider
 from torghut.trading.pipeline import CycleResult
 
@@ -34,6 +35,13 @@ async def run_replay(
         settings, signals_path=path, trading_enabled=True, provider=provider
     )
     try:
+        lock = container.scheduler.lock
+        if isinstance(lock, FileLeaderLock) and not await lock.try_acquire():
+            # A `serve` (or another replay) trades on this file: two loops would both lead.
+            raise InputError(
+                f"DB_DSN: another torghut process is trading on this database ({lock.path} "
+                "is locked); stop it or use another database"
+            )
         pipeline = container.pipeline
         retries = 0
         complete = True
@@ -71,4 +79,5 @@ async def run_replay(
             "complete": complete,
         }
     finally:
+        await container.scheduler.lock.release()
         await container.aclose()

@@ -2,8 +2,9 @@
 
 Only one loop trades per database. On PostgreSQL the leader holds a session-level advisory lock
 on a dedicated connection; a second `torghut serve` waits as a standby and takes over when the
-first one's connection dies. SQLite is the embedded single-process database: there the loop
-simply runs. Decision-hash uniqueness and client order ids keep double submission impossible
+first one's connection dies. On a SQLite file the same holds through an exclusive lock on a file
+beside the database (`db.engine.FileLeaderLock`): a second `serve` on the same file stands by.
+Decision-hash uniqueness and client order ids keep double submission impossible
 even if two loops ever raced.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from torghut.db.engine import FileLeaderLock, sqlite_lock_path
 from torghut.domain import utcnow
 from torghut.metrics import Metrics
 from torghut.ports import Broker
@@ -84,6 +86,12 @@ class LeaderLock:
                 await conn.close()  # closing the session releases the advisory lock
 
 
+def leader_lock(engine: AsyncEngine) -> LeaderLock | FileLeaderLock:
+    """The lock that makes this process the only loop on its database."""
+    lock_path = sqlite_lock_path(engine.url.render_as_string(hide_password=False))
+    return FileLeaderLock(lock_path) if lock_path is not None else LeaderLock(engine)
+
+
 @dataclass
 class LoopStatus:
     enabled: bool
@@ -116,7 +124,7 @@ class TradingScheduler:
         # How long the loop may go without a sign of life before /readyz calls it stuck: three
         # polls, plus the longest single step it may legitimately wait on (one review).
         self.stale_after = 3 * poll_interval + work_deadline + 1
-        self.lock = LeaderLock(engine)
+        self.lock = leader_lock(engine)
         self.status = LoopStatus(enabled=enabled)
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
