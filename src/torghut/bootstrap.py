@@ -244,3 +244,23 @@ async def build_container(
         settings, engine, db, metrics, broker, source, reviewer, pipeline, scheduler,
         closers,
     )
+
+
+async def check_startup(container: Container) -> None:
+    """What `replay` refuses at once, `serve` refuses before it reports ready (issue 12): a
+    signal file it cannot read, a strategy catalog that does not parse. `ConfigError` naming
+    the setting; the CLI turns it into one line and exit 2."""
+    from torghut.errors import ConfigError, InputError
+
+    if not container.settings.trading_enabled:
+        return  # the loop does not run: neither is read
+    check = getattr(container.source, "check", None)
+    if callable(check):
+        try:
+            check()
+        except InputError as exc:
+            raise ConfigError("TRADING_SIGNALS_PATH", str(exc)) from None
+    try:
+        await container.pipeline.strategies.load()
+    except InputError as exc:
+        raise ConfigError("TRADING_STRATEGY_CONFIG_PATH", str(exc)) from None

@@ -104,7 +104,7 @@ async def _serve(settings: Settings, host: str, port: int) -> int:
                 finally:
                     self._captured_signals.clear()
 
-    from torghut.bootstrap import build_container, freeze_startup_heap
+    from torghut.bootstrap import build_container, check_startup, freeze_startup_heap
     from torghut.db.engine import upgrade
     from torghut.main import create_app
 
@@ -112,6 +112,7 @@ async def _serve(settings: Settings, host: str, port: int) -> int:
     await asyncio.to_thread(upgrade, settings.db_dsn)
     container = await build_container(settings)
     try:
+        await check_startup(container)
         app = create_app(container)
         config = uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=False, lifespan="on",

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from torghut.bootstrap import Container
 from torghut.db import repo
 from torghut.domain import Verdict, as_utc
+from torghut.trading import quarantine
 
 log = logging.getLogger("torghut.api")
 
@@ -85,15 +86,21 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
         except Exception as exc:
             checks["database"] = f"failing: {type(exc).__name__}"
         if container.settings.trading_enabled:
-            checks["trading_loop"] = "ok" if container.scheduler.fresh() else (
-                "failing: no cycle within three poll intervals"
-            )
+            # Ready means progress, not a ticking loop (issue 12): the scheduler says why not.
+            problem = container.scheduler.readiness()
+            checks["trading_loop"] = "ok" if problem is None else f"failing: {problem}"
         ok = all(v == "ok" for v in checks.values())
         failing = [k for k, v in checks.items() if v != "ok"]
         body: dict[str, Any] = {"status": "ok" if ok else "failing", "checks": checks}
         if failing:
             body["failing"] = failing
         return JSONResponse(status_code=200 if ok else 503, content=body)
+
+    async def _quarantine_summary() -> dict[str, Any]:
+        try:
+            return await quarantine.summary(container.db)
+        except Exception as exc:  # the status page must answer while the database does not
+            return {"batches": None, "last": None, "error": f"unavailable: {type(exc).__name__}"}
 
     @app.get("/trading/status")
     async def trading_status() -> dict[str, Any]:
@@ -113,6 +120,10 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
             "leader": loop["leader"],
             "last_run_at": loop["last_run_at"],
             "last_error": loop["last_error"],
+            "last_error_at": loop["last_error_at"],
+            "failed_cycles": loop["failed_cycles"],
+            "stalled_cycles": loop["stalled_cycles"],
+            "quarantine": await _quarantine_summary(),
             "metrics": {
                 "cycles": loop["cycles"],
                 "signals": totals.signals,
