@@ -172,10 +172,12 @@ async def build_container(
     trading_enabled: bool | None = None,
     metrics: Metrics | None = None,
     provider: ReviewProvider | None = None,
+    broker: Broker | None = None,
 ) -> Container:
     """Wire the service. `signals_path` forces a replay source (the `replay` and `demo`
     commands); `trading_enabled` overrides `TRADING_ENABLED` for the risk check (replay trades
-    whatever `TRADING_ENABLED` says: CONTRACT §3)."""
+    whatever `TRADING_ENABLED` says: CONTRACT §3). `provider` and `broker` replace the
+    configured ones (tests inject faults through them)."""
     metrics = metrics or Metrics()
     closers: list[Callable[[], Awaitable[None]]] = []
     # The async engine serves the leader lock's connection and /readyz; every transaction of
@@ -190,7 +192,7 @@ async def build_container(
         )
         if reviewer is not None:
             closers.append(reviewer.provider.aclose)
-        broker = _build_broker(settings, db)
+        broker = broker or _build_broker(settings, db)
         closers.append(broker.aclose)
         source = _build_source(settings, db, signals_path)
         closers.append(source.aclose)

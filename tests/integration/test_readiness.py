@@ -12,6 +12,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -28,8 +29,10 @@ from torghut.bootstrap import build_container
 from torghut.config import load_settings
 from torghut.db.tables import QuarantinedBatch
 from torghut.domain import Signal
+from torghut.errors import BrokerError
 from torghut.main import create_app
 from torghut.metrics import Metrics
+from torghut.trading.brokers import SimBroker
 from torghut.trading.pipeline import CycleResult
 from torghut.trading.scheduler import QUARANTINE_AFTER, READY_AFTER_CYCLES, TradingScheduler
 from torghut.trading.signals import ReplaySignalSource
@@ -229,3 +232,41 @@ async def test_readyz_fails_while_the_broker_answers_500(
     assert "cycles failed" in reason and "500" in reason, reason
     assert status["failed_cycles"] >= READY_AFTER_CYCLES
     assert status["quarantine"] == {"batches": 0, "last": None}  # the broker is no poison
+
+
+class _LosesFirstAnswers(SimBroker):
+    """The simulated broker, whose first `n` order requests get no answer (and place
+    nothing): the batch is left unfinished and read again."""
+
+    def __init__(self, db: Any, n: int) -> None:
+        super().__init__(db, starting_cash=Decimal(1_000_000))
+        self.unanswered = n
+
+    async def submit_orders(self, orders: Any) -> Any:
+        if self.unanswered > 0:
+            self.unanswered -= 1
+            raise BrokerError("read timeout after 10s", rejected=False)
+        return await super().submit_orders(orders)
+
+
+async def test_a_batch_read_again_is_counted_once(database: Database, tmp_path: Path) -> None:
+    """Issue 12: a retried batch over-counted the status counters (6,100 signals for a
+    6,000-line file)."""
+    path = _signal_file(tmp_path, [f"S{i}" for i in range(6)])
+    settings = load_settings({"DB_DSN": database.dsn, "TRADING_BATCH_SIZE": "4"}, None)
+    broker = _LosesFirstAnswers(database.db, 1)
+    container = await build_container(
+        settings, signals_path=path, trading_enabled=True, broker=broker
+    )
+    try:
+        committed = 0
+        for _ in range(10):
+            result = await container.pipeline.run_cycle()
+            committed += result.committed
+            if result.signals == 0:
+                break
+        totals = container.pipeline.totals
+    finally:
+        await container.aclose()
+    assert broker.unanswered == 0 and committed == 2, totals  # one batch was read twice
+    assert (totals.signals, totals.decisions, totals.submitted, totals.duplicates) == (6, 6, 6, 0)
