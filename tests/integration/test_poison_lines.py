@@ -44,6 +44,8 @@ POISON: dict[str, str] = {
     "epoch 1e300": json.dumps(_buy(0, event_ts=1e300)),
     "100 KB line": json.dumps(_buy(0, note="x" * 100_000)),
     "not an object": "[1, 2, 3]",
+    "lone surrogate in symbol": json.dumps(_buy(0, symbol="S\ud800")),
+    "lone surrogate in payload": json.dumps(_buy(0, note="\udfff")),
 }
 
 

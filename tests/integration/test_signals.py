@@ -110,8 +110,9 @@ def test_parse_signal_line_names_line_and_field(raw: str, pattern: str) -> None:
 
 _numbers = st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False),
                      st.integers(-10**6, 10**6))
-# Control characters (category Cc) are refused in identifiers: a NUL stops PostgreSQL.
-_printable = st.characters(exclude_categories=("Cc",))
+# Control characters (Cc) are refused in identifiers (a NUL stops PostgreSQL), and lone
+# surrogates (Cs) are not text at all.
+_printable = st.characters(exclude_categories=("Cc", "Cs"))
 _valid_lines = st.fixed_dictionaries(
     {
         "event_ts": st.one_of(

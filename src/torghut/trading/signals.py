@@ -19,7 +19,7 @@ import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from torghut.db.engine import Database
 from torghut.db.tables import SignalCursor
 from torghut.domain import Signal, as_utc
 from torghut.errors import InputError, TorghutError, redact
+from torghut.limits import INT_MAX, check_identifier, check_json_value, check_price
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +57,10 @@ def signal_key(signal: Signal) -> CursorKey:
 _REQUIRED = ("event_ts", "symbol", "timeframe")
 _NUMBERS = ("macd", "macd_signal", "rsi14")
 _KNOWN = frozenset({*_REQUIRED, *_NUMBERS, "price", "seq"})
-_PRICE_MIN = Decimal("0.00000001")  # the scale of the `Money` columns
-_PRICE_MAX = Decimal("1000000000")  # far below their 16 integer digits, far above any share
 _SYMBOL_MAX = 32  # Signal.symbol
 _TIMEFRAME_MAX = 16  # Signal.timeframe
-_INT_MAX = 2**63 - 1  # BIGINT, and SQLite's INTEGER
-_INT_MIN = -(2**63)
-_DEPTH_MAX = 16  # far more than a signal needs; deep values are how RecursionError starts
 # A signal is a few hundred bytes; a longer line is not one, and is never held whole.
 LINE_MAX_CHARS = 64 * 1024
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _parse_ts(value: Any) -> datetime:
@@ -95,21 +90,7 @@ def _parse_float(value: Any) -> float | None:
 
 
 def _parse_price(value: Any) -> Decimal | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError("expected a number")
-    try:
-        price = Decimal(str(value))
-    except InvalidOperation:
-        raise ValueError("expected a number") from None
-    if not price.is_finite() or price <= 0:
-        raise ValueError("expected a positive number")
-    if not _PRICE_MIN <= price <= _PRICE_MAX:
-        # Prices are stored with 8 decimals in 24 digits: a smaller one would round to 0 (and
-        # stall every cycle that marks it), a larger one would overflow the column.
-        raise ValueError(f"expected a price between {_PRICE_MIN} and {_PRICE_MAX}")
-    return price
+    return None if value is None else check_price(value)
 
 
 def _parse_seq(value: Any) -> int:
@@ -119,8 +100,8 @@ def _parse_seq(value: Any) -> int:
         value = int(value)  # ClickHouse quotes 64-bit integers in JSON
     if not isinstance(value, int) or value < 0:
         raise ValueError("expected a non-negative integer")
-    if value > _INT_MAX:
-        raise ValueError(f"at most {_INT_MAX} (a 64-bit column)")
+    if value > INT_MAX:
+        raise ValueError(f"at most {INT_MAX} (a 64-bit column)")
     return value
 
 
@@ -131,46 +112,6 @@ def _build_signal(fields: Mapping[str, Any], payload: dict[str, Any], where: str
         first = exc.errors(include_url=False)[0]
         name = ".".join(str(p) for p in first["loc"]) or "signal"
         raise InputError(f"{where}: field {name!r}: {first['msg']}") from None
-
-
-def _check_value(value: Any, depth: int = 0) -> None:
-    """A payload value the database, the logs and a review request can all carry: nesting at
-    most `_DEPTH_MAX` deep, no NUL in any string or key (PostgreSQL's text and jsonb refuse
-    it), integers within 64 bits. Iterative, so a deep value cannot exhaust the stack."""
-    stack = [(value, depth)]
-    while stack:
-        item, level = stack.pop()
-        if level > _DEPTH_MAX:
-            raise ValueError(f"nested deeper than {_DEPTH_MAX} levels")
-        if isinstance(item, str):
-            if "\x00" in item:
-                raise ValueError("holds a NUL character")
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                raise ValueError("not a finite number")
-        elif isinstance(item, int) and not isinstance(item, bool):
-            if not _INT_MIN <= item <= _INT_MAX:
-                raise ValueError("integer out of the 64-bit range")
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                if "\x00" in key:
-                    raise ValueError("a key holds a NUL character")
-                stack.append((child, level + 1))
-        elif isinstance(item, list):
-            stack.extend((child, level + 1) for child in item)
-
-
-def _identifier(value: Any, longest: int) -> str:
-    if not isinstance(value, str):
-        raise ValueError("expected a string")
-    if not value.strip():
-        raise ValueError("must not be blank")
-    if len(value) > longest:
-        raise ValueError(f"at most {longest} characters")
-    if _CONTROL.search(value):
-        # A NUL stops PostgreSQL; other control characters would reach logs and terminals.
-        raise ValueError("holds a control character")
-    return value
 
 
 def decode_line(line: str, where: str) -> dict[str, Any]:
@@ -207,9 +148,9 @@ def parse_signal_line(line: str, lineno: int) -> Signal:
     try:
         fields["event_ts"] = _parse_ts(data["event_ts"])
         name = "symbol"
-        fields["symbol"] = _identifier(data["symbol"], _SYMBOL_MAX)
+        fields["symbol"] = check_identifier(data["symbol"], _SYMBOL_MAX)
         name = "timeframe"
-        fields["timeframe"] = _identifier(data["timeframe"], _TIMEFRAME_MAX)
+        fields["timeframe"] = check_identifier(data["timeframe"], _TIMEFRAME_MAX)
         for name in _NUMBERS:
             fields[name] = _parse_float(data.get(name))
         name = "price"
@@ -218,7 +159,7 @@ def parse_signal_line(line: str, lineno: int) -> Signal:
         fields["seq"] = _parse_seq(data["seq"]) if data.get("seq") is not None else lineno
         payload = {k: v for k, v in data.items() if k not in _KNOWN}
         name = "payload"
-        _check_value(payload)
+        check_json_value(payload)
     except (ValueError, OverflowError, OSError) as exc:
         raise InputError(f"{where}: field {name!r}: {exc}") from None
     return _build_signal(fields, payload, where)
@@ -578,7 +519,7 @@ def parse_clickhouse_row(line: str) -> tuple[CursorKey | None, Signal | None, st
     try:
         ts = _parse_ts(row.get("event_ts"))
         name = "symbol"
-        symbol = _identifier(row.get("symbol"), _SYMBOL_MAX)
+        symbol = check_identifier(row.get("symbol"), _SYMBOL_MAX)
         name = "seq"
         seq = _parse_seq(row.get("seq"))
         key = (ts, symbol, seq)
