@@ -85,3 +85,42 @@ def check_price(value: Any) -> Decimal:
     if not PRICE_MIN <= price <= PRICE_MAX:
         raise ValueError(f"expected a price between {PRICE_MIN} and {PRICE_MAX}")
     return price
+
+
+def check_reviewable(decision: Any, *, max_shares: Decimal) -> None:
+    """A decision a reviewer may be sent, checked as the pipeline's own decisions are bounded
+    (`torghut llm review` takes them from a file): identifiers without control characters,
+    prices the database can hold, a quantity within the share cap, a bounded rationale and
+    plain `params`. Raises `ValueError("field: why")`."""
+    checks: list[tuple[str, Any]] = [
+        ("strategy_id", lambda: check_identifier(decision.strategy_id, 128)),
+        ("symbol", lambda: check_identifier(decision.symbol, 32)),
+        ("timeframe", lambda: check_identifier(decision.timeframe, 16)),
+        ("qty", lambda: _check_qty(decision.qty, max_shares)),
+        ("limit_price", lambda: decision.limit_price is None or check_price(decision.limit_price)),
+        ("stop_price", lambda: decision.stop_price is None or check_price(decision.stop_price)),
+        ("rationale", lambda: _check_rationale(decision.rationale)),
+        ("params", lambda: check_json_value(decision.params)),
+        ("params.price", lambda: "price" not in decision.params
+         or check_price(decision.params["price"])),
+    ]
+    for name, check in checks:
+        try:
+            check()
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+
+
+def _check_qty(qty: Decimal, max_shares: Decimal) -> None:
+    if not qty.is_finite() or qty <= 0:
+        raise ValueError("expected a positive number")
+    if qty > max_shares:
+        raise ValueError(f"more than {max_shares} shares (TRADING_MAX_SHARES_PER_ORDER)")
+
+
+def _check_rationale(text: str | None) -> None:
+    if text is None:
+        return
+    if len(text) > RATIONALE_MAX:
+        raise ValueError(f"longer than {RATIONALE_MAX} characters")
+    _check_text(text)

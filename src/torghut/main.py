@@ -33,13 +33,14 @@ def parse_since(value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
+        # A valid ISO time may still leave datetime's range once moved to UTC
+        # (9999-12-31T23:59:59-01:00): a bad parameter too, never a 500.
+        return as_utc(datetime.fromisoformat(value.strip()))
+    except (ValueError, OverflowError):
         raise RequestValidationError(
-            [{"loc": ("query", "since"), "msg": "must be an ISO 8601 datetime",
-              "type": "value_error"}]
+            [{"loc": ("query", "since"), "msg": "must be an ISO 8601 datetime within years "
+              "1..9999 in UTC", "type": "value_error"}]
         ) from None
-    return as_utc(parsed)
 Symbol = Annotated[str | None, Query(min_length=1, max_length=32)]
 
 
