@@ -174,12 +174,23 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_llm_review(args: argparse.Namespace) -> int:
-    from torghut.domain import TradeDecision
-    from torghut.limits import check_json_value, check_reviewable
-
     settings = _settings()
     setup_logging(settings, "warning")
     raw = _read_capped(args.decision, "--decision", DECISION_MAX_BYTES)
+    max_shares = getattr(settings, "trading_max_shares_per_order", DEFAULT_MAX_SHARES)
+    decision = parse_decision(raw, max_shares=Decimal(str(max_shares)))
+    out = asyncio.run(review_once(settings, decision))
+    print(json.dumps(out, ensure_ascii=True))
+    return EXIT_FAILED if out["verdict"] == "error" else EXIT_OK
+
+
+def parse_decision(raw: str, *, max_shares: Decimal) -> Any:
+    """The `TradeDecision` of a decision file, checked against the bounds the pipeline keeps
+    for its own decisions before anything is sent; `InputError` naming `--decision` and the
+    field otherwise, whatever the text holds (tests/unit/test_input_fuzz.py)."""
+    from torghut.domain import TradeDecision
+    from torghut.limits import check_json_value, check_reviewable
+
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
@@ -198,15 +209,11 @@ def cmd_llm_review(args: argparse.Namespace) -> int:
         decision = TradeDecision.model_validate(data)
     except Exception as exc:
         raise InputError(f"--decision: {_first_validation_error(exc)}") from None
-    # The same bounds the pipeline's own decisions keep, before anything is sent.
-    max_shares = getattr(settings, "trading_max_shares_per_order", DEFAULT_MAX_SHARES)
     try:
-        check_reviewable(decision, max_shares=Decimal(str(max_shares)))
+        check_reviewable(decision, max_shares=max_shares)
     except ValueError as exc:
         raise InputError(f"--decision: {exc}") from None
-    out = asyncio.run(review_once(settings, decision))
-    print(json.dumps(out, ensure_ascii=True))
-    return EXIT_FAILED if out["verdict"] == "error" else EXIT_OK
+    return decision
 
 
 async def review_once(settings: Settings, decision: Any) -> dict[str, Any]:
@@ -471,7 +478,10 @@ def _database_problem(exc: SQLAlchemyError) -> str:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split()) or REDACTED
+    """One line of printable text: input quoted in an error may hold newlines or escape
+    sequences that would forge lines or drive the terminal."""
+    flat = " ".join(text.split())
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in flat) or REDACTED
 
 
 if __name__ == "__main__":
