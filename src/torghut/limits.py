@@ -68,6 +68,10 @@ def check_identifier(value: Any, longest: int) -> str:
     if _CONTROL.search(value):
         # A NUL stops PostgreSQL; other control characters would reach logs and terminals.
         raise ValueError("holds a control character")
+    if not value.isprintable():
+        # Format characters (a right-to-left override), unassigned code points, line breaks:
+        # an identifier shown to an operator must read as what it is.
+        raise ValueError("holds a character that is not printable")
     return value
 
 

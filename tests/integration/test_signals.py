@@ -110,8 +110,8 @@ def test_parse_signal_line_names_line_and_field(raw: str, pattern: str) -> None:
 
 _numbers = st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False),
                      st.integers(-10**6, 10**6))
-# Control characters (Cc) are refused in identifiers (a NUL stops PostgreSQL), and lone
-# surrogates (Cs) are not text at all.
+# Identifiers must be printable: control characters (a NUL stops PostgreSQL), format
+# characters and unassigned code points are refused; lone surrogates are not text at all.
 _printable = st.characters(exclude_categories=("Cc", "Cs"))
 _valid_lines = st.fixed_dictionaries(
     {
@@ -120,9 +120,11 @@ _valid_lines = st.fixed_dictionaries(
             st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1),
                          timezones=st.sampled_from([UTC, None])).map(lambda d: d.isoformat()),
         ),
-        "symbol": st.text(_printable, min_size=1, max_size=32).filter(lambda t: t.strip() != ""),
+        "symbol": st.text(_printable, min_size=1, max_size=32).filter(
+            lambda t: t.strip() != "" and t.isprintable()
+        ),
         "timeframe": st.text(_printable, min_size=1, max_size=16).filter(
-            lambda t: t.strip() != ""
+            lambda t: t.strip() != "" and t.isprintable()
         ),
         "macd": _numbers,
         "macd_signal": _numbers,
