@@ -36,12 +36,14 @@ TARGET_MB = 250.0
 
 _PRELUDE = f"""
 import resource, sys
-sys.path.insert(0, {str(ROOT / 'src')!r})
+sys.path.insert(0, {str(ROOT / "src")!r})
 def peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 """
 
-BASELINE = _PRELUDE + """
+BASELINE = (
+    _PRELUDE
+    + """
 from torghut.trading.signals import parse_signal_line, signal_key
 by_key = {}
 with open(sys.argv[1], "rb") as handle:
@@ -51,8 +53,11 @@ with open(sys.argv[1], "rb") as handle:
 signals = [by_key[k] for k in sorted(by_key)]
 print(len(signals), peak_mb())
 """
+)
 
-STREAMING = _PRELUDE + """
+STREAMING = (
+    _PRELUDE
+    + """
 import asyncio
 from pathlib import Path
 from torghut.db.engine import Database, upgrade
@@ -73,8 +78,11 @@ async def main():
 
 print(asyncio.run(main()), peak_mb())
 """
+)
 
-END_TO_END = _PRELUDE + """
+END_TO_END = (
+    _PRELUDE
+    + """
 import os, subprocess
 env = dict(os.environ, DB_DSN=f"sqlite:///{sys.argv[2]}", PYTHONPATH=sys.path[0])
 done = subprocess.run([sys.executable, "-m", "torghut.cli", "replay", "--signals", sys.argv[1]],
@@ -83,6 +91,7 @@ summary = json.loads(done.stdout) if done.returncode == 0 else {}
 print(summary.get("signals", -1),
       resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
 """.replace("import os, subprocess", "import json, os, subprocess")
+)
 
 
 def make_file(path: Path, lines: int) -> int:
@@ -105,8 +114,9 @@ def make_file(path: Path, lines: int) -> int:
 
 def measure(script: str, *args: str) -> tuple[int, float, float]:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
-                          text=True, check=False, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, check=False, cwd=ROOT
+    )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"measurement failed:\n{done.stderr[-2000:]}")
@@ -124,12 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="torghut-bench-") as tmp:
         path = Path(tmp) / "signals.jsonl"
         size = make_file(path, lines)
-        print(f"{lines:,} lines, {size / 1e6:.0f} MB; Python {sys.version.split()[0]}, "
-              f"{os.cpu_count()} cores")
+        print(
+            f"{lines:,} lines, {size / 1e6:.0f} MB; Python {sys.version.split()[0]}, "
+            f"{os.cpu_count()} cores"
+        )
         rows: list[list[str]] = []
         failed = False
-        runs = [("baseline: whole file in memory", BASELINE, False),
-                ("ReplaySignalSource (streaming)", STREAMING, True)]
+        runs = [
+            ("baseline: whole file in memory", BASELINE, False),
+            ("ReplaySignalSource (streaming)", STREAMING, True),
+        ]
         if not args.quick:
             runs.append(("torghut replay, end to end", END_TO_END, True))
         for i, (name, script, targeted) in enumerate(runs):

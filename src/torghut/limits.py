@@ -105,8 +105,10 @@ def check_reviewable(decision: Any, *, max_shares: Decimal) -> None:
         ("stop_price", lambda: decision.stop_price is None or check_price(decision.stop_price)),
         ("rationale", lambda: _check_rationale(decision.rationale)),
         ("params", lambda: check_json_value(decision.params)),
-        ("params.price", lambda: "price" not in decision.params
-         or check_price(decision.params["price"])),
+        (
+            "params.price",
+            lambda: "price" not in decision.params or check_price(decision.params["price"]),
+        ),
     ]
     for name, check in checks:
         try:

@@ -15,8 +15,13 @@ import pytest
 from tests.e2e.cli import torghut
 
 DECISION = {
-    "strategy_id": "macd-rsi-default", "symbol": "AAPL", "action": "buy", "qty": 5,
-    "event_ts": "2026-02-03T15:30:00Z", "timeframe": "1Min", "params": {"price": 100.98},
+    "strategy_id": "macd-rsi-default",
+    "symbol": "AAPL",
+    "action": "buy",
+    "qty": 5,
+    "event_ts": "2026-02-03T15:30:00Z",
+    "timeframe": "1Min",
+    "params": {"price": 100.98},
 }
 # Nothing listens here: a review that got as far as sending would fail with exit 1, not 2.
 NO_GATEWAY = {"JANGAR_BASE_URL": "http://127.0.0.1:9", "LLM_MAX_RETRIES": "0"}
@@ -46,31 +51,34 @@ def _nested(depth: int) -> object:
 
 
 REVIEW_CASES: dict[str, tuple[Callable[[], str], str]] = {
-    "deeply nested": (lambda: '{"params":' + '{"a":' * 100_000 + "1" + "}" * 100_000 + "}",
-                      "nested"),
+    "deeply nested": (
+        lambda: '{"params":' + '{"a":' * 100_000 + "1" + "}" * 100_000 + "}",
+        "nested",
+    ),
     "nested past the limit": (
         lambda: json.dumps({**DECISION, "params": {"a": _nested(20)}}),
-        "nested deeper"),
+        "nested deeper",
+    ),
     "price abc": (lambda: json.dumps({**DECISION, "params": {"price": "abc"}}), "params.price"),
     "price -1": (lambda: json.dumps({**DECISION, "params": {"price": -1}}), "params.price"),
     "qty 1e30": (lambda: json.dumps({**DECISION, "qty": "1e30"}), "qty"),
     "qty NaN": (lambda: json.dumps({**DECISION, "qty": "NaN"}), "qty"),
-    "20 MB rationale": (lambda: json.dumps({**DECISION, "rationale": "x" * 20_000_000}),
-                        "larger than"),
-    "100 KB rationale": (lambda: json.dumps({**DECISION, "rationale": "x" * 100_000}),
-                         "rationale"),
+    "20 MB rationale": (
+        lambda: json.dumps({**DECISION, "rationale": "x" * 20_000_000}),
+        "larger than",
+    ),
+    "100 KB rationale": (lambda: json.dumps({**DECISION, "rationale": "x" * 100_000}), "rationale"),
     "NUL in symbol": (lambda: json.dumps({**DECISION, "symbol": "AA\u0000PL"}), "NUL"),
     "limit price 1e30": (
         lambda: json.dumps({**DECISION, "order_type": "limit", "limit_price": "1e30"}),
-        "limit_price"),
+        "limit_price",
+    ),
     "5000-digit integer": (lambda: '{"qty": 1' + "0" * 5000 + "}", "not JSON"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(REVIEW_CASES))
-def test_llm_review_refuses_what_the_pipeline_would_never_send(
-    name: str, tmp_path: Path
-) -> None:
+def test_llm_review_refuses_what_the_pipeline_would_never_send(name: str, tmp_path: Path) -> None:
     make, needle = REVIEW_CASES[name]
     path = _decision_file(tmp_path, make())
     result = torghut("llm", "review", "--decision", str(path), env=NO_GATEWAY, cwd=tmp_path)
@@ -78,8 +86,9 @@ def test_llm_review_refuses_what_the_pipeline_would_never_send(
 
 
 def test_llm_review_caps_what_it_reads(tmp_path: Path) -> None:
-    result = torghut("llm", "review", "--decision", "/dev/zero", env=NO_GATEWAY, cwd=tmp_path,
-                     timeout=60)
+    result = torghut(
+        "llm", "review", "--decision", "/dev/zero", env=NO_GATEWAY, cwd=tmp_path, timeout=60
+    )
     assert_one_line_exit_2(result, "--decision", "larger than")
 
 
@@ -118,30 +127,52 @@ def _free_port() -> str:
 
 def test_serve_refuses_a_missing_signal_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.jsonl"
-    result = torghut("serve", "--host", "127.0.0.1", "--port", _free_port(), cwd=tmp_path, env={
-        "TRADING_ENABLED": "true", "TRADING_SIGNALS_PATH": str(missing)})
+    result = torghut(
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        _free_port(),
+        cwd=tmp_path,
+        env={"TRADING_ENABLED": "true", "TRADING_SIGNALS_PATH": str(missing)},
+    )
     assert_one_line_exit_2(result, "TRADING_SIGNALS_PATH", str(missing))
 
 
 def test_serve_refuses_a_bad_strategy_catalog(tmp_path: Path) -> None:
     catalog = tmp_path / "strategies.yaml"
     catalog.write_text("strategies:\n  - id: [unclosed\n", encoding="utf-8")
-    result = torghut("serve", "--host", "127.0.0.1", "--port", _free_port(), cwd=tmp_path, env={
-        "TRADING_ENABLED": "true", "TRADING_STRATEGY_CONFIG_PATH": str(catalog)})
+    result = torghut(
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        _free_port(),
+        cwd=tmp_path,
+        env={"TRADING_ENABLED": "true", "TRADING_STRATEGY_CONFIG_PATH": str(catalog)},
+    )
     assert_one_line_exit_2(result, "TRADING_STRATEGY_CONFIG_PATH", str(catalog))
 
 
 def test_llm_report_since_out_of_range_is_one_line(tmp_path: Path) -> None:
-    result = torghut("llm", "report", "--since", "9999-12-31T23:59:59-01:00",
-                     "--min-reviews", "1", cwd=tmp_path)
+    result = torghut(
+        "llm", "report", "--since", "9999-12-31T23:59:59-01:00", "--min-reviews", "1", cwd=tmp_path
+    )
     assert_one_line_exit_2(result, "--since")
 
 
 @pytest.mark.parametrize(
     ("flag", "value"),
-    [("--max-error-rate", "nan"), ("--max-error-rate", "inf"), ("--max-error-rate", "1.5"),
-     ("--max-error-rate", "-0.1"), ("--max-p95-ms", "nan"), ("--max-p95-ms", "-1"),
-     ("--min-reviews", "-3"), ("--min-reviews", "2.5")],
+    [
+        ("--max-error-rate", "nan"),
+        ("--max-error-rate", "inf"),
+        ("--max-error-rate", "1.5"),
+        ("--max-error-rate", "-0.1"),
+        ("--max-p95-ms", "nan"),
+        ("--max-p95-ms", "-1"),
+        ("--min-reviews", "-3"),
+        ("--min-reviews", "2.5"),
+    ],
 )
 def test_llm_report_thresholds_are_finite_and_in_range(
     flag: str, value: str, tmp_path: Path
@@ -161,18 +192,38 @@ def test_replay_refuses_a_database_another_loop_trades_on(tmp_path: Path) -> Non
     lock = filelock.FileLock(str(db) + ".lock")
     lock.acquire(timeout=0)  # what a running `serve` on this file holds
     try:
-        result = torghut("replay", "--signals", str(_signals(tmp_path)), cwd=tmp_path,
-                         env={"DB_DSN": f"sqlite:///{db}"})
+        result = torghut(
+            "replay",
+            "--signals",
+            str(_signals(tmp_path)),
+            cwd=tmp_path,
+            env={"DB_DSN": f"sqlite:///{db}"},
+        )
     finally:
         lock.release()
     assert_one_line_exit_2(result, "another torghut process", str(db))
-    done = torghut("replay", "--signals", str(_signals(tmp_path)), cwd=tmp_path,
-                   env={"DB_DSN": f"sqlite:///{db}"})
+    done = torghut(
+        "replay",
+        "--signals",
+        str(_signals(tmp_path)),
+        cwd=tmp_path,
+        env={"DB_DSN": f"sqlite:///{db}"},
+    )
     assert done.returncode == 0, done.stderr
 
 
 def _signals(tmp_path: Path) -> Path:
     path = tmp_path / "signals.jsonl"
-    path.write_text(json.dumps({"event_ts": "2026-03-02T15:00:00Z", "symbol": "AAPL",
-                                "timeframe": "1Min", "price": 100}) + "\n", encoding="utf-8")
+    path.write_text(
+        json.dumps(
+            {
+                "event_ts": "2026-03-02T15:00:00Z",
+                "symbol": "AAPL",
+                "timeframe": "1Min",
+                "price": 100,
+            }
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     return path

@@ -47,8 +47,7 @@ class _ServerThread(threading.Thread):
         container = await build_container(load_settings({"DB_DSN": self.dsn}, env_file=None))
         try:
             app = create_app(container, run_scheduler=False)
-            config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None,
-                                    lifespan="on")
+            config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on")
             self.server = uvicorn.Server(config)
             serving = asyncio.create_task(self.server.serve())
             while not self.server.started and not serving.done():  # noqa: ASYNC110 (no event)
@@ -67,8 +66,9 @@ class _ServerThread(threading.Thread):
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def api_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[str]:
+def api_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     schema_name = None
     if request.param == "sqlite":
         dsn = f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'torghut.db'}"
@@ -97,9 +97,7 @@ def api_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 # app touches no container); each test fuzzes one against the running service. Schemathesis'
 # own pytest loader is not used: it sets a private attribute pytest 9 no longer has.
 _DOCUMENT = create_app(cast(Container, None), run_scheduler=False).openapi()
-OPERATIONS = sorted(
-    f"GET {path}" for path, item in _DOCUMENT["paths"].items() if "get" in item
-)
+OPERATIONS = sorted(f"GET {path}" for path, item in _DOCUMENT["paths"].items() if "get" in item)
 
 
 @pytest.mark.parametrize("operation", OPERATIONS)
@@ -109,8 +107,12 @@ def test_every_operation_answers_as_documented(api_url: str, operation: str) -> 
     target = schema[path][method]
 
     @given(case=target.as_strategy())
-    @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     def fuzz(case: Any) -> None:
         case.call_and_validate(base_url=api_url, timeout=10)
 
@@ -118,12 +120,19 @@ def test_every_operation_answers_as_documented(api_url: str, operation: str) -> 
 
 
 def test_the_document_has_the_read_operations() -> None:
-    assert {"GET /healthz", "GET /readyz", "GET /trading/status", "GET /trading/decisions",
-            "GET /metrics"} <= set(OPERATIONS)
+    assert {
+        "GET /healthz",
+        "GET /readyz",
+        "GET /trading/status",
+        "GET /trading/decisions",
+        "GET /metrics",
+    } <= set(OPERATIONS)
     # What the service answers to a bad parameter is what the document says.
-    errors = [item["get"]["responses"]["422"]["content"]["application/json"]["schema"]
-              for item in _DOCUMENT["paths"].values()
-              if "get" in item and "422" in item["get"]["responses"]]
+    errors = [
+        item["get"]["responses"]["422"]["content"]["application/json"]["schema"]
+        for item in _DOCUMENT["paths"].values()
+        if "get" in item and "422" in item["get"]["responses"]
+    ]
     assert errors and all(e == {"$ref": "#/components/schemas/ErrorBody"} for e in errors)
 
 

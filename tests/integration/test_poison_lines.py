@@ -15,8 +15,15 @@ from torghut.replay import run_replay
 
 
 def _buy(i: int, **changes: Any) -> dict[str, Any]:
-    line = {"event_ts": "2026-03-02T15:00:00Z", "symbol": f"S{i:03d}", "timeframe": "1Min",
-            "macd": 0.4, "macd_signal": 0.1, "rsi14": 28.0, "price": 100.0}
+    line = {
+        "event_ts": "2026-03-02T15:00:00Z",
+        "symbol": f"S{i:03d}",
+        "timeframe": "1Min",
+        "macd": 0.4,
+        "macd_signal": 0.1,
+        "rsi14": 28.0,
+        "price": 100.0,
+    }
     line.update(changes)
     return line
 
@@ -50,9 +57,7 @@ POISON: dict[str, str] = {
 
 
 @pytest.mark.parametrize("name", sorted(POISON))
-async def test_the_loop_survives_each_poison_line(
-    db_dsn: str, tmp_path: Path, name: str
-) -> None:
+async def test_the_loop_survives_each_poison_line(db_dsn: str, tmp_path: Path, name: str) -> None:
     # The poison line sits between good ones, last in its batch and first of the next.
     lines = [json.dumps(_buy(i, seq=i + 1)) for i in range(4)]
     poison_at = 3  # 1-based line number of the poison

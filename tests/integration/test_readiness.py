@@ -41,8 +41,15 @@ from torghut.trading.signals import ReplaySignalSource
 def _signal_file(tmp_path: Path, symbols: list[str]) -> Path:
     path = tmp_path / "signals.jsonl"
     rows = [
-        {"event_ts": f"2026-03-02T15:{i:02d}:00Z", "symbol": symbol, "timeframe": "1Min",
-         "macd": 0.4, "macd_signal": 0.1, "rsi14": 28.0, "price": 100.0}
+        {
+            "event_ts": f"2026-03-02T15:{i:02d}:00Z",
+            "symbol": symbol,
+            "timeframe": "1Min",
+            "macd": 0.4,
+            "macd_signal": 0.1,
+            "rsi14": 28.0,
+            "price": 100.0,
+        }
         for i, symbol in enumerate(symbols)
     ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
@@ -86,7 +93,10 @@ def _scheduler(pipeline: FakePipeline) -> TradingScheduler:
         pipeline=pipeline,  # type: ignore[arg-type]
         broker=SimpleNamespace(),  # type: ignore[arg-type]
         engine=create_async_engine("sqlite+aiosqlite://"),
-        metrics=Metrics(), enabled=True, poll_interval=1, reconcile_interval=1e12,
+        metrics=Metrics(),
+        enabled=True,
+        poll_interval=1,
+        reconcile_interval=1e12,
     )
     scheduler.status.running = scheduler.status.leader = True
     return scheduler
@@ -102,7 +112,8 @@ async def test_a_poison_signal_is_quarantined_and_the_good_ones_still_trade(
     symbols = ["A", "B", "POISON", "D", "E", "F", "G"]
     source = ReplaySignalSource(_signal_file(tmp_path, symbols), database.db)
     pipeline = FakePipeline(
-        source, database.db,
+        source,
+        database.db,
         lambda batch: _nul_error() if any(s.symbol == "POISON" for s in batch) else None,
     )
     scheduler = _scheduler(pipeline)
@@ -118,8 +129,9 @@ async def test_a_poison_signal_is_quarantined_and_the_good_ones_still_trade(
     assert [(r.first_symbol, r.signal_count, r.failures) for r in rows] == [
         ("POISON", 1, QUARANTINE_AFTER)
     ]
-    assert rows[0].error == "DataError: (builtins.Exception) PostgreSQL text fields cannot " \
-        "contain NUL"
+    assert (
+        rows[0].error == "DataError: (builtins.Exception) PostgreSQL text fields cannot contain NUL"
+    )
     assert rows[0].signals_json[0]["symbol"] == "POISON"
     assert scheduler.metrics.quarantined_batches._value.get() == 1
     # Not ready while the batch kept failing; ready again once the loop moved on.
@@ -139,9 +151,13 @@ async def test_failures_of_the_database_or_disk_are_never_quarantined(
     source = ReplaySignalSource(_signal_file(tmp_path, ["A", "B"]), database.db)
     disk_full = True
     pipeline = FakePipeline(
-        source, database.db,
-        lambda _batch: OperationalError("INSERT", {}, Exception("database or disk is full"))
-        if disk_full else None,
+        source,
+        database.db,
+        lambda _batch: (
+            OperationalError("INSERT", {}, Exception("database or disk is full"))
+            if disk_full
+            else None
+        ),
     )
     scheduler = _scheduler(pipeline)
     for _ in range(QUARANTINE_AFTER * 3):
@@ -213,13 +229,17 @@ async def _wait_not_ready(client: httpx.AsyncClient) -> dict[str, Any]:
 async def test_readyz_fails_while_the_broker_answers_500(
     database: Database, tmp_path: Path
 ) -> None:
-    async with RawServer([respond(b'{"message":"internal"}', 500,
-                                  content_type="application/json", length=True)]) as broker:
+    async with RawServer(
+        [respond(b'{"message":"internal"}', 500, content_type="application/json", length=True)]
+    ) as broker:
         env = {
-            "DB_DSN": database.dsn, "TRADING_ENABLED": "true",
+            "DB_DSN": database.dsn,
+            "TRADING_ENABLED": "true",
             "TRADING_POLL_INTERVAL_SECONDS": "0.05",
             "TRADING_SIGNALS_PATH": str(_signal_file(tmp_path, ["AAPL"])),
-            "TRADING_BROKER": "alpaca", "APCA_API_KEY_ID": "k", "APCA_API_SECRET_KEY": "s",
+            "TRADING_BROKER": "alpaca",
+            "APCA_API_KEY_ID": "k",
+            "APCA_API_SECRET_KEY": "s",
             "APCA_API_BASE_URL": broker.url,
         }
         async with _service(env) as base, httpx.AsyncClient(base_url=base, timeout=5) as client:

@@ -20,8 +20,13 @@ from torghut.trading.scheduler import LeaderLock, TradingScheduler, leader_lock
 def _scheduler(dsn_path: Path) -> TradingScheduler:
     engine = create_async_engine(f"sqlite+aiosqlite:///{dsn_path}")
     return TradingScheduler(
-        pipeline=SimpleNamespace(), broker=SimpleNamespace(), engine=engine, metrics=Metrics(),
-        enabled=True, poll_interval=1, reconcile_interval=1,
+        pipeline=SimpleNamespace(),
+        broker=SimpleNamespace(),
+        engine=engine,
+        metrics=Metrics(),
+        enabled=True,
+        poll_interval=1,
+        reconcile_interval=1,
     )
 
 
@@ -63,14 +68,20 @@ def test_a_lock_held_by_another_process_is_respected_and_freed_by_its_death(
 ) -> None:
     lock_path = tmp_path / "t.db.lock"
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import sys, filelock
             lock = filelock.FileLock({str(lock_path)!r})
             lock.acquire(timeout=0)
             print("held", flush=True)
             sys.stdin.read()
-        """)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"

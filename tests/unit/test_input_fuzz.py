@@ -23,29 +23,47 @@ from torghut.trading.signals import ReplaySignalSource, parse_signal_line
 # Values an adversarial feed would try: huge and tiny numbers, NaN spelled out, nesting,
 # control characters, lone surrogates, long strings.
 _scalars = st.one_of(
-    st.none(), st.booleans(),
-    st.integers(), st.integers(min_value=2**62, max_value=2**70),
-    st.floats(), st.decimals(allow_nan=True).map(str),
-    st.text(), st.text(alphabet=st.characters(codec=None), max_size=8),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=2**62, max_value=2**70),
+    st.floats(),
+    st.decimals(allow_nan=True).map(str),
+    st.text(),
+    st.text(alphabet=st.characters(codec=None), max_size=8),
     st.sampled_from(["\x00", "\x1b[31m", "\ud800", "NaN", "1e999", "-0", "", " "]),
 )
 _json = st.recursive(
     _scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=3),
-                            st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
     max_leaves=12,
 )
 _ts = st.one_of(
-    st.integers(min_value=-10**12, max_value=10**16), st.floats(),
+    st.integers(min_value=-(10**12), max_value=10**16),
+    st.floats(),
     st.datetimes().map(lambda d: d.isoformat()),
-    st.sampled_from(["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00", "2026-03-02",
-                     "2026-03-02T15:00:00Z"]),
+    st.sampled_from(
+        [
+            "9999-12-31T23:59:59-01:00",
+            "0001-01-01T00:00:00+01:00",
+            "2026-03-02",
+            "2026-03-02T15:00:00Z",
+        ]
+    ),
     _scalars,
 )
 _signal_like = st.fixed_dictionaries(
     {"event_ts": _ts, "symbol": _scalars, "timeframe": _scalars},
-    optional={"macd": _scalars, "macd_signal": _scalars, "rsi14": _scalars, "price": _scalars,
-              "seq": st.one_of(st.integers(), _scalars), "extra": _json},
+    optional={
+        "macd": _scalars,
+        "macd_signal": _scalars,
+        "rsi14": _scalars,
+        "price": _scalars,
+        "seq": st.one_of(st.integers(), _scalars),
+        "extra": _json,
+    },
 )
 _lines = st.one_of(
     _signal_like.map(lambda d: json.dumps(d, allow_nan=True)),
@@ -79,8 +97,11 @@ def test_a_signal_line_parses_to_something_storable_or_an_input_error(line: str)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.lists(st.one_of(_lines, st.binary(max_size=40).map(lambda b: b.decode("latin-1"))),
-                max_size=8))
+@given(
+    st.lists(
+        st.one_of(_lines, st.binary(max_size=40).map(lambda b: b.decode("latin-1"))), max_size=8
+    )
+)
 def test_a_signal_file_indexes_whatever_it_holds(tmp_path_factory: Any, lines: list[str]) -> None:
     """The replay index takes any file: each line is a signal read back whole, or skipped and
     counted; nothing raises."""
@@ -89,11 +110,13 @@ def test_a_signal_file_indexes_whatever_it_holds(tmp_path_factory: Any, lines: l
     source = ReplaySignalSource(path, db=None)  # type: ignore[arg-type]  # no cursor needed
     index = source._build_index()
     try:
-        rows = index.execute(
-            "SELECT line, signal FROM signals ORDER BY ts, symbol, seq").fetchall()
+        rows = index.execute("SELECT line, signal FROM signals ORDER BY ts, symbol, seq").fetchall()
         assert len(rows) == source.total
-        blank = sum(1 for text in path.read_bytes().split(b"\n")
-                    if not text.decode("utf-8", "replace").strip())
+        blank = sum(
+            1
+            for text in path.read_bytes().split(b"\n")
+            if not text.decode("utf-8", "replace").strip()
+        )
         assert source.total + source.skipped + blank == len(path.read_bytes().split(b"\n"))
         for _line, text in rows:
             _carried(Signal.model_validate_json(text))
@@ -102,20 +125,33 @@ def test_a_signal_file_indexes_whatever_it_holds(tmp_path_factory: Any, lines: l
 
 
 _DECISION = {
-    "strategy_id": "macd-rsi-default", "symbol": "AAPL", "action": "buy", "qty": 5,
-    "event_ts": "2026-02-03T15:30:00Z", "timeframe": "1Min", "params": {"price": 100.98},
+    "strategy_id": "macd-rsi-default",
+    "symbol": "AAPL",
+    "action": "buy",
+    "qty": 5,
+    "event_ts": "2026-02-03T15:30:00Z",
+    "timeframe": "1Min",
+    "params": {"price": 100.98},
 }
 _decision_like = st.fixed_dictionaries(
     {},
     optional={k: st.one_of(st.just(v), _scalars, _json) for k, v in _DECISION.items()}
-    | {"rationale": st.one_of(st.text(), st.just("x" * 5000)), "limit_price": _scalars,
-       "order_type": st.sampled_from(["market", "limit", "stop", "bogus"])},
+    | {
+        "rationale": st.one_of(st.text(), st.just("x" * 5000)),
+        "limit_price": _scalars,
+        "order_type": st.sampled_from(["market", "limit", "stop", "bogus"]),
+    },
 )
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.one_of(_decision_like.map(lambda d: json.dumps(d, allow_nan=True)),
-                 _json.map(lambda v: json.dumps(v, allow_nan=True)), st.text(max_size=100)))
+@given(
+    st.one_of(
+        _decision_like.map(lambda d: json.dumps(d, allow_nan=True)),
+        _json.map(lambda v: json.dumps(v, allow_nan=True)),
+        st.text(max_size=100),
+    )
+)
 def test_a_decision_file_is_a_reviewable_decision_or_one_input_error(raw: str) -> None:
     try:
         decision = parse_decision(raw, max_shares=Decimal(10_000))

@@ -44,9 +44,15 @@ async def record(
         session.add(
             QuarantinedBatch(
                 source=source[:256],
-                first_event_ts=first.event_ts, first_symbol=first.symbol, first_seq=first.seq,
-                last_event_ts=last.event_ts, last_symbol=last.symbol, last_seq=last.seq,
-                signal_count=len(signals), signals_json=rows, error=error[:_ERROR_MAX],
+                first_event_ts=first.event_ts,
+                first_symbol=first.symbol,
+                first_seq=first.seq,
+                last_event_ts=last.event_ts,
+                last_symbol=last.symbol,
+                last_seq=last.seq,
+                signal_count=len(signals),
+                signals_json=rows,
+                error=error[:_ERROR_MAX],
                 failures=failures,
             )
         )
@@ -67,8 +73,7 @@ async def summary(db: Database) -> dict[str, Any]:
         if latest is not None:
             last = {
                 "source": latest.source,
-                "first": [latest.first_event_ts.isoformat(), latest.first_symbol,
-                          latest.first_seq],
+                "first": [latest.first_event_ts.isoformat(), latest.first_symbol, latest.first_seq],
                 "last": [latest.last_event_ts.isoformat(), latest.last_symbol, latest.last_seq],
                 "signals": latest.signal_count,
                 "error": latest.error,

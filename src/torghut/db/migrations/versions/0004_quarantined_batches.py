@@ -49,7 +49,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index(
-        op.f("ix_quarantined_batches_quarantined_at"), table_name="quarantined_batches"
-    )
+    op.drop_index(op.f("ix_quarantined_batches_quarantined_at"), table_name="quarantined_batches")
     op.drop_table("quarantined_batches")
