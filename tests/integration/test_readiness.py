@@ -290,3 +290,33 @@ async def test_a_batch_read_again_is_counted_once(database: Database, tmp_path: 
         await container.aclose()
     assert broker.unanswered == 0 and committed == 2, totals  # one batch was read twice
     assert (totals.signals, totals.decisions, totals.submitted, totals.duplicates) == (6, 6, 6, 0)
+
+
+async def test_last_error_clears_at_the_first_batch_done_not_after_the_drain(
+    database: Database, tmp_path: Path
+) -> None:
+    """Issue 12: `last_error` stayed for minutes after PostgreSQL came back, while the loop
+    drained the backlog in one long cycle."""
+    source = ReplaySignalSource(_signal_file(tmp_path, list("ABCDEF")), database.db)
+    down = True
+    seen: list[str | None] = []
+
+    def fail(_batch: list[Signal]) -> Exception | None:
+        seen.append(scheduler.status.last_error)
+        return (
+            OperationalError("SELECT", {}, Exception("server closed the connection"))
+            if down
+            else None
+        )
+
+    pipeline = FakePipeline(source, database.db, fail, batch_size=1)
+    scheduler = _scheduler(pipeline)
+    await scheduler.run_once()
+    assert scheduler.status.last_error and "server closed" in scheduler.status.last_error
+    down = False
+    seen.clear()
+    await scheduler.run_once()  # one cycle drains the six signals, a batch at a time
+    assert pipeline.processed == list("ABCDEF")
+    assert seen[0] is not None  # the first batch of the drain still saw the outage
+    assert seen[1:] == [None] * 5  # cleared as soon as a batch was done
+    await source.aclose()

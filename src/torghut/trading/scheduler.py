@@ -294,6 +294,11 @@ class TradingScheduler:
                 if result.signals:
                     moved = True
                     self._failing = None
+                    # Recovered as of this batch, not at the end of a drain that may take
+                    # minutes: the status must not go on showing an error that is over.
+                    self.status.failed_cycles = 0
+                    if self.status.last_error is not None:
+                        self._set_error(None)
                     await self._widen_after(result)
                 if result.signals < self.pipeline.batch_size:
                     break
