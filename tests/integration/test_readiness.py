@@ -7,6 +7,7 @@ over a real socket, with the broker a local server answering 500."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import socket
 import time
@@ -32,6 +33,7 @@ from torghut.domain import Signal
 from torghut.errors import BrokerError
 from torghut.main import create_app
 from torghut.metrics import Metrics
+from torghut.trading import quarantine
 from torghut.trading.brokers import SimBroker
 from torghut.trading.pipeline import CycleResult
 from torghut.trading.scheduler import QUARANTINE_AFTER, READY_AFTER_CYCLES, TradingScheduler
@@ -97,6 +99,7 @@ def _scheduler(pipeline: FakePipeline) -> TradingScheduler:
         enabled=True,
         poll_interval=1,
         reconcile_interval=1e12,
+        quarantine=functools.partial(quarantine.record, pipeline.db),
     )
     scheduler.status.running = scheduler.status.leader = True
     return scheduler

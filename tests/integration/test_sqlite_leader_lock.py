@@ -12,12 +12,14 @@ from types import SimpleNamespace
 
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from torghut.bootstrap import trading_lock
 from torghut.db.engine import FileLeaderLock, sqlite_lock_path
 from torghut.metrics import Metrics
-from torghut.trading.scheduler import LeaderLock, TradingScheduler, leader_lock
+from torghut.trading.scheduler import LeaderLock, TradingScheduler
 
 
 def _scheduler(dsn_path: Path) -> TradingScheduler:
+    dsn = f"sqlite:///{dsn_path}"
     engine = create_async_engine(f"sqlite+aiosqlite:///{dsn_path}")
     return TradingScheduler(
         pipeline=SimpleNamespace(),
@@ -27,6 +29,7 @@ def _scheduler(dsn_path: Path) -> TradingScheduler:
         enabled=True,
         poll_interval=1,
         reconcile_interval=1,
+        lock=trading_lock(dsn, engine),
     )
 
 
@@ -58,9 +61,9 @@ def test_the_lock_lives_beside_the_database_file(tmp_path: Path) -> None:
     assert sqlite_lock_path("sqlite:///:memory:") is None
     assert sqlite_lock_path("postgresql://u@h/db") is None
     pg = create_async_engine("postgresql+psycopg://u@127.0.0.1:9/db")
-    assert isinstance(leader_lock(pg), LeaderLock)
+    assert isinstance(trading_lock("postgresql://u@127.0.0.1:9/db", pg), LeaderLock)
     lite = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/x.db")
-    assert isinstance(leader_lock(lite), FileLeaderLock)
+    assert isinstance(trading_lock(f"sqlite:///{tmp_path}/x.db", lite), FileLeaderLock)
 
 
 def test_a_lock_held_by_another_process_is_respected_and_freed_by_its_death(

@@ -26,14 +26,6 @@ class Quarantined:
     failures: int
 
 
-def error_signature(exc: BaseException) -> str:
-    """What "failed the same way" compares: the error's type and the first line of its text,
-    NUL-free and bounded (it is stored as text, and PostgreSQL refuses NUL)."""
-    lines = str(exc).strip().splitlines()
-    text = f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
-    return text.replace("\x00", "\\0")[:_ERROR_MAX]
-
-
 async def record(
     db: Database, source: str, signals: Sequence[Signal], error: str, failures: int
 ) -> Quarantined:

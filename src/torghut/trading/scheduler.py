@@ -14,25 +14,22 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import text
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from torghut.db.engine import FileLeaderLock, sqlite_lock_path
-from torghut.domain import utcnow
+from torghut.domain import Signal, utcnow
 from torghut.errors import BrokerError
 from torghut.metrics import Metrics
 from torghut.ports import Broker
-from torghut.trading import quarantine
 from torghut.trading.pipeline import TradingPipeline
-from torghut.trading.quarantine import error_signature
 from torghut.trading.reconcile import reconcile
-from torghut.trading.signals import SignalSourceError, signal_key
 
 log = logging.getLogger("torghut.scheduler")
 
@@ -92,10 +89,35 @@ class LeaderLock:
                 await conn.close()  # closing the session releases the advisory lock
 
 
-def leader_lock(engine: AsyncEngine) -> LeaderLock | FileLeaderLock:
-    """The lock that makes this process the only loop on its database."""
-    lock_path = sqlite_lock_path(engine.url.render_as_string(hide_password=False))
-    return FileLeaderLock(lock_path) if lock_path is not None else LeaderLock(engine)
+class TradingLock(Protocol):
+    """What makes this process the only loop on its database: `LeaderLock` on PostgreSQL,
+    `db.engine.FileLeaderLock` beside a SQLite file (chosen in bootstrap)."""
+
+    @property
+    def held(self) -> bool: ...
+
+    async def try_acquire(self) -> bool: ...
+
+    async def still_held(self) -> bool: ...
+
+    async def release(self) -> None: ...
+
+
+# Stores a quarantined batch whole: (source key, its signals, the error, how many failures).
+QuarantineRecorder = Callable[[str, Sequence[Signal], str, int], Awaitable[object]]
+Key = tuple[datetime, str, int]
+
+
+def _key(signal: Signal) -> Key:
+    return (signal.event_ts, signal.symbol, signal.seq)
+
+
+def error_signature(exc: BaseException) -> str:
+    """What "failed the same way" compares: the error's type and the first line of its text,
+    NUL-free and bounded (it is stored as text, and PostgreSQL refuses NUL)."""
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return text.replace("\x00", "\\0")[:500]
 
 
 # /readyz fails after this many failed cycles in a row, or this many cycles in a row that had
@@ -119,9 +141,11 @@ def _transient(exc: BaseException) -> bool:
             DisconnectionError,
             SQLAlchemyTimeoutError,
             BrokerError,
-            SignalSourceError,
         ),
-    ) or bool(getattr(exc, "connection_invalidated", False))
+    ) or bool(
+        # A source that cannot be reached says so (trading/signals.py: SignalSourceError).
+        getattr(exc, "transient", False) or getattr(exc, "connection_invalidated", False)
+    )
 
 
 @dataclass
@@ -143,8 +167,8 @@ class LoopStatus:
 class _Failing:
     """The batch that keeps failing: its first signal's key, and how."""
 
-    first_key: tuple[datetime, str, int]
-    last_key: tuple[datetime, str, int]
+    first_key: Key
+    last_key: Key
     signature: str
     count: int = 1
 
@@ -161,6 +185,8 @@ class TradingScheduler:
         poll_interval: float,
         reconcile_interval: float,
         work_deadline: float = 0.0,
+        lock: TradingLock | None = None,
+        quarantine: QuarantineRecorder | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.broker = broker
@@ -170,14 +196,15 @@ class TradingScheduler:
         # How long the loop may go without a sign of life before /readyz calls it stuck: three
         # polls, plus the longest single step it may legitimately wait on (one review).
         self.stale_after = 3 * poll_interval + work_deadline + 1
-        self.lock = leader_lock(engine)
+        self.lock: TradingLock = lock or LeaderLock(engine)
+        self._quarantine = quarantine
         self.status = LoopStatus(enabled=enabled)
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._failing: _Failing | None = None
         # While a failing batch is narrowed down, the pipeline reads one signal at a time up
         # to this key; its own batch size is put back afterwards.
-        self._narrow_until: tuple[datetime, str, int] | None = None
+        self._narrow_until: Key | None = None
         self._batch_size = getattr(pipeline, "batch_size", 1)
         self._last_reconcile = 0.0
         self._last_beat = 0.0
@@ -344,7 +371,7 @@ class TradingScheduler:
         batch = await source.fetch(self.pipeline.batch_size)
         if not batch:
             return
-        first, last = signal_key(batch[0]), signal_key(batch[-1])
+        first, last = _key(batch[0]), _key(batch[-1])
         signature = error_signature(exc)
         failing = self._failing
         if failing and failing.first_key == first and failing.signature == signature:
@@ -360,8 +387,12 @@ class TradingScheduler:
             self._narrow_until = last
             self.pipeline.batch_size = 1
             return
+        if self._quarantine is None:
+            log.error("signal %s keeps failing (%s); no quarantine store: retrying", first,
+                      signature)
+            return
         key = getattr(source, "source_key", type(source).__name__)
-        await quarantine.record(self.pipeline.db, key, batch, signature, failing.count)
+        await self._quarantine(key, batch, signature, failing.count)
         await source.commit(batch)
         self.status.quarantined += 1
         self.metrics.quarantined_batches.inc()
@@ -375,7 +406,7 @@ class TradingScheduler:
             return
         if passed is None:
             batch = await self.pipeline.source.fetch(1)
-            behind = not batch or signal_key(batch[0]) > self._narrow_until
+            behind = not batch or _key(batch[0]) > self._narrow_until
         else:
             behind = passed >= self._narrow_until
         if behind:

@@ -45,7 +45,9 @@ _SOURCE_KEY_MAX = 256  # signal_cursors.source
 
 class SignalSourceError(TorghutError):
     """A signal source could not be read this time (unreachable, timeout, server error); the
-    loop logs it and tries again next cycle."""
+    loop logs it and tries again next cycle, and never quarantines signals for it."""
+
+    transient = True
 
 
 def signal_key(signal: Signal) -> CursorKey:
