@@ -460,6 +460,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The database is down or not migrated: one line, no SQL dump, no traceback.
         print(f"torghut: database error: {_database_problem(exc)}", file=sys.stderr)
         return EXIT_FAILED
+    except TorghutError as exc:
+        # The work ran and could not finish (a signal file that cannot be indexed, ...).
+        print(f"torghut: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 

@@ -110,6 +110,11 @@ def test_serve_refuses_a_port_that_is_not_one(port: str, tmp_path: Path) -> None
     assert_one_line_exit_2(torghut("serve", "--port", port, cwd=tmp_path), "--port")
 
 
+def test_serve_refuses_a_host_it_cannot_resolve(tmp_path: Path) -> None:
+    result = torghut("serve", "--host", "no-such-host.invalid", "--port", "8181", cwd=tmp_path)
+    assert_one_line_exit_2(result, "--host", "no-such-host.invalid")
+
+
 def test_serve_refuses_a_port_in_use(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

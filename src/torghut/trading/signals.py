@@ -348,6 +348,10 @@ class ReplaySignalSource:
                 else:
                     self._skip(lineno, f"duplicate (event_ts, symbol, seq) {(ts, symbol, seq)}")
             index.execute("COMMIT")
+        except sqlite3.Error as exc:
+            index.close()
+            # The temporary folder is full or unwritable: nothing wrong with the signals.
+            raise SignalSourceError(f"{self.path}: cannot index the signal file: {exc}") from None
         except BaseException:
             index.close()
             raise
