@@ -346,7 +346,7 @@ class TradingScheduler:
             log.exception("trading cycle failed")
             self.metrics.cycle_errors.inc()
             self.status.failed_cycles += 1
-            self._set_error(f"{type(exc).__name__}: {exc}"[:500])
+            self._set_error(error_signature(exc))  # one line: /readyz quotes it
             try:
                 await self._after_failure(exc)
             except Exception:
