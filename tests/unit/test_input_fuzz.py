@@ -18,7 +18,12 @@ from torghut.cli import _one_line, parse_decision
 from torghut.domain import Signal
 from torghut.errors import InputError
 from torghut.limits import DEPTH_MAX, INT_MAX, check_json_value
-from torghut.trading.signals import ReplaySignalSource, parse_signal_line
+from torghut.trading.signals import (
+    _COLUMNS,
+    ReplaySignalSource,
+    _row_signal,
+    parse_signal_line,
+)
 
 # Values an adversarial feed would try: huge and tiny numbers, NaN spelled out, nesting,
 # control characters, lone surrogates, long strings.
@@ -110,16 +115,18 @@ def test_a_signal_file_indexes_whatever_it_holds(tmp_path_factory: Any, lines: l
     source = ReplaySignalSource(path, db=None)  # type: ignore[arg-type]  # no cursor needed
     index = source._build_index()
     try:
-        rows = index.execute("SELECT line, signal FROM signals ORDER BY ts, symbol, seq").fetchall()
+        rows = index.execute(
+            f"SELECT line, {_COLUMNS} FROM signals ORDER BY ts, symbol, seq"
+        ).fetchall()
         assert len(rows) == source.total
-        blank = sum(
-            1
-            for text in path.read_bytes().split(b"\n")
-            if not text.decode("utf-8", "replace").strip()
-        )
-        assert source.total + source.skipped + blank == len(path.read_bytes().split(b"\n"))
-        for _line, text in rows:
-            _carried(Signal.model_validate_json(text))
+        raw_lines = path.read_bytes().split(b"\n")
+        blank = sum(1 for text in raw_lines if not text.decode("utf-8", "replace").strip())
+        assert source.total + source.skipped + blank == len(raw_lines)
+        for lineno, *columns in rows:
+            signal = _row_signal(tuple(columns))
+            # Read back exactly as the line parsed, then as every store needs it.
+            assert signal == parse_signal_line(raw_lines[lineno - 1].decode(), lineno)
+            _carried(signal)
     finally:
         index.close()
 
