@@ -326,7 +326,7 @@ class TradingScheduler:
                     self.status.failed_cycles = 0
                     if self.status.last_error is not None:
                         self._set_error(None)
-                    await self._widen_after(result)
+                    await self._widen_after()
                 if result.signals < self.pipeline.batch_size:
                     break
             if time.monotonic() - self._last_reconcile >= self.reconcile_interval:
@@ -398,10 +398,11 @@ class TradingScheduler:
         self.metrics.quarantined_batches.inc()
         log.error("signal %s quarantined after %d identical failures: %s", first,
                   failing.count, signature)
-        await self._widen_after(None, passed=first)
+        await self._widen_after(passed=first)
 
-    async def _widen_after(self, result: Any, *, passed: Any = None) -> None:
-        """Back to the configured batch size once the narrowed batch is behind the cursor."""
+    async def _widen_after(self, passed: Key | None = None) -> None:
+        """Back to the configured batch size once the narrowed batch is behind the cursor
+        (`passed`: the key just quarantined; otherwise the next signal is looked at)."""
         if self._narrow_until is None:
             return
         if passed is None:
