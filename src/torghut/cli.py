@@ -161,8 +161,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     settings = _settings()
     setup_logging(settings, "warning" if not args.verbose else None)
     path = Path(args.signals)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"--signals: no such file: {path}")
+    if not path.is_file():
+        raise InputError(f"--signals: not a regular file: {path}")
     from torghut.bootstrap import freeze_startup_heap
     from torghut.replay import run_replay
 

@@ -190,6 +190,12 @@ def test_demo_refuses_a_work_folder_it_cannot_use(target: str, tmp_path: Path) -
     assert_one_line_exit_2(torghut("demo", "--dir", target, cwd=tmp_path), "--dir")
 
 
+@pytest.mark.parametrize("target", ["/dev/zero", "/etc"])
+def test_replay_refuses_what_is_not_a_signal_file(target: str, tmp_path: Path) -> None:
+    result = torghut("replay", "--signals", target, cwd=tmp_path)
+    assert_one_line_exit_2(result, "--signals", "not a regular file")
+
+
 def test_replay_refuses_a_database_another_loop_trades_on(tmp_path: Path) -> None:
     import filelock
 
