@@ -339,15 +339,6 @@ def _read_capped(path: str, flag: str, limit: int) -> str:
         raise InputError(f"{flag}: not UTF-8") from None
 
 
-def _read_file(path: str, flag: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{flag}: no such file: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{flag}: cannot read {path}: {type(exc).__name__}") from None
-
-
 def _first_validation_error(exc: Exception) -> str:
     errors = getattr(exc, "errors", None)
     if callable(errors):
