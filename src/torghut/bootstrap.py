@@ -4,6 +4,7 @@ everything it opened, in reverse order."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 from collections.abc import Awaitable, Callable
@@ -17,11 +18,17 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from torghut.config import BrokerKind, Settings, SignalSourceKind
-from torghut.db.engine import Database, create_engine_from_dsn
+from torghut.db.engine import (
+    Database,
+    FileLeaderLock,
+    create_engine_from_dsn,
+    sqlite_lock_path,
+)
 from torghut.db.repo import AuditRepository
 from torghut.domain import utcnow
 from torghut.metrics import Metrics
 from torghut.ports import AuditStore, Broker, ReviewProvider, SignalSource
+from torghut.trading import quarantine
 from torghut.trading.catalog import StrategyCatalog
 from torghut.trading.judge import JudgingSettings
 from torghut.trading.llm.circuit import CircuitBreaker
@@ -32,7 +39,7 @@ from torghut.trading.llm.review_engine import ReviewEngine
 from torghut.trading.llm.schema import PolicyBounds
 from torghut.trading.pipeline import GateSettings, ReviewSetup, TradingPipeline, TradingRules
 from torghut.trading.risk import RiskLimits
-from torghut.trading.scheduler import TradingScheduler
+from torghut.trading.scheduler import LeaderLock, TradingLock, TradingScheduler
 from torghut.trading.session import SessionCalendar
 from torghut.trading.strategy import StrategyDefaults
 
@@ -85,6 +92,13 @@ def build_reviewer(
     provider = provider or build_provider(settings, http_client=http_client)
     engine = ReviewEngine(provider, breaker, prompt, bounds, secrets=settings.secrets())
     return Reviewer(provider, breaker, prompt, bounds, engine)
+
+
+def trading_lock(dsn: str, engine: AsyncEngine) -> TradingLock:
+    """One loop per database: a lock file beside a SQLite file, else PostgreSQL's advisory
+    lock (an in-memory SQLite database has no other process to exclude)."""
+    path = sqlite_lock_path(dsn)
+    return FileLeaderLock(path) if path is not None else LeaderLock(engine)
 
 
 @dataclass
@@ -193,13 +207,15 @@ async def build_container(
     clock: Callable[[], datetime] | None = None,
     wrap_broker: Callable[[Broker], Broker] | None = None,
     wrap_store: Callable[[AuditStore], AuditStore] | None = None,
+    broker: Broker | None = None,
 ) -> Container:
     """Wire the service. `signals_path` forces a replay source (the `replay` and `demo`
     commands), whose signals are judged on their own time (staleness, session), unless a
     `clock` is given; `serve` judges them on the wall clock (`clock` defaults to it).
     `trading_enabled` overrides `TRADING_ENABLED` for the risk check (replay trades whatever
-    `TRADING_ENABLED` says: CONTRACT §3). `wrap_broker` and `wrap_store` put a wrapper around
-    the broker and the audit store (tests inject faults through them)."""
+    `TRADING_ENABLED` says: CONTRACT §3). `provider` and `broker` replace the configured ones;
+    `wrap_broker` and `wrap_store` put a wrapper around the broker and the audit store (tests
+    inject faults through them)."""
     if clock is None and signals_path is None:
         clock = utcnow
     metrics = metrics or Metrics()
@@ -216,7 +232,7 @@ async def build_container(
         )
         if reviewer is not None:
             closers.append(reviewer.provider.aclose)
-        broker = _build_broker(settings, db)
+        broker = broker or _build_broker(settings, db)
         closers.append(broker.aclose)
         if wrap_broker is not None:
             broker = wrap_broker(broker)
@@ -268,6 +284,8 @@ async def build_container(
                 settings.llm_timeout_seconds if settings.llm_enabled else 0.0,
                 2 * settings.trading_broker_timeout_seconds,
             ),
+            lock=trading_lock(settings.db_dsn, engine),
+            quarantine=functools.partial(quarantine.record, db),
         )
     except BaseException:
         for close in reversed(closers):
@@ -278,3 +296,23 @@ async def build_container(
         settings, engine, db, metrics, broker, source, reviewer, pipeline, scheduler,
         closers,
     )
+
+
+async def check_startup(container: Container) -> None:
+    """What `replay` refuses at once, `serve` refuses before it reports ready (issue 12): a
+    signal file it cannot read, a strategy catalog that does not parse. `ConfigError` naming
+    the setting; the CLI turns it into one line and exit 2."""
+    from torghut.errors import ConfigError, InputError
+
+    if not container.settings.trading_enabled:
+        return  # the loop does not run: neither is read
+    check = getattr(container.source, "check", None)
+    if callable(check):
+        try:
+            check()
+        except InputError as exc:
+            raise ConfigError("TRADING_SIGNALS_PATH", str(exc)) from None
+    try:
+        await container.pipeline.strategies.load_all()
+    except InputError as exc:
+        raise ConfigError("TRADING_STRATEGY_CONFIG_PATH", str(exc)) from None

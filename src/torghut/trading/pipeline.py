@@ -13,6 +13,7 @@ simulated broker's marks) move past a batch only when every decision in it is fi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -206,6 +207,8 @@ class TradingPipeline:
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._reviewing = 0
         self.totals = CycleResult()
+        # Decisions finished in a batch that is to be read again (issue 12: not counted twice).
+        self._carried: set[str] = set()
         # Monotonic time of the last sign of life (a cycle began or ended, a decision
         # finished), so /readyz can tell a long batch from a stuck loop.
         self.last_progress = time.monotonic()
@@ -218,7 +221,6 @@ class TradingPipeline:
         if not signals:
             return result
         result.signals = len(signals)
-        self.metrics.signals.inc(len(signals))
         strategies = await self.strategies.load_all()
         # Whether a rule fires does not depend on the book (only the size does), nor does a
         # decision's hash: a batch where nothing fires needs neither the book nor the store.
@@ -250,9 +252,19 @@ class TradingPipeline:
             result.committed = True
         else:
             log.warning("batch left decisions unfinished; its signals will be read again")
-        self.totals.merge(result)
+        # A batch read again is counted once, when it is done: its signals when the cursor
+        # moves past them, a decision when it reaches its final status (issue 12).
+        result.decisions = sum(1 for item in items if item.final)
+        if result.committed:
+            self._carried.clear()
+        else:
+            self._carried.update(item.hash for item in items if item.final)
+        counted = dataclasses.replace(result, signals=result.signals if result.committed else 0)
+        self.metrics.signals.inc(counted.signals)
+        self.totals.merge(counted)
         self.last_progress = time.monotonic()
         return result
+
     async def drain(self, grace_seconds: float | None = None) -> int:
         """Wait for shadow reviews still in flight (each bounded by its own deadline), at
         most `grace_seconds`; returns how many are still running (0: all done)."""
@@ -349,11 +361,12 @@ class TradingPipeline:
                 h = decision_hash(decision)
                 row = stored.get(h)
                 if h in seen or (row is not None and row.status != "planned"):
-                    # Already decided: a replay, or another loop got there first.
-                    result.duplicates += 1
+                    # Already decided: a replay, or another loop got there first (not this
+                    # process in an earlier, unfinished read of the same batch: counted then).
+                    if h not in self._carried:
+                        result.duplicates += 1
                     continue
                 seen.add(h)
-                result.decisions += 1
                 item = _Item(decision, signal, h, row.id if row else None, spec,
                              resumed=row is not None)
                 if row is not None:
@@ -379,14 +392,16 @@ class TradingPipeline:
                 item.rejection, item.reservation = judgment.reason, judgment.reservation
                 item.account, item.positions = judgment.account, list(judgment.positions)
                 items.append(item)
-        await self._store_new(items, result)
+        items = await self._store_new(items, result)
         self._chain_by_symbol(items)
         return items
 
-    async def _store_new(self, items: list[_Item], result: CycleResult) -> None:
+    async def _store_new(self, items: list[_Item], result: CycleResult) -> list[_Item]:
         """Insert the batch's new decisions, each `planned` or already `rejected` with its
-        reason (one statement for the row and its rejection)."""
+        reason (one statement for the row and its rejection). Returns the items to finish:
+        a decision another loop stored meanwhile is theirs."""
         new = [item for item in items if item.decision_id is None]
+        theirs: set[str] = set()
         stored = await self.store.insert_judged_decisions(
             [(i.decision, i.hash, i.rejection) for i in new]
         )
@@ -395,13 +410,13 @@ class TradingPipeline:
             item.decision_id = row.id
             if not row.created:
                 # Another loop stored it meanwhile: it is theirs to finish.
-                result.decisions -= 1
                 result.duplicates += 1
                 self._give_back(item)
-                item.final = True
+                theirs.add(item.hash)
             elif item.rejection is not None:
                 item.final = True
                 self._count_rejection(result, item.rejection)
+        return [item for item in items if item.hash not in theirs]
 
     @staticmethod
     def _chain_by_symbol(items: list[_Item]) -> None:
