@@ -89,8 +89,14 @@ _CLOCKS: ContextVar[ReviewClocks | None] = ContextVar("torghut_openai_clocks", d
 class _ClockedTransport(httpx2.AsyncBaseTransport):
     """httpx2's transport under the review's clocks, reading non-2xx bodies itself."""
 
-    def __init__(self, label: str, secrets: tuple[str, ...], closer: Closer) -> None:
-        self._inner = httpx2.AsyncHTTPTransport()
+    def __init__(
+        self,
+        label: str,
+        secrets: tuple[str, ...],
+        closer: Closer,
+        inner: httpx2.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._inner = inner or httpx2.AsyncHTTPTransport()
         self._label = label
         self._secrets = secrets
         self._closer = closer
@@ -134,7 +140,15 @@ class OpenAIProvider:
 
     label = "openai"
 
-    def __init__(self, config: OpenAIConfig, client: openai.AsyncOpenAI | None = None) -> None:
+    def __init__(
+        self,
+        config: OpenAIConfig,
+        client: openai.AsyncOpenAI | None = None,
+        *,
+        transport: httpx2.AsyncBaseTransport | None = None,
+    ) -> None:
+        """`client`: an SDK client to use as it is (its requests then bypass the clocked
+        transport). `transport`: the network under the clocked transport (tests fault it)."""
         self._config = config
         secrets = {s for s in config.secrets if s}
         if config.api_key:
@@ -143,7 +157,7 @@ class OpenAIProvider:
         self._closer = Closer()
         self._owns_client = client is None
         if client is None:
-            transport = _ClockedTransport(self.label, self._secrets, self._closer)
+            clocked = _ClockedTransport(self.label, self._secrets, self._closer, transport)
             timeout = httpx2.Timeout(
                 None, connect=config.connect_timeout_seconds, pool=config.connect_timeout_seconds
             )
@@ -152,7 +166,7 @@ class OpenAIProvider:
                 base_url=config.base_url,
                 max_retries=0,
                 timeout=timeout,
-                http_client=openai.DefaultAsyncHttpxClient(transport=transport, timeout=timeout),
+                http_client=openai.DefaultAsyncHttpxClient(transport=clocked, timeout=timeout),
             )
         self._client = client
         self._policy = RetryPolicy(max_retries=config.max_retries)
