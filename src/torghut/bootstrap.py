@@ -190,6 +190,7 @@ async def build_container(
         )
         if reviewer is not None:
             closers.append(reviewer.provider.aclose)
+            closers.append(reviewer.engine.aclose)
         broker = _build_broker(settings, db)
         closers.append(broker.aclose)
         source = _build_source(settings, db, signals_path)

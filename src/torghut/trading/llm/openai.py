@@ -119,9 +119,10 @@ class _ClockedTransport(httpx2.AsyncBaseTransport):
         if 200 <= status < 300:
             return response
         try:
+            body = aiter(cast(httpx2.AsyncByteStream, response.stream))
             raw, cut = await read_limited(
-                aiter(cast(httpx2.AsyncByteStream, response.stream)), clocks, ERROR_BODY_LIMIT, HTTPX2_ERRORS, label=label,
-                secrets=secrets, partial_ok=True,
+                body, clocks, ERROR_BODY_LIMIT, HTTPX2_ERRORS, label=label, secrets=secrets,
+                partial_ok=True,
             )
         finally:
             await self._closer.close(response.aclose)

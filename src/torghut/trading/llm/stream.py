@@ -525,6 +525,7 @@ class ChunkAccumulator:
             ttft_ms=clocks.ttft_ms(),
             model=_short(self.model, self.secrets),
             finish_reason=_short(self.finish_reason, self.secrets),
+            deadline=clocks.total_deadline,
         )
 
 
@@ -618,6 +619,7 @@ def read_json_completion(
         ttft_ms=round((now - clocks.sent_at) * 1000),
         model=_short(obj.get("model"), secrets),
         finish_reason=_short(choices[0].get("finish_reason"), secrets),
+        deadline=clocks.total_deadline,
     )
 
 
