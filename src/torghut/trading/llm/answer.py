@@ -40,7 +40,7 @@ from torghut.errors import ReviewError, ReviewErrorCode
 from torghut.trading.llm.schema import LLMReviewResponse
 
 MAX_OBJECT_CHARS = 16_384
-MAX_DECODE_ATTEMPTS = 2_000
+MAX_DECODE_ATTEMPTS = 1_000
 # Text examined per regex pass, from the end backwards.
 WINDOW_CHARS = 65_536
 # Longest part of a validation problem quoted in an `invalid_schema` message.
