@@ -45,7 +45,7 @@ def inputs() -> dict[str, str]:
     one_mib_noise = prose + '{"k": x\n' * ((MiB - len(prose)) // 8)
     return {
         "1,001 small objects": '{"exit_code":0,"n":1}\n' * 1_001 + REVIEW,
-        "array of 2,000 objects": "[" + ",".join('{"i":%d}' % i for i in range(2_000)) + "]\n"
+        "array of 2,000 objects": "[" + ",".join(f'{{"i":{i}}}' for i in range(2_000)) + "]\n"
         + REVIEW,
         "12K of {": "{" * 12_000 + REVIEW,
         "1 MiB, review at the end": one_mib_noise + REVIEW,

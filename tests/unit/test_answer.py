@@ -242,7 +242,7 @@ def test_answer_after_exhausting_noise_is_found_in_the_tail() -> None:
     "noise",
     [
         pytest.param('{"exit_code":0,"n":1}\n' * 1_001, id="1001-small-objects"),
-        pytest.param("[" + ",".join('{"i":%d}' % i for i in range(2_000)) + "]\n", id="array-2000"),
+        pytest.param("[" + ",".join(f'{{"i":{i}}}' for i in range(2_000)) + "]\n", id="array-2000"),
         pytest.param("{" * 12_000 + "\n", id="12K-braces"),
         pytest.param('{"a":' * 12_000 + "\n", id="12K-open-objects"),
         pytest.param(("x" * 70 + ' {"k": [1, 2, {"v": "w"}]}\n') * 11_000, id="1MiB-noise"),
