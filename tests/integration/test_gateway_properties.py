@@ -160,8 +160,8 @@ async def test_arbitrary_bytes_never_cost_the_audit_row(
                                _signals(tmp_path))
     assert await _rows(database) == before + 1, summary
     assert "audit_write_failed" not in summary.get("rejected", {}), summary
-    assert not [v for v in await _strings(database) if "\x00" in v or not v.isprintable()
-                and any(0xD800 <= ord(c) <= 0xDFFF for c in v)]
+    assert not [v for v in await _strings(database) if "\x00" in v or (not v.isprintable()
+                and any(0xD800 <= ord(c) <= 0xDFFF for c in v))]
 
 
 # --- the canary key in every field -----------------------------------------------------------

@@ -146,7 +146,7 @@ def test_dsn_password_in_the_query_string_is_a_secret(dsn: str, password: str) -
     assert password in s.secrets()
     printed = s.redacted_dsn()
     assert password not in printed and password.replace("/", "%2F") not in printed
-    assert "***" in printed and "sslmode=require" in printed or "?" not in dsn
+    assert ("***" in printed and "sslmode=require" in printed) or "?" not in dsn
 
 
 def test_non_ascii_key_is_refused_at_start_up() -> None:
