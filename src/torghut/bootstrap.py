@@ -22,6 +22,7 @@ from torghut.ports import Broker, ReviewProvider, SignalSource
 from torghut.trading.catalog import StrategyCatalog
 from torghut.trading.llm.circuit import CircuitBreaker
 from torghut.trading.llm.client import build_provider
+from torghut.trading.llm.model_check import ModelCheck
 from torghut.trading.llm.policy import bounds_from_settings
 from torghut.trading.llm.prompts import PromptTemplate, load_prompt
 from torghut.trading.llm.review_engine import ReviewEngine
@@ -58,6 +59,7 @@ class Reviewer:
     prompt: PromptTemplate
     bounds: PolicyBounds
     engine: ReviewEngine
+    model_check: ModelCheck
 
 
 def build_reviewer(
@@ -79,7 +81,7 @@ def build_reviewer(
         metrics.watch_circuit(breaker.snapshot)
     provider = provider or build_provider(settings, http_client=http_client)
     engine = ReviewEngine(provider, breaker, prompt, bounds, secrets=settings.secrets())
-    return Reviewer(provider, breaker, prompt, bounds, engine)
+    return Reviewer(provider, breaker, prompt, bounds, engine, ModelCheck(provider))
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 from sqlalchemy.exc import SQLAlchemyError
 
 from torghut.config import Settings, load_settings
-from torghut.errors import REDACTED, ConfigError, InputError, TorghutError, redact
+from torghut.errors import REDACTED, ConfigError, InputError, ReviewError, TorghutError, redact
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -163,10 +163,17 @@ def cmd_llm_review(args: argparse.Namespace) -> int:
 
 async def review_once(settings: Settings, decision: Any) -> dict[str, Any]:
     from torghut.bootstrap import build_reviewer
+    from torghut.trading.llm.model_check import ModelMissing, check_model
     from torghut.trading.llm.review_engine import build_review_request
 
     reviewer = build_reviewer(settings)
     try:
+        try:
+            await check_model(reviewer.provider)
+        except ModelMissing as exc:
+            raise ConfigError("LLM_MODEL", str(exc).removeprefix("LLM_MODEL ")) from None
+        except ReviewError:
+            pass  # the list could not be had: the review itself will say why
         request = build_review_request(
             decision,
             account=None,
@@ -179,6 +186,7 @@ async def review_once(settings: Settings, decision: Any) -> dict[str, Any]:
         )
         outcome = await reviewer.engine.review(decision, request)
     finally:
+        await reviewer.engine.aclose()
         await reviewer.provider.aclose()
     response = (outcome.response_json or {}).get("review")
     return {

@@ -45,6 +45,11 @@ Symbol = Annotated[str | None, Query(min_length=1, max_length=32)]
 def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if container.reviewer is not None:
+            # Start-up: is LLM_MODEL served? Readiness says so until it is (model_check.py).
+            problem = await container.reviewer.model_check.problem()
+            if problem:
+                log.warning("%s", problem)
         if run_scheduler and container.settings.trading_enabled:
             container.scheduler.start()
         try:
@@ -84,6 +89,9 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
             checks["database"] = f"failing: no answer within {READY_DB_TIMEOUT_SECONDS:g}s"
         except Exception as exc:
             checks["database"] = f"failing: {type(exc).__name__}"
+        if container.reviewer is not None:
+            problem = await container.reviewer.model_check.problem()
+            checks["llm_model"] = "ok" if problem is None else f"failing: {problem}"
         if container.settings.trading_enabled:
             checks["trading_loop"] = "ok" if container.scheduler.fresh() else (
                 "failing: no cycle within three poll intervals"
