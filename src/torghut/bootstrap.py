@@ -237,6 +237,7 @@ async def build_container(
                 settings.llm_timeout_seconds if settings.llm_enabled else 0.0,
                 2 * settings.trading_broker_timeout_seconds,
             ),
+            secrets=settings.secrets(),
         )
     except BaseException:
         for close in reversed(closers):

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from torghut.domain import utcnow
+from torghut.errors import redact
 from torghut.metrics import Metrics
 from torghut.ports import Broker
 from torghut.trading.pipeline import TradingPipeline
@@ -107,8 +109,11 @@ class TradingScheduler:
         poll_interval: float,
         reconcile_interval: float,
         work_deadline: float = 0.0,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.pipeline = pipeline
+        # Errors of the database and the broker are peer text: redacted before they are shown.
+        self.secrets = tuple(secrets)
         self.broker = broker
         self.metrics = metrics
         self.poll_interval = poll_interval
@@ -182,7 +187,10 @@ class TradingScheduler:
         try:
             leader = await self.lock.try_acquire()
         except Exception as exc:
-            self.status.last_error = f"leader lock: {type(exc).__name__}: {exc}"[:500]
+            self.status.last_error = redact(
+                f"leader lock: {type(exc).__name__}: {exc}", self.secrets, limit=500,
+                one_line=True,
+            )
             leader = False
         if leader and not self.status.leader:
             log.info("this process now leads the trading loop")
@@ -216,7 +224,9 @@ class TradingScheduler:
         except Exception as exc:
             log.exception("trading cycle failed")
             self.metrics.cycle_errors.inc()
-            self.status.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            self.status.last_error = redact(
+                f"{type(exc).__name__}: {exc}", self.secrets, limit=500, one_line=True
+            )
         finally:
             self.status.cycles += 1
             self.status.last_run_at = utcnow()
