@@ -77,6 +77,7 @@ ATTACKS = ["retry-1M-digits", "endless-500-body", "gzip-bomb-500", "answer-at-0.
 
 async def _one(provider_kind: str, attack: str) -> dict[str, Any]:
     from tests.integration.rawserver import RawServer
+
     from torghut.errors import ReviewError
 
     scripts, overrides = _scripts(attack)
