@@ -113,7 +113,9 @@ def measure(run: Callable[[str], str], text: str, repeat: int) -> tuple[float, s
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--no-baseline", action="store_true", help="skip forward-scan")
+    parser.add_argument("--quick", action="store_true", help="the same as --no-baseline")
     args = parser.parse_args()
+    args.no_baseline = args.no_baseline or args.quick
     print(f"{'input':28} {'torghut ms':>10} {'found':>14} {'forward-scan ms':>16} {'found':>14}")
     worst = 0.0
     ok = True
