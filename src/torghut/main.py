@@ -91,13 +91,17 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
             checks["database"] = f"failing: {type(exc).__name__}"
         if container.reviewer is not None:
             problem = await container.reviewer.model_check.problem()
-            checks["llm_model"] = "ok" if problem is None else f"failing: {problem}"
+            checks["llm_model"] = (
+                "ok" if problem is None
+                else problem if problem.startswith("unknown") else f"failing: {problem}"
+            )
         if container.settings.trading_enabled:
             checks["trading_loop"] = "ok" if container.scheduler.fresh() else (
                 "failing: no cycle within three poll intervals"
             )
-        ok = all(v == "ok" for v in checks.values())
-        failing = [k for k, v in checks.items() if v != "ok"]
+        # "unknown" informs without failing (model_check.py says why).
+        failing = [k for k, v in checks.items() if v != "ok" and not v.startswith("unknown")]
+        ok = not failing
         body: dict[str, Any] = {"status": "ok" if ok else "failing", "checks": checks}
         if failing:
             body["failing"] = failing

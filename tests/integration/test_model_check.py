@@ -141,3 +141,14 @@ async def test_readiness_is_green_when_the_model_is_served(serve: Any) -> None:
             response = await client.get(f"{url}/readyz")
     assert response.status_code == 200, response.text
     assert response.json()["checks"]["llm_model"] == "ok"
+
+
+async def test_readiness_stands_when_the_list_cannot_be_had(serve: Any) -> None:
+    """A gateway that is down is the clocks' and the breaker's business: `unknown`, still 200."""
+    from tests.integration.conftest_llm import free_port
+
+    url = await serve(f"http://127.0.0.1:{free_port()}")
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"{url}/readyz")
+    assert response.status_code == 200, response.text
+    assert response.json()["checks"]["llm_model"].startswith("unknown: ")

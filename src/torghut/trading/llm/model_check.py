@@ -5,6 +5,11 @@ The provider's model list (`GET {base}/models`, Jangar's and OpenAI's surface al
 `LLM_MODEL`. `serve` asks at start-up and `/readyz` on each probe (the answer is kept for
 `CACHE_SECONDS`, and a probe never waits more than `TIMEOUT_SECONDS`); `llm review` asks
 before it sends anything and stops with one line when the model is missing.
+
+Readiness fails only on a definite answer (a list without the model). When the list cannot be
+had (the gateway is down, or lists nothing readable) the check says `unknown` and readiness
+stands: a gateway outage is the review clocks' and the breaker's business, and taking the
+service out of rotation for it would stop the loop's API with no gain.
 """
 
 from __future__ import annotations
@@ -70,7 +75,8 @@ class ModelCheck:
         self._lock = asyncio.Lock()
 
     async def problem(self) -> str | None:
-        """None when the model is served; else one line saying what is wrong."""
+        """None when the model is served; else one line: `LLM_MODEL …` when it is definitely
+        not, `unknown: …` when the list could not be had."""
         async with self._lock:
             now = self._clock()
             if self._checked_at is not None and now - self._checked_at < CACHE_SECONDS:
@@ -82,8 +88,8 @@ class ModelCheck:
                 self._problem = str(exc)
             except ReviewError as exc:
                 self._problem = (
-                    f"cannot tell whether LLM_MODEL {self._provider.model!r} is served: "
-                    f"{exc.code.value}: {exc.message}"
+                    f"unknown: cannot tell whether LLM_MODEL {self._provider.model!r} is "
+                    f"served: {exc.code.value}: {exc.message}"
                 )
             self._checked_at = now
             return self._problem
