@@ -271,3 +271,23 @@ async def test_a_cancel_during_the_close_leaks_no_connection(status: int, make: 
         assert await wait_until(lambda: server.active == 0, within=5)
         result = await asyncio.wait_for(provider.complete(MESSAGES), 5)
     assert json.loads(result.text)["verdict"] == "approve"
+
+
+async def test_an_exhausted_pool_is_named_as_such(make: Factory) -> None:
+    """The pool has a timeout of its own (the connect timeout): a review that cannot get a
+    connection says so, instead of waiting into a first_token or total timeout."""
+    kind = make.kind  # type: ignore[attr-defined]
+    lib: Any = httpx if kind == "jangar" else httpx2
+    one = lib.AsyncHTTPTransport(limits=lib.Limits(max_connections=1))
+    script = [Send(SSE_HEAD), Hold()]
+    async with RawServer([script]) as server:
+        provider = make(server.url, transport=one, connect_timeout_seconds=0.3,
+                        first_token_timeout_seconds=5, timeout_seconds=8)
+        holder = asyncio.ensure_future(provider.complete(MESSAGES))
+        await wait_until(lambda: server.active == 1)
+        error = await review_error(provider.complete(MESSAGES))
+        holder.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await holder
+    assert_code(error, E.TIMEOUT)
+    assert error.message.startswith("connect timeout: no free pooled connection")

@@ -287,6 +287,13 @@ class OpenAIProvider:
         cause = exc.__cause__
         if isinstance(cause, ReviewError):
             return cause
+        if isinstance(exc, openai.APIStatusError):  # a client of the caller's, not ours
+            try:
+                raw = exc.response.content[:ERROR_BODY_LIMIT]
+            except Exception:  # the body could not be read: the status says enough
+                raw = b""
+            ctype = media_type(exc.response.headers.get("content-type"))
+            return http_error(exc.status_code, ctype, raw, label=label, secrets=secrets)
         if cause is not None and isinstance(cause, (*HTTPX2_ERRORS.every, OSError)):
             return map_transport_error(
                 cause, HTTPX2_ERRORS, status_received=False, label=label, clocks=clocks,
