@@ -49,9 +49,8 @@ from torghut.trading.llm.schema import (
 
 logger = logging.getLogger("torghut.review")
 
-# Answers longer than this are searched for the review on the engine's own worker thread (the
-# search is bounded, answer.py, but not free); shorter ones on the loop.
-_INLINE_PARSE_CHARS = 65_536
+# A provider that states no deadline for its answer (a fake) gets this long for the search.
+_DEFAULT_PARSE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -122,14 +121,15 @@ class ReviewEngine:
             self._executor = None
 
     async def _extract(self, completion: Completion) -> tuple[Any, dict[str, Any]]:
-        """The review in the answer, searched within the review's total deadline."""
+        """The review in the answer, searched on the engine's own thread (bounded, answer.py,
+        but up to tens of milliseconds: not on the loop) within the review's total deadline."""
         text = completion.text
-        if len(text) <= _INLINE_PARSE_CHARS:
-            return extract_review(text)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(2, thread_name_prefix="torghut-answer")
         loop = asyncio.get_running_loop()
-        deadline = completion.deadline if completion.deadline is not None else loop.time() + 60
+        deadline = completion.deadline
+        if deadline is None:
+            deadline = loop.time() + _DEFAULT_PARSE_SECONDS
         try:
             async with asyncio.timeout_at(deadline):
                 return await loop.run_in_executor(self._executor, extract_review, text)
