@@ -10,10 +10,12 @@ PostgreSQL (issues 12 and 13):
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +220,22 @@ def _leaks(where: str, text: str) -> list[str]:
     return [where] if PREFIX in text else []
 
 
+@contextlib.contextmanager
+def _logging_restored() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    noisy = {n: logging.getLogger(n).level for n in ("httpx", "httpcore", "httpx2",
+                                                      "httpcore2", "openai", "alembic",
+                                                      "uvicorn.access")}
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for name, value in noisy.items():
+            logging.getLogger(name).setLevel(value)
+
+
 @pytest.fixture
 async def api(database: Database) -> AsyncIterator[str]:
     settings_ = load_settings({"DB_DSN": database.dsn, "TORGHUT_API_PUBLIC_READS": "true",
@@ -256,6 +274,14 @@ async def test_the_key_never_leaks_from_any_field(
     server, switch = gateway
     switch.script = _placements(pad)[placement]
     caplog.clear()
+    # The service's log output: a handler as `setup_logging` builds it (its redacting filter
+    # included), at DEBUG, so every library's records pass through it.
+    written = io.StringIO()
+    handler = logging.StreamHandler(written)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(cli.RedactingFilter(load_settings(_env(database.dsn, server.url),
+                                                        None).secrets()))
+    logging.getLogger().addHandler(handler)
     with caplog.at_level(logging.DEBUG):
         await run_replay(load_settings(_env(database.dsn, server.url), None), _signals(tmp_path))
         decision = tmp_path / "decision.json"
@@ -267,14 +293,20 @@ async def test_the_key_never_leaks_from_any_field(
         for name, value in _env(database.dsn, server.url).items():
             monkeypatch.setenv(name, value)
         capsys.readouterr()
-        await asyncio.to_thread(cli.main, ["llm", "review", "--decision", str(decision)])
+        with _logging_restored():  # the CLI installs its own root handler
+            await asyncio.to_thread(cli.main, ["llm", "review", "--decision", str(decision)])
+    logging.getLogger().removeHandler(handler)
     out = capsys.readouterr()
+    # Our own code redacts whatever the filter does: its records must be clean as emitted.
+    ours = [r for r in caplog.records if r.name.startswith("torghut")]
     async with httpx.AsyncClient() as client:
         served = (await client.get(f"{api}/trading/reviews")).text
     leaks = (
         _leaks("database", await _dump(database))
-        + _leaks("logs", "\n".join(r.getMessage() for r in caplog.records))
-        + _leaks("logs (tracebacks)", caplog.text)
+        + _leaks("log output", written.getvalue())
+        + _leaks("torghut's log records", "\n".join(r.getMessage() for r in ours))
+        + _leaks("torghut's tracebacks", "\n".join(
+            logging.Formatter().formatException(r.exc_info) for r in ours if r.exc_info))
         + _leaks("stdout", out.out)
         + _leaks("stderr", out.err)
         + _leaks("/trading/reviews", served)
