@@ -192,7 +192,7 @@ async def test_a_dripping_error_body_ends_as_http_error_on_the_clock(make: Facto
     script = [Send(head(503, {"content-type": "text/plain"})), Send(b"busy "),
               Repeat(b"z", 0.05)]
     async with RawServer([script]) as server:
-        provider = make(server.url, first_token_timeout_seconds=0.4, timeout_seconds=5)
+        provider = make(server.url, first_token_timeout_seconds=1.0, timeout_seconds=5)
         error = await review_error(provider.complete(MESSAGES))
     assert_code(error, E.HTTP_ERROR)
     assert "busy" in error.message
