@@ -17,9 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from torghut.config import BrokerKind, Settings, SignalSourceKind
 from torghut.db.engine import Database, create_engine_from_dsn
+from torghut.db.halt_store import DatabaseHaltStore
 from torghut.metrics import Metrics
 from torghut.ports import Broker, ReviewProvider, SignalSource
 from torghut.trading.catalog import StrategyCatalog
+from torghut.trading.halt import HaltState, TradingHalt
 from torghut.trading.llm.circuit import CircuitBreaker
 from torghut.trading.llm.client import build_provider
 from torghut.trading.llm.policy import bounds_from_settings
@@ -93,6 +95,7 @@ class Container:
     reviewer: Reviewer | None
     pipeline: TradingPipeline
     scheduler: TradingScheduler
+    halt: TradingHalt
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def aclose(self) -> None:
@@ -198,6 +201,11 @@ async def build_container(
             settings.trading_strategy_config_path, settings.trading_strategy_config_mode, db
         )
         enabled = settings.trading_enabled if trading_enabled is None else trading_enabled
+
+        def show_halt(state: HaltState) -> None:
+            metrics.halted.set(1 if state.halted else 0)
+
+        halt = TradingHalt(DatabaseHaltStore(db), on_change=show_halt)
         pipeline = TradingPipeline(
             db=db,
             source=source,
@@ -221,6 +229,7 @@ async def build_container(
             max_concurrency=settings.llm_max_concurrency,
             batch_size=settings.trading_batch_size,
             resend_window_seconds=settings.trading_resend_window_seconds,
+            halt=halt,
         )
         scheduler = TradingScheduler(
             pipeline=pipeline,
@@ -241,6 +250,6 @@ async def build_container(
                 await close()
         raise
     return Container(
-        settings, engine, db, metrics, broker, source, reviewer, pipeline, scheduler,
+        settings, engine, db, metrics, broker, source, reviewer, pipeline, scheduler, halt,
         closers,
     )

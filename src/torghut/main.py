@@ -9,14 +9,23 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 
+from torghut import report
 from torghut.bootstrap import Container
-from torghut.db import repo
-from torghut.domain import Verdict, as_utc
+from torghut.db import repo, results_query
+from torghut.db.engine import session_factory
+from torghut.domain import Book, Verdict, as_utc, utcnow
+from torghut.errors import InputError
+from torghut.trading.halt import MAX_REASON_CHARS
+from torghut.trading.results import Results
+from torghut.web.auth import READ_COOKIE, ApiAuth, AuthError
+from torghut.web.page import REFRESH_SECONDS, gate_stage, lag_seconds, templates
 
 log = logging.getLogger("torghut.api")
 
@@ -42,6 +51,19 @@ def parse_since(value: str | None) -> datetime | None:
 Symbol = Annotated[str | None, Query(min_length=1, max_length=32)]
 
 
+class ControlRequest(BaseModel):
+    """The body of `POST /trading/halt` and `/trading/resume`."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=MAX_REASON_CHARS, pattern=r"\S")
+
+
+def _static_dir() -> str:
+    from importlib import resources
+
+    return str(resources.files("torghut.web") / "static")
+
+
 def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -52,7 +74,38 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
         finally:
             await container.scheduler.stop()
 
-    app = FastAPI(title="torghut", version="0.1.0", lifespan=lifespan)
+    # No /docs or /redoc: their pages load Swagger's assets from a CDN, blank without one.
+    app = FastAPI(
+        title="torghut", version="0.1.0", lifespan=lifespan,
+        docs_url=None, redoc_url=None, openapi_url=None,
+    )
+    token = container.settings.torghut_api_token
+    auth = ApiAuth(
+        token=token.get_secret_value() if token else None,
+        public_reads=container.settings.torghut_api_public_reads,
+    )
+
+    def read_access(request: Request) -> None:
+        auth.require_read(request)
+
+    def write_access(request: Request) -> None:
+        auth.require_write(request)
+
+    Read = [Depends(read_access)]
+    Write = [Depends(write_access)]
+    app.mount("/static", StaticFiles(directory=_static_dir()), name="static")
+
+    @app.exception_handler(AuthError)
+    async def _auth(request: Request, exc: AuthError) -> Response:
+        if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+            # A browser gets a sign-in page, not JSON.
+            page = templates().get_template("signin.html").render(
+                message=exc.detail, token_configured=auth.token is not None
+            )
+            return HTMLResponse(page, status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(
+            status_code=exc.status_code, content={"error": exc.detail}, headers=exc.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -95,7 +148,15 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
             body["failing"] = failing
         return JSONResponse(status_code=200 if ok else 503, content=body)
 
-    @app.get("/trading/status")
+    async def halt_state() -> dict[str, Any]:
+        try:
+            return (await container.halt.refresh()).as_dict()
+        except Exception:
+            log.exception("halt state unreadable")
+            # The last state seen, said to be so: the page must still load.
+            return {**container.halt.state.as_dict(), "stale": True}
+
+    @app.get("/trading/status", dependencies=Read)
     async def trading_status() -> dict[str, Any]:
         s = container.settings
         loop = container.scheduler.snapshot()
@@ -113,6 +174,10 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
             "leader": loop["leader"],
             "last_run_at": loop["last_run_at"],
             "last_error": loop["last_error"],
+            "halt": await halt_state(),
+            "kill_switch": s.trading_kill_switch,
+            "broker": container.broker.name,
+            "gate_stage": gate_stage(s).number,
             "metrics": {
                 "cycles": loop["cycles"],
                 "signals": totals.signals,
@@ -141,19 +206,19 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
             symbol=symbol, since=parse_since(since), limit=limit, verdict=verdict
         )
 
-    @app.get("/trading/decisions")
+    @app.get("/trading/decisions", dependencies=Read)
     async def decisions(
         symbol: Symbol = None, since: Since = None, limit: Limit = 100
     ) -> list[dict[str, Any]]:
         return await repo.list_decisions(container.db, _filter(symbol, since, limit))
 
-    @app.get("/trading/executions")
+    @app.get("/trading/executions", dependencies=Read)
     async def executions(
         symbol: Symbol = None, since: Since = None, limit: Limit = 100
     ) -> list[dict[str, Any]]:
         return await repo.list_executions(container.db, _filter(symbol, since, limit))
 
-    @app.get("/trading/reviews")
+    @app.get("/trading/reviews", dependencies=Read)
     async def reviews(
         symbol: Symbol = None,
         since: Since = None,
@@ -162,6 +227,124 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
     ) -> list[dict[str, Any]]:
         f = _filter(symbol, since, limit, verdict.value if verdict else None)
         return await repo.list_reviews(container.db, f)
+
+    @app.post("/trading/halt", dependencies=Write)
+    async def halt(body: ControlRequest) -> dict[str, Any]:
+        """Stop trading from the next decision on; stored, so restarts keep it."""
+        state = await container.halt.halt(body.reason.strip())
+        return {"halt": state.as_dict()}
+
+    @app.post("/trading/resume", dependencies=Write)
+    async def resume(body: ControlRequest) -> dict[str, Any]:
+        state = await container.halt.resume(body.reason.strip())
+        return {"halt": state.as_dict()}
+
+    async def current_results() -> tuple[Book, Results]:
+        book = await container.broker.get_book()
+        return book, await results_query.current_results(container.db, book)
+
+    @app.get("/trading/account", dependencies=Read)
+    async def account() -> dict[str, Any]:
+        book, results = await current_results()
+        return {
+            "broker": container.broker.name,
+            "cash": float(book.account.cash),
+            "equity": float(book.account.equity),
+            "buying_power": float(book.account.buying_power),
+            "open_orders": len(book.open_orders),
+            "results": results.as_dict(),
+        }
+
+    @app.get("/trading/positions", dependencies=Read)
+    async def positions() -> list[dict[str, Any]]:
+        """The broker's positions, each with its unrealised P&L and the strategies holding it
+        (from the fills recorded here)."""
+        book, results = await current_results()
+        by_symbol: dict[str, list[dict[str, Any]]] = {}
+        for h in results.holdings:
+            by_symbol.setdefault(h.symbol, []).append(
+                {"strategy_id": h.strategy_id, "qty": float(h.qty),
+                 "avg_cost": float(h.avg_cost), "unrealised_pnl": float(round(h.unrealised_pnl, 2))}
+            )
+        return [
+            {
+                "symbol": p.symbol,
+                "qty": float(p.qty),
+                "avg_entry_price": float(p.avg_entry_price),
+                "market_value": float(p.market_value),
+                "unrealised_pnl": float(round(p.market_value - p.qty * p.avg_entry_price, 2)),
+                "strategies": by_symbol.get(p.symbol, []),
+            }
+            for p in book.positions
+        ]
+
+    @app.get("/trading/pnl", dependencies=Read)
+    async def pnl() -> dict[str, Any]:
+        _book, results = await current_results()
+        return results.as_dict()
+
+    def _report_since(since: str | None) -> datetime:
+        try:
+            return report.parse_since(since or "24h", utcnow())
+        except InputError as exc:
+            raise RequestValidationError(
+                [{"loc": ("query", "since"), "msg": str(exc).removeprefix("--since: "),
+                  "type": "value_error"}]
+            ) from None
+
+    async def _report(since: str | None) -> tuple[Any, Any]:
+        rep = await report.build_report(session_factory(container.engine),
+                                        since=_report_since(since), until=utcnow())
+        return rep, report.evaluate(rep, report.Criteria())
+
+    @app.get("/llm/report.json", dependencies=Read)
+    async def llm_report_json(since: Since = None) -> dict[str, Any]:
+        rep, readiness = await _report(since)
+        return report.as_dict(rep, readiness)
+
+    @app.get("/llm/report", dependencies=Read, response_class=HTMLResponse)
+    async def llm_report_html(since: Since = None) -> HTMLResponse:
+        rep, readiness = await _report(since)
+        return HTMLResponse(report.render_html(rep, readiness))
+
+    @app.post("/signin")
+    async def signin(request: Request) -> JSONResponse:
+        """Bearer token in, a read-only cookie out (see web/auth.py)."""
+        if auth.token is None:
+            raise AuthError(403, "no TORGHUT_API_TOKEN is configured: nothing to sign in to")
+        if not auth.bearer_ok(request):
+            raise AuthError(401, "wrong token")
+        response = JSONResponse({"signed_in": True})
+        response.set_cookie(
+            READ_COOKIE, auth.read_cookie_value(), httponly=True, samesite="strict",
+            secure=request.url.scheme == "https", path="/",
+        )
+        return response
+
+    @app.get("/", dependencies=Read, response_class=HTMLResponse)
+    async def page() -> HTMLResponse:
+        s = container.settings
+        reviewer = container.reviewer
+        progress = await results_query.signal_progress(container.db)
+        book, results = await current_results()
+        context = {
+            "settings": s,
+            "stage": gate_stage(s),
+            "loop": container.scheduler.snapshot(),
+            "halt": await halt_state(),
+            "circuit": reviewer.breaker.snapshot() if reviewer else None,
+            "progress": progress,
+            "lag": lag_seconds(progress.last_signal_at),
+            "book": book,
+            "results": results,
+            "decisions": await results_query.latest_decisions(container.db, 25),
+            "mix": await results_query.verdict_mix(container.db),
+            "refresh_seconds": REFRESH_SECONDS,
+            "broker_name": container.broker.name,
+            "token_configured": auth.token is not None,
+            "now": utcnow(),
+        }
+        return HTMLResponse(templates().get_template("page.html").render(**context))
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -11,6 +11,7 @@ from typing import Any
 from torghut.bootstrap import build_container
 from torghut.config import BrokerKind, Settings
 from torghut.db.engine import upgrade
+from torghut.db.results_query import current_results
 from torghut.ports import ReviewProvider
 from torghut.trading.pipeline import CycleResult
 
@@ -56,6 +57,7 @@ async def run_replay(
         await pipeline.drain()
         totals = pipeline.totals
         skipped = getattr(container.source, "skipped", 0)
+        results = await current_results(container.db, await container.broker.get_book())
         return {
             "signals": totals.signals,
             "decisions": totals.decisions,
@@ -66,6 +68,7 @@ async def run_replay(
             "skipped_lines": skipped,
             "duration_ms": int((time.perf_counter() - started) * 1000),
             "complete": complete,
+            "results": results.as_dict(),
         }
     finally:
         await container.aclose()

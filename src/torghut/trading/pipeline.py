@@ -40,6 +40,7 @@ from torghut.metrics import Metrics
 from torghut.ports import Broker, SignalSource
 from torghut.trading.gate import GateDecision, apply_gate
 from torghut.trading.group_commit import GroupCommit
+from torghut.trading.halt import HALTED_REASON, TradingHalt
 from torghut.trading.llm.review_engine import ReviewEngine, ReviewOutcome, build_review_request
 from torghut.trading.llm.schema import PolicyBounds
 from torghut.trading.risk import OpenOrder, RecentTrade, RiskContext, RiskLimits, evaluate_risk
@@ -183,8 +184,10 @@ class TradingPipeline:
         max_concurrency: int,
         batch_size: int,
         resend_window_seconds: float = 60.0,
+        halt: TradingHalt | None = None,
     ) -> None:
         self.db = db
+        self.halt = halt
         self.source = source
         self.strategies = strategies
         self.broker = broker
@@ -226,6 +229,8 @@ class TradingPipeline:
     async def run_cycle(self) -> CycleResult:
         self.last_progress = time.monotonic()
         result = CycleResult()
+        if self.halt is not None and (await self.halt.refresh()).halted:
+            return result  # halted: no signal is read (CONTRACT §8)
         signals = await self.source.fetch(self.batch_size)
         if not signals:
             return result
@@ -383,6 +388,9 @@ class TradingPipeline:
     async def _process(self, item: _Item, book: _Book, result: CycleResult) -> None:
         if item.resumed and await self._adopt_placed_order(item, book, result):
             return
+        if self._halted():
+            await self._reject(item, HALTED_REASON, result)
+            return
         risk = self._check_and_reserve(item.decision, item.hash, book)
         if not risk.approved:
             await self._reject(item, risk.reason or "risk", result)
@@ -525,6 +533,10 @@ class TradingPipeline:
     async def _submit(
         self, item: _Item, decision: TradeDecision, book: _Book, result: CycleResult
     ) -> None:
+        if self._halted():  # halted while this decision was being reviewed
+            self._release(book, item.hash)
+            await self._reject(item, HALTED_REASON, result)
+            return
         await self._send(item, OrderRequest.for_decision(decision, item.hash), book, result)
 
     async def _send(
@@ -671,7 +683,12 @@ class TradingPipeline:
     def _sending_stopped(self) -> bool:
         limits = self.limits
         live_blocked = limits.trading_mode is TradingMode.LIVE and not limits.live_enabled
-        return limits.kill_switch or not limits.trading_enabled or live_blocked
+        return (
+            limits.kill_switch or not limits.trading_enabled or live_blocked or self._halted()
+        )
+
+    def _halted(self) -> bool:
+        return self.halt is not None and self.halt.halted
 
     # ---------------------------------------------------------------------- risk and books
     def _check_and_reserve(self, decision: TradeDecision, key: str, book: _Book) -> RiskResult:
