@@ -241,7 +241,8 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
 
     async def current_results() -> tuple[Book, Results]:
         book = await container.broker.get_book()
-        return book, await results_query.current_results(container.db, book)
+        live = container.broker.name != "sim"
+        return book, await results_query.current_results(container.db, book, live_prices=live)
 
     @app.get("/trading/account", dependencies=Read)
     async def account() -> dict[str, Any]:

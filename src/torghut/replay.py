@@ -57,7 +57,9 @@ async def run_replay(
         await pipeline.drain()
         totals = pipeline.totals
         skipped = getattr(container.source, "skipped", 0)
-        results = await current_results(container.db, await container.broker.get_book())
+        results = await current_results(
+            container.db, await container.broker.get_book(), live_prices=False
+        )
         return {
             "signals": totals.signals,
             "decisions": totals.decisions,

@@ -58,14 +58,21 @@ def _fills_and_marks(session: Session) -> tuple[list[Fill], list[Mark]]:
     return fills, marks
 
 
-async def current_results(db: Database, book: Book) -> Results:
-    """The results of every fill recorded, marked at the broker's current prices. The
-    starting cash is what makes the fills end at the broker's cash now."""
+async def current_results(db: Database, book: Book, *, live_prices: bool) -> Results:
+    """The results of every fill recorded. The starting cash is what makes the fills end at
+    the broker's cash now. With `live_prices` (a real broker) positions are finally marked at
+    the broker's current prices; the simulated broker's prices are those of the signals, which
+    the decisions and fills already carry with their own times (its marks, taken before a
+    batch's orders, would put an older price after a newer one)."""
     fills, marks = await db.run(_fills_and_marks)
     flows = sum(
         ((f.qty if f.side == "buy" else -f.qty) * f.price for f in fills), Decimal(0)
     )
-    last = {p.symbol: p.market_value / p.qty for p in book.positions if p.qty}
+    last = (
+        {p.symbol: p.market_value / p.qty for p in book.positions if p.qty}
+        if live_prices
+        else None
+    )
     return compute_results(book.account.cash + flows, fills, marks, last)
 
 
