@@ -241,8 +241,7 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
 
     async def current_results() -> tuple[Book, Results]:
         book = await container.broker.get_book()
-        live = container.broker.name != "sim"
-        return book, await results_query.current_results(container.db, book, live_prices=live)
+        return book, await results_query.current_results(container.db, book)
 
     @app.get("/trading/account", dependencies=Read)
     async def account() -> dict[str, Any]:

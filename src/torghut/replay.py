@@ -57,9 +57,7 @@ async def run_replay(
         await pipeline.drain()
         totals = pipeline.totals
         skipped = getattr(container.source, "skipped", 0)
-        results = await current_results(
-            container.db, await container.broker.get_book(), live_prices=False
-        )
+        results = await current_results(container.db, await container.broker.get_book())
         return {
             "signals": totals.signals,
             "decisions": totals.decisions,

@@ -127,9 +127,13 @@ def service(tmp_path: Path) -> Iterator[str]:
 
 
 def _wait(driver: Any, condition: Any, what: str, timeout: float = 20) -> Any:
+    """Until `condition` holds; the page reloads itself, so an element may vanish meanwhile."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout).until(condition, message=what)
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    return WebDriverWait(driver, timeout, ignored_exceptions=ignored).until(condition,
+                                                                            message=what)
 
 
 def test_the_page_renders_a_replays_decision_and_its_halt_button_halts(
@@ -161,7 +165,8 @@ def test_the_page_renders_a_replays_decision_and_its_halt_button_halts(
     browser.find_element(By.ID, "halt-button").click()
     _wait(browser, lambda d: d.find_element(By.ID, "halt-state").text == "HALTED",
           "the page to show HALTED")
-    assert browser.find_element(By.ID, "halt-reason").text == "browser test halt"
+    _wait(browser, lambda d: d.find_element(By.ID, "halt-reason").text == "browser test halt",
+          "the halt's reason on the page")
     browser.save_screenshot(str(tmp_path / "page-halted.png"))
 
     status = httpx.get(f"{service}/trading/status",

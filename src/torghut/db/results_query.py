@@ -58,21 +58,15 @@ def _fills_and_marks(session: Session) -> tuple[list[Fill], list[Mark]]:
     return fills, marks
 
 
-async def current_results(db: Database, book: Book, *, live_prices: bool) -> Results:
-    """The results of every fill recorded. The starting cash is what makes the fills end at
-    the broker's cash now. With `live_prices` (a real broker) positions are finally marked at
-    the broker's current prices; the simulated broker's prices are those of the signals, which
-    the decisions and fills already carry with their own times (its marks, taken before a
-    batch's orders, would put an older price after a newer one)."""
+async def current_results(db: Database, book: Book) -> Results:
+    """The results of every fill recorded, marked last at the broker's current prices, so
+    that equity here is the broker's equity when it holds only what we traded. The starting
+    cash is what makes the fills end at the broker's cash now."""
     fills, marks = await db.run(_fills_and_marks)
     flows = sum(
         ((f.qty if f.side == "buy" else -f.qty) * f.price for f in fills), Decimal(0)
     )
-    last = (
-        {p.symbol: p.market_value / p.qty for p in book.positions if p.qty}
-        if live_prices
-        else None
-    )
+    last = {p.symbol: p.market_value / p.qty for p in book.positions if p.qty}
     return compute_results(book.account.cash + flows, fills, marks, last)
 
 
@@ -93,11 +87,12 @@ class RecentDecision:
 
 
 async def latest_decisions(db: Database, limit: int = 20) -> list[RecentDecision]:
-    """The newest decisions with their latest review (if any), newest first."""
+    """The decisions of the newest signals, with their latest review (if any)."""
 
     def read(session: Session) -> list[RecentDecision]:
         rows = session.execute(
-            select(_D).order_by(_D.created_at.desc(), _D.event_ts.desc()).limit(limit)
+            # By signal time: a replay writes a batch at one wall-clock moment.
+            select(_D).order_by(_D.event_ts.desc(), _D.created_at.desc()).limit(limit)
         ).scalars().all()
         ids = [r.id for r in rows]
         reviews: dict[Any, LLMDecisionReview] = {}

@@ -278,11 +278,12 @@ def _step_name(seconds: int) -> str:
     return f"{seconds} s"
 
 
-def _tick_text(ts: datetime, step: int) -> str:
+def _tick_text(ts: datetime, step: int, days: bool) -> str:
+    """Dates for day buckets; times, with the date when the span crosses a day."""
     ts = as_utc(ts)
     if step >= 86400:
         return ts.strftime("%m-%d")
-    return ts.strftime("%m-%d %H:%M") if ts.hour == 0 and ts.minute == 0 else ts.strftime("%H:%M")
+    return ts.strftime("%m-%d %H:%M") if days else ts.strftime("%H:%M")
 
 
 def timeline_chart(report: Report) -> Chart:
@@ -316,10 +317,11 @@ def timeline_chart(report: Report) -> Chart:
                             f"{_iso(start)} {verdict}: {n}"))
     labels: list[Label] = []
     if starts:
-        widest = max(len(_tick_text(s, step)) for s in starts) * CHAR_PX
+        days = starts[0].date() != starts[-1].date()
+        widest = max(len(_tick_text(s, step, days)) for s in starts) * CHAR_PX
         every = max(1, int(-(-(widest + 6) // slot)))
         for i in range(0, len(starts), every):
-            labels.append(Label(pad + i * slot, base + 14, _tick_text(starts[i], step)))
+            labels.append(Label(pad + i * slot, base + 14, _tick_text(starts[i], step, days)))
     values = [Label(pad - 4, base - usable + 4, str(top), "end")]
     caption = f"reviews per {_step_name(step)} of signal time (UTC), stacked by verdict"
     return Chart(width, height, base, pad, width - pad, "verdicts over signal time", bars,

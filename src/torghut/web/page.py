@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import jinja2
@@ -29,6 +30,7 @@ def templates() -> jinja2.Environment:
     env.filters["money"] = _money
     env.filters["ago"] = _ago
     env.filters["iso"] = _iso
+    env.filters["qty"] = _qty
     return env
 
 
@@ -53,6 +55,11 @@ def _money(value: Any) -> str:
     if value is None:
         return "-"
     return f"{float(value):,.2f}"
+
+
+def _qty(value: Decimal | None) -> str:
+    """A quantity as typed: 10, 2.5; never 1E+1."""
+    return "-" if value is None else format(value.normalize(), "f")
 
 
 def _iso(value: datetime | None) -> str:
