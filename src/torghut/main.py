@@ -156,6 +156,15 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
             # The last state seen, said to be so: the page must still load.
             return {**container.halt.state.as_dict(), "stale": True}
 
+    async def signal_lag() -> dict[str, Any]:
+        progress = await results_query.signal_progress(container.db)
+        lag = lag_seconds(progress.last_signal_at)
+        return {
+            "last_signal_at": progress.last_signal_at.isoformat()
+            if progress.last_signal_at else None,
+            "lag_seconds": round(lag, 3) if lag is not None else None,
+        }
+
     @app.get("/trading/status", dependencies=Read)
     async def trading_status() -> dict[str, Any]:
         s = container.settings
@@ -178,6 +187,7 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
             "kill_switch": s.trading_kill_switch,
             "broker": container.broker.name,
             "gate_stage": gate_stage(s).number,
+            "signals": await signal_lag(),
             "metrics": {
                 "cycles": loop["cycles"],
                 "signals": totals.signals,

@@ -112,6 +112,7 @@ async def test_halt_and_resume_over_http_are_stored_and_shown(database: Database
         status = (await client.get("/trading/status")).json()
         assert status["halt"] == {"halted": False, "reason": None, "since": None}
         assert status["kill_switch"] is False
+        assert status["signals"] == {"last_signal_at": None, "lag_seconds": None}
         for bad in ({}, {"reason": ""}, {"reason": "   "}, {"reason": "x" * 501},
                     {"reason": "x", "extra": 1}):
             response = await client.post("/trading/halt", json=bad)
@@ -171,6 +172,9 @@ async def test_results_in_the_replay_summary_and_the_api(
     async with serve(env) as (base, _), httpx.AsyncClient(
         base_url=base, timeout=10, headers=AUTH
     ) as client:
+        signals = (await client.get("/trading/status")).json()["signals"]
+        assert signals["last_signal_at"] == "2026-03-02T15:06:00+00:00"
+        assert signals["lag_seconds"] > 0
         pnl = (await client.get("/trading/pnl")).json()
         assert pnl == results
         account = (await client.get("/trading/account")).json()
