@@ -49,6 +49,10 @@ def parse_since(value: str | None) -> datetime | None:
         ) from None
     return as_utc(parsed)
 Symbol = Annotated[str | None, Query(min_length=1, max_length=32)]
+# The `llm report` criteria as query parameters of /llm/report.
+Rate = Annotated[float | None, Query(ge=0, le=1, description="a share in [0, 1]")]
+Millis = Annotated[float | None, Query(ge=0)]
+Count = Annotated[int | None, Query(ge=0)]
 
 
 class ControlRequest(BaseModel):
@@ -302,19 +306,34 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
                   "type": "value_error"}]
             ) from None
 
-    async def _report(since: str | None) -> tuple[Any, Any]:
+    async def _report(
+        since: str | None, criteria: report.Criteria
+    ) -> tuple[report.Report, report.Readiness]:
         rep = await report.build_report(session_factory(container.engine),
                                         since=_report_since(since), until=utcnow())
-        return rep, report.evaluate(rep, report.Criteria())
+        return rep, report.evaluate(rep, criteria)
+
+    def _criteria(
+        max_error_rate: float | None, max_p95_ms: float | None, min_reviews: int | None
+    ) -> report.Criteria:
+        # The CLI's criteria, as query parameters; without any the report says NO CRITERIA.
+        return report.Criteria(max_error_rate=max_error_rate, max_p95_ms=max_p95_ms,
+                               min_reviews=min_reviews)
 
     @app.get("/llm/report.json", dependencies=Read)
-    async def llm_report_json(since: Since = None) -> dict[str, Any]:
-        rep, readiness = await _report(since)
+    async def llm_report_json(
+        since: Since = None, max_error_rate: Rate = None, max_p95_ms: Millis = None,
+        min_reviews: Count = None,
+    ) -> dict[str, Any]:
+        rep, readiness = await _report(since, _criteria(max_error_rate, max_p95_ms, min_reviews))
         return report.as_dict(rep, readiness)
 
     @app.get("/llm/report", dependencies=Read, response_class=HTMLResponse)
-    async def llm_report_html(since: Since = None) -> HTMLResponse:
-        rep, readiness = await _report(since)
+    async def llm_report_html(
+        since: Since = None, max_error_rate: Rate = None, max_p95_ms: Millis = None,
+        min_reviews: Count = None,
+    ) -> HTMLResponse:
+        rep, readiness = await _report(since, _criteria(max_error_rate, max_p95_ms, min_reviews))
         return HTMLResponse(report.render_html(rep, readiness))
 
     @app.post("/signin")

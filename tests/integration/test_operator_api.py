@@ -203,3 +203,8 @@ async def test_llm_report_over_http(database: Database, since: str) -> None:
         assert "NO CRITERIA" in html.text and "<svg" in html.text
         bad = await client.get("/llm/report.json", params={"since": "yesterday"})
         assert bad.status_code == 422 and "since" in bad.json()["error"]
+        checked = (await client.get("/llm/report.json",
+                                    params={"since": since, "min_reviews": 1})).json()
+        assert checked["ready"] is False and checked["failed"] == ["reviews 0 < min 1"]
+        rate = await client.get("/llm/report.json", params={"max_error_rate": 5})
+        assert rate.status_code == 422 and "max_error_rate" in rate.json()["error"]
