@@ -136,6 +136,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     freeze_startup_heap()
     summary = asyncio.run(run_replay(settings, path))
     print(json.dumps(summary, ensure_ascii=True, sort_keys=False))
+    if summary.get("halted"):
+        print("torghut: trading is halted on this database (POST /trading/halt); no signal "
+              "was read; POST /trading/resume lifts it", file=sys.stderr)
+        return EXIT_FAILED
     # An incomplete run left signals unprocessed (their decisions could not be finished).
     return EXIT_OK if summary["complete"] else EXIT_FAILED
 

@@ -68,6 +68,7 @@ async def run_replay(
             "skipped_lines": skipped,
             "duration_ms": int((time.perf_counter() - started) * 1000),
             "complete": complete,
+            "halted": container.halt.halted,  # an operator's halt: no signal was read
             "results": results.as_dict(),
         }
     finally:

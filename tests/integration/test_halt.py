@@ -15,6 +15,7 @@ from tests.integration.test_pipeline_behaviour import GatedProvider
 from torghut.bootstrap import Container, build_container
 from torghut.config import load_settings
 from torghut.db.tables import ExecutionRow, TradeDecisionRow, TradingHaltEvent
+from torghut.replay import run_replay
 
 
 def _signals(tmp_path: Path, symbols: list[str], minute: int = 0) -> Path:
@@ -131,3 +132,48 @@ async def test_the_kill_switch_still_rejects_without_a_halt(
         await container.aclose()
     assert result.signals == 1 and result.submitted == 0
     assert list(result.rejected) == ["kill_switch"]
+
+
+async def test_a_replay_on_a_halted_database_trades_nothing_and_says_so(
+    database: Database, tmp_path: Path
+) -> None:
+    signals = _signals(tmp_path, ["AAA", "BBB"])
+    settings = load_settings({"DB_DSN": database.dsn}, None)
+    container = await _container(database.dsn, signals)
+    try:
+        await container.halt.halt("replays too")
+    finally:
+        await container.aclose()
+    halted = await run_replay(settings, signals)
+    assert halted["halted"] is True and halted["signals"] == 0 and halted["submitted"] == 0
+    container = await _container(database.dsn, signals)
+    try:
+        await container.halt.resume("go")
+    finally:
+        await container.aclose()
+    resumed = await run_replay(settings, signals)
+    assert resumed["halted"] is False and resumed["submitted"] == 2
+
+
+def test_the_replay_command_on_a_halted_database_exits_1_saying_why(tmp_path: Path) -> None:
+    from tests.e2e.cli import torghut
+
+    dsn = f"sqlite:///{tmp_path / 'halted.db'}"
+    signals = _signals(tmp_path, ["AAA"])
+
+    async def halt() -> None:
+        from torghut.db.engine import upgrade
+
+        upgrade(dsn)
+        container = await _container(dsn, signals)
+        try:
+            await container.halt.halt("maintenance")
+        finally:
+            await container.aclose()
+
+    asyncio.run(halt())
+    result = torghut("replay", "--signals", str(signals), env={"DB_DSN": dsn}, cwd=tmp_path)
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["halted"] is True
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("torghut: trading is halted on this database") and "resume" in line
