@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from torghut import report
 from torghut.bootstrap import Container
@@ -98,6 +99,12 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
     Read = [Depends(read_access)]
     Write = [Depends(write_access)]
     app.mount("/static", StaticFiles(directory=_static_dir()), name="static")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # One error shape for every refusal: {"error": ...}.
+        return JSONResponse(status_code=exc.status_code, content={"error": exc.detail},
+                            headers=exc.headers)
 
     @app.exception_handler(AuthError)
     async def _auth(request: Request, exc: AuthError) -> Response:
@@ -254,7 +261,14 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
         return {"halt": state.as_dict()}
 
     async def current_results() -> tuple[Book, Results]:
-        book = await container.broker.get_book()
+        try:
+            book = await container.broker.get_book()
+        except Exception as exc:
+            # The broker is down or slow (its own deadline ran out): say so, not "internal".
+            log.warning("broker unavailable for the API: %s", type(exc).__name__)
+            raise HTTPException(
+                status_code=503, detail=f"broker unavailable: {type(exc).__name__}"
+            ) from None
         return book, await results_query.current_results(container.db, book)
 
     @app.get("/trading/account", dependencies=Read)
@@ -355,8 +369,14 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
         s = container.settings
         reviewer = container.reviewer
         progress = await results_query.signal_progress(container.db)
-        book, results = await current_results()
+        try:
+            book, results = await current_results()
+            broker_problem = None
+        except HTTPException as exc:
+            # The page still shows the halt, the gate and the decisions.
+            book, results, broker_problem = None, None, str(exc.detail)
         context = {
+            "broker_problem": broker_problem,
             "settings": s,
             "stage": gate_stage(s),
             "loop": container.scheduler.snapshot(),

@@ -208,3 +208,23 @@ async def test_llm_report_over_http(database: Database, since: str) -> None:
         assert checked["ready"] is False and checked["failed"] == ["reviews 0 < min 1"]
         rate = await client.get("/llm/report.json", params={"max_error_rate": 5})
         assert rate.status_code == 422 and "max_error_rate" in rate.json()["error"]
+
+
+async def test_a_broker_that_does_not_answer_is_a_503_and_the_page_still_loads(
+    database: Database,
+) -> None:
+    # Alpaca's paper endpoint on a port where nothing listens: every broker call fails fast.
+    env = {"DB_DSN": database.dsn, "TORGHUT_API_TOKEN": TOKEN, "TRADING_BROKER": "alpaca",
+           "APCA_API_KEY_ID": "key-id-000", "APCA_API_SECRET_KEY": "secret-key-000",
+           "APCA_API_BASE_URL": "http://127.0.0.1:1", "TRADING_BROKER_TIMEOUT_SECONDS": "2"}
+    async with serve(env) as (base, _), httpx.AsyncClient(
+        base_url=base, timeout=30, headers=AUTH
+    ) as client:
+        for path in ("/trading/account", "/trading/positions", "/trading/pnl"):
+            response = await client.get(path)
+            assert response.status_code == 503, path
+            assert response.json()["error"].startswith("broker unavailable")
+            assert "secret-key-000" not in response.text
+        page = await client.get("/")
+        assert page.status_code == 200
+        assert "broker unavailable" in page.text and 'id="halt-state"' in page.text
