@@ -3,7 +3,6 @@ decisions with their review, the signal cursor. Each function is one transaction
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -22,15 +21,11 @@ _E = ExecutionRow
 _R = LLMDecisionReview
 
 
-def _price(decision_json: Any) -> Decimal | None:
-    if not isinstance(decision_json, Mapping):
-        return None
-    params = decision_json.get("params")
-    raw = params.get("price") if isinstance(params, Mapping) else None
-    if raw is None or isinstance(raw, bool):
+def _price(raw: str | None) -> Decimal | None:
+    if raw is None:
         return None
     try:
-        value = Decimal(str(raw))
+        value = Decimal(raw)
     except (InvalidOperation, ValueError):
         return None
     return value if value.is_finite() and value > 0 else None
@@ -48,11 +43,12 @@ def _fills_and_marks(session: Session) -> tuple[list[Fill], list[Mark]]:
         )
     ]
     # Every decision saw its symbol's price at its signal time: a mark of the equity curve.
+    # Only that price is read (JSON extraction in SQL), not the whole decision.
     marks: list[Mark] = []
-    for ts, symbol, decision_json in session.execute(
-        select(_D.event_ts, _D.symbol, _D.decision_json)
+    for ts, symbol, raw in session.execute(
+        select(_D.event_ts, _D.symbol, _D.decision_json["params"]["price"].as_string())
     ):
-        price = _price(decision_json)
+        price = _price(raw)
         if price is not None:
             marks.append(Mark(as_utc(ts), symbol, price))
     return fills, marks
