@@ -80,7 +80,7 @@ def browser(tmp_path: Path) -> Iterator[Any]:
     # A driver given by path: Selenium Manager must not go looking on the network.
     os.environ.setdefault("SE_OFFLINE", "true")
     driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
-    driver.set_page_load_timeout(30)
+    driver.set_page_load_timeout(60)
     try:
         yield driver
     finally:
@@ -111,23 +111,28 @@ def service(tmp_path: Path) -> Iterator[str]:
                             text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        # A guard against a server that never starts, generous for a loaded machine; not a
+        # speed check.
+        deadline = time.monotonic() + 120
+        up = False
+        while not up and time.monotonic() < deadline:
             try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
+                up = httpx.get(f"{base}/healthz", timeout=2).status_code == 200
             except httpx.TransportError:
                 pass
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            time.sleep(0.2)
+            if not up:
+                time.sleep(0.2)
+        assert up, "torghut serve did not answer /healthz"
         yield base
     finally:
         proc.terminate()
         proc.wait(timeout=20)
 
 
-def _wait(driver: Any, condition: Any, what: str, timeout: float = 20) -> Any:
-    """Until `condition` holds; the page reloads itself, so an element may vanish meanwhile."""
+def _wait(driver: Any, condition: Any, what: str, timeout: float = 60) -> Any:
+    """Until `condition` holds (the timeout guards against hanging; it is no speed check);
+    the page reloads itself, so an element may vanish meanwhile."""
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
