@@ -8,6 +8,7 @@ Skipped, saying why, where chromium or chromedriver is missing; `TORGHUT_REQUIRE
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -116,10 +117,8 @@ def service(tmp_path: Path) -> Iterator[str]:
         deadline = time.monotonic() + 120
         up = False
         while not up and time.monotonic() < deadline:
-            try:
+            with contextlib.suppress(httpx.TransportError):
                 up = httpx.get(f"{base}/healthz", timeout=2).status_code == 200
-            except httpx.TransportError:
-                pass
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             if not up:
                 time.sleep(0.2)
