@@ -397,6 +397,11 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
 
     @app.get("/metrics")
     async def metrics() -> Response:
+        # The halt gauge as stored now, on every replica (a standby runs no cycle to read it);
+        # a database that does not answer at once leaves the last value, never the scrape.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(READY_DB_TIMEOUT_SECONDS):
+                await container.halt.refresh()
         return Response(container.metrics.render(), media_type=container.metrics.content_type)
 
     @app.exception_handler(Exception)

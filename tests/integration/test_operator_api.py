@@ -132,6 +132,8 @@ async def test_halt_and_resume_over_http_are_stored_and_shown(database: Database
     async with serve(env) as (base, _), httpx.AsyncClient(
         base_url=base, timeout=10, headers=AUTH
     ) as client:
+        # A fresh process: the gauge is right at the first scrape, before any status read.
+        assert "torghut_trading_halted 1.0" in (await client.get("/metrics")).text
         assert (await client.get("/trading/status")).json()["halt"]["halted"] is True
         resumed = await client.post("/trading/resume", json={"reason": "fixed"})
         assert resumed.json()["halt"] == {"halted": False, "reason": None, "since": None}
