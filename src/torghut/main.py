@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -11,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,6 +25,7 @@ from torghut.db import repo, results_query
 from torghut.db.engine import session_factory
 from torghut.domain import Book, Verdict, as_utc, utcnow
 from torghut.errors import InputError
+from torghut.trading import quarantine
 from torghut.trading.halt import MAX_REASON_CHARS
 from torghut.trading.results import Results
 from torghut.web.auth import READ_COOKIE, ApiAuth, AuthError
@@ -31,7 +34,17 @@ from torghut.web.page import REFRESH_SECONDS, gate_stage, lag_seconds, templates
 log = logging.getLogger("torghut.api")
 
 Limit = Annotated[int, Query(ge=1, le=500, description="1..500")]
-Since = Annotated[str | None, Query(description="ISO 8601 datetime")]
+_SINCE_YEARS = r"^(000[2-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9])-"
+# Documented as an RFC 3339 date-time of years 2..9998, which every offset keeps inside
+# 1..9999 once in UTC; the API also reads other ISO 8601 forms, and answers 422 for a time
+# that leaves that range (9999-12-31T23:59:59-01:00).
+Since = Annotated[
+    str | None,
+    Query(
+        description="ISO 8601 datetime (years 2..9998)",
+        json_schema_extra={"format": "date-time", "pattern": _SINCE_YEARS},
+    ),
+]
 # The database check of /readyz must answer a probe quickly, whatever holds the pool.
 READY_DB_TIMEOUT_SECONDS = 2.0
 
@@ -42,15 +55,24 @@ def parse_since(value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
+        # A valid ISO time may still leave datetime's range once moved to UTC
+        # (9999-12-31T23:59:59-01:00): a bad parameter too, never a 500.
+        return as_utc(datetime.fromisoformat(value.strip()))
+    except (ValueError, OverflowError):
         raise RequestValidationError(
-            [{"loc": ("query", "since"), "msg": "must be an ISO 8601 datetime",
-              "type": "value_error"}]
+            [{"loc": ("query", "since"), "msg": "must be an ISO 8601 datetime within years "
+              "1..9999 in UTC", "type": "value_error"}]
         ) from None
-    return as_utc(parsed)
 Symbol = Annotated[str | None, Query(min_length=1, max_length=32)]
-# The `llm report` criteria as query parameters of /llm/report.
+# The `llm report` window and criteria as query parameters of /llm/report.
+ReportSince = Annotated[
+    str | None,
+    Query(
+        description="window start: a duration (24h, 90m, 7d, 2w, 30s); an ISO 8601 datetime "
+                    "in the past is read too",
+        json_schema_extra={"pattern": r"^[1-9][0-9]{0,3}[smhdw]$"},
+    ),
+]
 Rate = Annotated[float | None, Query(ge=0, le=1, description="a share in [0, 1]")]
 Millis = Annotated[float | None, Query(ge=0)]
 Count = Annotated[int | None, Query(ge=0)]
@@ -69,6 +91,58 @@ def _static_dir() -> str:
     return str(resources.files("torghut.web") / "static")
 
 
+class ProblemDetail(BaseModel):
+    parameter: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of the API: one line, and for a bad parameter the details."""
+
+    error: str
+    detail: list[ProblemDetail] | None = None
+
+
+class ReadyBody(BaseModel):
+    status: str
+    checks: dict[str, str]
+    failing: list[str] | None = None
+
+
+_TEXT = {"content": {"text/plain": {"schema": {"type": "string"}}}}
+_HTML = {"content": {"text/html": {"schema": {"type": "string"}}}}
+_ERROR = {"$ref": "#/components/schemas/ErrorBody"}
+# Refusals of a guarded route (web/auth.py): JSON, or the sign-in page for a browser.
+_REFUSED = {
+    "content": {"application/json": {"schema": _ERROR},
+                "text/html": {"schema": {"type": "string"}}},
+}
+_READ_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or wrong bearer token", **_REFUSED},
+    403: {"description": "No token configured (reads not public)", **_REFUSED},
+}
+_BROKER_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_READ_ERRORS,
+    503: {"description": "The broker does not answer",
+          "content": {"application/json": {"schema": _ERROR}}},
+}
+
+
+def _document_errors(schema: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI documents its own 422 body (`HTTPValidationError`); ours is `ErrorBody`, so
+    the document says what the service really returns (tests/integration/test_api_fuzz.py)."""
+    ref = {"$ref": "#/components/schemas/ErrorBody"}
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            answer = operation.get("responses", {}).get("422")
+            if answer is not None:
+                answer["content"] = {"application/json": {"schema": ref}}
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
+    return schema
+
+
 def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -80,21 +154,21 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
             await container.scheduler.stop()
 
     # No /docs or /redoc: their pages load Swagger's assets from a CDN, blank without one.
-    app = FastAPI(
-        title="torghut", version="0.1.0", lifespan=lifespan,
-        docs_url=None, redoc_url=None, openapi_url=None,
-    )
-    token = container.settings.torghut_api_token
-    auth = ApiAuth(
-        token=token.get_secret_value() if token else None,
-        public_reads=container.settings.torghut_api_public_reads,
-    )
+    app = FastAPI(title="torghut", version="0.1.0", lifespan=lifespan, docs_url=None,
+                  redoc_url=None)
+
+    @functools.cache
+    def auth() -> ApiAuth:
+        # Built on first use: the app is also built without a container (its OpenAPI document).
+        token = container.settings.torghut_api_token
+        return ApiAuth(token=token.get_secret_value() if token else None,
+                       public_reads=container.settings.torghut_api_public_reads)
 
     def read_access(request: Request) -> None:
-        auth.require_read(request)
+        auth().require_read(request)
 
     def write_access(request: Request) -> None:
-        auth.require_write(request)
+        auth().require_write(request)
 
     Read = [Depends(read_access)]
     Write = [Depends(write_access)]
@@ -111,7 +185,7 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
         if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
             # A browser gets a sign-in page, not JSON.
             page = templates().get_template("signin.html").render(
-                message=exc.detail, token_configured=auth.token is not None
+                message=exc.detail, token_configured=auth().token is not None
             )
             return HTMLResponse(page, status_code=exc.status_code, headers=exc.headers)
         return JSONResponse(
@@ -136,7 +210,8 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", response_model=ReadyBody,
+             responses={503: {"model": ReadyBody, "description": "Not ready"}})
     async def readyz() -> JSONResponse:
         checks: dict[str, str] = {}
         try:
@@ -149,15 +224,21 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
         except Exception as exc:
             checks["database"] = f"failing: {type(exc).__name__}"
         if container.settings.trading_enabled:
-            checks["trading_loop"] = "ok" if container.scheduler.fresh() else (
-                "failing: no cycle within three poll intervals"
-            )
+            # Ready means progress, not a ticking loop (issue 12): the scheduler says why not.
+            problem = container.scheduler.readiness()
+            checks["trading_loop"] = "ok" if problem is None else f"failing: {problem}"
         ok = all(v == "ok" for v in checks.values())
         failing = [k for k, v in checks.items() if v != "ok"]
         body: dict[str, Any] = {"status": "ok" if ok else "failing", "checks": checks}
         if failing:
             body["failing"] = failing
         return JSONResponse(status_code=200 if ok else 503, content=body)
+
+    async def _quarantine_summary() -> dict[str, Any]:
+        try:
+            return await quarantine.summary(container.db)
+        except Exception as exc:  # the status page must answer while the database does not
+            return {"batches": None, "last": None, "error": f"unavailable: {type(exc).__name__}"}
 
     async def halt_state() -> dict[str, Any]:
         try:
@@ -176,7 +257,7 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
             "lag_seconds": round(lag, 3) if lag is not None else None,
         }
 
-    @app.get("/trading/status", dependencies=Read)
+    @app.get("/trading/status", dependencies=Read, responses=_READ_ERRORS)
     async def trading_status() -> dict[str, Any]:
         s = container.settings
         loop = container.scheduler.snapshot()
@@ -194,6 +275,10 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
             "leader": loop["leader"],
             "last_run_at": loop["last_run_at"],
             "last_error": loop["last_error"],
+            "last_error_at": loop["last_error_at"],
+            "failed_cycles": loop["failed_cycles"],
+            "stalled_cycles": loop["stalled_cycles"],
+            "quarantine": await _quarantine_summary(),
             "halt": await halt_state(),
             "kill_switch": s.trading_kill_switch,
             "broker": container.broker.name,
@@ -227,19 +312,19 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
             symbol=symbol, since=parse_since(since), limit=limit, verdict=verdict
         )
 
-    @app.get("/trading/decisions", dependencies=Read)
+    @app.get("/trading/decisions", dependencies=Read, responses=_READ_ERRORS)
     async def decisions(
         symbol: Symbol = None, since: Since = None, limit: Limit = 100
     ) -> list[dict[str, Any]]:
         return await repo.list_decisions(container.db, _filter(symbol, since, limit))
 
-    @app.get("/trading/executions", dependencies=Read)
+    @app.get("/trading/executions", dependencies=Read, responses=_READ_ERRORS)
     async def executions(
         symbol: Symbol = None, since: Since = None, limit: Limit = 100
     ) -> list[dict[str, Any]]:
         return await repo.list_executions(container.db, _filter(symbol, since, limit))
 
-    @app.get("/trading/reviews", dependencies=Read)
+    @app.get("/trading/reviews", dependencies=Read, responses=_READ_ERRORS)
     async def reviews(
         symbol: Symbol = None,
         since: Since = None,
@@ -271,7 +356,7 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
             ) from None
         return book, await results_query.current_results(container.db, book)
 
-    @app.get("/trading/account", dependencies=Read)
+    @app.get("/trading/account", dependencies=Read, responses=_BROKER_ERRORS)
     async def account() -> dict[str, Any]:
         book, results = await current_results()
         return {
@@ -283,7 +368,7 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
             "results": results.as_dict(),
         }
 
-    @app.get("/trading/positions", dependencies=Read)
+    @app.get("/trading/positions", dependencies=Read, responses=_BROKER_ERRORS)
     async def positions() -> list[dict[str, Any]]:
         """The broker's positions, each with its unrealised P&L and the strategies holding it
         (from the fills recorded here)."""
@@ -306,7 +391,7 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
             for p in book.positions
         ]
 
-    @app.get("/trading/pnl", dependencies=Read)
+    @app.get("/trading/pnl", dependencies=Read, responses=_BROKER_ERRORS)
     async def pnl() -> dict[str, Any]:
         _book, results = await current_results()
         return results.as_dict()
@@ -334,17 +419,18 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
         return report.Criteria(max_error_rate=max_error_rate, max_p95_ms=max_p95_ms,
                                min_reviews=min_reviews)
 
-    @app.get("/llm/report.json", dependencies=Read)
+    @app.get("/llm/report.json", dependencies=Read, responses=_READ_ERRORS)
     async def llm_report_json(
-        since: Since = None, max_error_rate: Rate = None, max_p95_ms: Millis = None,
+        since: ReportSince = None, max_error_rate: Rate = None, max_p95_ms: Millis = None,
         min_reviews: Count = None,
     ) -> dict[str, Any]:
         rep, readiness = await _report(since, _criteria(max_error_rate, max_p95_ms, min_reviews))
         return report.as_dict(rep, readiness)
 
-    @app.get("/llm/report", dependencies=Read, response_class=HTMLResponse)
+    @app.get("/llm/report", dependencies=Read, response_class=HTMLResponse,
+             responses={200: _HTML, **_READ_ERRORS})
     async def llm_report_html(
-        since: Since = None, max_error_rate: Rate = None, max_p95_ms: Millis = None,
+        since: ReportSince = None, max_error_rate: Rate = None, max_p95_ms: Millis = None,
         min_reviews: Count = None,
     ) -> HTMLResponse:
         rep, readiness = await _report(since, _criteria(max_error_rate, max_p95_ms, min_reviews))
@@ -353,18 +439,19 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
     @app.post("/signin")
     async def signin(request: Request) -> JSONResponse:
         """Bearer token in, a read-only cookie out (see web/auth.py)."""
-        if auth.token is None:
+        if auth().token is None:
             raise AuthError(403, "no TORGHUT_API_TOKEN is configured: nothing to sign in to")
-        if not auth.bearer_ok(request):
+        if not auth().bearer_ok(request):
             raise AuthError(401, "wrong token")
         response = JSONResponse({"signed_in": True})
         response.set_cookie(
-            READ_COOKIE, auth.read_cookie_value(), httponly=True, samesite="strict",
+            READ_COOKIE, auth().read_cookie_value(), httponly=True, samesite="strict",
             secure=request.url.scheme == "https", path="/",
         )
         return response
 
-    @app.get("/", dependencies=Read, response_class=HTMLResponse)
+    @app.get("/", dependencies=Read, response_class=HTMLResponse,
+             responses={200: _HTML, **_READ_ERRORS})
     async def page() -> HTMLResponse:
         s = container.settings
         reviewer = container.reviewer
@@ -390,12 +477,12 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
             "mix": await results_query.verdict_mix(container.db),
             "refresh_seconds": REFRESH_SECONDS,
             "broker_name": container.broker.name,
-            "token_configured": auth.token is not None,
+            "token_configured": auth().token is not None,
             "now": utcnow(),
         }
         return HTMLResponse(templates().get_template("page.html").render(**context))
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response, responses={200: _TEXT})
     async def metrics() -> Response:
         # The halt gauge as stored now, on every replica (a standby runs no cycle to read it);
         # a database that does not answer at once leaves the last value, never the scrape.
@@ -412,4 +499,17 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
             return JSONResponse(status_code=exc.status_code, content={"error": exc.detail})
         return JSONResponse(status_code=500, content={"error": "internal error"})
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            # ErrorBody is used by no route's signature: add it by hand.
+            schema.setdefault("components", {}).setdefault("schemas", {})["ErrorBody"] = (
+                ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+            )
+            defs = schema["components"]["schemas"]["ErrorBody"].pop("$defs", {})
+            schema["components"]["schemas"].update(defs)
+            app.openapi_schema = _document_errors(schema)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -91,6 +91,10 @@ class Metrics:
             "1 while an operator's halt (POST /trading/halt) is in force, as last read",
             registry=r,
         )
+        self.quarantined_batches = Counter(
+            "torghut_quarantined_batches_total",
+            "Signal batches skipped after failing the same way repeatedly", registry=r,
+        )
 
     def watch_circuit(self, snapshot: Callable[[], dict[str, Any]]) -> None:
         """Read the breaker's state at scrape time, so the gauge can never go stale."""
