@@ -63,7 +63,10 @@ def parse_since(value: str | None) -> datetime | None:
             [{"loc": ("query", "since"), "msg": "must be an ISO 8601 datetime within years "
               "1..9999 in UTC", "type": "value_error"}]
         ) from None
-Symbol = Annotated[str | None, Query(min_length=1, max_length=32)]
+# No control characters: PostgreSQL refuses a NUL in text (a 500 the fuzzing found).
+Symbol = Annotated[
+    str | None, Query(min_length=1, max_length=32, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
 # The `llm report` window and criteria as query parameters of /llm/report.
 ReportSince = Annotated[
     str | None,

@@ -230,3 +230,13 @@ async def test_a_broker_that_does_not_answer_is_a_503_and_the_page_still_loads(
         page = await client.get("/")
         assert page.status_code == 200
         assert "broker unavailable" in page.text and 'id="halt-state"' in page.text
+
+
+async def test_a_symbol_with_a_control_character_is_a_422_not_a_500(database: Database) -> None:
+    # PostgreSQL refuses a NUL in text: the parameter is refused before any query.
+    env = {"DB_DSN": database.dsn, "TORGHUT_API_PUBLIC_READS": "true"}
+    async with serve(env) as (base, _), httpx.AsyncClient(base_url=base, timeout=10) as client:
+        for path in ("/trading/decisions", "/trading/executions", "/trading/reviews"):
+            response = await client.get(path, params={"symbol": "AA\x00PL"})
+            assert response.status_code == 422, (path, response.text)
+            assert "symbol" in response.json()["error"]
