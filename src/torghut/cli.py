@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 from sqlalchemy.exc import SQLAlchemyError
 
 from torghut.config import Settings, load_settings
-from torghut.errors import REDACTED, ConfigError, InputError, TorghutError, redact
+from torghut.errors import REDACTED, ConfigError, InputError, ReviewError, TorghutError, redact
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # A decision file is a few hundred bytes; past this it is not one (`/dev/zero`, a 20 MB text).
@@ -69,7 +69,11 @@ def setup_logging(settings: Settings | None, level: str | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(name)
-    for noisy in ("httpx", "httpcore", "alembic", "uvicorn.access"):
+    # The HTTP libraries (the openai SDK's httpx2 too) log requests and peer text at INFO and
+    # DEBUG: kept at WARNING whatever TORGHUT_LOG_LEVEL says.
+    noisy_loggers = ("httpx", "httpcore", "httpx2", "httpcore2", "openai", "alembic",
+                     "uvicorn.access")
+    for noisy in noisy_loggers:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
@@ -224,10 +228,17 @@ def parse_decision(raw: str, *, max_shares: Decimal) -> Any:
 
 async def review_once(settings: Settings, decision: Any) -> dict[str, Any]:
     from torghut.bootstrap import build_reviewer
+    from torghut.trading.llm.model_check import ModelMissing, check_model
     from torghut.trading.llm.review_engine import build_review_request
 
     reviewer = build_reviewer(settings)
     try:
+        try:
+            await check_model(reviewer.provider)
+        except ModelMissing as exc:
+            raise ConfigError("LLM_MODEL", str(exc).removeprefix("LLM_MODEL ")) from None
+        except ReviewError:
+            pass  # the list could not be had: the review itself will say why
         request = build_review_request(
             decision,
             account=None,
@@ -240,6 +251,7 @@ async def review_once(settings: Settings, decision: Any) -> dict[str, Any]:
         )
         outcome = await reviewer.engine.review(decision, request)
     finally:
+        await reviewer.engine.aclose()
         await reviewer.provider.aclose()
     response = (outcome.response_json or {}).get("review")
     return {
