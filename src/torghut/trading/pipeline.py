@@ -521,6 +521,8 @@ class TradingPipeline:
                 action, reason, to_submit = EffectiveAction.REJECTED, checked.reason, None
         elif action is EffectiveAction.REJECTED:
             to_submit = None
+        if to_submit is not None and self._halted():  # halted while the review ran
+            action, reason, to_submit = EffectiveAction.REJECTED, HALTED_REASON, None
         order = None if to_submit is None else OrderRequest.for_decision(to_submit, item.hash)
         # No order leaves before its audit row is written; a failed write means no order.
         # The order is written ahead in the same transaction: a crash after the review leaves
