@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     llm_max_response_bytes: int = Field(default=1_048_576, ge=1024)
     llm_max_retries: int = Field(default=1, ge=0, le=10)
     llm_max_concurrency: int = Field(default=8, ge=1, le=1024)
+    llm_context_bars: int = Field(default=30, ge=0, le=500)
     # --- OpenAI provider (read as the SDK reads them) ---
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None

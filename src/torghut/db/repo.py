@@ -340,22 +340,25 @@ async def last_trades_by_symbol(
 
 
 async def recent_decisions(
-    db: Database, symbol: str, *, limit: int = 5, exclude_hash: str | None = None
+    db: Database, symbol: str, *, before: datetime, limit: int = 5
 ) -> list[dict[str, Any]]:
-    """The last decisions in `symbol`, for the reviewer's context (not the one under review)."""
-    stmt = select(TradeDecisionRow).where(TradeDecisionRow.symbol == symbol)
-    if exclude_hash is not None:
-        stmt = stmt.where(TradeDecisionRow.decision_hash != exclude_hash)
-    stmt = stmt.order_by(TradeDecisionRow.created_at.desc()).limit(limit)
+    """The latest decisions in `symbol` whose signal time is before `before`, latest first,
+    for the reviewer's context (point in time: a decision written earlier but dated later,
+    as in a batch, is never shown). One still `planned` is labelled `undecided`."""
+    stmt = (
+        select(TradeDecisionRow)
+        .where(TradeDecisionRow.symbol == symbol, TradeDecisionRow.event_ts < before)
+        .order_by(TradeDecisionRow.event_ts.desc(), TradeDecisionRow.decision_hash)
+        .limit(limit)
+    )
     rows = await db.run(lambda session: session.execute(stmt).scalars().all())
     return [
         {
-            "symbol": r.symbol,
+            "event_ts": r.event_ts.isoformat().replace("+00:00", "Z"),
             "action": r.action,
             "qty": str(r.qty),
-            "status": r.status,
+            "status": "undecided" if r.status == "planned" else r.status,
             "reason": r.reason,
-            "event_ts": r.event_ts.isoformat(),
         }
         for r in rows
     ]

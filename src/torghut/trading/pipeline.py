@@ -40,7 +40,8 @@ from torghut.metrics import Metrics
 from torghut.ports import Broker, SignalSource
 from torghut.trading.gate import GateDecision, apply_gate
 from torghut.trading.group_commit import GroupCommit
-from torghut.trading.llm.review_engine import ReviewEngine, ReviewOutcome, build_review_request
+from torghut.trading.llm.context import ReviewFacts
+from torghut.trading.llm.review_engine import ReviewEngine, ReviewOutcome
 from torghut.trading.llm.schema import PolicyBounds
 from torghut.trading.risk import OpenOrder, RecentTrade, RiskContext, RiskLimits, evaluate_risk
 from torghut.trading.strategy import StrategyDefaults, StrategySpec, evaluate
@@ -231,6 +232,8 @@ class TradingPipeline:
             return result
         result.signals = len(signals)
         self.metrics.signals.inc(len(signals))
+        if self.reviewer is not None:
+            self.reviewer.observe(signals)  # the reviewer's bar history
         marked = await self._mark_prices(signals)
         strategies = await self.strategies.load()
         book = await self._open_book(signals, marked)
@@ -492,29 +495,19 @@ class TradingPipeline:
 
     async def _review(self, item: _Item, book: _Book) -> ReviewOutcome:
         assert self.reviewer is not None
-        try:
-            recent = await repo.recent_decisions(
-                self.db, item.decision.symbol, exclude_hash=item.hash
-            )
-        except Exception:
-            # Context for the model, not a reason to skip the review.
-            log.warning("recent decisions of %s unavailable for the review", item.hash)
-            recent = []
-        request = build_review_request(
-            item.decision,
+        # The engine builds the point-in-time request (trading/llm/context.py) from the book
+        # as read before this batch.
+        facts = ReviewFacts(
+            signal=item.signal,
             account=book.account,
             positions=list(book.positions.values()),
-            market=item.signal.model_dump(mode="json"),
-            recent_decisions=recent,
-            bounds=self.bounds,
-            trading_mode=self.gate.trading_mode,
-            prompt_version=self.prompt_version,
+            open_orders=book.open_orders,
         )
         async with self._review_slots:
             self.metrics.reviews_in_flight.inc()
             self._reviewing += 1
             try:
-                outcome = await self.reviewer.review(item.decision, request)
+                outcome = await self.reviewer.review_decision(item.decision, facts)
             finally:
                 self._reviewing -= 1
                 self.metrics.reviews_in_flight.dec()

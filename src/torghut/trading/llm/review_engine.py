@@ -29,6 +29,7 @@ from torghut.domain import (
     LLMVerdict,
     OrderType,
     Position,
+    Signal,
     TradeDecision,
     TradingMode,
     Usage,
@@ -38,6 +39,7 @@ from torghut.errors import ReviewError, ReviewErrorCode, redact
 from torghut.ports import Completion, ReviewProvider
 from torghut.trading.llm.answer import extract_review
 from torghut.trading.llm.circuit import CircuitBreaker
+from torghut.trading.llm.context import PointInTimeContext, ReviewContextSource, ReviewFacts
 from torghut.trading.llm.policy import apply_policy
 from torghut.trading.llm.prompts import PromptTemplate, build_messages
 from torghut.trading.llm.schema import (
@@ -103,7 +105,12 @@ class ReviewEngine:
         *,
         secrets: Sequence[str] = (),
         clock: Callable[[], float] = time.monotonic,
+        context: ReviewContextSource | None = None,
     ) -> None:
+        # Without a configured context (unit tests), one with no history and no database.
+        self._context: ReviewContextSource = context or PointInTimeContext(
+            bounds=bounds, trading_mode=TradingMode.PAPER, prompt_version=prompt.version
+        )
         self._provider = provider
         self._breaker = breaker
         self._prompt = prompt
@@ -126,6 +133,28 @@ class ReviewEngine:
     @property
     def bounds(self) -> PolicyBounds:
         return self._bounds
+
+    @property
+    def context(self) -> ReviewContextSource:
+        return self._context
+
+    def observe(self, signals: Sequence[Signal]) -> None:
+        """Signals as they are read, for the context's bar history."""
+        self._context.observe(signals)
+
+    async def review_decision(self, decision: TradeDecision, facts: ReviewFacts) -> ReviewOutcome:
+        """Review `decision`, described to the model by the point-in-time context built from
+        `facts`. Never raises, except cancellation."""
+        try:
+            request = await self.context.build(decision, facts)
+        except Exception:
+            # A bug in the context must not cost the review: the decision alone, labelled.
+            logger.exception("review context of %s failed", decision.symbol)
+            request = LLMReviewRequest(
+                decision=decision.model_dump(mode="json"), policy=self._bounds,
+                prompt_version=self._prompt.version, missing=["context"],
+            )
+        return await self.review(decision, request)
 
     async def review(self, decision: TradeDecision, request: LLMReviewRequest) -> ReviewOutcome:
         """Review `decision` (described to the model by `request`). Never raises, except
