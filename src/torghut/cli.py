@@ -156,47 +156,16 @@ def cmd_llm_review(args: argparse.Namespace) -> int:
         decision = TradeDecision.model_validate(data)
     except Exception as exc:
         raise InputError(f"--decision: {_first_validation_error(exc)}") from None
-    out = asyncio.run(review_once(settings, decision))
+    signals = None
+    if args.signals:
+        signals = Path(args.signals)
+        if not signals.is_file():
+            raise InputError(f"--signals: no such file: {signals}")
+    from torghut.dryrun import review_with_context
+
+    out = asyncio.run(review_with_context(settings, decision, signals))
     print(json.dumps(out, ensure_ascii=True))
     return EXIT_FAILED if out["verdict"] == "error" else EXIT_OK
-
-
-async def review_once(settings: Settings, decision: Any) -> dict[str, Any]:
-    from torghut.bootstrap import build_reviewer
-    from torghut.trading.llm.review_engine import build_review_request
-
-    reviewer = build_reviewer(settings)
-    try:
-        request = build_review_request(
-            decision,
-            account=None,
-            positions=[],
-            market=None,
-            recent_decisions=[],
-            bounds=reviewer.bounds,
-            trading_mode=settings.trading_mode,
-            prompt_version=settings.llm_prompt_version,
-        )
-        outcome = await reviewer.engine.review(decision, request)
-    finally:
-        await reviewer.provider.aclose()
-    response = (outcome.response_json or {}).get("review")
-    return {
-        "provider": outcome.provider,
-        "model": outcome.model,
-        "llm_verdict": outcome.llm_verdict.value if outcome.llm_verdict else None,
-        "verdict": outcome.verdict.value,
-        "reason": outcome.reason,
-        "response": response,
-        "error": (
-            {"code": outcome.error_code, "message": outcome.error_message}
-            if outcome.error_code
-            else None
-        ),
-        "usage": outcome.usage.as_dict() if outcome.usage else None,
-        "latency_ms": outcome.latency_ms,
-        "ttft_ms": outcome.ttft_ms,
-    }
 
 
 def cmd_llm_report(args: argparse.Namespace) -> int:
@@ -286,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     lsub = llm.add_subparsers(dest="llm_command", required=True, parser_class=_Parser)
     lr = lsub.add_parser("review", help="review one decision; prints one JSON object")
     lr.add_argument("--decision", required=True, metavar="FILE", help="decision JSON, or -")
+    lr.add_argument("--signals", metavar="FILE",
+                    help="JSON Lines signals: the bar history up to the decision's time")
     lr.set_defaults(func=cmd_llm_review)
     rp = lsub.add_parser("report", help="rollout readiness from the audit rows")
     rp.add_argument("--since", default="24h", help="window start: 24h, 90m, 7d or ISO 8601")
