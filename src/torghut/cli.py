@@ -203,6 +203,41 @@ async def _build_report(settings: Settings, since: datetime, until: datetime) ->
         await engine.dispose()
 
 
+def cmd_llm_eval(args: argparse.Namespace) -> int:
+    from torghut.evaluation import render
+    from torghut.evaluation.command import run_eval
+    from torghut.evaluation.evaluate import gate_failures
+
+    settings = _settings()
+    setup_logging(settings, "warning")
+    if not args.signals:
+        raise InputError("--signals: a price source is required (JSON Lines signal file)")
+    signals = Path(args.signals)
+    if not signals.is_file():
+        raise InputError(f"--signals: no such file: {signals}")
+    since = None
+    if args.since:
+        from torghut import report as llm_report
+        from torghut.domain import utcnow
+
+        since = llm_report.parse_since(args.since, utcnow())
+    rep = asyncio.run(run_eval(settings.db_dsn, signals, horizons=args.horizons,
+                               cost_bps=args.cost_bps, since=since, seed=args.seed))
+    failures = []
+    if args.min_veto_value_bps is not None:
+        failures = gate_failures(rep, args.min_veto_value_bps)
+    if args.html:
+        try:
+            Path(args.html).write_text(render.render_html(rep, failures), encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"--html: cannot write {args.html}: {exc.strerror}") from None
+    print(render.render_json(rep, failures) if args.json else render.render_table(rep, failures))
+    if failures:
+        print(f"torghut: llm eval: {failures[0]}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from torghut.bootstrap import freeze_startup_heap
     from torghut.demo import run_demo
@@ -266,6 +301,18 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     rp.add_argument("--html", metavar="FILE", help="also write a one-page HTML report")
     rp.set_defaults(func=cmd_llm_report)
+
+    ev = lsub.add_parser("eval", help="were the verdicts right? forward returns of reviews")
+    ev.add_argument("--signals", metavar="FILE", help="JSON Lines signals: the price source")
+    ev.add_argument("--horizons", default="5m,30m,1d", help="comma-separated, e.g. 5m,30m,1d")
+    ev.add_argument("--cost-bps", type=float, default=2.0, help="cost per trade in bps (2)")
+    ev.add_argument("--since", help="decisions from: 24h, 7d or ISO 8601 (default: all)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the bootstraps (0)")
+    ev.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    ev.add_argument("--html", metavar="FILE", help="also write a one-page HTML report")
+    ev.add_argument("--min-veto-value-bps", type=float, metavar="X",
+                    help="exit 1 when a horizon's veto value lower bound is below X")
+    ev.set_defaults(func=cmd_llm_eval)
 
     db = sub.add_parser("db", help="database")
     dsub = db.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
