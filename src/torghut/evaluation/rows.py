@@ -38,7 +38,7 @@ def _read(session: Session, since: datetime | None) -> list[ReviewedDecision]:
     if since is not None:
         stmt = stmt.where(TradeDecisionRow.event_ts >= since)
     latest: dict[str, ReviewedDecision] = {}
-    for review, decision in session.execute(stmt).tuples():
+    for review, decision in session.execute(stmt).all():
         key = str(decision.id)
         # The last review of a decision counts (a decision is reviewed once; a re-run wins).
         latest[key] = ReviewedDecision(
