@@ -32,6 +32,14 @@ def render_json(report: dict[str, Any], failures: list[str]) -> str:
     return json.dumps(body, ensure_ascii=True, separators=(",", ":"))
 
 
+def fmt_bps(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1f}"
+
+
+def fmt_ci(ci: list[float] | None) -> str:
+    return "[-]" if not ci else f"[{ci[0]:+.1f}, {ci[1]:+.1f}]"
+
+
 def _num(value: float | None, suffix: str = "") -> str:
     return "-" if value is None else f"{value:+.1f}{suffix}" if suffix else f"{value:.3f}"
 
