@@ -105,7 +105,8 @@ def build_reviewer(
         risk_limits=limits,
     )
     engine = ReviewEngine(
-        provider, breaker, prompt, bounds, secrets=settings.secrets(), context=context
+        provider, breaker, prompt, bounds, secrets=settings.secrets(), context=context,
+        anonymize=settings.llm_anonymize,
     )
     return Reviewer(provider, breaker, prompt, bounds, engine, context)
 

@@ -81,8 +81,15 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _anonymized(settings: Settings, args: argparse.Namespace) -> Settings:
+    """--anonymize: what the reviewer is sent has tokens for symbols and shifted dates."""
+    if getattr(args, "anonymize", False):
+        return settings.model_copy(update={"llm_anonymize": True})
+    return settings
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    settings = _settings()
+    settings = _anonymized(_settings(), args)
     setup_logging(settings)
     port = args.port or settings.torghut_port
     host = args.host or settings.torghut_host
@@ -125,7 +132,7 @@ async def _serve(settings: Settings, host: str, port: int) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    settings = _settings()
+    settings = _anonymized(_settings(), args)
     setup_logging(settings, "warning" if not args.verbose else None)
     path = Path(args.signals)
     if not path.is_file():
@@ -143,7 +150,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_llm_review(args: argparse.Namespace) -> int:
     from torghut.domain import TradeDecision
 
-    settings = _settings()
+    settings = _anonymized(_settings(), args)
     setup_logging(settings, "warning")
     raw = sys.stdin.read() if args.decision == "-" else _read_file(args.decision, "--decision")
     try:
@@ -274,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="HTTP API plus the trading loop when TRADING_ENABLED=true")
     s.add_argument("--host", help="bind address (default TORGHUT_HOST, 0.0.0.0)")
     s.add_argument("--port", type=int, help="port (default TORGHUT_PORT, 8181)")
+    s.add_argument("--anonymize", action="store_true",
+                   help="send the reviewer tokens for symbols and dates shifted by weeks")
     s.set_defaults(func=cmd_serve)
 
     d = sub.add_parser("demo", help="the whole system on one machine: no network, no keys")
@@ -284,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("replay", help="run recorded signals through the full pipeline")
     r.add_argument("--signals", required=True, metavar="FILE", help="JSON Lines signal file")
     r.add_argument("--verbose", action="store_true", help="log at TORGHUT_LOG_LEVEL")
+    r.add_argument("--anonymize", action="store_true",
+                   help="send the reviewer tokens for symbols and dates shifted by weeks")
     r.set_defaults(func=cmd_replay)
 
     llm = sub.add_parser("llm", help="the LLM review gate")
@@ -292,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     lr.add_argument("--decision", required=True, metavar="FILE", help="decision JSON, or -")
     lr.add_argument("--signals", metavar="FILE",
                     help="JSON Lines signals: the bar history up to the decision's time")
+    lr.add_argument("--anonymize", action="store_true",
+                   help="send the reviewer tokens for symbols and dates shifted by weeks")
     lr.set_defaults(func=cmd_llm_review)
     rp = lsub.add_parser("report", help="rollout readiness from the audit rows")
     rp.add_argument("--since", default="24h", help="window start: 24h, 90m, 7d or ISO 8601")

@@ -84,3 +84,23 @@ async def test_dry_run_with_signals_and_database_and_without(tmp_path: Path) -> 
                                   str(bundled_signals()), env=db_env, cwd=tmp_path)
         assert rc == 0, err
         assert json.loads(out)["missing"] == ["portfolio"]
+
+
+async def test_dry_run_and_replay_anonymize(tmp_path: Path) -> None:
+    decision = tmp_path / "d.json"
+    decision.write_text(json.dumps(DECISION))
+    head = tmp_path / "head.jsonl"
+    head.write_text("\n".join(bundled_signals().read_text().splitlines()[:900]) + "\n")
+    async with DevGateway(DevGatewayConfig()) as gw:
+        env = {"JANGAR_BASE_URL": gw.base_url, "DB_DSN": f"sqlite:///{tmp_path / 'a.db'}"}
+        rc, _out, err = await _cli("llm", "review", "--anonymize", "--decision", str(decision),
+                                  "--signals", str(bundled_signals()), env=env, cwd=tmp_path)
+        assert rc == 0, err
+        sent = gw.requests[-1]["messages"][-1]["content"]
+        assert "AMZN" not in sent and "2025-" not in sent and '"bars":[{' in sent
+        before = len(gw.requests)
+        rc, _out, err = await _cli("replay", "--anonymize", "--signals", str(head),
+                                  env={**env, "LLM_ENABLED": "true"}, cwd=tmp_path)
+        assert rc == 0, err
+        assert len(gw.requests) > before
+        assert all("2025-" not in r["messages"][-1]["content"] for r in gw.requests[before:])

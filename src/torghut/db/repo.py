@@ -189,7 +189,7 @@ async def record_review(
     return row.id
 
 
-_JSON_COLUMNS = frozenset({"input_json", "response_json", "risk_flags"})
+_JSON_COLUMNS = frozenset({"input_json", "response_json", "risk_flags", "real_request_json"})
 
 
 def jsonable_if_json(column: str, value: Any) -> Any:

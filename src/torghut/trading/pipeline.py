@@ -732,6 +732,7 @@ class TradingPipeline:
             "error_code": outcome.error_code,
             "error_message": outcome.error_message,
             "notional": item.decision.notional,
+            "real_request_json": outcome.real_request_json,  # --anonymize: before anonymising
         }
 
     def _observe(self, outcome: ReviewOutcome) -> None:

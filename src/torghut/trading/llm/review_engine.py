@@ -37,6 +37,7 @@ from torghut.domain import (
 )
 from torghut.errors import ReviewError, ReviewErrorCode, redact
 from torghut.ports import Completion, ReviewProvider
+from torghut.trading.llm.anonymize import anonymize
 from torghut.trading.llm.answer import extract_review
 from torghut.trading.llm.circuit import CircuitBreaker
 from torghut.trading.llm.context import PointInTimeContext, ReviewContextSource, ReviewFacts
@@ -78,6 +79,9 @@ class ReviewOutcome:
     error_code: str | None
     error_message: str | None
     adjusted_decision: TradeDecision | None = None
+    # With anonymising on: the request before it was anonymised (`request_json` is what was
+    # sent). None otherwise.
+    real_request_json: dict[str, Any] | None = None
 
     @property
     def error(self) -> dict[str, str] | None:
@@ -93,6 +97,7 @@ class _Attempt:
 
     request_json: dict[str, Any] = field(default_factory=dict)
     completion: Completion | None = None
+    real_request_json: dict[str, Any] | None = None
 
 
 class ReviewEngine:
@@ -106,7 +111,9 @@ class ReviewEngine:
         secrets: Sequence[str] = (),
         clock: Callable[[], float] = time.monotonic,
         context: ReviewContextSource | None = None,
+        anonymize: bool = False,
     ) -> None:
+        self._anonymize = anonymize
         # Without a configured context (unit tests), one with no history and no database.
         self._context: ReviewContextSource = context or PointInTimeContext(
             bounds=bounds, trading_mode=TradingMode.PAPER, prompt_version=prompt.version
@@ -179,6 +186,10 @@ class ReviewEngine:
         attempt: _Attempt,
         started: float,
     ) -> ReviewOutcome:
+        if self._anonymize:
+            real = request.model_dump(mode="json")
+            attempt.real_request_json = real
+            request = LLMReviewRequest.model_validate(anonymize(real))
         messages = build_messages(self._prompt, request)
         attempt.request_json = dict(self._provider.request_body(messages))
         permit = self._breaker.acquire()
@@ -230,6 +241,7 @@ class ReviewEngine:
             error_code=None,
             error_message=None,
             adjusted_decision=result.adjusted_decision,
+            real_request_json=self._real(attempt),
         )
 
     def _elapsed_ms(self, started: float) -> int:
@@ -289,7 +301,12 @@ class ReviewEngine:
             error_code=code,
             error_message=message,
             adjusted_decision=None,
+            real_request_json=self._real(attempt),
         )
+
+    def _real(self, attempt: _Attempt) -> dict[str, Any] | None:
+        real = attempt.real_request_json
+        return None if real is None else self._scrub(real)
 
 
 def _position_dict(position: Position | Mapping[str, Any] | Any) -> Any:
