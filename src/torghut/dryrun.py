@@ -24,31 +24,11 @@ from torghut.bootstrap import build_reviewer, risk_limits
 from torghut.config import Settings
 from torghut.db.engine import Database
 from torghut.db.tables import SimAccount, TradeDecisionRow
-from torghut.domain import Signal, TradeDecision
-from torghut.errors import InputError
+from torghut.domain import TradeDecision
+from torghut.evaluation.prices import read_signal_file
 from torghut.trading.llm.context import ReviewFacts
 
 log = logging.getLogger("torghut.dryrun")
-
-
-def read_signal_file(path: Path) -> list[Signal]:
-    """Every valid signal of a JSON Lines file (bad lines skipped, as replay does)."""
-    from torghut.trading.signals import parse_signal_line
-
-    signals: list[Signal] = []
-    try:
-        with path.open("rb") as handle:
-            for lineno, raw in enumerate(handle, start=1):
-                try:
-                    line = raw.decode("utf-8")
-                    if line.strip():
-                        signals.append(parse_signal_line(line, lineno))
-                except (UnicodeDecodeError, InputError):
-                    continue
-    except OSError as exc:
-        raise InputError(f"--signals: cannot read {path}: {exc.strerror}") from None
-    signals.sort(key=lambda s: (s.event_ts, s.symbol, s.seq))
-    return signals
 
 
 def _sqlite_file_missing(dsn: str) -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 from torghut.db.engine import Database
 from torghut.errors import InputError
 from torghut.evaluation.evaluate import evaluate
-from torghut.evaluation.prices import PricePaths, parse_horizons
+from torghut.evaluation.prices import PricePaths, parse_horizons, read_signal_file
 from torghut.evaluation.rows import load_reviewed
 
 
@@ -37,8 +37,6 @@ async def run_eval(
     if path is not None and not path.exists():
         # Opening it would create an empty database: say what is wrong instead.
         raise InputError(f"DB_DSN: no such SQLite database: {path}")
-    from torghut.dryrun import read_signal_file
-
     price_signals = await asyncio.to_thread(read_signal_file, signals)
     if not price_signals:
         raise InputError(f"--signals: no valid signal in {signals}")
