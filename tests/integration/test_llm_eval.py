@@ -123,3 +123,11 @@ def test_bad_horizons_name_the_flag(bad: str) -> None:
 
     with pytest.raises(InputError, match="--horizons"):
         parse_horizons(bad)
+
+
+def test_same_rows_same_numbers_whatever_their_order() -> None:
+    decisions = [_d("A", "buy", m, v) for m in (0, 5, 10) for v in ("approve", "veto")]
+    decisions += [_d("B", "sell", m, "veto") for m in (0, 5)]
+    forward = evaluate(decisions, _paths(), parse_horizons("5m"), cost_bps=2.0, seed=1)
+    backward = evaluate(decisions[::-1], _paths(), parse_horizons("5m"), cost_bps=2.0, seed=1)
+    assert forward == backward

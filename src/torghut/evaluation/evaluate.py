@@ -129,7 +129,10 @@ def evaluate_horizon(
     rng = random.Random(seed)
     counts = {"evaluated": 0, "beyond_data": 0, "no_price": 0}
     returns: list[tuple[ReviewedDecision, float]] = []
-    for d in decisions:
+    # In signal-time order, so the seeded bootstraps give the same numbers for the same rows
+    # whatever order the database returns them in.
+    for d in sorted(decisions, key=lambda d: (d.event_ts, d.symbol, d.action, d.qty,
+                                              d.decision_id)):
         status, r = forward_return_bps(d, paths, horizon, cost_bps)
         if r is None:
             counts[status] += 1

@@ -30,28 +30,32 @@ def _price(decision_json: dict[str, Any] | None) -> float | None:
 
 
 def _read(session: Session, since: datetime | None) -> list[ReviewedDecision]:
+    # Only the columns needed: cheaper, and it reads databases of older schema versions too.
+    review, decision = LLMDecisionReview, TradeDecisionRow
     stmt = (
-        select(LLMDecisionReview, TradeDecisionRow)
-        .join(TradeDecisionRow, LLMDecisionReview.trade_decision_id == TradeDecisionRow.id)
-        .order_by(LLMDecisionReview.created_at)
+        select(decision.id, decision.symbol, decision.action, decision.event_ts, decision.qty,
+               decision.decision_json, review.verdict, review.llm_verdict, review.confidence,
+               review.adjusted_qty)
+        .join(decision, review.trade_decision_id == decision.id)
+        .order_by(review.created_at)
     )
     if since is not None:
-        stmt = stmt.where(TradeDecisionRow.event_ts >= since)
+        stmt = stmt.where(decision.event_ts >= since)
     latest: dict[str, ReviewedDecision] = {}
-    for review, decision in session.execute(stmt).all():
-        key = str(decision.id)
+    for row in session.execute(stmt).all():
+        key = str(row.id)
         # The last review of a decision counts (a decision is reviewed once; a re-run wins).
         latest[key] = ReviewedDecision(
             decision_id=key,
-            symbol=decision.symbol,
-            action=decision.action,
-            event_ts=decision.event_ts,
-            qty=float(decision.qty),
-            reference_price=_price(decision.decision_json),
-            verdict=review.verdict,
-            llm_verdict=review.llm_verdict,
-            confidence=review.confidence,
-            adjusted_qty=float(review.adjusted_qty) if review.adjusted_qty is not None else None,
+            symbol=row.symbol,
+            action=row.action,
+            event_ts=row.event_ts,
+            qty=float(row.qty),
+            reference_price=_price(row.decision_json),
+            verdict=row.verdict,
+            llm_verdict=row.llm_verdict,
+            confidence=row.confidence,
+            adjusted_qty=float(row.adjusted_qty) if row.adjusted_qty is not None else None,
         )
     return list(latest.values())
 
