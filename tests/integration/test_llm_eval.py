@@ -77,7 +77,7 @@ def _paths() -> PricePaths:
 def _d(symbol: str, action: str, minute: int, verdict: str, *, confidence: float = 0.8,
        adjusted: float | None = None) -> ReviewedDecision:
     return ReviewedDecision(
-        decision_id=f"{symbol}{minute}{action}", symbol=symbol, action=action,
+        decision_id=f"{symbol}{minute}{action}{verdict}", symbol=symbol, action=action,
         event_ts=T0 + timedelta(minutes=minute), qty=10, reference_price=None,
         verdict=verdict, llm_verdict=verdict, confidence=confidence, adjusted_qty=adjusted,
     )
