@@ -170,3 +170,17 @@ async def test_recent_decisions_that_fail_to_load_are_labelled_missing() -> None
     request = await context.build(DECISION, ReviewFacts())
     assert request.missing == ["history", "market", "portfolio", "recent_decisions"]
     assert request.recent_decisions == []
+
+
+async def test_the_signal_payload_is_bounded_in_the_request() -> None:
+    context = PointInTimeContext(bounds=PolicyBounds(), trading_mode=TradingMode.PAPER,
+                                 prompt_version="v2", context_bars=30)
+    extra: dict[str, Any] = {f"k{i:03d}": "x" * 10_000 for i in range(200)}
+    extra["nested"] = {"deep": ["x" * 10_000]}
+    signals = [_signal(i, str(100 + i), **extra) for i in range(40)]
+    context.observe(signals)
+    request = await context.build(DECISION, ReviewFacts(signal=signals[2]))
+    body = json.dumps(request.model_dump(mode="json"))
+    assert len(body) < 8_000
+    payload = request.market["payload"] if request.market else {}
+    assert len(payload) == 16 and all(len(v) == 64 for v in payload.values())

@@ -36,6 +36,8 @@ RETURN_HORIZONS_BARS: tuple[int, ...] = (1, 5, 15)
 RECENT_DECISIONS = 5
 _MAX_INDICATORS = 8  # numeric payload keys of a bar beyond the known ones
 _OPEN_ORDERS_MAX = 10
+_MAX_PAYLOAD_KEYS = 16  # of the signal's extra keys, scalars only
+_MAX_PAYLOAD_TEXT = 64
 
 # The regular US equity session. No holiday calendar: a holiday reads as a normal weekday.
 _EXCHANGE_TZ = ZoneInfo("America/New_York")
@@ -277,7 +279,7 @@ class PointInTimeContext:
             missing.add("portfolio")
         if self._risk_limits is None:
             missing.add("risk_limits")
-        market = facts.signal.model_dump(mode="json") if facts.signal is not None else None
+        market = _market(facts.signal) if facts.signal is not None else None
         if market is None:
             missing.add("market")
         return LLMReviewRequest(
@@ -326,6 +328,22 @@ class PointInTimeContext:
             buying_power=account.buying_power,
             positions=positions,
         )
+
+
+def _market(signal: Signal) -> dict[str, Any]:
+    """The signal behind the decision, its free-form payload bounded (a source may add any
+    number of keys of any size; the prompt must not grow with them)."""
+    data = signal.model_dump(mode="json")
+    payload: dict[str, Any] = {}
+    for key, value in sorted(data.get("payload", {}).items()):
+        if len(payload) >= _MAX_PAYLOAD_KEYS:
+            break
+        if isinstance(value, str):
+            payload[str(key)[:32]] = value[:_MAX_PAYLOAD_TEXT]
+        elif value is None or isinstance(value, bool | int | float):
+            payload[str(key)[:32]] = value
+    data["payload"] = payload
+    return data
 
 
 def _order_json(order: BrokerOrder) -> dict[str, Any]:
