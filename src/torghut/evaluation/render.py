@@ -102,10 +102,13 @@ def _interval_svg(h: dict[str, Any]) -> str:
              f'role="img" aria-label="veto value against random vetoes">',
              f'<line x1="{x(0):.1f}" y1="5" x2="{x(0):.1f}" y2="{height - 25}" '
              f'stroke="#d0d7de" stroke-dasharray="4 3"/>',
-             f'<text x="{x(0):.1f}" y="{height - 10}" font-size="11" text-anchor="middle">0</text>',
-             f'<text x="{left}" y="{height - 10}" font-size="11">{lo:+.1f}</text>',
-             f'<text x="{right}" y="{height - 10}" font-size="11" text-anchor="end">{hi:+.1f} bps'
-             f'</text>']
+             f'<text x="{x(0):.1f}" y="{height - 10}" font-size="11" text-anchor="middle">0</text>']
+    # End labels only where they do not run into the 0 label.
+    if x(0) - left > 45:
+        parts.append(f'<text x="{left}" y="{height - 10}" font-size="11">{lo:+.1f}</text>')
+    if right - x(0) > 70:
+        parts.append(f'<text x="{right}" y="{height - 10}" font-size="11" text-anchor="end">'
+                     f'{hi:+.1f} bps</text>')
     for i, (name, item, colour) in enumerate(rows):
         y = 20 + i * _ROW
         parts.append(f'<text x="4" y="{y + 4}" font-size="12">{escape(name)}</text>')
@@ -148,8 +151,11 @@ def _pnl_svg(series: dict[str, Any]) -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{height}" role="img" '
         f'aria-label="cumulative P&amp;L">',
         f'<line x1="{left}" y1="{zero}" x2="{_W - 10}" y2="{zero}" stroke="#d0d7de"/>',
-        f'<text x="4" y="{top + 10}" font-size="11">{hi:+.0f}</text>',
-        f'<text x="4" y="{height - bottom}" font-size="11">{lo:+.0f}</text>',
+        *(  # the extremes, unless they would sit on the 0 label
+            f'<text x="4" y="{y}" font-size="11">{v:+.0f}</text>'
+            for y, v in ((top + 10, hi), (height - bottom, lo))
+            if abs(y - float(zero)) > 14
+        ),
         f'<text x="4" y="{zero}" font-size="11">0 bps</text>',
         line(every, "#8b949e"), line(approved, "#1f6feb"),
         f'<text x="{left}" y="{height - 8}" font-size="11">{escape(times[0][:16])}</text>',
