@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -222,6 +223,9 @@ def cmd_llm_eval(args: argparse.Namespace) -> int:
     signals = Path(args.signals)
     if not signals.is_file():
         raise InputError(f"--signals: no such file: {signals}")
+    gate = args.min_veto_value_bps
+    if gate is not None and not math.isfinite(gate):
+        raise InputError(f"--min-veto-value-bps: must be a finite number (got {gate})")
     since = None
     if args.since:
         from torghut import report as llm_report

@@ -62,7 +62,8 @@ def test_eval_table_json_html_and_gate(reviewed_dsn: str, tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("args", "needle"),
     [(["--horizons", "5x"], "--horizons"), (["--cost-bps", "-1"], "--cost-bps"),
-     ([], "--signals"), (["--signals", "/nonexistent.jsonl"], "--signals")],
+     ([], "--signals"), (["--signals", "/nonexistent.jsonl"], "--signals"),
+     (["--min-veto-value-bps", "nan"], "--min-veto-value-bps")],
 )
 def test_bad_input_is_exit_2_naming_it(args: list[str], needle: str, tmp_path: Path) -> None:
     signals = ["--signals", str(bundled_signals())] if "--signals" not in args and needle != \

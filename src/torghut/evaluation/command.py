@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ async def run_eval(
     seed: int = 0,
 ) -> dict[str, Any]:
     parsed = parse_horizons(horizons)
-    if cost_bps < 0 or cost_bps != cost_bps:
+    if not math.isfinite(cost_bps) or cost_bps < 0:
         raise InputError(f"--cost-bps: must be a number >= 0 (got {cost_bps})")
     path = _sqlite_path(dsn)
     if path is not None and not path.exists():
