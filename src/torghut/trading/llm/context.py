@@ -89,10 +89,15 @@ class BarHistory:
     def __init__(self, capacity: int) -> None:
         self.capacity = max(1, capacity)
         self._series: dict[tuple[str, str], list[Bar]] = {}
+        self._timeframes: dict[str, set[str]] = {}  # of each symbol
 
     def add(self, signals: Iterable[Signal]) -> None:
         for signal in signals:
-            series = self._series.setdefault((signal.symbol, signal.timeframe), [])
+            key_ = (signal.symbol, signal.timeframe)
+            series = self._series.get(key_)
+            if series is None:
+                series = self._series[key_] = []
+                self._timeframes.setdefault(signal.symbol, set()).add(signal.timeframe)
             bar = Bar.from_signal(signal)
             key = (bar.ts, bar.seq)
             if not series or (series[-1].ts, series[-1].seq) < key:
@@ -115,9 +120,8 @@ class BarHistory:
     def price_at(self, symbol: str, t: datetime) -> Decimal | None:
         """The last known price of `symbol` at or before `t`, any timeframe."""
         best: tuple[datetime, Decimal] | None = None
-        for (sym, _tf), series in self._series.items():
-            if sym != symbol:
-                continue
+        for timeframe in self._timeframes.get(symbol, ()):
+            series = self._series[(symbol, timeframe)]
             end = bisect.bisect_right(series, t, key=lambda b: b.ts)
             for bar in reversed(series[:end]):
                 if bar.price is not None:
