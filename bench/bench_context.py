@@ -58,7 +58,7 @@ async def run(signals: list[Signal], every: int) -> dict[str, tuple[float, int]]
                       buying_power=Decimal(90_000))
     positions = [Position("AAPL", Decimal(4), Decimal(230), Decimal(920))]
     context = PointInTimeContext(bounds=bounds, trading_mode=TradingMode.PAPER,
-                                 prompt_version="v2", history=BarHistory(30 + BATCH),
+                                 prompt_version="v2", history=BarHistory(30),
                                  recent_decisions=_recent, risk_limits={"cooldown_seconds": 0})
     times = {"baseline": 0.0, "context": 0.0}
     sizes = {"baseline": 0, "context": 0}

@@ -99,8 +99,6 @@ def build_reviewer(
         trading_mode=settings.trading_mode,
         prompt_version=prompt.version,
         context_bars=settings.llm_context_bars,
-        # A whole batch is fed before its first review: room for it on top of the context.
-        history_slack=settings.trading_batch_size,
         recent_decisions=recent_decisions_reader(db) if db is not None else None,
         risk_limits=limits,
     )

@@ -82,7 +82,6 @@ async def review_with_context(
     )
     try:
         context = reviewer.context
-        context.history.capacity = max(context.history.capacity, len(signals) + 1)
         context.observe(signals)
         signal = next(
             (s for s in reversed(signals) if s.symbol == decision.symbol

@@ -39,7 +39,7 @@ def _signal(minute: int, price: str, *, seq: int = 0, symbol: str = "AAPL",
 
 
 def test_history_reads_up_to_t_whatever_the_order_it_was_fed_in() -> None:
-    history = BarHistory(capacity=10)
+    history = BarHistory(keep=10)
     history.add([_signal(2, "102"), _signal(0, "100"), _signal(1, "101")])
     history.add([_signal(1, "101.5")])  # the same signal read again: replaced, not doubled
     bars = history.until("AAPL", "1Min", T0 + timedelta(minutes=1), 5)
@@ -49,15 +49,27 @@ def test_history_reads_up_to_t_whatever_the_order_it_was_fed_in() -> None:
     assert history.price_at("AAPL", T0 - timedelta(seconds=1)) is None
 
 
-def test_history_keeps_the_latest_bars_up_to_its_capacity() -> None:
-    history = BarHistory(capacity=3)
-    history.add([_signal(i, str(100 + i)) for i in range(6)])
-    bars = history.until("AAPL", "1Min", T0 + timedelta(hours=1), 10)
-    assert [b.ts.minute for b in bars] == [3, 4, 5]
+def test_history_keeps_its_bars_plus_what_the_last_feeds_brought() -> None:
+    history = BarHistory(keep=3, batches=2)
+    history.add([_signal(i, str(100 + i)) for i in range(6)])  # one feed of 6: all kept
+    everything = T0 + timedelta(hours=9)
+
+    def minutes() -> list[int]:
+        return [b.ts.minute for b in history.until("AAPL", "1Min", everything, 100)]
+
+    assert minutes() == [0, 1, 2, 3, 4, 5]
+    history.add([_signal(6, "106")])  # 3 + 6 + 1
+    assert minutes() == [0, 1, 2, 3, 4, 5, 6]
+    history.add([_signal(7, "107")])  # the feed of 6 is now older than 2 feeds: 3 + 1 + 1
+    assert minutes() == [3, 4, 5, 6, 7]
+    history.add([_signal(0, "100", symbol="MSFT")])  # a feed without AAPL: 3 + 1 + 0
+    assert minutes() == [4, 5, 6, 7]
+    history.add([])
+    assert minutes() == [5, 6, 7]
 
 
 def test_bar_keeps_known_and_numeric_payload_indicators_only() -> None:
-    history = BarHistory(capacity=3)
+    history = BarHistory(keep=3)
     history.add([_signal(0, "100", volume=1200, vwap=99.5, note="x", flag=True,
                          bad=float("nan"))])
     row = history.until("AAPL", "1Min", T0, 1)[0].as_json()

@@ -83,33 +83,48 @@ class Bar:
 
 class BarHistory:
     """The latest bars of each symbol and timeframe, in signal-time order, as the signal stream
-    delivers them. `capacity` per series must exceed the context length by a batch's worth of
-    bars, since a batch is fed in whole before its first decision is reviewed."""
+    delivers them.
 
-    def __init__(self, capacity: int) -> None:
-        self.capacity = max(1, capacity)
+    A batch is fed in whole before its decisions are reviewed (and shadow reviews may finish
+    a batch or two later), so a series keeps `keep` bars beyond what the last `batches` feeds
+    brought it: its memory follows the bars a series gets per batch (few per symbol with a
+    wide universe), not the batch size."""
+
+    def __init__(self, keep: int, batches: int = 3) -> None:
+        self.keep = max(1, keep)
+        self.batches = max(1, batches)
         self._series: dict[tuple[str, str], list[Bar]] = {}
         self._timeframes: dict[str, set[str]] = {}  # of each symbol
+        # Bars each series got from each of the last `batches` feeds, newest last.
+        self._fed: dict[tuple[str, str], list[int]] = {}
 
     def add(self, signals: Iterable[Signal]) -> None:
+        added: dict[tuple[str, str], int] = {}
         for signal in signals:
-            key_ = (signal.symbol, signal.timeframe)
-            series = self._series.get(key_)
+            name = (signal.symbol, signal.timeframe)
+            series = self._series.get(name)
             if series is None:
-                series = self._series[key_] = []
+                series = self._series[name] = []
                 self._timeframes.setdefault(signal.symbol, set()).add(signal.timeframe)
             bar = Bar.from_signal(signal)
             key = (bar.ts, bar.seq)
+            added[name] = added.get(name, 0) + 1
             if not series or (series[-1].ts, series[-1].seq) < key:
                 series.append(bar)  # the usual case: in order
+                continue
+            at = bisect.bisect_left(series, key, key=lambda b: (b.ts, b.seq))
+            if at < len(series) and (series[at].ts, series[at].seq) == key:
+                series[at] = bar  # the same signal read again
             else:
-                at = bisect.bisect_left(series, key, key=lambda b: (b.ts, b.seq))
-                if at < len(series) and (series[at].ts, series[at].seq) == key:
-                    series[at] = bar  # the same signal read again
-                else:
-                    series.insert(at, bar)
-            if len(series) > self.capacity:
-                del series[: len(series) - self.capacity]
+                series.insert(at, bar)
+        for name in self._series:
+            fed = self._fed.setdefault(name, [])
+            fed.append(added.get(name, 0))
+            del fed[: -self.batches]
+            series = self._series[name]
+            capacity = self.keep + sum(fed)
+            if len(series) > capacity:
+                del series[: len(series) - capacity]
 
     def until(self, symbol: str, timeframe: str, t: datetime, n: int) -> list[Bar]:
         """The last `n` bars at or before `t`."""
@@ -241,13 +256,12 @@ class PointInTimeContext:
         history: BarHistory | None = None,
         recent_decisions: RecentDecisionsReader | None = None,
         risk_limits: Any = None,
-        history_slack: int = 500,
     ) -> None:
         self.bounds = bounds
         self.trading_mode = trading_mode
         self.prompt_version = prompt_version
         self.context_bars = context_bars
-        self.history = history or BarHistory(context_bars + history_slack)
+        self.history = history or BarHistory(context_bars)
         self._recent = recent_decisions
         self._risk_limits = risk_limits_json(risk_limits) if risk_limits is not None else None
         # Parts this builder can never supply (the dry run without a signal file, say).
