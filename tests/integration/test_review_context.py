@@ -88,7 +88,8 @@ async def test_no_request_of_a_replay_holds_anything_after_its_decision(
                                provider=provider)
     assert summary["complete"]
     assert len(provider.requests) == sum(summary["reviews"].values()) > 100
-    checked = with_history = with_recent = 0
+    prices = _sample_prices()
+    checked = with_history = with_recent = valued = 0
     for request in provider.requests:
         t = datetime.fromisoformat(request["decision"]["event_ts"].replace("Z", "+00:00"))
         assert request["as_of"] and datetime.fromisoformat(
@@ -98,6 +99,10 @@ async def test_no_request_of_a_replay_holds_anything_after_its_decision(
             assert moment <= t, f"{where} = {moment.isoformat()} is after the decision at {t}"
         for recent in request["recent_decisions"]:
             assert datetime.fromisoformat(recent["event_ts"].replace("Z", "+00:00")) < t
+        # Positions are valued at the last price at or before t, not at the batch's marks.
+        for position in request["portfolio"]["positions"]:
+            assert Decimal(position["price"]) == _price_at(prices, position["symbol"], t)
+            valued += 1
         checked += len(found)
         with_history += bool(request["history"]["bars"])
         with_recent += bool(request["recent_decisions"])
@@ -108,7 +113,22 @@ async def test_no_request_of_a_replay_holds_anything_after_its_decision(
     assert with_history == len(provider.requests)
     assert with_recent > len(provider.requests) // 2
     assert checked > 30 * len(provider.requests)
+    assert valued > 50
     assert max(provider.sizes) <= MAX_REQUEST_BYTES, max(provider.sizes)
+
+
+def _sample_prices() -> dict[str, list[tuple[datetime, Decimal]]]:
+    series: dict[str, list[tuple[datetime, Decimal]]] = {}
+    for line in bundled_signals().read_text().splitlines():
+        row = json.loads(line)
+        moment = datetime.fromisoformat(row["event_ts"].replace("Z", "+00:00"))
+        series.setdefault(row["symbol"], []).append((moment, Decimal(str(row["price"]))))
+    return {symbol: sorted(points) for symbol, points in series.items()}
+
+
+def _price_at(prices: dict[str, list[tuple[datetime, Decimal]]], symbol: str,
+              t: datetime) -> Decimal:
+    return [price for moment, price in prices[symbol] if moment <= t][-1]
 
 
 def _signal(ts: str, price: str, symbol: str = "AMZN") -> Signal:
