@@ -218,11 +218,19 @@ def cmd_llm_eval(args: argparse.Namespace) -> int:
 
     settings = _settings()
     setup_logging(settings, "warning")
-    if not args.signals:
-        raise InputError("--signals: a price source is required (JSON Lines signal file)")
-    signals = Path(args.signals)
-    if not signals.is_file():
+    signals = Path(args.signals) if args.signals else None
+    if signals is not None and not signals.is_file():
         raise InputError(f"--signals: no such file: {signals}")
+    clickhouse = None
+    if signals is None and settings.clickhouse_url:
+        from torghut.evaluation.clickhouse import ClickHouseAccess
+
+        password = settings.clickhouse_password
+        clickhouse = ClickHouseAccess(
+            url=settings.clickhouse_url, username=settings.clickhouse_username,
+            password=password.get_secret_value() if password else None,
+            timeout_seconds=max(30.0, settings.clickhouse_timeout_seconds),
+        )
     gate = args.min_veto_value_bps
     if gate is not None and not math.isfinite(gate):
         raise InputError(f"--min-veto-value-bps: must be a finite number (got {gate})")
@@ -232,8 +240,15 @@ def cmd_llm_eval(args: argparse.Namespace) -> int:
         from torghut.domain import utcnow
 
         since = llm_report.parse_since(args.since, utcnow())
-    rep = asyncio.run(run_eval(settings.db_dsn, signals, horizons=args.horizons,
-                               cost_bps=args.cost_bps, since=since, seed=args.seed))
+    from torghut.evaluation.clickhouse import PriceSourceError
+
+    try:
+        rep = asyncio.run(run_eval(settings.db_dsn, signals, horizons=args.horizons,
+                                   cost_bps=args.cost_bps, since=since, seed=args.seed,
+                                   clickhouse=clickhouse))
+    except PriceSourceError as exc:
+        print(f"torghut: llm eval: price source: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_FAILED
     failures = []
     if args.min_veto_value_bps is not None:
         failures = gate_failures(rep, args.min_veto_value_bps)
@@ -320,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=cmd_llm_report)
 
     ev = lsub.add_parser("eval", help="were the verdicts right? forward returns of reviews")
-    ev.add_argument("--signals", metavar="FILE", help="JSON Lines signals: the price source")
+    ev.add_argument("--signals", metavar="FILE",
+                    help="JSON Lines signals: the price source (else the bars of CLICKHOUSE_URL)")
     ev.add_argument("--horizons", default="5m,30m,1d", help="comma-separated, e.g. 5m,30m,1d")
     ev.add_argument("--cost-bps", type=float, default=2.0, help="cost per trade in bps (2)")
     ev.add_argument("--since", help="decisions from: 24h, 7d or ISO 8601 (default: all)")

@@ -131,3 +131,46 @@ def test_same_rows_same_numbers_whatever_their_order() -> None:
     forward = evaluate(decisions, _paths(), parse_horizons("5m"), cost_bps=2.0, seed=1)
     backward = evaluate(decisions[::-1], _paths(), parse_horizons("5m"), cost_bps=2.0, seed=1)
     assert forward == backward
+
+
+# ------------------------------------------------------------- the ClickHouse price source
+async def test_clickhouse_bars_give_the_same_evaluation_as_the_signal_file(db_dsn: str) -> None:
+    import json
+    from urllib.parse import parse_qs, urlsplit
+
+    from tests.integration.rawserver import RawServer, respond
+    from torghut.evaluation.clickhouse import ClickHouseAccess
+
+    report_file = await _replay_and_eval(db_dsn, REVIEWERS["oracle"])
+    rows = [json.loads(line) for line in bundled_signals().read_text().splitlines()]
+    body = "".join(
+        json.dumps({"symbol": r["symbol"], "event_ts": r["event_ts"].replace("Z", ""),
+                    "price": r["price"]}) + "\n" for r in rows
+    ).encode()
+    async with RawServer([respond(body, content_type="text/plain", length=True)]) as server:
+        access = ClickHouseAccess(url=server.url, username="eval", password="ch-secret-123",
+                                  timeout_seconds=10)
+        report_ch = await run_eval(db_dsn, None, horizons="5m,30m", cost_bps=2.0,
+                                   clickhouse=access)
+    assert report_ch == report_file
+    request = server.requests[0]
+    query = parse_qs(urlsplit(request.path).query)
+    symbols = query["param_symbols"][0]
+    assert symbols.startswith("['") and symbols.endswith("']") and "'AMZN'" in symbols
+    # An hour before the first decision (16:03) for its entry price, to days past the last.
+    assert query["param_start"] == ["2025-03-03 15:03:00.000000"]
+    assert query["param_end"][0] > "2025-03-08"
+    assert b"ta_microbars" in request.body and b"{symbols:Array(String)}" in request.body
+    assert request.headers["x-clickhouse-user"] == "eval"
+
+
+async def test_clickhouse_errors_are_named_and_redacted() -> None:
+    from tests.integration.rawserver import RawServer, respond
+    from torghut.evaluation.clickhouse import ClickHouseAccess, PriceSourceError, clickhouse_prices
+
+    answer = b"Code: 516. Authentication failed for ch-secret-123"
+    async with RawServer([respond(answer, 500, content_type="text/plain", length=True)]) as s:
+        access = ClickHouseAccess(url=s.url, password="ch-secret-123", timeout_seconds=5)
+        with pytest.raises(PriceSourceError) as info:
+            await clickhouse_prices(access, ["AAPL"], T0, T0 + timedelta(days=1))
+    assert "500" in str(info.value) and "ch-secret-123" not in str(info.value)
