@@ -15,6 +15,7 @@ PURE_CORE = [
     "errors.py", "domain.py", "ports.py", "trading/strategy.py", "trading/risk.py",
     "trading/gate.py", "trading/llm/sse.py", "trading/llm/schema.py", "trading/llm/answer.py",
     "trading/llm/prompts.py", "trading/llm/policy.py", "trading/llm/circuit.py",
+    "trading/llm/anonymize.py", "evaluation/evaluate.py", "evaluation/render.py",
 ]
 IO_LIBRARIES = ("asyncio", "httpx", "sqlalchemy", "fastapi", "starlette", "uvicorn", "openai",
                 "alpaca", "psycopg", "aiosqlite", "socket", "os", "subprocess")
