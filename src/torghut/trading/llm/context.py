@@ -264,15 +264,13 @@ class PointInTimeContext:
         self.history = history or BarHistory(context_bars)
         self._recent = recent_decisions
         self._risk_limits = risk_limits_json(risk_limits) if risk_limits is not None else None
-        # Parts this builder can never supply (the dry run without a signal file, say).
-        self.unavailable: set[str] = set()
 
     def observe(self, signals: Sequence[Signal]) -> None:
         self.history.add(signals)
 
     async def build(self, decision: TradeDecision, facts: ReviewFacts) -> LLMReviewRequest:
         t = decision.event_ts
-        missing = set(self.unavailable)
+        missing: set[str] = set()
         bars = self.history.until(decision.symbol, decision.timeframe, t, self.context_bars)
         if not bars:
             missing.add("history")
