@@ -25,25 +25,19 @@ from torghut.config import Settings
 from torghut.db.engine import Database
 from torghut.db.tables import SimAccount, TradeDecisionRow
 from torghut.domain import TradeDecision
+from torghut.evaluation.command import sqlite_path
 from torghut.evaluation.prices import read_signal_file
 from torghut.trading.llm.context import ReviewFacts
 
 log = logging.getLogger("torghut.dryrun")
 
 
-def _sqlite_file_missing(dsn: str) -> bool:
-    # Opening a SQLite URL creates the file: a dry run must not leave one behind.
-    if not dsn.startswith("sqlite"):
-        return False
-    path = dsn.split("///", 1)[-1].split("?", 1)[0]
-    return path not in ("", ":memory:") and not Path(path).exists()
-
-
 async def _database_facts(
     settings: Settings, decision: TradeDecision
 ) -> tuple[ReviewFacts, Database | None]:
     """The book from the database when it has the account and nothing after the decision."""
-    if _sqlite_file_missing(settings.db_dsn):
+    path = sqlite_path(settings.db_dsn)
+    if path is not None and not path.exists():  # a dry run creates no database
         return ReviewFacts(), None
     db = Database(settings.db_dsn)
 

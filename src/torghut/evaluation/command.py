@@ -16,7 +16,9 @@ from torghut.evaluation.prices import PricePaths, parse_horizons, read_signal_fi
 from torghut.evaluation.rows import load_reviewed
 
 
-def _sqlite_path(dsn: str) -> Path | None:
+def sqlite_path(dsn: str) -> Path | None:
+    """The file of a SQLite DSN (None for other databases and in-memory ones): opening a
+    missing one would create it, which a read-only command must not do."""
     if not dsn.startswith("sqlite"):
         return None
     path = dsn.split("///", 1)[-1].split("?", 1)[0]
@@ -40,7 +42,7 @@ async def run_eval(
     if signals is None and clickhouse is None:
         raise InputError("--signals: a price source is required (a JSON Lines signal file, "
                          "or CLICKHOUSE_URL for the ClickHouse bars)")
-    path = _sqlite_path(dsn)
+    path = sqlite_path(dsn)
     if path is not None and not path.exists():
         # Opening it would create an empty database: say what is wrong instead.
         raise InputError(f"DB_DSN: no such SQLite database: {path}")
