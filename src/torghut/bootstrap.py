@@ -159,6 +159,7 @@ def _build_broker(settings: Settings, db: Database) -> Broker:
                 paper=settings.trading_mode.value == "paper",
                 base_url=settings.apca_api_base_url,
                 timeout_seconds=settings.trading_broker_timeout_seconds,
+                max_requests_per_minute=settings.alpaca_max_requests_per_minute,
             )
         )
     from torghut.trading.brokers import SimBroker
@@ -183,6 +184,7 @@ def _build_source(
                 password=password.get_secret_value() if password else None,
                 timeout_seconds=settings.clickhouse_timeout_seconds,
                 settle_seconds=settings.clickhouse_settle_seconds,
+                ca_file=settings.clickhouse_ca_file,
             ),
             db,
         )

@@ -36,6 +36,8 @@ _LOCK_SQL = "select pg_try_advisory_lock(hashtext('torghut-trading:' || current_
 class LeaderLock:
     """PostgreSQL advisory lock held on its own connection for as long as we lead."""
 
+    _UNLOCK_SQL = "select pg_advisory_unlock(hashtext('torghut-trading:' || current_schema()))"
+
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._conn: AsyncConnection | None = None
@@ -78,10 +80,20 @@ class LeaderLock:
             return False
 
     async def release(self) -> None:
+        """Give the lock up now. Closing the connection is not enough: the pool keeps the
+        PostgreSQL session, and the session keeps the lock, until the engine is disposed. So
+        the lock is unlocked by name, and the connection is dropped from the pool rather than
+        returned to it: should the unlock fail, ending the session is what frees the lock."""
         conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.close()  # closing the session releases the advisory lock
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):
+            await conn.execute(text(self._UNLOCK_SQL))
+            await conn.commit()
+        with contextlib.suppress(Exception):
+            await conn.invalidate()
+        with contextlib.suppress(Exception):
+            await conn.close()
 
 
 @dataclass

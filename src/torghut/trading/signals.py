@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import re
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -345,26 +346,66 @@ class ClickHouseConfig:
     source_key: str = "clickhouse:torghut.ta_signals"
     initial_lookback: timedelta = timedelta(minutes=5)
     settle_seconds: float = 2.0
+    # PEM file of the CA that signed the server's certificate (a private CA); None: the
+    # system's trust store.
+    ca_file: Path | None = None
 
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# A page's first look past the cursor, its narrowest, and how many times one fetch widens it
+# (x4 each: the ranges looked at cover 30 years after 12 steps) before reading to the present.
+_FIRST_HORIZON = timedelta(minutes=1)
+_MIN_HORIZON = timedelta(seconds=1)
+_WIDENINGS = 12
+
+
+def clickhouse_tls(ca_file: Path | None) -> ssl.SSLContext | bool:
+    """What httpx verifies the server with: the system's CAs, or only those of `ca_file` (a
+    private CA). An unreadable or invalid file raises `InputError` naming it."""
+    if ca_file is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(ca_file))
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise InputError(f"{ca_file}: not a readable PEM CA file ({type(exc).__name__})") from None
 
 
 def _format_ts(value: datetime) -> str:
     return as_utc(value).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+# The latest instant a DateTime64(6) holds: the upper bound of a page that reaches the present.
+_NO_UPPER_BOUND = datetime(2299, 12, 31, tzinfo=UTC)
+
+
 def build_signals_query(
-    *, cursor: CursorKey, limit: int, database: str = "torghut", settle_seconds: float = 0.0
+    *,
+    cursor: CursorKey,
+    limit: int,
+    database: str = "torghut",
+    settle_seconds: float = 0.0,
+    upper: datetime | None = None,
 ) -> tuple[str, dict[str, str]]:
     """The SQL of one fetch, and its ClickHouse query parameters (names without `param_`).
+
+    Versions: both tables are ReplacingMergeTrees, which keep every version of a row until a
+    merge that may never come. The `final` setting (ClickHouse 23.2+) reads every table of the
+    query `FINAL`: the server picks the latest version of each key (by the table's version
+    column) at read time, so an unmerged older version is never read, whatever order the parts
+    come in. Unlike the `FINAL` keyword it leaves a plain MergeTree (a stop-gap table) readable
+    instead of failing the query. The time filters are on sorting-key columns, so they still
+    prune before the merge.
 
     Price: an exact LEFT JOIN on `(symbol, event_ts)` with `ta_microbars.c`, with
     `join_use_nulls` so that a missing bar is NULL (the risk engine rejects it as
     `missing_price`) rather than 0. An ASOF join would silently price a signal with an older
-    bar. The bar side is grouped by `(symbol, event_ts)` so duplicate bars (a ReplacingMergeTree
-    before its merge) cannot duplicate signals, and cut to the cursor's time so the grouping
-    reads only new bars.
+    bar. `LIMIT 1 BY` keeps the join one-to-one should the bar table's key hold more than
+    `(symbol, event_ts)`: a bar can never duplicate a signal.
+
+    Range: both sides read only `[cursor time, upper)`. Without an upper bound every page of a
+    catch-up after an outage read the whole backlog from the cursor on (quadratic in its
+    length); the source picks `upper` so that a page holds about `limit` rows
+    (`ClickHouseSignalSource._page`). None: up to the present.
 
     Lateness: the cursor only moves forward, so a row written after the cursor passed its key
     would never be read. Rows newer than `settle_seconds` before the server's clock are left
@@ -391,18 +432,20 @@ SELECT
 FROM {database}.ta_signals AS s
 LEFT JOIN
 (
-    SELECT symbol, event_ts, any(c) AS c
+    SELECT symbol, event_ts, c
     FROM {database}.ta_microbars
     WHERE event_ts >= {{cursor_ts:DateTime64(6, 'UTC')}}
-    GROUP BY symbol, event_ts
+      AND event_ts < {{upper_ts:DateTime64(6, 'UTC')}}
+    LIMIT 1 BY symbol, event_ts
 ) AS b ON b.symbol = s.symbol AND b.event_ts = s.event_ts
 WHERE s.event_ts >= {{cursor_ts:DateTime64(6, 'UTC')}}
+  AND s.event_ts < {{upper_ts:DateTime64(6, 'UTC')}}
   AND (s.event_ts, s.symbol, s.seq)
       > ({{cursor_ts:DateTime64(6, 'UTC')}}, {{cursor_symbol:String}}, {{cursor_seq:UInt64}})
   AND s.event_ts <= now64(6) - toIntervalMillisecond({{settle_ms:UInt32}})
 ORDER BY s.event_ts, s.symbol, s.seq
 LIMIT {{limit:UInt32}}
-SETTINGS join_use_nulls = 1, date_time_output_format = 'iso'
+SETTINGS final = 1, join_use_nulls = 1, date_time_output_format = 'iso'
 FORMAT JSONEachRow
 """
     params = {
@@ -411,6 +454,7 @@ FORMAT JSONEachRow
         "cursor_seq": str(seq),
         "limit": str(limit),
         "settle_ms": str(max(0, round(settle_seconds * 1000))),
+        "upper_ts": _format_ts(_NO_UPPER_BOUND if upper is None else upper),
     }
     return sql, params
 
@@ -475,8 +519,10 @@ class ClickHouseSignalSource:
         self._config = config
         self._cursor = _CursorStore(db, _bounded_key(config.source_key))
         self._owns_client = http_client is None
-        self._client = http_client or httpx.AsyncClient()
+        self._client = http_client or httpx.AsyncClient(verify=clickhouse_tls(config.ca_file))
         self._bad_tail: tuple[CursorKey, CursorKey] | None = None
+        # How far past the cursor a page looks (see `_page`); learned as pages come back.
+        self._horizon = _FIRST_HORIZON
         self._warned = 0
         self.skipped = 0
 
@@ -496,7 +542,7 @@ class ClickHouseSignalSource:
         bad_from: CursorKey | None = None
         # An all-bad page is followed by the next one, a bounded number of times per fetch.
         for _ in range(10):
-            lines = await self._query(start, limit)
+            lines = await self._page(start, limit)
             if not lines:
                 return []
             good: list[Signal] = []
@@ -530,12 +576,40 @@ class ClickHouseSignalSource:
         elif self._warned % 1000 == 0:
             log.warning("clickhouse: %d signal rows skipped so far", self.skipped)
 
-    async def _query(self, cursor: CursorKey, limit: int) -> list[str]:
+    async def _page(self, start: CursorKey, limit: int) -> list[str]:
+        """The next rows after `start`, at most `limit`, read from a bounded time range.
+
+        A page looks `_horizon` past the cursor, not to the present: catching up on a backlog
+        then costs about one page of rows per page, not the whole rest of the backlog each
+        time. A full page that ended well inside its range narrows the horizon; a short page
+        that did not reach the present widens it. An empty range is stepped over, the next one
+        four times as wide (a gap in the data is crossed in a few steps; after twelve, the
+        rest is read up to the present)."""
+        for _ in range(_WIDENINGS):
+            upper = start[0] + self._horizon
+            if upper >= datetime.now(UTC):
+                # Caught up: read to the present, and look near again after the next outage.
+                self._horizon = min(self._horizon, _FIRST_HORIZON)
+                return await self._query(start, limit, None)
+            lines = await self._query(start, limit, upper)
+            if len(lines) >= limit:
+                last, _signal, _reason = parse_clickhouse_row(lines[-1])
+                if last is not None and last[0] - start[0] < self._horizon / 2:
+                    self._horizon = max(_MIN_HORIZON, 2 * (last[0] - start[0]))
+                return lines
+            self._horizon *= 4
+            if lines:
+                return lines
+            start = (upper, "", 0)  # nothing before `upper`: look on from there
+        return await self._query(start, limit, None)
+
+    async def _query(self, cursor: CursorKey, limit: int, upper: datetime | None) -> list[str]:
         sql, params = build_signals_query(
             cursor=cursor,
             limit=limit,
             database=self._config.database,
             settle_seconds=self._config.settle_seconds,
+            upper=upper,
         )
         timeout = self._config.timeout_seconds
         url_params = {f"param_{name}": value for name, value in params.items()}
