@@ -8,12 +8,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import math
+import socket
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -23,6 +26,9 @@ from torghut.config import Settings, load_settings
 from torghut.errors import REDACTED, ConfigError, InputError, TorghutError, redact
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# A decision file is a few hundred bytes; past this it is not one (`/dev/zero`, a 20 MB text).
+DECISION_MAX_BYTES = 1 << 20
+DEFAULT_MAX_SHARES = 10_000  # TRADING_MAX_SHARES_PER_ORDER's default (CONTRACT §8)
 
 
 class UsageError(TorghutError):
@@ -92,12 +98,37 @@ def _anonymized(settings: Settings, args: argparse.Namespace) -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _anonymized(_settings(), args)
     setup_logging(settings)
-    port = args.port or settings.torghut_port
-    host = args.host or settings.torghut_host
-    return asyncio.run(_serve(settings, host, port))
+    port = settings.torghut_port if args.port is None else args.port
+    host = settings.torghut_host if args.host is None else args.host
+    listener = _listen(host, port)  # before anything else: a taken port is a usage error
+    try:
+        return asyncio.run(_serve(settings, host, port, listener))
+    finally:
+        listener.close()
 
 
-async def _serve(settings: Settings, host: str, port: int) -> int:
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's listening socket, bound here so that a bad host or a port in use is one
+    line and exit 2 (uvicorn would log a traceback and exit 3); uvicorn serves on it."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise InputError(f"--host: cannot resolve {host!r}: {exc}") from None
+    family, kind, proto, _name, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        why = "already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise InputError(f"serve: cannot listen on {host}:{port}: {why}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+async def _serve(settings: Settings, host: str, port: int, listener: socket.socket) -> int:
     import uvicorn
 
     class _GracefulServer(uvicorn.Server):
@@ -112,7 +143,7 @@ async def _serve(settings: Settings, host: str, port: int) -> int:
                 finally:
                     self._captured_signals.clear()
 
-    from torghut.bootstrap import build_container, freeze_startup_heap
+    from torghut.bootstrap import build_container, check_startup, freeze_startup_heap
     from torghut.db.engine import upgrade
     from torghut.main import create_app
 
@@ -120,13 +151,14 @@ async def _serve(settings: Settings, host: str, port: int) -> int:
     await asyncio.to_thread(upgrade, settings.db_dsn)
     container = await build_container(settings)
     try:
+        await check_startup(container)
         app = create_app(container)
         config = uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
             timeout_graceful_shutdown=10,
         )
         server = _GracefulServer(config)
-        await server.serve()
+        await server.serve(sockets=[listener])
         return EXIT_OK if server.started else EXIT_FAILED
     finally:
         await container.aclose()
@@ -136,8 +168,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     settings = _anonymized(_settings(), args)
     setup_logging(settings, "warning" if not args.verbose else None)
     path = Path(args.signals)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"--signals: no such file: {path}")
+    if not path.is_file():
+        raise InputError(f"--signals: not a regular file: {path}")
     from torghut.bootstrap import freeze_startup_heap
     from torghut.replay import run_replay
 
@@ -149,21 +183,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_llm_review(args: argparse.Namespace) -> int:
-    from torghut.domain import TradeDecision
-
     settings = _anonymized(_settings(), args)
     setup_logging(settings, "warning")
-    raw = sys.stdin.read() if args.decision == "-" else _read_file(args.decision, "--decision")
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"--decision: not JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(data, dict):
-        raise InputError("--decision: must be one JSON object")
-    try:
-        decision = TradeDecision.model_validate(data)
-    except Exception as exc:
-        raise InputError(f"--decision: {_first_validation_error(exc)}") from None
+    raw = _read_capped(args.decision, "--decision", DECISION_MAX_BYTES)
+    max_shares = getattr(settings, "trading_max_shares_per_order", DEFAULT_MAX_SHARES)
+    decision = parse_decision(raw, max_shares=Decimal(str(max_shares)))
     signals = None
     if args.signals:
         signals = Path(args.signals)
@@ -176,6 +200,38 @@ def cmd_llm_review(args: argparse.Namespace) -> int:
     return EXIT_FAILED if out["verdict"] == "error" else EXIT_OK
 
 
+def parse_decision(raw: str, *, max_shares: Decimal) -> Any:
+    """The `TradeDecision` of a decision file, checked against the bounds the pipeline keeps
+    for its own decisions before anything is sent; `InputError` naming `--decision` and the
+    field otherwise, whatever the text holds (tests/unit/test_input_fuzz.py)."""
+    from torghut.domain import TradeDecision
+    from torghut.limits import check_json_value, check_reviewable
+
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--decision: not JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise InputError("--decision: nested too deep") from None
+    except ValueError as exc:  # an integer past Python's digit limit
+        raise InputError(f"--decision: not JSON ({str(exc).splitlines()[0][:120]})") from None
+    if not isinstance(data, dict):
+        raise InputError("--decision: must be one JSON object")
+    try:
+        check_json_value(data)
+    except ValueError as exc:
+        raise InputError(f"--decision: {exc}") from None
+    try:
+        decision = TradeDecision.model_validate(data)
+    except Exception as exc:
+        raise InputError(f"--decision: {_first_validation_error(exc)}") from None
+    try:
+        check_reviewable(decision, max_shares=max_shares)
+    except ValueError as exc:
+        raise InputError(f"--decision: {exc}") from None
+    return decision
+
+
 def cmd_llm_report(args: argparse.Namespace) -> int:
     from torghut import report
     from torghut.domain import utcnow
@@ -183,7 +239,10 @@ def cmd_llm_report(args: argparse.Namespace) -> int:
     settings = _settings()
     setup_logging(settings, "warning")
     now = utcnow()
-    since = report.parse_since(args.since, now)
+    try:
+        since = report.parse_since(args.since, now)
+    except (OverflowError, ValueError):  # a valid ISO time that leaves datetime's range in UTC
+        raise InputError(f"--since: {args.since[:60]!r} is out of range") from None
     criteria = report.Criteria(
         max_error_rate=args.max_error_rate,
         max_p95_ms=args.max_p95_ms,
@@ -239,7 +298,10 @@ def cmd_llm_eval(args: argparse.Namespace) -> int:
         from torghut import report as llm_report
         from torghut.domain import utcnow
 
-        since = llm_report.parse_since(args.since, utcnow())
+        try:
+            since = llm_report.parse_since(args.since, utcnow())
+        except (OverflowError, ValueError):
+            raise InputError(f"--since: {args.since[:60]!r} is out of range") from None
     from torghut.evaluation.clickhouse import PriceSourceError
 
     try:
@@ -268,18 +330,45 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from torghut.bootstrap import freeze_startup_heap
     from torghut.demo import run_demo
 
+    workdir = _work_folder(args.dir) if args.dir else None
     freeze_startup_heap()
-    return run_demo(workdir=Path(args.dir) if args.dir else None, keep=args.keep)
+    return run_demo(workdir=workdir, keep=args.keep)
+
+
+def _work_folder(value: str) -> Path:
+    folder = Path(value)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--dir: {value} exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".torghut-write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"--dir: cannot use {value}: {exc.strerror}") from None
+    return folder
 
 
 # ------------------------------------------------------------------------------------ parser
-def _read_file(path: str, flag: str) -> str:
+def _read_capped(path: str, flag: str, limit: int) -> str:
+    """At most `limit` bytes of a file (or stdin for `-`), as UTF-8: `/dev/zero` or a
+    20 MB file is refused after `limit` bytes instead of read into memory."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        if path == "-":
+            data = sys.stdin.buffer.read(limit + 1)
+        else:
+            with Path(path).open("rb") as handle:
+                data = handle.read(limit + 1)
     except FileNotFoundError:
         raise InputError(f"{flag}: no such file: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{flag}: cannot read {path}: {type(exc).__name__}") from None
+    except OSError as exc:
+        raise InputError(f"{flag}: cannot read {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise InputError(f"{flag}: larger than {limit} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{flag}: not UTF-8") from None
 
 
 def _first_validation_error(exc: Exception) -> str:
@@ -293,13 +382,52 @@ def _first_validation_error(exc: Exception) -> str:
     return str(exc).splitlines()[0]
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number (1..65535)")
+    return value
+
+
+def _finite(text: str, low: float, high: float | None) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < low or (high is not None and value > high):
+        span = f"{low:g}..{high:g}" if high is not None else f"a finite number >= {low:g}"
+        raise argparse.ArgumentTypeError(f"{text!r} is not in {span}")
+    return value
+
+
+def _rate(text: str) -> float:
+    return _finite(text, 0.0, 1.0)
+
+
+def _milliseconds(text: str) -> float:
+    return _finite(text, 0.0, None)
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="torghut", description="Torghut trading service.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("serve", help="HTTP API plus the trading loop when TRADING_ENABLED=true")
     s.add_argument("--host", help="bind address (default TORGHUT_HOST, 0.0.0.0)")
-    s.add_argument("--port", type=int, help="port (default TORGHUT_PORT, 8181)")
+    s.add_argument("--port", type=_port, help="port, 1..65535 (default TORGHUT_PORT, 8181)")
     s.add_argument("--anonymize", action="store_true",
                    help="send the reviewer tokens for symbols and dates shifted by weeks")
     s.set_defaults(func=cmd_serve)
@@ -327,9 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     lr.set_defaults(func=cmd_llm_review)
     rp = lsub.add_parser("report", help="rollout readiness from the audit rows")
     rp.add_argument("--since", default="24h", help="window start: 24h, 90m, 7d or ISO 8601")
-    rp.add_argument("--max-error-rate", type=float, help="fail above this error share (0..1)")
-    rp.add_argument("--max-p95-ms", type=float, help="fail above this p95 latency")
-    rp.add_argument("--min-reviews", type=int, help="fail below this many reviews")
+    rp.add_argument("--max-error-rate", type=_rate, help="fail above this error share (0..1)")
+    rp.add_argument("--max-p95-ms", type=_milliseconds, help="fail above this p95 latency")
+    rp.add_argument("--min-reviews", type=_count, help="fail below this many reviews")
     rp.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     rp.add_argument("--html", metavar="FILE", help="also write a one-page HTML report")
     rp.set_defaults(func=cmd_llm_report)
@@ -378,6 +506,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The database is down or not migrated: one line, no SQL dump, no traceback.
         print(f"torghut: database error: {_database_problem(exc)}", file=sys.stderr)
         return EXIT_FAILED
+    except TorghutError as exc:
+        # The work ran and could not finish (a signal file that cannot be indexed, ...).
+        print(f"torghut: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 
@@ -396,7 +528,10 @@ def _database_problem(exc: SQLAlchemyError) -> str:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split()) or REDACTED
+    """One line of printable text: input quoted in an error may hold newlines or escape
+    sequences that would forge lines or drive the terminal."""
+    flat = " ".join(text.split())
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in flat) or REDACTED
 
 
 if __name__ == "__main__":

@@ -287,6 +287,11 @@ def load_settings(
         return Settings(_env_file=env_file, **values)
     except _CrossFieldError as exc:
         raise ConfigError(exc.field.upper(), str(exc)) from None
+    except UnicodeDecodeError as exc:
+        # The .env file is read as UTF-8: say where it is not, never quote its bytes.
+        raise ConfigError(
+            str(env_file), f"is not UTF-8 (byte {exc.start}); save it as UTF-8"
+        ) from None
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         ctx_error = first.get("ctx", {}).get("error")

@@ -86,6 +86,10 @@ class Metrics:
         self.leader = Gauge(
             "torghut_trading_leader", "1 when this process holds the trading lock", registry=r
         )
+        self.quarantined_batches = Counter(
+            "torghut_quarantined_batches_total",
+            "Signal batches skipped after failing the same way repeatedly", registry=r,
+        )
 
     def watch_circuit(self, snapshot: Callable[[], dict[str, Any]]) -> None:
         """Read the breaker's state at scrape time, so the gauge can never go stale."""

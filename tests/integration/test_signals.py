@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -111,6 +112,9 @@ def test_parse_signal_line_names_line_and_field(raw: str, pattern: str) -> None:
 
 _numbers = st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False),
                      st.integers(-10**6, 10**6))
+# Identifiers must be printable: control characters (a NUL stops PostgreSQL), format
+# characters and unassigned code points are refused; lone surrogates are not text at all.
+_printable = st.characters(exclude_categories=("Cc", "Cs"))
 _valid_lines = st.fixed_dictionaries(
     {
         "event_ts": st.one_of(
@@ -118,8 +122,12 @@ _valid_lines = st.fixed_dictionaries(
             st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1),
                          timezones=st.sampled_from([UTC, None])).map(lambda d: d.isoformat()),
         ),
-        "symbol": st.text(min_size=1, max_size=32).filter(lambda t: t.strip() != ""),
-        "timeframe": st.text(min_size=1, max_size=16).filter(lambda t: t.strip() != ""),
+        "symbol": st.text(_printable, min_size=1, max_size=32).filter(
+            lambda t: t.strip() != "" and t.isprintable()
+        ),
+        "timeframe": st.text(_printable, min_size=1, max_size=16).filter(
+            lambda t: t.strip() != "" and t.isprintable()
+        ),
         "macd": _numbers,
         "macd_signal": _numbers,
         "rsi14": _numbers,
@@ -332,9 +340,9 @@ async def test_the_file_is_read_once_off_the_event_loop(
     reads: list[int] = []
 
     class Recording(ReplaySignalSource):
-        def _read(self) -> tuple[list[Signal], int]:
+        def _build_index(self) -> sqlite3.Connection:
             reads.append(threading.get_ident())
-            return super()._read()
+            return super()._build_index()
 
     source = Recording(signal_file, database.db)
     await asyncio.gather(source.fetch(1), source.fetch(1), source.remaining())
