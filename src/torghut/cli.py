@@ -69,7 +69,11 @@ def setup_logging(settings: Settings | None, level: str | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(name)
-    for noisy in ("httpx", "httpcore", "alembic", "uvicorn.access"):
+    # The HTTP libraries (the openai SDK's httpx2 too) log requests and peer text at INFO and
+    # DEBUG: kept at WARNING whatever TORGHUT_LOG_LEVEL says.
+    noisy_loggers = ("httpx", "httpcore", "httpx2", "httpcore2", "openai", "alembic",
+                     "uvicorn.access")
+    for noisy in noisy_loggers:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 

@@ -25,9 +25,11 @@ from torghut.config import Settings
 from torghut.db.engine import Database
 from torghut.db.tables import SimAccount, TradeDecisionRow
 from torghut.domain import TradeDecision
+from torghut.errors import ConfigError, ReviewError
 from torghut.evaluation.command import sqlite_path
 from torghut.evaluation.prices import read_signal_file
 from torghut.trading.llm.context import ReviewFacts
+from torghut.trading.llm.model_check import ModelMissing, check_model
 
 log = logging.getLogger("torghut.dryrun")
 
@@ -71,10 +73,21 @@ async def review_with_context(
 ) -> dict[str, Any]:
     signals = await asyncio.to_thread(read_signal_file, signals_path) if signals_path else []
     facts, db = await _database_facts(settings, decision)
-    reviewer = build_reviewer(
-        settings, db=db, limits=risk_limits(settings, trading_enabled=settings.trading_enabled)
-    )
     try:
+        reviewer = build_reviewer(
+            settings, db=db, limits=risk_limits(settings, trading_enabled=settings.trading_enabled)
+        )
+    except BaseException:
+        if db is not None:
+            await db.aclose()
+        raise
+    try:
+        try:
+            await check_model(reviewer.provider)
+        except ModelMissing as exc:
+            raise ConfigError("LLM_MODEL", str(exc).removeprefix("LLM_MODEL ")) from None
+        except ReviewError:
+            pass  # the list could not be had: the review itself will say why
         context = reviewer.context
         context.observe(signals)
         signal = next(
@@ -87,6 +100,7 @@ async def review_with_context(
         request = await context.build(decision, facts)
         outcome = await reviewer.engine.review(decision, request)
     finally:
+        await reviewer.engine.aclose()
         await reviewer.provider.aclose()
         if db is not None:
             await db.aclose()
