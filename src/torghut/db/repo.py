@@ -340,17 +340,25 @@ async def last_trades_by_symbol(
 
 
 async def recent_decisions(
-    db: Database, symbol: str, *, before: datetime, limit: int = 5
+    db: Database,
+    symbol: str,
+    *,
+    limit: int = 5,
+    exclude_hash: str | None = None,
+    before: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """The latest decisions in `symbol` whose signal time is before `before`, latest first,
-    for the reviewer's context (point in time: a decision written earlier but dated later,
-    as in a batch, is never shown). One still `planned` is labelled `undecided`."""
-    stmt = (
-        select(TradeDecisionRow)
-        .where(TradeDecisionRow.symbol == symbol, TradeDecisionRow.event_ts < before)
-        .order_by(TradeDecisionRow.event_ts.desc(), TradeDecisionRow.decision_hash)
-        .limit(limit)
-    )
+    """The latest decisions in `symbol`, latest signal first, for the reviewer's context; with
+    `before`, only those whose signal time is earlier (point in time: a decision written
+    earlier but dated later, as in a batch, is never shown). One still `planned` is labelled
+    `undecided`."""
+    stmt = select(TradeDecisionRow).where(TradeDecisionRow.symbol == symbol)
+    if exclude_hash is not None:
+        stmt = stmt.where(TradeDecisionRow.decision_hash != exclude_hash)
+    if before is not None:
+        stmt = stmt.where(TradeDecisionRow.event_ts < before)
+    stmt = stmt.order_by(
+        TradeDecisionRow.event_ts.desc(), TradeDecisionRow.decision_hash
+    ).limit(limit)
     rows = await db.run(lambda session: session.execute(stmt).scalars().all())
     return [
         {
