@@ -31,7 +31,7 @@ except ImportError:  # run from a checkout without the package installed
     from torghut.bootstrap import bundled_signals
 
 from torghut.domain import Account, Position, Signal, TradeDecision, TradingMode
-from torghut.evaluation.prices import read_signal_file
+from torghut.evaluation.signal_file import read_signal_file
 from torghut.trading.llm.context import BarHistory, PointInTimeContext, ReviewFacts
 from torghut.trading.llm.prompts import render_user
 from torghut.trading.llm.review_engine import build_review_request

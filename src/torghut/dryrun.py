@@ -27,7 +27,7 @@ from torghut.db.tables import SimAccount, TradeDecisionRow
 from torghut.domain import TradeDecision
 from torghut.errors import ConfigError, ReviewError
 from torghut.evaluation.command import sqlite_path
-from torghut.evaluation.prices import read_signal_file
+from torghut.evaluation.signal_file import read_signal_file
 from torghut.trading.llm.context import ReviewFacts
 from torghut.trading.llm.model_check import ModelMissing, check_model
 

@@ -26,7 +26,7 @@ async def _replay_and_eval(db_dsn: str, config: DevGatewayConfig) -> dict[str, A
                "LLM_SHADOW_MODE": "true", "LLM_PROMPT_VERSION": "v2",
                "TRADING_BATCH_SIZE": "400"}
         summary = await run_replay(load_settings(env, env_file=None), bundled_signals())
-    assert summary["complete"] and sum(summary["reviews"].values()) > 100
+    assert summary["complete"] and sum(summary["reviews"].values()) > 50
     return await run_eval(db_dsn, bundled_signals(), horizons="5m,30m", cost_bps=2.0)
 
 

@@ -72,3 +72,13 @@ def test_llm_eval_flags_of_contract_section_8() -> None:
     for command in ("replay", "serve"):
         assert "--anonymize" in {o for a in sub.choices[command]._actions
                                  for o in a.option_strings}
+
+
+def test_section_8_reject_reasons() -> None:
+    from torghut.trading import risk, session
+
+    assert (risk.PRICE_OUT_OF_BAND, risk.MAX_SHARES_EXCEEDED, session.SIGNAL_STALE,
+            session.MARKET_CLOSED, risk.STRATEGY_DISABLED) == (
+        "price_out_of_band", "max_shares_exceeded", "signal_stale", "market_closed",
+        "strategy_disabled",
+    )

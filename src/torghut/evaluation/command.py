@@ -12,8 +12,9 @@ from torghut.db.engine import Database
 from torghut.errors import InputError
 from torghut.evaluation.clickhouse import ClickHouseAccess, clickhouse_prices
 from torghut.evaluation.evaluate import evaluate
-from torghut.evaluation.prices import PricePaths, parse_horizons, read_signal_file
+from torghut.evaluation.prices import PricePaths, parse_horizons
 from torghut.evaluation.rows import load_reviewed
+from torghut.evaluation.signal_file import read_signal_file
 
 
 def sqlite_path(dsn: str) -> Path | None:
