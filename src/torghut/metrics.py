@@ -86,6 +86,11 @@ class Metrics:
         self.leader = Gauge(
             "torghut_trading_leader", "1 when this process holds the trading lock", registry=r
         )
+        self.halted = Gauge(
+            "torghut_trading_halted",
+            "1 while an operator's halt (POST /trading/halt) is in force, as last read",
+            registry=r,
+        )
         self.quarantined_batches = Counter(
             "torghut_quarantined_batches_total",
             "Signal batches skipped after failing the same way repeatedly", registry=r,

@@ -18,6 +18,7 @@ PURE_CORE = [
     "trading/llm/prompts.py", "trading/llm/policy.py", "trading/llm/circuit.py",
     "trading/llm/anonymize.py", "evaluation/evaluate.py", "evaluation/render.py",
     "evaluation/prices.py",
+    "trading/results.py",
 ]
 ORCHESTRATION = [
     "trading/llm/review_engine.py", "trading/pipeline.py", "trading/scheduler.py",
