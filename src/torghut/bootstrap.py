@@ -13,11 +13,13 @@ from datetime import datetime
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from torghut.config import BrokerKind, Settings, SignalSourceKind
+from torghut.db import repo
 from torghut.db.engine import (
     Database,
     FileLeaderLock,
@@ -35,6 +37,7 @@ from torghut.trading.halt import HaltState, TradingHalt
 from torghut.trading.judge import JudgingSettings
 from torghut.trading.llm.circuit import CircuitBreaker
 from torghut.trading.llm.client import build_provider
+from torghut.trading.llm.context import PointInTimeContext, RecentDecisionsReader
 from torghut.trading.llm.model_check import ModelCheck
 from torghut.trading.llm.policy import bounds_from_settings
 from torghut.trading.llm.prompts import PromptTemplate, load_prompt
@@ -64,6 +67,15 @@ def bundled_signals() -> Path:
     return Path(str(resources.files("torghut") / "data" / "sample_signals.jsonl"))
 
 
+def recent_decisions_reader(db: Database) -> RecentDecisionsReader:
+    """The review context's view of earlier decisions: the service's database."""
+
+    async def read(symbol: str, before: datetime, limit: int) -> list[dict[str, Any]]:
+        return await repo.recent_decisions(db, symbol, before=before, limit=limit)
+
+    return read
+
+
 @dataclass
 class Reviewer:
     """The review gate's parts, also used alone by `torghut llm review`."""
@@ -74,6 +86,7 @@ class Reviewer:
     bounds: PolicyBounds
     engine: ReviewEngine
     model_check: ModelCheck
+    context: PointInTimeContext
 
 
 def build_reviewer(
@@ -82,6 +95,8 @@ def build_reviewer(
     *,
     http_client: httpx.AsyncClient | None = None,
     provider: ReviewProvider | None = None,
+    db: Database | None = None,
+    limits: RiskLimits | None = None,
 ) -> Reviewer:
     prompt = load_prompt(settings.llm_prompt_version)  # unknown version: ConfigError now
     bounds = bounds_from_settings(settings)
@@ -94,8 +109,19 @@ def build_reviewer(
     if metrics is not None:
         metrics.watch_circuit(breaker.snapshot)
     provider = provider or build_provider(settings, http_client=http_client)
-    engine = ReviewEngine(provider, breaker, prompt, bounds, secrets=settings.secrets())
-    return Reviewer(provider, breaker, prompt, bounds, engine, ModelCheck(provider))
+    context = PointInTimeContext(
+        bounds=bounds,
+        trading_mode=settings.trading_mode,
+        prompt_version=prompt.version,
+        context_bars=settings.llm_context_bars,
+        recent_decisions=recent_decisions_reader(db) if db is not None else None,
+        risk_limits=limits,
+    )
+    engine = ReviewEngine(
+        provider, breaker, prompt, bounds, secrets=settings.secrets(), context=context,
+        anonymize=settings.llm_anonymize,
+    )
+    return Reviewer(provider, breaker, prompt, bounds, engine, ModelCheck(provider), context)
 
 
 def trading_lock(dsn: str, engine: AsyncEngine) -> TradingLock:
@@ -232,8 +258,12 @@ async def build_container(
     try:
         db = Database(settings.db_dsn)
         closers.append(db.aclose)
+        enabled = settings.trading_enabled if trading_enabled is None else trading_enabled
+        limits = risk_limits(settings, trading_enabled=enabled)
         reviewer = (
-            build_reviewer(settings, metrics, provider=provider) if settings.llm_enabled else None
+            build_reviewer(settings, metrics, provider=provider, db=db, limits=limits)
+            if settings.llm_enabled
+            else None
         )
         if reviewer is not None:
             closers.append(reviewer.provider.aclose)
@@ -247,7 +277,6 @@ async def build_container(
         catalog = StrategyCatalog(
             settings.trading_strategy_config_path, settings.trading_strategy_config_mode, db
         )
-        enabled = settings.trading_enabled if trading_enabled is None else trading_enabled
 
         def show_halt(state: HaltState) -> None:
             metrics.halted.set(1 if state.halted else 0)
@@ -260,7 +289,7 @@ async def build_container(
             strategies=catalog,
             broker=broker,
             rules=TradingRules(
-                limits=risk_limits(settings, trading_enabled=enabled),
+                limits=limits,
                 sizing=StrategyDefaults(
                     max_notional_per_trade=Decimal(str(settings.trading_max_notional_per_trade)),
                     max_position_pct_equity=Decimal(str(settings.trading_max_position_pct_equity)),

@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 from sqlalchemy.exc import SQLAlchemyError
 
 from torghut.config import Settings, load_settings
-from torghut.errors import REDACTED, ConfigError, InputError, ReviewError, TorghutError, redact
+from torghut.errors import REDACTED, ConfigError, InputError, TorghutError, redact
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # A decision file is a few hundred bytes; past this it is not one (`/dev/zero`, a 20 MB text).
@@ -92,8 +92,15 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _anonymized(settings: Settings, args: argparse.Namespace) -> Settings:
+    """--anonymize: what the reviewer is sent has tokens for symbols and shifted dates."""
+    if getattr(args, "anonymize", False):
+        return settings.model_copy(update={"llm_anonymize": True})
+    return settings
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    settings = _settings()
+    settings = _anonymized(_settings(), args)
     setup_logging(settings)
     port = settings.torghut_port if args.port is None else args.port
     host = settings.torghut_host if args.host is None else args.host
@@ -162,7 +169,7 @@ async def _serve(settings: Settings, host: str, port: int, listener: socket.sock
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    settings = _settings()
+    settings = _anonymized(_settings(), args)
     setup_logging(settings, "warning" if not args.verbose else None)
     path = Path(args.signals)
     if not path.exists():
@@ -184,12 +191,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_llm_review(args: argparse.Namespace) -> int:
-    settings = _settings()
+    settings = _anonymized(_settings(), args)
     setup_logging(settings, "warning")
     raw = _read_capped(args.decision, "--decision", DECISION_MAX_BYTES)
     max_shares = getattr(settings, "trading_max_shares_per_order", DEFAULT_MAX_SHARES)
     decision = parse_decision(raw, max_shares=Decimal(str(max_shares)))
-    out = asyncio.run(review_once(settings, decision))
+    signals = None
+    if args.signals:
+        signals = Path(args.signals)
+        if not signals.is_file():
+            raise InputError(f"--signals: no such file: {signals}")
+    from torghut.dryrun import review_with_context
+
+    out = asyncio.run(review_with_context(settings, decision, signals))
     print(json.dumps(out, ensure_ascii=True))
     return EXIT_FAILED if out["verdict"] == "error" else EXIT_OK
 
@@ -224,52 +238,6 @@ def parse_decision(raw: str, *, max_shares: Decimal) -> Any:
     except ValueError as exc:
         raise InputError(f"--decision: {exc}") from None
     return decision
-
-
-async def review_once(settings: Settings, decision: Any) -> dict[str, Any]:
-    from torghut.bootstrap import build_reviewer
-    from torghut.trading.llm.model_check import ModelMissing, check_model
-    from torghut.trading.llm.review_engine import build_review_request
-
-    reviewer = build_reviewer(settings)
-    try:
-        try:
-            await check_model(reviewer.provider)
-        except ModelMissing as exc:
-            raise ConfigError("LLM_MODEL", str(exc).removeprefix("LLM_MODEL ")) from None
-        except ReviewError:
-            pass  # the list could not be had: the review itself will say why
-        request = build_review_request(
-            decision,
-            account=None,
-            positions=[],
-            market=None,
-            recent_decisions=[],
-            bounds=reviewer.bounds,
-            trading_mode=settings.trading_mode,
-            prompt_version=settings.llm_prompt_version,
-        )
-        outcome = await reviewer.engine.review(decision, request)
-    finally:
-        await reviewer.engine.aclose()
-        await reviewer.provider.aclose()
-    response = (outcome.response_json or {}).get("review")
-    return {
-        "provider": outcome.provider,
-        "model": outcome.model,
-        "llm_verdict": outcome.llm_verdict.value if outcome.llm_verdict else None,
-        "verdict": outcome.verdict.value,
-        "reason": outcome.reason,
-        "response": response,
-        "error": (
-            {"code": outcome.error_code, "message": outcome.error_message}
-            if outcome.error_code
-            else None
-        ),
-        "usage": outcome.usage.as_dict() if outcome.usage else None,
-        "latency_ms": outcome.latency_ms,
-        "ttft_ms": outcome.ttft_ms,
-    }
 
 
 def cmd_llm_report(args: argparse.Namespace) -> int:
@@ -311,6 +279,62 @@ async def _build_report(settings: Settings, since: datetime, until: datetime) ->
         return await report.build_report(session_factory(engine), since=since, until=until)
     finally:
         await engine.dispose()
+
+
+def cmd_llm_eval(args: argparse.Namespace) -> int:
+    from torghut.evaluation import render
+    from torghut.evaluation.command import run_eval
+    from torghut.evaluation.evaluate import gate_failures
+
+    settings = _settings()
+    setup_logging(settings, "warning")
+    signals = Path(args.signals) if args.signals else None
+    if signals is not None and not signals.is_file():
+        raise InputError(f"--signals: no such file: {signals}")
+    clickhouse = None
+    if signals is None and settings.clickhouse_url:
+        from torghut.evaluation.clickhouse import ClickHouseAccess
+
+        password = settings.clickhouse_password
+        clickhouse = ClickHouseAccess(
+            url=settings.clickhouse_url, username=settings.clickhouse_username,
+            password=password.get_secret_value() if password else None,
+            timeout_seconds=max(30.0, settings.clickhouse_timeout_seconds),
+        )
+    gate = args.min_veto_value_bps
+    if gate is not None and not math.isfinite(gate):
+        raise InputError(f"--min-veto-value-bps: must be a finite number (got {gate})")
+    since = None
+    if args.since:
+        from torghut import report as llm_report
+        from torghut.domain import utcnow
+
+        try:
+            since = llm_report.parse_since(args.since, utcnow())
+        except (OverflowError, ValueError):
+            raise InputError(f"--since: {args.since[:60]!r} is out of range") from None
+    from torghut.evaluation.clickhouse import PriceSourceError
+
+    try:
+        rep = asyncio.run(run_eval(settings.db_dsn, signals, horizons=args.horizons,
+                                   cost_bps=args.cost_bps, since=since, seed=args.seed,
+                                   clickhouse=clickhouse))
+    except PriceSourceError as exc:
+        print(f"torghut: llm eval: price source: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_FAILED
+    failures = []
+    if args.min_veto_value_bps is not None:
+        failures = gate_failures(rep, args.min_veto_value_bps)
+    if args.html:
+        try:
+            Path(args.html).write_text(render.render_html(rep, failures), encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"--html: cannot write {args.html}: {exc.strerror}") from None
+    print(render.render_json(rep, failures) if args.json else render.render_table(rep, failures))
+    if failures:
+        print(f"torghut: llm eval: {failures[0]}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -415,6 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="HTTP API plus the trading loop when TRADING_ENABLED=true")
     s.add_argument("--host", help="bind address (default TORGHUT_HOST, 0.0.0.0)")
     s.add_argument("--port", type=_port, help="port, 1..65535 (default TORGHUT_PORT, 8181)")
+    s.add_argument("--anonymize", action="store_true",
+                   help="send the reviewer tokens for symbols and dates shifted by weeks")
     s.set_defaults(func=cmd_serve)
 
     d = sub.add_parser("demo", help="the whole system on one machine: no network, no keys")
@@ -425,12 +451,18 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("replay", help="run recorded signals through the full pipeline")
     r.add_argument("--signals", required=True, metavar="FILE", help="JSON Lines signal file")
     r.add_argument("--verbose", action="store_true", help="log at TORGHUT_LOG_LEVEL")
+    r.add_argument("--anonymize", action="store_true",
+                   help="send the reviewer tokens for symbols and dates shifted by weeks")
     r.set_defaults(func=cmd_replay)
 
     llm = sub.add_parser("llm", help="the LLM review gate")
     lsub = llm.add_subparsers(dest="llm_command", required=True, parser_class=_Parser)
     lr = lsub.add_parser("review", help="review one decision; prints one JSON object")
     lr.add_argument("--decision", required=True, metavar="FILE", help="decision JSON, or -")
+    lr.add_argument("--signals", metavar="FILE",
+                    help="JSON Lines signals: the bar history up to the decision's time")
+    lr.add_argument("--anonymize", action="store_true",
+                   help="send the reviewer tokens for symbols and dates shifted by weeks")
     lr.set_defaults(func=cmd_llm_review)
     rp = lsub.add_parser("report", help="rollout readiness from the audit rows")
     rp.add_argument("--since", default="24h", help="window start: 24h, 90m, 7d or ISO 8601")
@@ -443,6 +475,19 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     rp.add_argument("--html", metavar="FILE", help="also write a one-page HTML report")
     rp.set_defaults(func=cmd_llm_report)
+
+    ev = lsub.add_parser("eval", help="were the verdicts right? forward returns of reviews")
+    ev.add_argument("--signals", metavar="FILE",
+                    help="JSON Lines signals: the price source (else the bars of CLICKHOUSE_URL)")
+    ev.add_argument("--horizons", default="5m,30m,1d", help="comma-separated, e.g. 5m,30m,1d")
+    ev.add_argument("--cost-bps", type=float, default=2.0, help="cost per trade in bps (2)")
+    ev.add_argument("--since", help="decisions from: 24h, 7d or ISO 8601 (default: all)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the bootstraps (0)")
+    ev.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    ev.add_argument("--html", metavar="FILE", help="also write a one-page HTML report")
+    ev.add_argument("--min-veto-value-bps", type=float, metavar="X",
+                    help="exit 1 when a horizon's veto value lower bound is below X")
+    ev.set_defaults(func=cmd_llm_eval)
 
     db = sub.add_parser("db", help="database")
     dsub = db.add_subparsers(dest="db_command", required=True, parser_class=_Parser)

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     llm_max_response_bytes: int = Field(default=1_048_576, ge=1024)
     llm_max_retries: int = Field(default=1, ge=0, le=10)
     llm_max_concurrency: int = Field(default=8, ge=1, le=1024)
+    llm_context_bars: int = Field(default=30, ge=0, le=500)
+    # Set by --anonymize (replay, serve, llm review): symbols tokenised, dates shifted in what
+    # the reviewer is sent.
+    llm_anonymize: bool = False
     # --- OpenAI provider (read as the SDK reads them) ---
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None

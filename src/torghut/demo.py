@@ -31,6 +31,20 @@ DEMO_GATEWAY = DevGatewayConfig(
     veto_notional=960.0, adjust_exposure_pct=0.015, fault="error-frame", fault_rate=0.02, seed=7,
     latency_seconds=0.05,
 )
+# Reviewers for the evaluation runs: one that vetoes at random, one that knows the future.
+EVAL_HORIZONS = "5m,30m"
+EVAL_SHOWN = "30m"
+
+
+def evaluation_gateways(signals: Path) -> dict[str, DevGatewayConfig]:
+    return {
+        "random": DevGatewayConfig(reviewer="random", veto_rate=0.3, seed=7,
+                                   latency_seconds=0.02),
+        "oracle": DevGatewayConfig(reviewer="oracle", oracle_signals=str(signals),
+                                   oracle_horizon_seconds=1800, latency_seconds=0.02),
+    }
+
+
 # The promotion check of docs/rollout.md, applied to each run.
 DEMO_CRITERIA = report.Criteria(max_error_rate=0.05, max_p95_ms=8000, min_reviews=50)
 
@@ -100,6 +114,32 @@ async def _phase(
     return summary, report.render_table(rep, failures), rep
 
 
+async def _evaluate_runs(workdir: Path, signals: Path, out: TextIO) -> None:
+    """`torghut llm eval` on every run: the veto value of each reviewer against random
+    vetoes of the same number of decisions."""
+    from torghut.evaluation import render
+    from torghut.evaluation.command import run_eval
+
+    out.write(f"== llm eval --signals <sample> --horizons {EVAL_HORIZONS} --cost-bps 2 ==\n")
+    out.write(f"  veto value at {EVAL_SHOWN} (bps, 95% interval) against random vetoes\n")
+    for label, reviewer in (("shadow", "rules"), ("enforcing", "rules"), ("random", "random"),
+                            ("oracle", "oracle")):
+        dsn = f"sqlite:///{workdir / f'{label}.db'}"
+        rep = await run_eval(dsn, signals, horizons=EVAL_HORIZONS, cost_bps=2.0)
+        (workdir / f"eval-{label}.html").write_text(
+            render.render_html(rep, [], title=f"llm eval: {label} run ({reviewer} reviewer)"),
+            encoding="utf-8",
+        )
+        h = rep["horizons"][EVAL_SHOWN]
+        veto, base = h["veto_value_bps"], h["random_veto_bps"]
+        out.write(
+            f"  {label:<10} reviewer {reviewer:<7} vetoes {veto['n']:>3}  "
+            f"veto value {render.fmt_bps(veto['mean'])} {render.fmt_ci(veto['ci95'])}  "
+            f"random {render.fmt_bps(base['mean'])} {render.fmt_ci(base['ci95'])}\n"
+        )
+    out.write("\n")
+
+
 async def _run(workdir: Path, out: TextIO) -> int:
     signals = bundled_signals()
     started = time.perf_counter()
@@ -114,6 +154,14 @@ async def _run(workdir: Path, out: TextIO) -> int:
             summary, table, rep = await _phase(label, settings, signals, out)
             results[label] = (summary, table, rep)
             out.write(f"  summary: {summary}\n\n")
+        for label, config in evaluation_gateways(signals).items():
+            async with DevGateway(config) as reviewer_gateway:
+                out.write(f"== {label} reviewer: shadow mode ==\n")
+                settings = demo_settings(workdir / f"{label}.db", reviewer_gateway.base_url,
+                                         shadow=True)
+                summary = await run_replay(settings, signals)
+                out.write(f"  summary: {summary}\n\n")
+    await _evaluate_runs(workdir, signals, out)
     for label, (_summary, table, rep) in results.items():
         out.write(
             f"== llm report ({label}): --max-error-rate 0.05 --max-p95-ms 8000 "
@@ -124,6 +172,7 @@ async def _run(workdir: Path, out: TextIO) -> int:
         html_path.write_text(report.render_html(rep, failures), encoding="utf-8")
     out.write(
         f"HTML reports: {workdir / 'report-shadow.html'} and {workdir / 'report-enforcing.html'}\n"
+        f"HTML evaluations: {workdir}/eval-<run>.html\n"
         f"demo finished in {time.perf_counter() - started:.1f} s\n"
     )
     return 0
@@ -137,7 +186,7 @@ def run_demo(*, workdir: Path | None = None, keep: bool = False, out: TextIO | N
     logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
     folder = workdir or Path(tempfile.mkdtemp(prefix="torghut-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in ("shadow.db", "enforcing.db"):
+    for stale in ("shadow.db", "enforcing.db", "random.db", "oracle.db"):
         (folder / stale).unlink(missing_ok=True)
     stream.write(f"torghut demo: work folder {folder}\n")
     code = asyncio.run(_run(folder, stream))

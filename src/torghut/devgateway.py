@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
+import hashlib
 import json
 import math
+import os
 import random
 import socket
 import sys
@@ -34,8 +37,10 @@ from starlette.routing import Route
 
 __all__ = [
     "FAULTS",
+    "REVIEWERS",
     "DevGateway",
     "DevGatewayConfig",
+    "Oracle",
     "build_parser",
     "config_from_args",
     "create_app",
@@ -53,6 +58,8 @@ FAULTS: tuple[str, ...] = (
     "http-500",
     "garbage",
 )
+
+REVIEWERS: tuple[str, ...] = ("rules", "random", "oracle")
 
 KEEPALIVE = b": keepalive\n\n"
 DONE = b"data: [DONE]\n\n"
@@ -84,8 +91,27 @@ class DevGatewayConfig:
     veto_notional: float = 50_000.0
     adjust_exposure_pct: float = 0.2
     include_rate_limit_block: bool = True
+    # Who answers: `rules` (notional and exposure thresholds above), `random` (vetoes a seeded
+    # share `veto_rate` of decisions, the same ones for the same seed), `oracle` (reads
+    # `oracle_signals` and vetoes exactly the decisions whose forward return over
+    # `oracle_horizon_seconds`, signed by side and net of `oracle_cost_bps`, is negative).
+    reviewer: str = "rules"
+    veto_rate: float = 0.2
+    oracle_signals: str | None = None
+    oracle_horizon_seconds: float = 1800.0
+    oracle_cost_bps: float = 2.0
 
     def __post_init__(self) -> None:
+        if self.reviewer not in REVIEWERS:
+            raise ValueError(
+                f"reviewer must be one of {', '.join(REVIEWERS)} (got {self.reviewer!r})"
+            )
+        if not 0.0 <= self.veto_rate <= 1.0:
+            raise ValueError(f"veto_rate must be between 0 and 1 (got {self.veto_rate})")
+        if self.reviewer == "oracle" and not self.oracle_signals:
+            raise ValueError("the oracle reviewer needs a signals file (--oracle-signals)")
+        if self.oracle_horizon_seconds <= 0:
+            raise ValueError("oracle_horizon_seconds must be > 0")
         if self.fault is not None and self.fault not in FAULTS:
             raise ValueError(f"fault must be one of {', '.join(FAULTS)} (got {self.fault!r})")
         if not 0.0 <= self.fault_rate <= 1.0:
@@ -179,13 +205,90 @@ def _answer(
     }
 
 
-def review_answer(text: str, config: DevGatewayConfig) -> tuple[dict[str, Any], str]:
+def _parse_time(value: object) -> datetime | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class Oracle:
+    """Knows every price of a signal file: the perfect reviewer for testing an evaluation.
+    Its own small reader, not the service's: an evaluation bug must not agree with itself."""
+
+    def __init__(self, path: str, horizon_seconds: float, cost_bps: float) -> None:
+        self.horizon = timedelta(seconds=horizon_seconds)
+        self.cost_bps = cost_bps
+        points: dict[str, dict[datetime, float]] = {}
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if not isinstance(row, dict):
+                    continue
+                moment, price = _parse_time(row.get("event_ts")), _num(row.get("price"))
+                symbol = row.get("symbol")
+                if moment and price and price > 0 and isinstance(symbol, str):
+                    points.setdefault(symbol.strip().upper(), {})[moment] = price
+        self._times = {s: sorted(p) for s, p in points.items()}
+        self._prices = {s: [points[s][t] for t in self._times[s]] for s in points}
+
+    def forward_bps(self, symbol: str, action: str, at: datetime) -> float | None:
+        times = self._times.get(symbol.upper())
+        if not times:
+            return None
+        i = bisect.bisect_right(times, at)
+        j = bisect.bisect_left(times, at + self.horizon)
+        if i == 0 or j >= len(times):
+            return None
+        entry, later = self._prices[symbol.upper()][i - 1], self._prices[symbol.upper()][j]
+        side = 1.0 if action == "buy" else -1.0
+        return side * (later / entry - 1.0) * 1e4 - self.cost_bps
+
+
+def _uniform(seed: int, *parts: object) -> float:
+    """A number in [0, 1) fixed by the seed and the decision: the same decisions are vetoed
+    whatever order the requests arrive in."""
+    digest = hashlib.sha256(json.dumps([seed, *map(str, parts)]).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _evaluation_answer(
+    decision: dict[str, Any], config: DevGatewayConfig, oracle: Oracle | None
+) -> tuple[dict[str, Any], str]:
+    symbol, action = str(decision.get("symbol")), str(decision.get("action"))
+    at = _parse_time(decision.get("event_ts"))
+    if config.reviewer == "random":
+        draw = _uniform(config.seed, symbol, action, decision.get("event_ts"))
+        if draw < config.veto_rate:
+            return _answer("veto", 0.6, "random veto", ["random"]), f"Draw {draw:.3f}: veto."
+        return _answer("approve", 0.6, "random approve", []), f"Draw {draw:.3f}: approve."
+    forward = oracle.forward_bps(symbol, action, at) if oracle and at else None
+    if forward is not None and forward < 0:
+        return (_answer("veto", 0.99, "loses at the horizon", ["oracle"]),
+                f"Forward {forward:+.1f} bps.")
+    note = "no forward price" if forward is None else f"forward {forward:+.1f} bps"
+    return _answer("approve", 0.99 if forward is not None else 0.5, note, []), note
+
+
+def review_answer(
+    text: str, config: DevGatewayConfig, oracle: Oracle | None = None
+) -> tuple[dict[str, Any], str]:
     """The review for the request embedded in `text`, and a one-line reasoning summary."""
     request = _find_request_object(text)
     if request is None:
         return _answer("approve", 0.3, "no decision found", []), "No decision in the request."
     # Tolerate a bare decision object as well as the full {decision, portfolio, policy} request.
     decision = _dict(request.get("decision")) if "decision" in request else request
+    if config.reviewer != "rules":
+        return _evaluation_answer(decision, config, oracle)
     portfolio = _dict(request.get("portfolio"))
     policy = _dict(request.get("policy"))
     qty = _num(decision.get("qty"))
@@ -375,9 +478,11 @@ class _Plan:
     tail: list[bytes]  # usage (when asked) and the stop chunk
 
 
-def _plan(body: dict[str, Any], model: str, config: DevGatewayConfig) -> _Plan:
+def _plan(
+    body: dict[str, Any], model: str, config: DevGatewayConfig, oracle: Oracle | None = None
+) -> _Plan:
     messages: list[object] = body["messages"]
-    answer, summary = review_answer(_last_user_text(messages), config)
+    answer, summary = review_answer(_last_user_text(messages), config, oracle)
     answer_text = _compact(answer)
     turn = _Turn(model)
     reasoning = [
@@ -501,6 +606,11 @@ def _sse(stream: AsyncIterator[bytes]) -> StreamingResponse:
 def create_app(config: DevGatewayConfig) -> Starlette:
     """The gateway as an ASGI app; its counters live in `app.state.devgateway`."""
     state = _State(config=config, rng=random.Random(config.seed))
+    oracle = (
+        Oracle(config.oracle_signals, config.oracle_horizon_seconds, config.oracle_cost_bps)
+        if config.reviewer == "oracle" and config.oracle_signals
+        else None
+    )
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
@@ -556,7 +666,7 @@ def create_app(config: DevGatewayConfig) -> Starlette:
             return _sse(_stream_keepalive_forever(state))
         if fault == "garbage":
             return _sse(_stream_garbage(state))
-        plan = _plan(body, model if isinstance(model, str) else config.model, config)
+        plan = _plan(body, model if isinstance(model, str) else config.model, config, oracle)
         if fault == "error-frame":
             return _sse(_stream_error_frame(state, plan))
         if fault == "truncate":
@@ -751,11 +861,22 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--veto-notional", type=float, default=defaults.veto_notional)
     p.add_argument("--adjust-exposure-pct", type=float, default=defaults.adjust_exposure_pct)
     p.add_argument("--no-rate-limit-block", dest="include_rate_limit_block", action="store_false")
+    p.add_argument("--reviewer", choices=REVIEWERS, default=defaults.reviewer,
+                   help="rules (thresholds), random (seeded vetoes) or oracle (knows the future)")
+    p.add_argument("--veto-rate", type=float, default=defaults.veto_rate,
+                   help="share of decisions the random reviewer vetoes")
+    p.add_argument("--oracle-signals", default=None, metavar="FILE",
+                   help="signals file the oracle reads its future prices from")
+    p.add_argument("--oracle-horizon-seconds", type=float,
+                   default=defaults.oracle_horizon_seconds)
+    p.add_argument("--oracle-cost-bps", type=float, default=defaults.oracle_cost_bps)
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> DevGatewayConfig:
     """Raises ValueError (one-line message) on an invalid combination."""
+    if args.oracle_signals and not os.path.isfile(args.oracle_signals):
+        raise ValueError(f"--oracle-signals: no such file: {args.oracle_signals}")
     models: tuple[str, ...] = (args.model,)
     if args.models:
         models = tuple(m.strip() for m in str(args.models).split(",") if m.strip())
@@ -772,6 +893,11 @@ def config_from_args(args: argparse.Namespace) -> DevGatewayConfig:
         veto_notional=args.veto_notional,
         adjust_exposure_pct=args.adjust_exposure_pct,
         include_rate_limit_block=args.include_rate_limit_block,
+        reviewer=args.reviewer,
+        veto_rate=args.veto_rate,
+        oracle_signals=args.oracle_signals,
+        oracle_horizon_seconds=args.oracle_horizon_seconds,
+        oracle_cost_bps=args.oracle_cost_bps,
     )
 
 

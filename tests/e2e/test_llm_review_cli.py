@@ -59,7 +59,7 @@ async def test_each_jangar_example(name: str, tmp_path: Path) -> None:
     assert rc == exit_code, err
     assert (out["error"] or {}).get("code") == code
     assert set(out) == {"provider", "model", "llm_verdict", "verdict", "reason", "response",
-                        "error", "usage", "latency_ms", "ttft_ms"}
+                        "error", "usage", "latency_ms", "ttft_ms", "missing"}
     assert out["provider"] == "jangar"
     if code is None:
         assert out["usage"] is not None and out["usage"]["total_tokens"] > 0

@@ -209,6 +209,6 @@ async def test_the_reviewer_sees_no_decision_from_after_its_own_signal(
                                      tick(2, "100", BUY)])
     await cycle(database, path, provider, TRADING_MAX_POSITION_PCT_EQUITY="1")
     assert sorted(provider.recent, key=len) == [
-        [], ["2026-03-02T15:00:00+00:00"],
-        ["2026-03-02T15:00:00+00:00", "2026-03-02T15:01:00+00:00"],
+        [], ["2026-03-02T15:00:00Z"],
+        ["2026-03-02T15:00:00Z", "2026-03-02T15:01:00Z"],
     ]

@@ -29,7 +29,7 @@ def test_cli_commands() -> None:
     assert set(sub.choices) == {"serve", "demo", "replay", "llm", "db", "dev-gateway"}
     llm = sub.choices["llm"]
     llm_sub = next(a for a in llm._actions if a.dest == "llm_command")
-    assert set(llm_sub.choices) == {"review", "report"}
+    assert set(llm_sub.choices) == {"review", "report", "eval"}
     db = sub.choices["db"]
     assert set(next(a for a in db._actions if a.dest == "db_command").choices) == {"upgrade"}
 
@@ -81,6 +81,18 @@ def test_sse_public_api() -> None:
     events = decoder.feed(b"id: 7\nretry: 50\ndata: a\n\nevent: x\ndata: b\n\n")
     assert decoder.close() == []
     assert events == [SSEEvent("message", "a", "7", 50), SSEEvent("x", "b", "7", 50)]
+
+
+def test_llm_eval_flags_of_contract_section_8() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    llm_sub = next(a for a in sub.choices["llm"]._actions if a.dest == "llm_command")
+    flags = {o for a in llm_sub.choices["eval"]._actions for o in a.option_strings}
+    assert {"--signals", "--horizons", "--cost-bps", "--json", "--html",
+            "--min-veto-value-bps"} <= flags
+    for command in ("replay", "serve"):
+        assert "--anonymize" in {o for a in sub.choices[command]._actions
+                                 for o in a.option_strings}
 
 
 def test_section_8_reject_reasons() -> None:

@@ -102,3 +102,40 @@ def test_user_message_is_a_sentence_then_the_request_as_compact_json() -> None:
     assert "limit_price" in body["decision"]
     assert body["portfolio"]["positions"][0]["market_value"] == "201.96"
     assert set(body["policy"]) >= {"min_qty_multiplier", "max_qty_multiplier", "adjustment_allowed"}
+
+
+@pytest.mark.parametrize("adjust", [True, False])
+def test_v2_states_the_inputs_the_schema_and_the_bounds(adjust: bool) -> None:
+    bounds = PolicyBounds(min_confidence=0.65, adjustment_allowed=adjust)
+    system, _ = build_messages(load_prompt("v2"), _request(bounds))
+    text = system["content"]
+    assert "$" not in text
+    for key in (*RESPONSE_KEYS, "as_of", "history", "session", "open_orders", "risk_limits",
+                "recent_decisions", "missing"):
+        assert key in text
+    for concern in ("Regime", "Momentum against the order", "disagrees with its history",
+                    "last minutes of the session"):
+        assert concern in text
+    assert "0.65" in text
+    assert ("Adjustments are allowed" in text) is adjust
+
+
+def test_v1_stays_selectable_beside_v2() -> None:
+    assert {"v1", "v2"} <= set(available_versions())
+    assert load_prompt("v1").sha256 != load_prompt("v2").sha256
+
+
+@pytest.mark.parametrize("adjust", [True, False])
+def test_a_model_echoing_the_v2_prompt_gives_no_valid_review(adjust: bool) -> None:
+    """The example shape of v2 is not a review: a model that echoes its prompt (system and
+    user message, in either order) has its answer refused, never read as an approval."""
+    from torghut.errors import ReviewError
+    from torghut.trading.llm.answer import extract_review
+
+    system, user = build_messages(load_prompt("v2"), _request(PolicyBounds(
+        adjustment_allowed=adjust)))
+    for echo in (system["content"], system["content"] + "\n" + user["content"],
+                 user["content"] + "\n" + system["content"]):
+        with pytest.raises(ReviewError) as info:
+            extract_review(echo)
+        assert info.value.code.value in ("invalid_json", "invalid_schema")

@@ -268,7 +268,7 @@ async def record_review(
     return row.id
 
 
-_JSON_COLUMNS = frozenset({"input_json", "response_json", "risk_flags"})
+_JSON_COLUMNS = frozenset({"input_json", "response_json", "risk_flags", "real_request_json"})
 
 
 def jsonable_if_json(column: str, value: Any) -> Any:
@@ -498,25 +498,26 @@ async def recent_decisions(
     exclude_hash: str | None = None,
     before: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """The last decisions in `symbol`, for the reviewer's context (not the one under review);
-    with `before`, only those whose signal came earlier (point in time: a batch stores its
-    later decisions at the same moment)."""
+    """The latest decisions in `symbol`, latest signal first, for the reviewer's context; with
+    `before`, only those whose signal time is earlier (point in time: a decision written
+    earlier but dated later, as in a batch, is never shown). One still `planned` is labelled
+    `undecided`."""
     stmt = select(TradeDecisionRow).where(TradeDecisionRow.symbol == symbol)
     if exclude_hash is not None:
         stmt = stmt.where(TradeDecisionRow.decision_hash != exclude_hash)
     if before is not None:
         stmt = stmt.where(TradeDecisionRow.event_ts < before)
-    stmt = stmt.order_by(TradeDecisionRow.event_ts.desc(), TradeDecisionRow.created_at.desc())
-    stmt = stmt.limit(limit)
+    stmt = stmt.order_by(
+        TradeDecisionRow.event_ts.desc(), TradeDecisionRow.decision_hash
+    ).limit(limit)
     rows = await db.run(lambda session: session.execute(stmt).scalars().all())
     return [
         {
-            "symbol": r.symbol,
+            "event_ts": r.event_ts.isoformat().replace("+00:00", "Z"),
             "action": r.action,
             "qty": str(r.qty),
-            "status": r.status,
+            "status": "undecided" if r.status == "planned" else r.status,
             "reason": r.reason,
-            "event_ts": r.event_ts.isoformat(),
         }
         for r in rows
     ]

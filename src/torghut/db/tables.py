@@ -238,6 +238,8 @@ class LLMDecisionReview(Base):
     error_message: Mapped[str | None] = mapped_column(SafeText())
     notional: Mapped[Decimal | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # With --anonymize: the request before anonymising (input_json holds what was sent).
+    real_request_json: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON)
 
 
 class SignalCursor(Base):
@@ -308,6 +310,11 @@ Index(
     "ix_llm_decision_reviews_verdict_created",
     LLMDecisionReview.verdict,
     LLMDecisionReview.created_at,
+)
+Index(
+    "ix_trade_decisions_symbol_event_ts",
+    TradeDecisionRow.symbol,
+    TradeDecisionRow.event_ts,
 )
 
 

@@ -49,4 +49,5 @@ def review_row(
         "error_code": outcome.error_code,
         "error_message": outcome.error_message,
         "notional": notional,
+        "real_request_json": outcome.real_request_json,  # --anonymize: before anonymising
     }

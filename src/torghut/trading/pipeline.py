@@ -46,7 +46,8 @@ from torghut.trading.group_commit import GroupCommit
 from torghut.trading.halt import HALTED_REASON, TradingHalt
 from torghut.trading.judge import JudgingSettings, exit_sized, judge, strategy_limits
 from torghut.trading.ledger import BatchLedger, Reservation
-from torghut.trading.llm.review_engine import ReviewEngine, ReviewOutcome, build_review_request
+from torghut.trading.llm.context import ReviewFacts
+from torghut.trading.llm.review_engine import ReviewEngine, ReviewOutcome
 from torghut.trading.llm.schema import PolicyBounds
 from torghut.trading.orders import (
     BROKER_NO_ANSWER,
@@ -226,6 +227,8 @@ class TradingPipeline:
         if not signals:
             return result
         result.signals = len(signals)
+        if self.reviewer is not None:
+            self.reviewer.observe(signals)  # the reviewer's bar history
         strategies = await self.strategies.load_all()
         # Whether a rule fires does not depend on the book (only the size does), nor does a
         # decision's hash: a batch where nothing fires needs neither the book nor the store.
@@ -603,31 +606,19 @@ class TradingPipeline:
 
     async def _review(self, item: _Item) -> ReviewOutcome:
         assert self.reviewer is not None
-        try:
-            recent = await self.store.recent_decisions(
-                item.decision.symbol, exclude_hash=item.hash, before=item.decision.event_ts
-            )
-        except Exception:
-            # Context for the model, not a reason to skip the review.
-            log.warning("recent decisions of %s unavailable for the review", item.hash)
-            recent = []
+        # The engine builds the point-in-time request (trading/llm/context.py) from the book
+        # as this decision saw it at its own signal time.
         assert item.account is not None
-        request = build_review_request(
-            item.decision,
-            # The book as this decision saw it at its own signal time.
+        facts = ReviewFacts(
+            signal=item.signal,
             account=item.account,
             positions=item.positions,
-            market=item.signal.model_dump(mode="json"),
-            recent_decisions=recent,
-            bounds=self.bounds,
-            trading_mode=self.gate.trading_mode,
-            prompt_version=self.prompt_version,
         )
         async with self._review_slots:
             self.metrics.reviews_in_flight.inc()
             self._reviewing += 1
             try:
-                outcome = await self.reviewer.review(item.decision, request)
+                outcome = await self.reviewer.review_decision(item.decision, facts)
             finally:
                 self._reviewing -= 1
                 self.metrics.reviews_in_flight.dec()

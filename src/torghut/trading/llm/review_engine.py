@@ -30,6 +30,7 @@ from torghut.domain import (
     LLMVerdict,
     OrderType,
     Position,
+    Signal,
     TradeDecision,
     TradingMode,
     Usage,
@@ -37,8 +38,10 @@ from torghut.domain import (
 )
 from torghut.errors import ReviewError, ReviewErrorCode, redact, redact_json
 from torghut.ports import Completion, ReviewProvider
+from torghut.trading.llm.anonymize import anonymize
 from torghut.trading.llm.answer import extract_review
 from torghut.trading.llm.circuit import CircuitBreaker
+from torghut.trading.llm.context import PointInTimeContext, ReviewContextSource, ReviewFacts
 from torghut.trading.llm.policy import apply_policy
 from torghut.trading.llm.prompts import PromptTemplate, build_messages
 from torghut.trading.llm.schema import (
@@ -77,6 +80,9 @@ class ReviewOutcome:
     error_code: str | None
     error_message: str | None
     adjusted_decision: TradeDecision | None = None
+    # With anonymising on: the request before it was anonymised (`request_json` is what was
+    # sent). None otherwise.
+    real_request_json: dict[str, Any] | None = None
 
     @property
     def error(self) -> dict[str, str] | None:
@@ -92,6 +98,7 @@ class _Attempt:
 
     request_json: dict[str, Any] = field(default_factory=dict)
     completion: Completion | None = None
+    real_request_json: dict[str, Any] | None = None
 
 
 class ReviewEngine:
@@ -104,7 +111,14 @@ class ReviewEngine:
         *,
         secrets: Sequence[str] = (),
         clock: Callable[[], float] = time.monotonic,
+        context: ReviewContextSource | None = None,
+        anonymize: bool = False,
     ) -> None:
+        self._anonymize = anonymize
+        # Without a configured context (unit tests), one with no history and no database.
+        self._context: ReviewContextSource = context or PointInTimeContext(
+            bounds=bounds, trading_mode=TradingMode.PAPER, prompt_version=prompt.version
+        )
         self._provider = provider
         self._breaker = breaker
         self._prompt = prompt
@@ -155,6 +169,28 @@ class ReviewEngine:
     def bounds(self) -> PolicyBounds:
         return self._bounds
 
+    @property
+    def context(self) -> ReviewContextSource:
+        return self._context
+
+    def observe(self, signals: Sequence[Signal]) -> None:
+        """Signals as they are read, for the context's bar history."""
+        self._context.observe(signals)
+
+    async def review_decision(self, decision: TradeDecision, facts: ReviewFacts) -> ReviewOutcome:
+        """Review `decision`, described to the model by the point-in-time context built from
+        `facts`. Never raises, except cancellation."""
+        try:
+            request = await self.context.build(decision, facts)
+        except Exception:
+            # A bug in the context must not cost the review: the decision alone, labelled.
+            logger.exception("review context of %s failed", decision.symbol)
+            request = LLMReviewRequest(
+                decision=decision.model_dump(mode="json"), policy=self._bounds,
+                prompt_version=self._prompt.version, missing=["context"],
+            )
+        return await self.review(decision, request)
+
     async def review(self, decision: TradeDecision, request: LLMReviewRequest) -> ReviewOutcome:
         """Review `decision` (described to the model by `request`). Never raises, except
         cancellation."""
@@ -178,6 +214,10 @@ class ReviewEngine:
         attempt: _Attempt,
         started: float,
     ) -> ReviewOutcome:
+        if self._anonymize:
+            real = request.model_dump(mode="json")
+            attempt.real_request_json = real
+            request = LLMReviewRequest.model_validate(anonymize(real))
         messages = build_messages(self._prompt, request)
         attempt.request_json = dict(self._provider.request_body(messages))
         permit = self._breaker.acquire()
@@ -224,6 +264,7 @@ class ReviewEngine:
             error_code=None,
             error_message=None,
             adjusted_decision=result.adjusted_decision,
+            real_request_json=self._real(attempt),
         )
 
     def _elapsed_ms(self, started: float) -> int:
@@ -280,7 +321,12 @@ class ReviewEngine:
             error_code=code,
             error_message=message,
             adjusted_decision=None,
+            real_request_json=self._real(attempt),
         )
+
+    def _real(self, attempt: _Attempt) -> dict[str, Any] | None:
+        real = attempt.real_request_json
+        return None if real is None else self._scrub(real)
 
 
 def _position_dict(position: Position | Mapping[str, Any] | Any) -> Any:

@@ -102,6 +102,14 @@ class LLMReviewRequest(BaseModel):
     policy: PolicyBounds = Field(default_factory=PolicyBounds)
     trading_mode: TradingMode = TradingMode.PAPER
     prompt_version: str = "v1"
+    # The point-in-time context (trading/llm/context.py); all as of `as_of`, the decision's
+    # signal time. `missing` names the parts the builder could not supply.
+    as_of: str | None = None
+    history: dict[str, Any] | None = None
+    session: dict[str, Any] | None = None
+    open_orders: list[dict[str, Any]] = Field(default_factory=list)
+    risk_limits: dict[str, Any] | None = None
+    missing: list[str] = Field(default_factory=list)
 
     @field_validator("decision", mode="before")
     @classmethod
@@ -110,12 +118,12 @@ class LLMReviewRequest(BaseModel):
             return value.model_dump(mode="json")
         return _json_object(value) if isinstance(value, Mapping) else value
 
-    @field_validator("market", mode="before")
+    @field_validator("market", "history", "session", "risk_limits", mode="before")
     @classmethod
     def _plain_market(cls, value: Any) -> Any:
         return None if value is None else _json_object(value)
 
-    @field_validator("recent_decisions", mode="before")
+    @field_validator("recent_decisions", "open_orders", mode="before")
     @classmethod
     def _plain_recent(cls, value: Any) -> Any:
         if value is None:

@@ -1,0 +1,70 @@
+"""`torghut llm eval`: the audit rows of `DB_DSN` against a price source."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from torghut.db.engine import Database
+from torghut.errors import InputError
+from torghut.evaluation.clickhouse import ClickHouseAccess, clickhouse_prices
+from torghut.evaluation.evaluate import evaluate
+from torghut.evaluation.prices import PricePaths, parse_horizons
+from torghut.evaluation.rows import load_reviewed
+from torghut.evaluation.signal_file import read_signal_file
+
+
+def sqlite_path(dsn: str) -> Path | None:
+    """The file of a SQLite DSN (None for other databases and in-memory ones): opening a
+    missing one would create it, which a read-only command must not do."""
+    if not dsn.startswith("sqlite"):
+        return None
+    path = dsn.split("///", 1)[-1].split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+async def run_eval(
+    dsn: str,
+    signals: Path | None,
+    *,
+    horizons: str,
+    cost_bps: float,
+    since: datetime | None = None,
+    seed: int = 0,
+    clickhouse: ClickHouseAccess | None = None,
+) -> dict[str, Any]:
+    """The evaluation of the reviews in `dsn`; prices from `signals`, else from `clickhouse`."""
+    parsed = parse_horizons(horizons)
+    if not math.isfinite(cost_bps) or cost_bps < 0:
+        raise InputError(f"--cost-bps: must be a number >= 0 (got {cost_bps})")
+    if signals is None and clickhouse is None:
+        raise InputError("--signals: a price source is required (a JSON Lines signal file, "
+                         "or CLICKHOUSE_URL for the ClickHouse bars)")
+    path = sqlite_path(dsn)
+    if path is not None and not path.exists():
+        # Opening it would create an empty database: say what is wrong instead.
+        raise InputError(f"DB_DSN: no such SQLite database: {path}")
+    paths: PricePaths | None = None
+    if signals is not None:
+        price_signals = await asyncio.to_thread(read_signal_file, signals)
+        if not price_signals:
+            raise InputError(f"--signals: no valid signal in {signals}")
+        paths = PricePaths.from_signals(price_signals)
+    db = Database(dsn)
+    try:
+        decisions = await load_reviewed(db, since)
+    finally:
+        await db.aclose()
+    if paths is None:
+        assert clickhouse is not None
+        longest = max(delta for _, delta in parsed)
+        symbols = sorted({d.symbol for d in decisions})
+        start = min((d.event_ts for d in decisions), default=datetime.now(UTC))
+        end = max((d.event_ts for d in decisions), default=start) + longest + timedelta(days=3)
+        paths = await clickhouse_prices(clickhouse, symbols, start, end)
+    return await asyncio.to_thread(
+        evaluate, decisions, paths, parsed, cost_bps=cost_bps, seed=seed
+    )
