@@ -231,6 +231,7 @@ class TradingPipeline:
             return result
         result.signals = len(signals)
         self.metrics.signals.inc(len(signals))
+        self.metrics.signals_read(s.event_ts for s in signals)
         marked = await self._mark_prices(signals)
         strategies = await self.strategies.load()
         book = await self._open_book(signals, marked)
