@@ -9,7 +9,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -20,6 +19,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from torghut.config import Settings, load_settings
 from torghut.errors import REDACTED, ConfigError, InputError, TorghutError, redact
+from torghut.logs import RedactingFilter, setup_logging, startup_banner
+
+__all__ = ["RedactingFilter", "build_parser", "main", "setup_logging"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -32,38 +34,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # One line, not argparse's usage block: scripts grep stderr.
         raise UsageError(f"{self.prog}: {message} (see --help)")
-
-
-class RedactingFilter(logging.Filter):
-    """Replaces every configured secret in every log line, whoever logged it."""
-
-    def __init__(self, secrets: Sequence[str]) -> None:
-        super().__init__()
-        self.secrets = [s for s in secrets if s]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            cleaned = redact(message, self.secrets, limit=None)
-            if cleaned != message:
-                record.msg, record.args = cleaned, None
-            if record.exc_info and record.exc_info[1] is not None:
-                text = logging.Formatter().formatException(record.exc_info)
-                record.exc_info = None
-                record.exc_text = redact(text, self.secrets, limit=None)
-        return True
-
-
-def setup_logging(settings: Settings | None, level: str | None = None) -> None:
-    name = (level or (settings.torghut_log_level if settings else "info")).upper()
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactingFilter(settings.secrets() if settings else []))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(name)
-    for noisy in ("httpx", "httpcore", "alembic", "uvicorn.access"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
 def _settings() -> Settings:
@@ -84,6 +54,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings()
     setup_logging(settings)
+    startup_banner(settings, "serve")
     port = args.port or settings.torghut_port
     host = args.host or settings.torghut_host
     return asyncio.run(_serve(settings, host, port))
@@ -127,6 +98,7 @@ async def _serve(settings: Settings, host: str, port: int) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     settings = _settings()
     setup_logging(settings, "warning" if not args.verbose else None)
+    startup_banner(settings, "replay")
     path = Path(args.signals)
     if not path.is_file():
         raise InputError(f"--signals: no such file: {path}")

@@ -130,6 +130,7 @@ class Settings(BaseSettings):
     torghut_port: int = Field(default=8181, ge=1, le=65535)
     torghut_host: str = "0.0.0.0"
     torghut_log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"  # json: one JSON object per log line
 
     @field_validator("jangar_base_url", "openai_base_url", "apca_api_base_url", "clickhouse_url")
     @classmethod

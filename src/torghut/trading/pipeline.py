@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
+from torghut import logs
 from torghut.db import repo
 from torghut.db.engine import Database
 from torghut.domain import (
@@ -432,6 +433,9 @@ class TradingPipeline:
             self._release(book, item.hash)
             item.final = True
             self._count_rejection(result, reason or "llm_veto")
+            logs.review_vetoed(
+                item.decision, item.hash, reason or "llm_veto", outcome.verdict, outcome.rationale
+            )
             return
         await self._submit(item, to_submit, book, result)
 
@@ -556,6 +560,7 @@ class TradingPipeline:
             placed: BrokerOrder | None = await self._orders(order)
         except BrokerError as exc:
             if exc.rejected:
+                logs.order_rejected_by_broker(order, str(exc), broker=self.broker.name)
                 self._release(book, item.hash)
                 await self._reject(item, f"broker_rejected:{exc}"[:500], result)
                 return
@@ -575,12 +580,16 @@ class TradingPipeline:
             return
         item.final = True
         if placed.status in ("rejected", "broker_rejected"):
+            logs.order_rejected_by_broker(
+                order, placed.reject_reason or placed.status, broker=self.broker.name
+            )
             self._count_rejection(result, "broker_rejected")
             return
         book.last_trade_at[order.symbol] = RecentTrade(item.decision.event_ts, item.hash)
         result.submitted += 1
         self.metrics.orders.labels(broker=self.broker.name).inc()
         self.metrics.decisions.labels(status="submitted").inc()
+        logs.order_submitted(order, placed, broker=self.broker.name)
 
     async def _after_unknown_outcome(
         self, item: _Item, book: _Book, exc: Exception, result: CycleResult
