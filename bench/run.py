@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
-BENCHMARKS = ("bench_sse", "bench_provider", "bench_pipeline")
+BENCHMARKS = ("bench_sse", "bench_provider", "bench_pipeline", "bench_cli")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -183,6 +183,16 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _cross_field(self) -> Settings:
         if self.llm_provider is None:
+            if self.llm_enabled and not (
+                self.jangar_base_url or self.openai_api_key or self.openai_base_url
+            ):
+                # Name what is missing for the usual set-up (Jangar), not the OpenAI key the
+                # fallback below would ask for.
+                raise _CrossFieldError(
+                    "jangar_base_url",
+                    "is required with LLM_ENABLED=true (or set LLM_PROVIDER=openai and "
+                    "OPENAI_API_KEY)",
+                )
             provider = LLMProvider.JANGAR if self.jangar_base_url else LLMProvider.OPENAI
             object.__setattr__(self, "llm_provider", provider)
         if self.llm_provider is LLMProvider.JANGAR and not self.jangar_base_url:

@@ -9,6 +9,7 @@ with somebody's real settings.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 import tempfile
@@ -113,7 +114,7 @@ async def _run(workdir: Path, out: TextIO) -> int:
             settings = demo_settings(workdir / f"{label}.db", gateway.base_url, shadow=shadow)
             summary, table, rep = await _phase(label, settings, signals, out)
             results[label] = (summary, table, rep)
-            out.write(f"  summary: {summary}\n\n")
+            out.write(f"  summary: {json.dumps(summary)}\n\n")
     for label, (_summary, table, rep) in results.items():
         out.write(
             f"== llm report ({label}): --max-error-rate 0.05 --max-p95-ms 8000 "

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
+from torghut.build import build_details
 from torghut.errors import redact
 
 if TYPE_CHECKING:
@@ -105,6 +106,16 @@ def setup_logging(settings: Settings | None, level: str | None = None) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
+def always(message: str, **fields: Any) -> None:
+    """One line whatever the log level (a command's closing line), in the log's format and
+    through its redaction: handed to the root handlers directly."""
+    record = log.makeRecord(
+        log.name, logging.INFO, "(torghut)", 0, message, (), None, extra=fields
+    )
+    for handler in logging.getLogger().handlers:
+        handler.handle(record)
+
+
 # ------------------------------------------------------------------------------- the events
 def gate_stage(settings: Settings) -> str:
     """The rollout stage of docs/rollout.md the settings amount to (stages 1 and 2 share
@@ -121,8 +132,6 @@ def gate_stage(settings: Settings) -> str:
 def startup_fields(settings: Settings, command: str) -> dict[str, Any]:
     """What the banner says, with nothing secret in it: the DSN with its password masked, no
     key at all (only whether one is set)."""
-    from torghut.metrics import build_details
-
     build = build_details()
     return {
         "command": command,

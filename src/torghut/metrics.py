@@ -11,10 +11,8 @@ argocd/applications/torghut/prometheus-rules.yaml use only names defined here (a
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from importlib import metadata, resources
 from typing import Any
 
 from prometheus_client import (
@@ -31,6 +29,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from torghut import logs
+from torghut.build import build_details
 from torghut.config import BrokerKind
 from torghut.domain import Verdict
 from torghut.errors import ReviewErrorCode
@@ -65,22 +64,6 @@ TOKEN_KINDS = ("prompt", "completion")
 # Shadow reviews that would have changed the order: a veto or an adjustment (an error only
 # when the fail mode is veto).
 DISAGREEING_VERDICTS = (Verdict.VETO.value, Verdict.ADJUST.value, Verdict.ERROR.value)
-BUILD_COMMIT_FILE = "BUILD_COMMIT"  # written into the package by the image build (Dockerfile)
-
-
-@functools.cache
-def build_details() -> dict[str, str]:
-    """The package version and the Git commit it was built from ("unknown" outside an image
-    build, which writes the commit into the package as `BUILD_COMMIT`)."""
-    try:
-        version = metadata.version("torghut")
-    except metadata.PackageNotFoundError:
-        version = "unknown"
-    try:
-        commit = (resources.files("torghut") / BUILD_COMMIT_FILE).read_text("utf-8").strip()
-    except (FileNotFoundError, OSError):
-        commit = ""
-    return {"version": version, "git_commit": commit or "unknown"}
 
 
 class Metrics:
