@@ -74,7 +74,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     settings = _settings()
     setup_logging(settings)
     upgrade(settings.db_dsn)
-    print(f"database at head: {settings.redacted_dsn()}", file=sys.stderr)
+    always(f"database at head: {settings.redacted_dsn()}", event="db_upgrade")
     return EXIT_OK
 
 
