@@ -182,11 +182,24 @@ class ReplayProgress:
         always(line, event="replay_done", summary=summary)
 
 
+def require_a_gateway(settings: Settings) -> None:
+    """Nothing says where to send a review: name the usual missing piece (Jangar's URL), not
+    the OpenAI key the settings' fallback provider would ask for."""
+    chosen = "llm_provider" in settings.model_fields_set
+    if chosen or settings.jangar_base_url or settings.openai_api_key or settings.openai_base_url:
+        return
+    raise ConfigError(
+        "JANGAR_BASE_URL",
+        "is required for a review (or set LLM_PROVIDER=openai and OPENAI_API_KEY)",
+    )
+
+
 def cmd_llm_review(args: argparse.Namespace) -> int:
     from torghut.domain import TradeDecision
 
     settings = _settings()
     setup_logging(settings, "warning")
+    require_a_gateway(settings)
     raw = sys.stdin.read() if args.decision == "-" else _read_file(args.decision, "--decision")
     try:
         data = json.loads(raw)

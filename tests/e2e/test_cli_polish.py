@@ -98,6 +98,18 @@ def test_llm_enabled_without_a_gateway_names_jangar_base_url(tmp_path: Path) -> 
     assert result.returncode == 2 and "OPENAI_API_KEY" in result.stderr
 
 
+def test_a_review_without_a_gateway_names_jangar_base_url(tmp_path: Path) -> None:
+    result = torghut("llm", "review", "--decision", "-", stdin="{}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "torghut: JANGAR_BASE_URL: is required for a review (or set LLM_PROVIDER=openai and "
+        "OPENAI_API_KEY)"
+    ]
+    chosen = torghut("llm", "review", "--decision", "-", stdin="{}", cwd=tmp_path,
+                     env={"LLM_PROVIDER": "openai"})
+    assert chosen.returncode == 2 and "JANGAR_BASE_URL" not in chosen.stderr
+
+
 def test_a_replay_ends_with_one_line_on_stderr(tmp_path: Path) -> None:
     env = {"DB_DSN": f"sqlite:///{tmp_path / 't.db'}"}
     result = torghut("replay", "--signals", str(bundled_signals()), env=env, cwd=tmp_path)
