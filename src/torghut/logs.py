@@ -88,6 +88,8 @@ class JsonFormatter(logging.Formatter):
             record.exc_text = record.exc_text or self.formatException(record.exc_info)
         if record.exc_text:
             out["exc"] = record.exc_text
+        if record.stack_info:
+            out["stack"] = record.stack_info
         return json.dumps(out, ensure_ascii=True, default=str)
 
 
