@@ -43,7 +43,7 @@ CIRCUIT_STATE_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 # The `reason` label of torghut_decision_rejections_total is a rejection reason up to its first
 # ":" (`llm_error:timeout` counts as `llm_error`). Risk and policy reasons come from their
 # modules; the rest are set by the pipeline, the reconciler and CONTRACT §8.
-REJECTION_REASONS: tuple[str, ...] = (
+REJECTION_REASONS: tuple[str, ...] = tuple(dict.fromkeys((
     *RISK_REASONS,
     *sorted(v for k, v in vars(policy).items() if k.startswith("REASON_") and isinstance(v, str)),
     "llm_error",
@@ -57,7 +57,7 @@ REJECTION_REASONS: tuple[str, ...] = (
     "broker_rejected",
     "broker_no_answer",
     "internal_error",
-)
+)))  # without repeats, in this order
 BROKERS: tuple[str, ...] = tuple(kind.value for kind in BrokerKind)
 DECISION_STATUSES = ("submitted", "rejected")
 TOKEN_KINDS = ("prompt", "completion")
