@@ -1,5 +1,6 @@
 """What the service says in its log: set-up (text or JSON lines, secrets redacted), the
-start-up banner, and one line per order, gate veto, halt change and breaker transition.
+start-up banner, and one line per order, broker rejection, gate veto and halt change (the
+breaker words its own transitions, in trading/llm/circuit.py, with the same `event` field).
 
 The event functions are the only place these lines are worded, so that `LOG_FORMAT=json` gives
 every event the same fields (`event` names it) and a test can hold them to the format. Every
@@ -238,12 +239,4 @@ def halt_changed(halted: bool, reason: str | None, *, by: str | None = None) -> 
         f": {reason}" if reason else "",
         extra={"event": "halt" if halted else "resume", "halted": halted, "reason": reason,
                "by": by},
-    )
-
-
-def breaker_transition(old: str, new: str) -> None:
-    level = logging.WARNING if new == "open" else logging.INFO
-    events.log(
-        level, "LLM breaker %s -> %s", old, new,
-        extra={"event": "breaker", "from_state": old, "to_state": new},
     )

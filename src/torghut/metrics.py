@@ -28,7 +28,6 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from torghut import logs
 from torghut.build import build_details
 from torghut.config import BrokerKind
 from torghut.domain import Verdict
@@ -188,9 +187,8 @@ class Metrics:
             lambda: float(CIRCUIT_STATE_VALUES.get(str(snapshot().get("state")), 0))
         )
 
-    def on_circuit_transition(self, old: str, new: str) -> None:
+    def on_circuit_transition(self, _old: str, new: str) -> None:
         self.circuit_transitions.labels(to_state=new).inc()
-        logs.breaker_transition(old, new)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

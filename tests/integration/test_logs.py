@@ -75,11 +75,8 @@ def emit_every_event(settings: Settings) -> None:
     logs.review_vetoed(decision, "hash1", "llm_veto", "veto", f"Bearer {key} looks risky")
     logs.halt_changed(True, f"incident, token {CANARIES['APCA_API_SECRET_KEY']}", by="ops")
     logs.halt_changed(False, None)
-    # A breaker's transitions reach the log through the metrics hook bootstrap wires.
-    from torghut.metrics import Metrics
-
-    metrics = Metrics()
-    breaker = CircuitBreaker(1, 60, 600, on_transition=metrics.on_circuit_transition)
+    # The breaker words its own transitions.
+    breaker = CircuitBreaker(1, 60, 600)
     permit = breaker.acquire()
     assert permit is not None
     with permit:
@@ -112,7 +109,8 @@ def test_text_lines_carry_every_event_and_no_secret(
                for x in lines)
     assert any("trading HALTED by ops: incident, token ***" in x for x in lines)
     assert any("trading resumed" in x for x in lines)
-    assert any("WARNING torghut.events: LLM breaker closed -> open" in x for x in lines)
+    assert any("WARNING torghut.circuit: LLM circuit closed -> open for 600s" in x
+               for x in lines)
     assert "Traceback" in err and "RuntimeError" in err
 
 
