@@ -45,6 +45,7 @@ class ReconcileResult:
     updated: int = 0  # executions whose status, fill or error count changed
     finalised: int = 0  # executions that reached a final status in this pass
     errors: int = 0  # orders whose broker call or update failed (retried next pass)
+    broker_rejected: int = 0  # orders the broker rejected after taking them (a metric counts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,7 @@ class _Outcome:
     updated: bool = False
     finalised: bool = False
     error: bool = False
+    rejected: bool = False
 
 
 async def reconcile(
@@ -89,6 +91,7 @@ async def reconcile(
         updated=sum(o.updated for o in outcomes),
         finalised=sum(o.finalised for o in outcomes),
         errors=sum(o.error for o in outcomes),
+        broker_rejected=sum(o.rejected for o in outcomes),
     )
 
 
@@ -187,7 +190,8 @@ def _mirror(
     execution.updated_at = now
     if decision is not None:
         _follow(decision, order, now)
-    return _Outcome(updated=True, finalised=status in TERMINAL_ORDER_STATUSES)
+    rejected = status in ("rejected", "broker_rejected")
+    return _Outcome(updated=True, finalised=status in TERMINAL_ORDER_STATUSES, rejected=rejected)
 
 
 def _follow(decision: TradeDecisionRow, order: BrokerOrder, now: datetime) -> None:
