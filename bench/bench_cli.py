@@ -24,8 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tables import table
+from tables import table  # bench/tables.py (scripts run from bench/)
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 TARGET_HELP_SECONDS = 0.3
