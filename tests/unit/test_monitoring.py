@@ -170,3 +170,16 @@ def test_promtool_catches_a_changed_threshold(tmp_path: Path) -> None:
     out = run_promtool(spec, tmp_path, "test", "rules", "rules_test.yaml")
     assert out.returncode != 0
     assert "TorghutAuditWriteFailures" in out.stdout + out.stderr
+
+
+def test_every_dashboard_query_parses(tmp_path: Path) -> None:
+    """promtool parses each panel's PromQL, posed as a recording rule."""
+    dashboard = json.loads(DASHBOARD_FILE.read_text("utf-8"))
+    queries = dashboard_expressions(dashboard)
+    spec = {"groups": [{"name": "dashboard", "rules": [
+        {"record": f"dashboard:query_{i}", "expr": q} for i, q in enumerate(queries)
+    ]}]}
+    out = run_promtool(spec, tmp_path, "check", "rules", "rules.yaml")
+    assert out.returncode == 0, out.stdout + out.stderr
+    broken = {"groups": [{"name": "d", "rules": [{"record": "d:q", "expr": "sum(rate(x[5m])"}]}]}
+    assert run_promtool(broken, tmp_path, "check", "rules", "rules.yaml").returncode != 0
