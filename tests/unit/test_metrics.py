@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from torghut.config import BrokerKind
 from torghut.errors import ReviewErrorCode
-from torghut.metrics import REJECTION_REASONS, Metrics
+from torghut.metrics import BROKERS, REJECTION_REASONS, Metrics
 from torghut.trading.llm import policy
 from torghut.trading.risk import REASONS
 
@@ -46,6 +47,7 @@ def test_every_labelled_counter_starts_with_every_known_label() -> None:
     }
     assert set(labelled(m, "torghut_decisions_total", "status")) == {"submitted", "rejected"}
     assert set(labelled(m, "torghut_orders_submitted_total", "broker")) == {"sim", "alpaca"}
+    assert set(BROKERS) == {kind.value for kind in BrokerKind}
     reasons = labelled(m, "torghut_decision_rejections_total", "reason")
     assert set(REASONS) <= set(reasons)
     assert policy.REASON_VETO in reasons and "broker_rejected" in reasons
