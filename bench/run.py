@@ -16,7 +16,10 @@ import time
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
-BENCHMARKS = ("bench_sse", "bench_provider", "bench_pipeline", "bench_cli")
+BENCHMARKS = (
+    "bench_sse", "bench_provider", "bench_pipeline", "bench_clickhouse", "bench_replay_memory",
+    "bench_cli",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ everything it opened, in reverse order."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 from collections.abc import Awaitable, Callable
@@ -16,9 +17,15 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from torghut.config import BrokerKind, Settings, SignalSourceKind
-from torghut.db.engine import Database, create_engine_from_dsn
+from torghut.db.engine import (
+    Database,
+    FileLeaderLock,
+    create_engine_from_dsn,
+    sqlite_lock_path,
+)
 from torghut.metrics import Metrics
 from torghut.ports import Broker, ReviewProvider, SignalSource
+from torghut.trading import quarantine
 from torghut.trading.catalog import StrategyCatalog
 from torghut.trading.llm.circuit import CircuitBreaker
 from torghut.trading.llm.client import build_provider
@@ -28,7 +35,7 @@ from torghut.trading.llm.review_engine import ReviewEngine
 from torghut.trading.llm.schema import PolicyBounds
 from torghut.trading.pipeline import GateSettings, TradingPipeline
 from torghut.trading.risk import RiskLimits
-from torghut.trading.scheduler import TradingScheduler
+from torghut.trading.scheduler import LeaderLock, TradingLock, TradingScheduler
 from torghut.trading.strategy import StrategyDefaults
 
 log = logging.getLogger("torghut")
@@ -82,6 +89,13 @@ def build_reviewer(
     return Reviewer(provider, breaker, prompt, bounds, engine)
 
 
+def trading_lock(dsn: str, engine: AsyncEngine) -> TradingLock:
+    """One loop per database: a lock file beside a SQLite file, else PostgreSQL's advisory
+    lock (an in-memory SQLite database has no other process to exclude)."""
+    path = sqlite_lock_path(dsn)
+    return FileLeaderLock(path) if path is not None else LeaderLock(engine)
+
+
 @dataclass
 class Container:
     settings: Settings
@@ -132,6 +146,7 @@ def _build_broker(settings: Settings, db: Database) -> Broker:
                 paper=settings.trading_mode.value == "paper",
                 base_url=settings.apca_api_base_url,
                 timeout_seconds=settings.trading_broker_timeout_seconds,
+                max_requests_per_minute=settings.alpaca_max_requests_per_minute,
             )
         )
     from torghut.trading.brokers import SimBroker
@@ -156,6 +171,7 @@ def _build_source(
                 password=password.get_secret_value() if password else None,
                 timeout_seconds=settings.clickhouse_timeout_seconds,
                 settle_seconds=settings.clickhouse_settle_seconds,
+                ca_file=settings.clickhouse_ca_file,
             ),
             db,
         )
@@ -172,10 +188,12 @@ async def build_container(
     trading_enabled: bool | None = None,
     metrics: Metrics | None = None,
     provider: ReviewProvider | None = None,
+    broker: Broker | None = None,
 ) -> Container:
     """Wire the service. `signals_path` forces a replay source (the `replay` and `demo`
     commands); `trading_enabled` overrides `TRADING_ENABLED` for the risk check (replay trades
-    whatever `TRADING_ENABLED` says: CONTRACT §3)."""
+    whatever `TRADING_ENABLED` says: CONTRACT §3). `provider` and `broker` replace the
+    configured ones (tests inject faults through them)."""
     metrics = metrics or Metrics()
     closers: list[Callable[[], Awaitable[None]]] = []
     # The async engine serves the leader lock's connection and /readyz; every transaction of
@@ -190,7 +208,7 @@ async def build_container(
         )
         if reviewer is not None:
             closers.append(reviewer.provider.aclose)
-        broker = _build_broker(settings, db)
+        broker = broker or _build_broker(settings, db)
         closers.append(broker.aclose)
         source = _build_source(settings, db, signals_path)
         closers.append(source.aclose)
@@ -234,6 +252,8 @@ async def build_container(
                 settings.llm_timeout_seconds if settings.llm_enabled else 0.0,
                 2 * settings.trading_broker_timeout_seconds,
             ),
+            lock=trading_lock(settings.db_dsn, engine),
+            quarantine=functools.partial(quarantine.record, db),
         )
     except BaseException:
         for close in reversed(closers):
@@ -244,3 +264,23 @@ async def build_container(
         settings, engine, db, metrics, broker, source, reviewer, pipeline, scheduler,
         closers,
     )
+
+
+async def check_startup(container: Container) -> None:
+    """What `replay` refuses at once, `serve` refuses before it reports ready (issue 12): a
+    signal file it cannot read, a strategy catalog that does not parse. `ConfigError` naming
+    the setting; the CLI turns it into one line and exit 2."""
+    from torghut.errors import ConfigError, InputError
+
+    if not container.settings.trading_enabled:
+        return  # the loop does not run: neither is read
+    check = getattr(container.source, "check", None)
+    if callable(check):
+        try:
+            check()
+        except InputError as exc:
+            raise ConfigError("TRADING_SIGNALS_PATH", str(exc)) from None
+    try:
+        await container.pipeline.strategies.load()
+    except InputError as exc:
+        raise ConfigError("TRADING_STRATEGY_CONFIG_PATH", str(exc)) from None

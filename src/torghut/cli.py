@@ -8,12 +8,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
+import math
 import os
+import socket
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeGuard
 
@@ -30,6 +34,9 @@ if TYPE_CHECKING:
     from torghut.config import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# A decision file is a few hundred bytes; past this it is not one (`/dev/zero`, a 20 MB text).
+DECISION_MAX_BYTES = 1 << 20
+DEFAULT_MAX_SHARES = 10_000  # TRADING_MAX_SHARES_PER_ORDER's default (CONTRACT §8)
 
 
 class UsageError(TorghutError):
@@ -81,13 +88,37 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings()
     setup_logging(settings)
-    startup_banner(settings, "serve")
-    port = args.port or settings.torghut_port
-    host = args.host or settings.torghut_host
-    return asyncio.run(_serve(settings, host, port))
+    port = settings.torghut_port if args.port is None else args.port
+    host = settings.torghut_host if args.host is None else args.host
+    listener = _listen(host, port)  # before anything else: a taken port is a usage error
+    try:
+        return asyncio.run(_serve(settings, host, port, listener))
+    finally:
+        listener.close()
 
 
-async def _serve(settings: Settings, host: str, port: int) -> int:
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's listening socket, bound here so that a bad host or a port in use is one
+    line and exit 2 (uvicorn would log a traceback and exit 3); uvicorn serves on it."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise InputError(f"--host: cannot resolve {host!r}: {exc}") from None
+    family, kind, proto, _name, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        why = "already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise InputError(f"serve: cannot listen on {host}:{port}: {why}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+async def _serve(settings: Settings, host: str, port: int, listener: socket.socket) -> int:
     import uvicorn
 
     class _GracefulServer(uvicorn.Server):
@@ -102,7 +133,7 @@ async def _serve(settings: Settings, host: str, port: int) -> int:
                 finally:
                     self._captured_signals.clear()
 
-    from torghut.bootstrap import build_container, freeze_startup_heap
+    from torghut.bootstrap import build_container, check_startup, freeze_startup_heap
     from torghut.db.engine import upgrade
     from torghut.main import create_app
 
@@ -110,13 +141,16 @@ async def _serve(settings: Settings, host: str, port: int) -> int:
     await asyncio.to_thread(upgrade, settings.db_dsn)
     container = await build_container(settings)
     try:
+        await check_startup(container)
+        # After every check that is one line and exit 2: the service is really starting.
+        startup_banner(settings, "serve")
         app = create_app(container)
         config = uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
             timeout_graceful_shutdown=10,
         )
         server = _GracefulServer(config)
-        await server.serve()
+        await server.serve(sockets=[listener])
         return EXIT_OK if server.started else EXIT_FAILED
     finally:
         await container.aclose()
@@ -125,10 +159,12 @@ async def _serve(settings: Settings, host: str, port: int) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     settings = _settings()
     setup_logging(settings, "warning" if not args.verbose else None)
-    startup_banner(settings, "replay")
     path = Path(args.signals)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"--signals: no such file: {path}")
+    if not path.is_file():
+        raise InputError(f"--signals: not a regular file: {path}")
+    startup_banner(settings, "replay")
     from torghut.bootstrap import freeze_startup_heap
     from torghut.replay import run_replay
 
@@ -195,25 +231,47 @@ def require_a_gateway(settings: Settings) -> None:
 
 
 def cmd_llm_review(args: argparse.Namespace) -> int:
-    from torghut.domain import TradeDecision
-
     settings = _settings()
     setup_logging(settings, "warning")
     require_a_gateway(settings)
-    raw = sys.stdin.read() if args.decision == "-" else _read_file(args.decision, "--decision")
+    raw = _read_capped(args.decision, "--decision", DECISION_MAX_BYTES)
+    max_shares = getattr(settings, "trading_max_shares_per_order", DEFAULT_MAX_SHARES)
+    decision = parse_decision(raw, max_shares=Decimal(str(max_shares)))
+    out = asyncio.run(review_once(settings, decision))
+    print(json.dumps(out, ensure_ascii=True))
+    return EXIT_FAILED if out["verdict"] == "error" else EXIT_OK
+
+
+def parse_decision(raw: str, *, max_shares: Decimal) -> Any:
+    """The `TradeDecision` of a decision file, checked against the bounds the pipeline keeps
+    for its own decisions before anything is sent; `InputError` naming `--decision` and the
+    field otherwise, whatever the text holds (tests/unit/test_input_fuzz.py)."""
+    from torghut.domain import TradeDecision
+    from torghut.limits import check_json_value, check_reviewable
+
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise InputError(f"--decision: not JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise InputError("--decision: nested too deep") from None
+    except ValueError as exc:  # an integer past Python's digit limit
+        raise InputError(f"--decision: not JSON ({str(exc).splitlines()[0][:120]})") from None
     if not isinstance(data, dict):
         raise InputError("--decision: must be one JSON object")
+    try:
+        check_json_value(data)
+    except ValueError as exc:
+        raise InputError(f"--decision: {exc}") from None
     try:
         decision = TradeDecision.model_validate(data)
     except Exception as exc:
         raise InputError(f"--decision: {_first_validation_error(exc)}") from None
-    out = asyncio.run(review_once(settings, decision))
-    print(json.dumps(out, ensure_ascii=True))
-    return EXIT_FAILED if out["verdict"] == "error" else EXIT_OK
+    try:
+        check_reviewable(decision, max_shares=max_shares)
+    except ValueError as exc:
+        raise InputError(f"--decision: {exc}") from None
+    return decision
 
 
 async def review_once(settings: Settings, decision: Any) -> dict[str, Any]:
@@ -261,7 +319,10 @@ def cmd_llm_report(args: argparse.Namespace) -> int:
     settings = _settings()
     setup_logging(settings, "warning")
     now = utcnow()
-    since = report.parse_since(args.since, now)
+    try:
+        since = report.parse_since(args.since, now)
+    except (OverflowError, ValueError):  # a valid ISO time that leaves datetime's range in UTC
+        raise InputError(f"--since: {args.since[:60]!r} is out of range") from None
     criteria = report.Criteria(
         max_error_rate=args.max_error_rate,
         max_p95_ms=args.max_p95_ms,
@@ -306,18 +367,45 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from torghut.bootstrap import freeze_startup_heap
     from torghut.demo import run_demo
 
+    workdir = _work_folder(args.dir) if args.dir else None
     freeze_startup_heap()
-    return run_demo(workdir=Path(args.dir) if args.dir else None, keep=args.keep)
+    return run_demo(workdir=workdir, keep=args.keep)
+
+
+def _work_folder(value: str) -> Path:
+    folder = Path(value)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--dir: {value} exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".torghut-write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"--dir: cannot use {value}: {exc.strerror}") from None
+    return folder
 
 
 # ------------------------------------------------------------------------------------ parser
-def _read_file(path: str, flag: str) -> str:
+def _read_capped(path: str, flag: str, limit: int) -> str:
+    """At most `limit` bytes of a file (or stdin for `-`), as UTF-8: `/dev/zero` or a
+    20 MB file is refused after `limit` bytes instead of read into memory."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        if path == "-":
+            data = sys.stdin.buffer.read(limit + 1)
+        else:
+            with Path(path).open("rb") as handle:
+                data = handle.read(limit + 1)
     except FileNotFoundError:
         raise InputError(f"{flag}: no such file: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{flag}: cannot read {path}: {type(exc).__name__}") from None
+    except OSError as exc:
+        raise InputError(f"{flag}: cannot read {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise InputError(f"{flag}: larger than {limit} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{flag}: not UTF-8") from None
 
 
 def _first_validation_error(exc: Exception) -> str:
@@ -329,6 +417,45 @@ def _first_validation_error(exc: Exception) -> str:
             loc = ".".join(str(p) for p in first.get("loc", ())) or "decision"
             return f"{loc}: {first.get('msg')}"
     return str(exc).splitlines()[0]
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number (1..65535)")
+    return value
+
+
+def _finite(text: str, low: float, high: float | None) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < low or (high is not None and value > high):
+        span = f"{low:g}..{high:g}" if high is not None else f"a finite number >= {low:g}"
+        raise argparse.ArgumentTypeError(f"{text!r} is not in {span}")
+    return value
+
+
+def _rate(text: str) -> float:
+    return _finite(text, 0.0, 1.0)
+
+
+def _milliseconds(text: str) -> float:
+    return _finite(text, 0.0, None)
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -352,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(one leader per database). Stops cleanly on SIGTERM.",
     )
     s.add_argument("--host", help="bind address (default TORGHUT_HOST, 0.0.0.0)")
-    s.add_argument("--port", type=int, help="port (default TORGHUT_PORT, 8181)")
+    s.add_argument("--port", type=_port, help="port, 1..65535 (default TORGHUT_PORT, 8181)")
     s.set_defaults(func=cmd_serve)
 
     d = sub.add_parser(
@@ -396,9 +523,9 @@ def build_parser() -> argparse.ArgumentParser:
         "prints verdicts, errors, latency and breaker openings; exit 1 when a criterion fails.",
     )
     rp.add_argument("--since", default="24h", help="window start: 24h, 90m, 7d or ISO 8601")
-    rp.add_argument("--max-error-rate", type=float, help="fail above this error share (0..1)")
-    rp.add_argument("--max-p95-ms", type=float, help="fail above this p95 latency")
-    rp.add_argument("--min-reviews", type=int, help="fail below this many reviews")
+    rp.add_argument("--max-error-rate", type=_rate, help="fail above this error share (0..1)")
+    rp.add_argument("--max-p95-ms", type=_milliseconds, help="fail above this p95 latency")
+    rp.add_argument("--min-reviews", type=_count, help="fail below this many reviews")
     rp.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     rp.add_argument("--html", metavar="FILE", help="also write a one-page HTML report")
     rp.set_defaults(func=cmd_llm_report)
@@ -448,6 +575,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, InputError) as exc:
         print(f"torghut: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
+    except TorghutError as exc:
+        # The work ran and could not finish (a signal file that cannot be indexed, ...).
+        print(f"torghut: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_FAILED
     except Exception as exc:
         if not _is_database_error(exc):
             raise
@@ -488,7 +619,10 @@ def _database_problem(exc: SQLAlchemyError) -> str:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split()) or REDACTED
+    """One line of printable text: input quoted in an error may hold newlines or escape
+    sequences that would forge lines or drive the terminal."""
+    flat = " ".join(text.split())
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in flat) or REDACTED
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import ssl
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -117,6 +118,8 @@ class Settings(BaseSettings):
     trading_broker: BrokerKind = BrokerKind.SIM
     trading_broker_timeout_seconds: float = Field(default=10, gt=0)
     trading_resend_window_seconds: float = Field(default=60, ge=0, le=3600)
+    # Alpaca allows an account 200 requests a minute; every call of ours shares this budget.
+    alpaca_max_requests_per_minute: int = Field(default=180, ge=1, le=10_000)
     apca_api_key_id: SecretStr | None = None
     apca_api_secret_key: SecretStr | None = None
     apca_api_base_url: str | None = None
@@ -125,6 +128,7 @@ class Settings(BaseSettings):
     clickhouse_password: SecretStr | None = None
     clickhouse_timeout_seconds: float = Field(default=10, gt=0)
     clickhouse_settle_seconds: float = Field(default=2, ge=0, le=300)
+    clickhouse_ca_file: Path | None = None  # PEM of a private CA for an https:// CLICKHOUSE_URL
     # --- service ---
     db_dsn: str = "sqlite:///torghut.db"
     torghut_port: int = Field(default=8181, ge=1, le=65535)
@@ -150,6 +154,20 @@ class Settings(BaseSettings):
         # request (or inject a header), so refuse them at start-up instead.
         if value is not None and any(c.isspace() or ord(c) < 32 for c in value.get_secret_value()):
             raise ValueError("must not contain spaces, newlines or control characters")
+        return value
+
+    @field_validator("clickhouse_ca_file")
+    @classmethod
+    def _ca_file(cls, value: Path | None) -> Path | None:
+        # Loaded once here so a missing or garbled file stops the start, not every fetch.
+        if value is None:
+            return None
+        try:
+            ssl.create_default_context(cafile=str(value))
+        except (ssl.SSLError, ValueError):  # SSLError first: it is an OSError too
+            raise ValueError(f"{value} holds no PEM certificate") from None
+        except OSError as exc:
+            raise ValueError(f"cannot read {value}: {exc.strerror or exc}") from None
         return value
 
     @field_validator("db_dsn")
@@ -276,6 +294,11 @@ def load_settings(
         return Settings(_env_file=env_file, **values)
     except _CrossFieldError as exc:
         raise ConfigError(exc.field.upper(), str(exc)) from None
+    except UnicodeDecodeError as exc:
+        # The .env file is read as UTF-8: say where it is not, never quote its bytes.
+        raise ConfigError(
+            str(env_file), f"is not UTF-8 (byte {exc.start}); save it as UTF-8"
+        ) from None
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         ctx_error = first.get("ctx", {}).get("error")

@@ -11,17 +11,30 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from sqlalchemy import text
 
 from torghut.bootstrap import Container
 from torghut.db import repo
 from torghut.domain import Verdict, as_utc
+from torghut.trading import quarantine
 
 log = logging.getLogger("torghut.api")
 
 Limit = Annotated[int, Query(ge=1, le=500, description="1..500")]
-Since = Annotated[str | None, Query(description="ISO 8601 datetime")]
+_SINCE_YEARS = r"^(000[2-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9])-"
+# Documented as an RFC 3339 date-time of years 2..9998, which every offset keeps inside
+# 1..9999 once in UTC; the API also reads other ISO 8601 forms, and answers 422 for a time
+# that leaves that range (9999-12-31T23:59:59-01:00).
+Since = Annotated[
+    str | None,
+    Query(
+        description="ISO 8601 datetime (years 2..9998)",
+        json_schema_extra={"format": "date-time", "pattern": _SINCE_YEARS},
+    ),
+]
 # The database check of /readyz must answer a probe quickly, whatever holds the pool.
 READY_DB_TIMEOUT_SECONDS = 2.0
 
@@ -32,14 +45,51 @@ def parse_since(value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
+        # A valid ISO time may still leave datetime's range once moved to UTC
+        # (9999-12-31T23:59:59-01:00): a bad parameter too, never a 500.
+        return as_utc(datetime.fromisoformat(value.strip()))
+    except (ValueError, OverflowError):
         raise RequestValidationError(
-            [{"loc": ("query", "since"), "msg": "must be an ISO 8601 datetime",
-              "type": "value_error"}]
+            [{"loc": ("query", "since"), "msg": "must be an ISO 8601 datetime within years "
+              "1..9999 in UTC", "type": "value_error"}]
         ) from None
-    return as_utc(parsed)
 Symbol = Annotated[str | None, Query(min_length=1, max_length=32)]
+
+
+class ProblemDetail(BaseModel):
+    parameter: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of the API: one line, and for a bad parameter the details."""
+
+    error: str
+    detail: list[ProblemDetail] | None = None
+
+
+class ReadyBody(BaseModel):
+    status: str
+    checks: dict[str, str]
+    failing: list[str] | None = None
+
+
+_TEXT = {"content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
+def _document_errors(schema: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI documents its own 422 body (`HTTPValidationError`); ours is `ErrorBody`, so
+    the document says what the service really returns (tests/integration/test_api_fuzz.py)."""
+    ref = {"$ref": "#/components/schemas/ErrorBody"}
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            answer = operation.get("responses", {}).get("422")
+            if answer is not None:
+                answer["content"] = {"application/json": {"schema": ref}}
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
+    return schema
 
 
 def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
@@ -72,7 +122,8 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", response_model=ReadyBody,
+             responses={503: {"model": ReadyBody, "description": "Not ready"}})
     async def readyz() -> JSONResponse:
         checks: dict[str, str] = {}
         try:
@@ -85,15 +136,21 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
         except Exception as exc:
             checks["database"] = f"failing: {type(exc).__name__}"
         if container.settings.trading_enabled:
-            checks["trading_loop"] = "ok" if container.scheduler.fresh() else (
-                "failing: no cycle within three poll intervals"
-            )
+            # Ready means progress, not a ticking loop (issue 12): the scheduler says why not.
+            problem = container.scheduler.readiness()
+            checks["trading_loop"] = "ok" if problem is None else f"failing: {problem}"
         ok = all(v == "ok" for v in checks.values())
         failing = [k for k, v in checks.items() if v != "ok"]
         body: dict[str, Any] = {"status": "ok" if ok else "failing", "checks": checks}
         if failing:
             body["failing"] = failing
         return JSONResponse(status_code=200 if ok else 503, content=body)
+
+    async def _quarantine_summary() -> dict[str, Any]:
+        try:
+            return await quarantine.summary(container.db)
+        except Exception as exc:  # the status page must answer while the database does not
+            return {"batches": None, "last": None, "error": f"unavailable: {type(exc).__name__}"}
 
     @app.get("/trading/status")
     async def trading_status() -> dict[str, Any]:
@@ -113,6 +170,10 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
             "leader": loop["leader"],
             "last_run_at": loop["last_run_at"],
             "last_error": loop["last_error"],
+            "last_error_at": loop["last_error_at"],
+            "failed_cycles": loop["failed_cycles"],
+            "stalled_cycles": loop["stalled_cycles"],
+            "quarantine": await _quarantine_summary(),
             "metrics": {
                 "cycles": loop["cycles"],
                 "signals": totals.signals,
@@ -163,7 +224,7 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
         f = _filter(symbol, since, limit, verdict.value if verdict else None)
         return await repo.list_reviews(container.db, f)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response, responses={200: _TEXT})
     async def metrics() -> Response:
         return Response(container.metrics.render(), media_type=container.metrics.content_type)
 
@@ -175,4 +236,17 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
             return JSONResponse(status_code=exc.status_code, content={"error": exc.detail})
         return JSONResponse(status_code=500, content={"error": "internal error"})
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            # ErrorBody is used by no route's signature: add it by hand.
+            schema.setdefault("components", {}).setdefault("schemas", {})["ErrorBody"] = (
+                ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+            )
+            defs = schema["components"]["schemas"]["ErrorBody"].pop("$defs", {})
+            schema["components"]["schemas"].update(defs)
+            app.openapi_schema = _document_errors(schema)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -153,6 +153,10 @@ class Metrics:
             "torghut_trading_halted", "1 while trading is halted by an operator, else 0",
             registry=r,
         )
+        self.quarantined_batches = Counter(
+            "torghut_quarantined_batches_total",
+            "Signal batches skipped after failing the same way repeatedly", registry=r,
+        )
         self._newest_signal = 0.0
         self._prime(brokers)
 

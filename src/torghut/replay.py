@@ -10,7 +10,8 @@ from typing import Any
 
 from torghut.bootstrap import build_container
 from torghut.config import BrokerKind, Settings
-from torghut.db.engine import upgrade
+from torghut.db.engine import FileLeaderLock, upgrade
+from torghut.errors import InputError
 from torghut.ports import ReviewProvider
 from torghut.trading.pipeline import CycleResult
 
@@ -34,6 +35,13 @@ async def run_replay(
         settings, signals_path=path, trading_enabled=True, provider=provider
     )
     try:
+        lock = container.scheduler.lock
+        if isinstance(lock, FileLeaderLock) and not await lock.try_acquire():
+            # A `serve` (or another replay) trades on this file: two loops would both lead.
+            raise InputError(
+                f"DB_DSN: another torghut process is trading on this database ({lock.path} "
+                "is locked); stop it or use another database"
+            )
         pipeline = container.pipeline
         retries = 0
         complete = True
@@ -56,6 +64,7 @@ async def run_replay(
         await pipeline.drain()
         totals = pipeline.totals
         skipped = getattr(container.source, "skipped", 0)
+        first_skipped = getattr(container.source, "skipped_lines", [])
         return {
             "signals": totals.signals,
             "decisions": totals.decisions,
@@ -64,8 +73,11 @@ async def run_replay(
             "reviews": dict(sorted(totals.reviews.items())),
             "duplicates": totals.duplicates,
             "skipped_lines": skipped,
+            # The first few, with their line numbers and why (the log has them too).
+            "skipped": [{"line": n, "reason": why} for n, why in first_skipped],
             "duration_ms": int((time.perf_counter() - started) * 1000),
             "complete": complete,
         }
     finally:
+        await container.scheduler.lock.release()
         await container.aclose()

@@ -40,6 +40,8 @@ def test_help(args: list[str], tmp_path: Path) -> None:
         ({"JANGAR_BASE_URL": "jangar.local"}, "JANGAR_BASE_URL"),
         ({"LLM_TIMEOUT_SECONDS": "-2"}, "LLM_TIMEOUT_SECONDS"),
         ({"DB_DSN": "mysql://x/y"}, "DB_DSN"),
+        ({"ALPACA_MAX_REQUESTS_PER_MINUTE": "lots"}, "ALPACA_MAX_REQUESTS_PER_MINUTE"),
+        ({"CLICKHOUSE_CA_FILE": "missing-ca.pem"}, "CLICKHOUSE_CA_FILE"),
     ],
 )
 def test_bad_configuration_is_one_line_and_exit_2(

@@ -362,9 +362,9 @@ def reader(dsn: str) -> Iterator[Engine]:
 
 
 # ------------------------------------------------------------------------------------ tests
-@pytest.mark.postgres
-@pytest.mark.parametrize("db_dsn", ["postgresql"], indirect=True)
-def test_two_serves_on_one_postgres_submit_each_decision_once(db_dsn: str, tmp_path: Path) -> None:
+# SQLite too (issue 12: two serves on one file both led): the lock file beside the database.
+@pytest.mark.parametrize("db_dsn", ["postgresql", "sqlite"], indirect=True)
+def test_two_serves_on_one_database_submit_each_decision_once(db_dsn: str, tmp_path: Path) -> None:
     """Both run: exactly one leads. SIGKILL the leader mid-run: the standby takes over within
     a few poll intervals and finishes; every signal is decided and ordered exactly once. Then
     a fresh standby takes over from a leader stopped with SIGTERM, and submits nothing again.

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -41,6 +42,14 @@ class FakeAlpaca:
     reject: tuple[int, dict[str, Any] | str] | None = None
     positions: list[dict[str, Any]] = field(default_factory=list)
     status_for_new: str = "accepted"
+    # Alpaca's rate limit, scaled down: at most `per_second` requests in each wall-clock second
+    # (0: no limit); every answer carries X-RateLimit-*, a refusal 429 with Retry-After.
+    per_second: int = 0
+    window: tuple[int, int] = (0, 0)  # (second, requests answered in it)
+    seen: list[tuple[float, str, int]] = field(default_factory=list)  # (time, what, status)
+
+    def count(self, what: str, status: int | None = None) -> int:
+        return sum(1 for _, w, st in self.seen if w == what and status in (None, st))
 
     def reset(self) -> None:
         self.__init__()  # type: ignore[misc]
@@ -63,6 +72,7 @@ def _order_json(body: dict[str, Any], status: str) -> dict[str, Any]:
         "status": status,
         "asset_class": "us_equity",
         "created_at": "2026-03-02T15:30:00Z",
+        "submitted_at": datetime.now(UTC).isoformat(),
     }
 
 
@@ -75,10 +85,33 @@ def build_app(state: FakeAlpaca) -> Starlette:
             return JSONResponse({"code": 40110000, "message": "request is not authorized"}, 401)
         return None
 
+    def limited(what: str) -> Response | None:
+        """Alpaca's limit, per wall-clock second; None when this request is within it."""
+        now = time.time()
+        second, used = state.window
+        if int(now) != second:
+            second, used = int(now), 0
+        refused = bool(state.per_second) and used >= state.per_second
+        state.window = (second, used if refused else used + 1)
+        state.seen.append((now, what, 429 if refused else 200))
+        if not refused:
+            return None
+        return JSONResponse({"code": 42910000, "message": "rate limit exceeded"}, 429,
+                            headers={"Retry-After": "1"})
+
     async def gate(request: Request) -> Response | None:
         if state.sleep:
             await asyncio.sleep(state.sleep)
-        return auth(request)
+        what = f"{request.method} {request.url.path}"
+        return auth(request) or limited(what)
+
+    def with_limit_headers(response: Response) -> Response:
+        if state.per_second:
+            second, used = state.window
+            response.headers["X-RateLimit-Limit"] = str(state.per_second)
+            response.headers["X-RateLimit-Remaining"] = str(max(0, state.per_second - used))
+            response.headers["X-RateLimit-Reset"] = str(second + 1)
+        return response
 
     async def orders(request: Request) -> Response:
         # Read the body first: a client that gave up during the sleep then is no error here.
@@ -89,10 +122,15 @@ def build_app(state: FakeAlpaca) -> Starlette:
             wanted = request.query_params.get("status", "open")
             assert request.query_params.get("limit") == "500"
             done = {"filled", "canceled", "expired", "rejected", "done_for_day"}
+            after = request.query_params.get("after")
             listed = [
-                o for o in state.orders.values() if wanted != "open" or o["status"] not in done
+                o for o in state.orders.values()
+                if (wanted == "all" or (o["status"] in done) == (wanted == "closed"))
+                and (after is None or datetime.fromisoformat(o["submitted_at"])
+                     > datetime.fromisoformat(after))
             ]
-            return JSONResponse(listed)
+            listed.sort(key=lambda o: str(o["submitted_at"]))
+            return with_limit_headers(JSONResponse(listed))
         if state.post_sleep:
             await asyncio.sleep(state.post_sleep)
         state.posts += 1
@@ -107,7 +145,7 @@ def build_app(state: FakeAlpaca) -> Starlette:
             )
         order = _order_json(body, state.status_for_new)
         state.orders[body["client_order_id"]] = order
-        return JSONResponse(order)
+        return with_limit_headers(JSONResponse(order))
 
     async def by_client_id(request: Request) -> Response:
         if (denied := await gate(request)) is not None:
@@ -115,7 +153,7 @@ def build_app(state: FakeAlpaca) -> Starlette:
         coid = request.query_params.get("client_order_id", "")
         if coid not in state.orders:
             return JSONResponse({"code": 40410000, "message": "order not found"}, 404)
-        return JSONResponse(state.orders[coid])
+        return with_limit_headers(JSONResponse(state.orders[coid]))
 
     async def by_id(request: Request) -> Response:
         if (denied := await gate(request)) is not None:
@@ -128,7 +166,7 @@ def build_app(state: FakeAlpaca) -> Starlette:
     async def account(request: Request) -> Response:
         if (denied := await gate(request)) is not None:
             return denied
-        return JSONResponse(
+        return with_limit_headers(JSONResponse(
             {
                 "id": str(uuid.uuid4()),
                 "status": "ACTIVE",
@@ -137,12 +175,12 @@ def build_app(state: FakeAlpaca) -> Starlette:
                 "buying_power": "50001",
                 "currency": "USD",
             }
-        )
+        ))
 
     async def positions(request: Request) -> Response:
         if (denied := await gate(request)) is not None:
             return denied
-        return JSONResponse(state.positions)
+        return with_limit_headers(JSONResponse(state.positions))
 
     return Starlette(
         routes=[
@@ -199,10 +237,14 @@ def fake(server: Served) -> FakeAlpaca:
     return server.state
 
 
-def make_broker(url: str, *, timeout: float = 5.0, secret: str = SECRET) -> AlpacaBroker:
+def make_broker(
+    url: str, *, timeout: float = 5.0, secret: str = SECRET, per_minute: int = 60_000
+) -> AlpacaBroker:
+    """A broker on the fake; its request budget is out of the way unless a test is about it."""
     return AlpacaBroker(
         AlpacaConfig(
-            key_id=KEY_ID, secret_key=secret, paper=True, base_url=url, timeout_seconds=timeout
+            key_id=KEY_ID, secret_key=secret, paper=True, base_url=url, timeout_seconds=timeout,
+            max_requests_per_minute=per_minute,
         )
     )
 
@@ -287,7 +329,7 @@ async def test_unprocessable_client_order_id_that_is_no_duplicate_stays_a_reject
     await broker.aclose()
 
 
-@pytest.mark.parametrize("status", [500, 503, 429, 408])
+@pytest.mark.parametrize("status", [500, 503, 408])
 async def test_server_errors_are_not_rejections(
     server: Served, fake: FakeAlpaca, status: int
 ) -> None:
@@ -592,3 +634,242 @@ async def test_an_order_alpaca_places_after_our_read_timeout_is_adopted_not_reje
         assert await _decision_statuses(database) == ["submitted"]
     finally:
         await container.aclose()
+
+
+# --- pacing: one budget for every call, Alpaca's headers obeyed ------------------------------
+
+
+def _busiest(times: list[float], span: float) -> int:
+    """The most requests seen in any window of `span` seconds."""
+    times = sorted(times)
+    best, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= span:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+async def test_every_call_shares_one_budget_of_requests_per_minute(
+    server: Served, fake: FakeAlpaca
+) -> None:
+    """600 a minute: bursts of 60, then 10 a second, orders and reads together."""
+    broker = make_broker(server.url, per_minute=600)
+    try:
+        reads = [broker.get_account() for _ in range(10)]
+        await asyncio.gather(broker.submit_orders([order(f"th-{i}") for i in range(70)]), *reads)
+    finally:
+        await broker.aclose()
+    assert len(fake.orders) == 70
+    times = [t for t, _what, _status in fake.seen]
+    assert len(times) == 80
+    # In any second: at most the burst, the second's tokens, and the 4 requests in flight.
+    assert _busiest(times, 1.0) <= 60 + 10 + 4, _busiest(times, 1.0)
+
+
+async def test_a_429_storm_places_every_order_once_without_looking_any_up(
+    database: Any, tmp_path: Any, server: Served, fake: FakeAlpaca
+) -> None:
+    """Alpaca takes 8 requests a second and we would send 6000 a minute: its headers slow us
+    down, a 429 is sent again after its pause instead of becoming an unknown outcome (that
+    used to cost a look-up by client order id, itself refused), and one cycle places all."""
+    from tests.integration.test_pipeline_behaviour import _buys
+    from torghut.bootstrap import build_container
+    from torghut.config import load_settings
+
+    fake.per_second = 8
+    env = {"DB_DSN": database.dsn, **_alpaca_env(server.url, "5"),
+           "ALPACA_MAX_REQUESTS_PER_MINUTE": "6000"}
+    container = await build_container(
+        load_settings(env, None), signals_path=_buys(tmp_path, 24), trading_enabled=True
+    )
+    try:
+        result = await container.pipeline.run_cycle()
+    finally:
+        await container.aclose()
+    assert (result.submitted, result.rejected) == (24, {})
+    assert await _decision_statuses(database) == ["submitted"] * 24
+    assert len(fake.orders) == 24 and fake.count("POST /v2/orders", 200) == 24
+    assert fake.count("GET /v2/orders:by_client_order_id") == 0  # no look-ups
+    refused = fake.count("POST /v2/orders", 429) + fake.count("GET /v2/account", 429)
+    seconds = {int(t) for t, _w, _s in fake.seen}
+    # Refusals only from requests already in flight when the allowance ran out.
+    assert refused <= 4 * len(seconds), (refused, len(seconds))
+
+
+async def test_an_order_only_ever_refused_with_429_is_known_not_placed(
+    server: Served, fake: FakeAlpaca
+) -> None:
+    broker = make_broker(server.url, timeout=0.5)
+    fake.reject = (429, {"code": 42910000, "message": "rate limit exceeded"})
+    try:
+        with pytest.raises(BrokerError) as caught:
+            await broker.submit_order(order("th-429"))
+        assert not caught.value.rejected and "429" in str(caught.value)
+        asked = len(fake.headers)
+        assert await broker.get_order("th-429") is None
+        assert len(fake.headers) == asked  # answered without asking Alpaca
+        # Once a sending had another outcome, Alpaca is asked again.
+        fake.reject = (500, "upstream trouble")
+        with pytest.raises(BrokerError):
+            await broker.submit_order(order("th-429"))
+        fake.reject = None
+        assert await broker.get_order("th-429") is None
+        assert len(fake.headers) > asked + 1
+    finally:
+        await broker.aclose()
+
+
+async def test_prices_go_out_on_alpacas_tick(server: Served, fake: FakeAlpaca) -> None:
+    broker = make_broker(server.url)
+    try:
+        await broker.submit_order(order(
+            "th-buy", order_type=OrderType.STOP_LIMIT, limit_price=Decimal("11.055"),
+            stop_price=Decimal("11.055"),
+        ))
+        await broker.submit_order(order(
+            "th-sell", side=Action.SELL, order_type=OrderType.LIMIT,
+            limit_price=Decimal("0.601349"),
+        ))
+    finally:
+        await broker.aclose()
+    buy, sell = fake.orders["th-buy"], fake.orders["th-sell"]
+    assert (buy["limit_price"], buy["stop_price"]) == ("11.05", "11.06")
+    assert sell["limit_price"] == "0.6014"
+
+
+# --- reconciliation on Alpaca: lists, not one look-up per order; the no-answer sweep ----------
+
+
+def _place_at_fake(fake: FakeAlpaca, coid: str, status: str = "accepted", **fields: Any) -> None:
+    fake.orders[coid] = {**_order_json({
+        "client_order_id": coid, "symbol": "AAPL", "side": "buy", "type": "market",
+        "time_in_force": "day", "qty": "10",
+    }, status), **fields}
+
+
+async def test_reconciliation_lists_orders_instead_of_looking_each_up(
+    database: Any, server: Served, fake: FakeAlpaca
+) -> None:
+    """60 working orders: one request for the open ones, one for those closed since; none
+    asked for by client order id (it was one request per order, every pass)."""
+    from tests.integration.test_reconcile import add_execution, load
+    from torghut.trading.reconcile import reconcile
+
+    for i in range(60):
+        await add_execution(database, f"th-{i:02d}", broker="alpaca")
+        _place_at_fake(fake, f"th-{i:02d}")
+    for i in range(0, 60, 3):
+        fake.orders[f"th-{i:02d}"].update(
+            status="filled", filled_qty="10", filled_avg_price="99.5",
+            filled_at="2026-03-02T15:31:00Z",
+        )
+    fake.orders["th-01"]["status"] = "partially_filled"
+    fake.orders["th-01"]["filled_qty"] = "4"
+    broker = make_broker(server.url)
+    try:
+        result = await reconcile(database.db, broker)
+    finally:
+        await broker.aclose()
+    assert (result.polled, result.errors, result.finalised) == (60, 0, 20)
+    assert fake.count("GET /v2/orders") == 2 == result.requests
+    assert fake.count("GET /v2/orders:by_client_order_id") == 0
+    execution, decision = await load(database, "th-00")
+    assert (execution.status, execution.filled_qty, decision.status) == ("filled", 10, "filled")
+    execution, decision = await load(database, "th-01")
+    assert (execution.status, execution.filled_qty) == ("partially_filled", 4)
+    assert (await load(database, "th-02"))[0].status == "accepted"
+
+
+async def test_an_order_neither_list_holds_is_looked_up_by_itself(
+    database: Any, server: Served, fake: FakeAlpaca
+) -> None:
+    """Recorded long after it was sent (an earlier run's order adopted later), or unknown to
+    Alpaca: only those are asked for one by one."""
+    from tests.integration.test_reconcile import add_execution, load
+    from torghut.trading.reconcile import MISSING_POLLS_KEY, reconcile
+
+    await add_execution(database, "th-open", broker="alpaca")
+    _place_at_fake(fake, "th-open")
+    await add_execution(database, "th-old", broker="alpaca")
+    _place_at_fake(fake, "th-old", status="filled", filled_qty="10", filled_avg_price="98",
+                   submitted_at="2020-01-01T00:00:00+00:00")
+    await add_execution(database, "th-gone", broker="alpaca")
+    broker = make_broker(server.url)
+    try:
+        result = await reconcile(database.db, broker)
+    finally:
+        await broker.aclose()
+    assert fake.count("GET /v2/orders") == 2
+    assert fake.count("GET /v2/orders:by_client_order_id") == 2  # th-old and th-gone
+    assert result.requests == 4
+    assert (await load(database, "th-old"))[0].status == "filled"
+    gone, _ = await load(database, "th-gone")
+    assert gone.raw_json == {MISSING_POLLS_KEY: 1}
+
+
+async def _add_unanswered(database: Any, coid: str, rejected_at: datetime) -> None:
+    from torghut.db.tables import Strategy, TradeDecisionRow
+
+    async with database.sessions() as session, session.begin():
+        if await session.get(Strategy, "s1") is None:
+            session.add(Strategy(id="s1", params={}))
+            await session.flush()
+        session.add(TradeDecisionRow(
+            id=uuid.uuid4(), strategy_id="s1", symbol="AAPL", timeframe="1Min", action="buy",
+            qty=Decimal(10), decision_json={"order_type": "limit"}, decision_hash=coid,
+            status="rejected", reason="broker_no_answer", event_ts=rejected_at,
+            created_at=rejected_at - timedelta(minutes=2), updated_at=rejected_at,
+        ))
+
+
+async def _decision(database: Any, coid: str) -> Any:
+    from sqlalchemy import select
+
+    from torghut.db.tables import ExecutionRow, TradeDecisionRow
+
+    async with database.sessions() as session:
+        decision = (await session.execute(
+            select(TradeDecisionRow).where(TradeDecisionRow.decision_hash == coid)
+        )).scalar_one()
+        execution = (await session.execute(
+            select(ExecutionRow).where(ExecutionRow.client_order_id == coid)
+        )).scalar_one_or_none()
+        return decision, execution
+
+
+async def test_the_sweep_finds_and_records_a_broker_no_answer_order_that_landed(
+    database: Any, server: Served, fake: FakeAlpaca
+) -> None:
+    from torghut.trading.reconcile import FOUND_REASON, reconcile
+
+    now = datetime.now(UTC)
+    await _add_unanswered(database, "th-landed", now - timedelta(minutes=1))
+    await _add_unanswered(database, "th-never", now - timedelta(minutes=1))
+    await _add_unanswered(database, "th-long-ago", now - timedelta(hours=3))
+    _place_at_fake(fake, "th-landed", status="filled", filled_qty="10", filled_avg_price="99",
+                   type="limit", limit_price="100.5", filled_at="2026-03-02T15:31:00Z")
+    _place_at_fake(fake, "th-long-ago")  # past the sweep's hour: no longer looked for
+    broker = make_broker(server.url)
+    try:
+        first = await reconcile(database.db, broker)
+        second = await reconcile(database.db, broker)
+    finally:
+        await broker.aclose()
+    assert (first.found, first.requests) == (1, 1)  # one list request for all of them
+    assert fake.count("GET /v2/orders:by_client_order_id") == 0
+    decision, execution = await _decision(database, "th-landed")
+    assert (decision.status, decision.reason) == ("filled", FOUND_REASON)
+    assert decision.executed_at is not None
+    assert execution is not None
+    assert (execution.status, execution.filled_qty, execution.avg_fill_price) == (
+        "filled", 10, Decimal("99"))
+    assert (execution.order_type, execution.limit_price, execution.broker) == (
+        "limit", Decimal("100.5"), "alpaca")
+    for coid in ("th-never", "th-long-ago"):
+        decision, execution = await _decision(database, coid)
+        assert (decision.status, decision.reason, execution) == (
+            "rejected", "broker_no_answer", None)
+    # Recorded once: the next pass reconciles it as an execution (final: not polled) and
+    # sweeps only what is still unanswered.
+    assert second.found == 0

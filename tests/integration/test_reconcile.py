@@ -339,3 +339,44 @@ async def test_with_the_sim_broker_a_resting_limit_filled_by_a_mark(database: Da
     assert execution.broker_order_id == placed.broker_order_id
     assert decision.status == "filled"
     assert decision.executed_at is not None
+
+
+async def test_the_sweep_asks_a_broker_that_cannot_list_order_by_order(
+    database: Database,
+) -> None:
+    """A `broker_no_answer` decision of the last hour is looked for by its client order id;
+    found, its order is recorded and the decision follows it; older ones are left alone."""
+    from torghut.trading.reconcile import FOUND_REASON
+
+    async with database.sessions() as session, session.begin():
+        session.add(Strategy(id="s1", params={}))
+        await session.flush()
+        for coid, rejected in (("th-late", NOW - timedelta(minutes=5)),
+                               ("th-none", NOW - timedelta(minutes=5)),
+                               ("th-old", NOW - timedelta(hours=2))):
+            session.add(TradeDecisionRow(
+                id=uuid.uuid4(), strategy_id="s1", symbol="AAPL", timeframe="1Min",
+                action="buy", qty=Decimal(10), decision_json={}, decision_hash=coid,
+                status="rejected", reason="broker_no_answer", event_ts=rejected,
+                created_at=rejected, updated_at=rejected,
+            ))
+    broker = FakeBroker()
+    broker.set("th-late", "accepted", side="buy", type="market", time_in_force="day", qty="10")
+    broker.set("th-old", "filled", filled="10", price="99")
+    result = await reconcile(database.db, broker, now=NOW)
+    assert (result.found, result.requests) == (1, 2)
+    assert sorted(broker.asked) == ["th-late", "th-none"]
+    execution, decision = await load(database, "th-late")
+    assert (execution.status, execution.broker, execution.broker_order_id) == (
+        "accepted", "fake", "b-th-late")
+    assert (decision.status, decision.reason) == ("submitted", FOUND_REASON)
+    async with database.sessions() as session:
+        others = (await session.execute(
+            select(TradeDecisionRow.status, TradeDecisionRow.reason)
+            .where(TradeDecisionRow.decision_hash.in_(["th-none", "th-old"]))
+        )).all()
+    assert [tuple(row) for row in others] == [("rejected", "broker_no_answer")] * 2
+    # The next pass polls the recorded execution like any other, and sweeps th-none again.
+    broker.asked.clear()
+    await reconcile(database.db, broker, now=NOW)
+    assert sorted(broker.asked) == ["th-late", "th-none"]

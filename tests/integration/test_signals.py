@@ -4,8 +4,10 @@ in-process ClickHouse engine (chdb), and the ClickHouse HTTP transport against a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -35,6 +37,7 @@ from torghut.trading.signals import (
     iso_duration_to_timeframe,
     parse_clickhouse_row,
     parse_signal_line,
+    signal_key,
 )
 
 T0 = datetime(2025, 3, 3, 14, 30, tzinfo=UTC)
@@ -109,6 +112,9 @@ def test_parse_signal_line_names_line_and_field(raw: str, pattern: str) -> None:
 
 _numbers = st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False),
                      st.integers(-10**6, 10**6))
+# Identifiers must be printable: control characters (a NUL stops PostgreSQL), format
+# characters and unassigned code points are refused; lone surrogates are not text at all.
+_printable = st.characters(exclude_categories=("Cc", "Cs"))
 _valid_lines = st.fixed_dictionaries(
     {
         "event_ts": st.one_of(
@@ -116,8 +122,12 @@ _valid_lines = st.fixed_dictionaries(
             st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1),
                          timezones=st.sampled_from([UTC, None])).map(lambda d: d.isoformat()),
         ),
-        "symbol": st.text(min_size=1, max_size=32).filter(lambda t: t.strip() != ""),
-        "timeframe": st.text(min_size=1, max_size=16).filter(lambda t: t.strip() != ""),
+        "symbol": st.text(_printable, min_size=1, max_size=32).filter(
+            lambda t: t.strip() != "" and t.isprintable()
+        ),
+        "timeframe": st.text(_printable, min_size=1, max_size=16).filter(
+            lambda t: t.strip() != "" and t.isprintable()
+        ),
         "macd": _numbers,
         "macd_signal": _numbers,
         "rsi14": _numbers,
@@ -330,9 +340,9 @@ async def test_the_file_is_read_once_off_the_event_loop(
     reads: list[int] = []
 
     class Recording(ReplaySignalSource):
-        def _read(self) -> tuple[list[Signal], int]:
+        def _build_index(self) -> sqlite3.Connection:
             reads.append(threading.get_ident())
-            return super()._read()
+            return super()._build_index()
 
     source = Recording(signal_file, database.db)
     await asyncio.gather(source.fetch(1), source.fetch(1), source.remaining())
@@ -361,32 +371,44 @@ def clickhouse() -> Iterator[ChSession]:
 
     sess = cast(ChSession, chdb_session.Session())  # type: ignore[no-untyped-call]
     sess.query("CREATE DATABASE IF NOT EXISTS torghut")
+    # As in production: ReplacingMergeTrees, whose older versions stay until a merge.
     sess.query(
         "CREATE TABLE torghut.ta_signals (event_ts DateTime64(3, 'UTC'), seq UInt64, "
         "symbol String, window_size String, macd Nullable(Float64), "
-        "macd_signal Nullable(Float64), rsi14 Nullable(Float64)) "
-        "ENGINE = MergeTree ORDER BY (symbol, event_ts, seq)"
+        "macd_signal Nullable(Float64), rsi14 Nullable(Float64), version UInt64) "
+        "ENGINE = ReplacingMergeTree(version) ORDER BY (symbol, event_ts, seq)"
     )
     sess.query(
         "CREATE TABLE torghut.ta_microbars (event_ts DateTime64(3, 'UTC'), symbol String, "
-        "c Float64) ENGINE = MergeTree ORDER BY (symbol, event_ts)"
+        "c Float64, version UInt64) "
+        "ENGINE = ReplacingMergeTree(version) ORDER BY (symbol, event_ts)"
     )
+    sess.query("SYSTEM STOP MERGES torghut.ta_signals")
+    sess.query("SYSTEM STOP MERGES torghut.ta_microbars")
     sess.query(
         """INSERT INTO torghut.ta_signals VALUES
-        ('2025-03-03 14:30:00.000', 1, 'AAPL', 'PT1M', 0.5, 0.2, 30),
-        ('2025-03-03 14:30:00.000', 2, 'O''REILLY', 'PT1M', 0.4, 0.1, 31),
-        ('2025-03-03 14:30:00.000', 7, 'AAPL', 'PT1M', 0.6, 0.2, 29),
-        ('2025-03-03 14:30:00.500', 3, 'AAPL', 'PT1S', 0.5, 0.2, 30),
-        ('2025-03-03 14:31:00.000', 4, 'MSFT', 'PT5M', NULL, 0.2, 30),
-        ('2025-03-03 14:32:00.000', 5, 'NVDA', 'PT1H', 0.1, 0.2, 70),
-        ('2025-03-03 14:29:00.000', 9, 'SPY', 'PT1M', 0.1, 0.2, 70)"""
+        ('2025-03-03 14:30:00.000', 1, 'AAPL', 'PT1M', 0.5, 0.2, 30, 2),
+        ('2025-03-03 14:30:00.000', 2, 'O''REILLY', 'PT1M', 0.4, 0.1, 31, 1),
+        ('2025-03-03 14:30:00.000', 7, 'AAPL', 'PT1M', 0.6, 0.2, 29, 1),
+        ('2025-03-03 14:30:00.500', 3, 'AAPL', 'PT1S', 0.5, 0.2, 30, 1),
+        ('2025-03-03 14:31:00.000', 4, 'MSFT', 'PT5M', NULL, 0.2, 30, 1),
+        ('2025-03-03 14:32:00.000', 5, 'NVDA', 'PT1H', 0.1, 0.2, 70, 1),
+        ('2025-03-03 14:29:00.000', 9, 'SPY', 'PT1M', 0.1, 0.2, 70, 1)"""
     )
-    # A duplicate bar (a ReplacingMergeTree before its merge) must not duplicate the signal.
+    # Unmerged older versions, written last (a late re-delivery): never read, never twice.
+    sess.query(
+        """INSERT INTO torghut.ta_signals VALUES
+        ('2025-03-03 14:30:00.000', 1, 'AAPL', 'PT1M', -9, -9, 99, 1)"""
+    )
     sess.query(
         """INSERT INTO torghut.ta_microbars VALUES
-        ('2025-03-03 14:30:00.000', 'AAPL', 238.5), ('2025-03-03 14:30:00.000', 'AAPL', 238.5),
-        ('2025-03-03 14:30:00.000', 'O''REILLY', 1000.25),
-        ('2025-03-03 14:32:00.000', 'NVDA', 117.1), ('2025-03-03 14:29:00.000', 'SPY', 570)"""
+        ('2025-03-03 14:30:00.000', 'AAPL', 238.5, 3),
+        ('2025-03-03 14:30:00.000', 'O''REILLY', 1000.25, 1),
+        ('2025-03-03 14:32:00.000', 'NVDA', 117.1, 1), ('2025-03-03 14:29:00.000', 'SPY', 570, 1)"""
+    )
+    sess.query(
+        """INSERT INTO torghut.ta_microbars VALUES
+        ('2025-03-03 14:30:00.000', 'AAPL', 1.5, 1), ('2025-03-03 14:30:00.000', 'AAPL', 2.5, 2)"""
     )
     yield sess
     sess.close()
@@ -409,7 +431,8 @@ def test_query_orders_joins_price_and_maps_timeframes(clickhouse: ChSession) -> 
         ("AAPL", 1), ("AAPL", 7), ("O'REILLY", 2), ("AAPL", 3), ("MSFT", 4), ("NVDA", 5)
     ]
     by_seq = {s.seq: s for s in signals}
-    assert by_seq[1].price == Decimal("238.5")
+    assert by_seq[1].price == Decimal("238.5")  # the bar's latest version
+    assert (by_seq[1].macd, by_seq[1].rsi14) == (0.5, 30)  # the signal's latest version
     assert by_seq[2].price == Decimal("1000.25")
     assert by_seq[3].price is None  # no bar at that instant: NULL, not 0
     assert by_seq[4].price is None and by_seq[4].macd is None
@@ -445,6 +468,7 @@ def test_query_refuses_a_spliced_database_name() -> None:
         "cursor_seq": "3",
         "limit": "5",
         "settle_ms": "0",
+        "upper_ts": "2299-12-31 00:00:00.000000",
     }
 
 
@@ -581,7 +605,15 @@ async def test_a_trailing_run_of_bad_rows_does_not_stall_the_source(
         "MSFT": [ch_row("2025-03-03T14:31:00Z", "NVDA", 3)],
         "NVDA": [],
     }
-    fake_clickhouse.handler = lambda r: (200, "\n".join(pages[r.query["param_cursor_symbol"]]))
+
+
+    def answer(request: Request) -> tuple[int, str]:
+        # Past the data, a range after the last row (cursor symbol "") holds nothing.
+        late = request.query["param_cursor_ts"] > "2025-03-03 14:31"
+        symbol = request.query["param_cursor_symbol"]
+        return 200, "\n".join([] if late and not symbol else pages[symbol])
+
+    fake_clickhouse.handler = answer
     source = source_for(fake_clickhouse, database)
     try:
         first = await source.fetch(2)
@@ -666,8 +698,151 @@ def test_rows_younger_than_the_settle_time_wait_for_a_later_fetch(clickhouse: Ch
     be on their way) are only read once they are `settle_seconds` old."""
     clickhouse.query(
         "INSERT INTO torghut.ta_signals VALUES "
-        "(now64(3) + INTERVAL 1 HOUR, 1, 'LATE', 'PT1M', 0.1, 0.2, 30)"
+        "(now64(3) + INTERVAL 1 HOUR, 1, 'LATE', 'PT1M', 0.1, 0.2, 30, 1)"
     )
     sql, params = build_signals_query(cursor=(T0, "", 0), limit=100, settle_seconds=2.0)
     out = str(clickhouse.query(sql, "JSONEachRow", params=params))
     assert "LATE" not in out and "AAPL" in out
+
+
+# --- ClickHouse catch-up and TLS ----------------------------------------------------------
+
+
+def _backlog(sess: ChSession, symbols: int, seconds: int) -> int:
+    """`symbols` x `seconds` of 1-second signals and bars in a database of their own, every
+    key written twice (the older version with other values), merges stopped; a small index
+    granularity so that rows read show what a query needs, as on a big table."""
+    sess.query("DROP DATABASE IF EXISTS backlog")
+    sess.query("CREATE DATABASE backlog")
+    sess.query(
+        "CREATE TABLE backlog.ta_signals (event_ts DateTime64(3, 'UTC'), seq UInt64, "
+        "symbol String, window_size String, macd Nullable(Float64), "
+        "macd_signal Nullable(Float64), rsi14 Nullable(Float64), version UInt64) "
+        "ENGINE = ReplacingMergeTree(version) ORDER BY (symbol, event_ts, seq) "
+        "SETTINGS index_granularity = 16"
+    )
+    sess.query(
+        "CREATE TABLE backlog.ta_microbars (event_ts DateTime64(3, 'UTC'), symbol String, "
+        "c Float64, version UInt64) ENGINE = ReplacingMergeTree(version) "
+        "ORDER BY (symbol, event_ts) SETTINGS index_granularity = 16"
+    )
+    for table in ("ta_signals", "ta_microbars"):
+        sess.query(f"SYSTEM STOP MERGES backlog.{table}")
+    for version in (2, 1):  # the newest first: the order parts are read in proves nothing
+        ts = f"toDateTime64('2025-03-03 14:30:00', 3, 'UTC') + intDiv(number, {symbols})"
+        sess.query(
+            f"INSERT INTO backlog.ta_signals SELECT {ts}, number, "
+            f"concat('S', toString(number % {symbols})), 'PT1S', {version}, 0, {version}, "
+            f"{version} FROM numbers({symbols * seconds})"
+        )
+        sess.query(
+            f"INSERT INTO backlog.ta_microbars SELECT {ts}, "
+            f"concat('S', toString(number % {symbols})), 100 + {version}, {version} "
+            f"FROM numbers({symbols * seconds})"
+        )
+    return symbols * seconds
+
+
+async def test_catch_up_reads_each_latest_signal_once_and_a_page_reads_a_page_of_rows(
+    database: Database, fake_clickhouse: FakeClickHouse, clickhouse: ChSession
+) -> None:
+    """After an outage, each page reads about a page of rows, not the rest of the backlog (which
+    made a catch-up quadratic), and every signal comes once, at its latest version, priced
+    with its bar's latest version."""
+    total = _backlog(clickhouse, symbols=10, seconds=600)
+    stored_rows = 4 * total  # two tables, two versions
+    rows_read: list[int] = []
+
+    def answer(request: Request) -> tuple[int, str]:
+        params = {
+            k.removeprefix("param_"): v for k, v in request.query.items()
+            if k.startswith("param_")
+        }
+        sql = request.body.replace("FORMAT JSONEachRow", "")
+        result = clickhouse.query(sql, "JSONEachRow", params=params)
+        rows_read.append(int(result.storage_rows_read()))
+        return 200, str(result)
+
+    fake_clickhouse.handler = answer
+    # The cursor where the outage began: just before the backlog.
+    lookback = datetime.now(UTC) - datetime(2025, 3, 3, 14, 29, 59, tzinfo=UTC)
+    source = source_for(fake_clickhouse, database, settle_seconds=0, initial_lookback=lookback)
+    source._config = dataclasses.replace(source._config, database="backlog")
+    seen: list[Signal] = []
+    try:
+        while page := await source.fetch(200):
+            seen.extend(page)
+            await source.commit(page)
+    finally:
+        await source.aclose()
+    assert len(seen) == total
+    assert len({s.seq for s in seen}) == total
+    assert [signal_key(s) for s in seen] == sorted(signal_key(s) for s in seen)
+    assert {(s.macd, s.rsi14, s.price) for s in seen} == {(2.0, 2.0, Decimal("102"))}
+    # Each query read a small part of what is stored (before: the first pages read it all).
+    assert max(rows_read) < stored_rows / 4, (max(rows_read), stored_rows)
+    assert len(rows_read) < 2 * total / 200  # a few widening steps, no more
+
+
+def test_clickhouse_ca_file_setting(tmp_path: Path) -> None:
+    """`CLICKHOUSE_CA_FILE`: a PEM CA file is loaded at start-up; a missing or garbled one
+    stops the start with a message naming the setting."""
+    from torghut.config import load_settings
+
+    ca = TLS_DIR / "ca.pem"
+    settings = load_settings({"CLICKHOUSE_CA_FILE": str(ca)})
+    assert settings.clickhouse_ca_file == ca
+    for bad, why in ((tmp_path / "missing.pem", "cannot read"), (tmp_path, "cannot read")):
+        with pytest.raises(Exception, match=rf"(?i)clickhouse_ca_file.*{why}"):
+            load_settings({"CLICKHOUSE_CA_FILE": str(bad)})
+    garbled = tmp_path / "garbled.pem"
+    garbled.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    with pytest.raises(Exception, match=r"(?i)clickhouse_ca_file.*no PEM certificate"):
+        load_settings({"CLICKHOUSE_CA_FILE": str(garbled)})
+
+
+TLS_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "tls"
+
+
+async def test_an_https_clickhouse_signed_by_a_private_ca_is_trusted_with_its_ca_file(
+    database: Database,
+) -> None:
+    """The server's certificate is signed by a private CA (tests/fixtures/tls): refused with
+    the system's CAs, accepted with `ca_file`."""
+    import ssl
+
+    fake = FakeClickHouse(handler=lambda _r: (200, ch_row("2025-03-03T14:30:00Z", "AAPL", 1)))
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(TLS_DIR / "server.pem", TLS_DIR / "server.key")
+    server = await asyncio.start_server(
+        lambda r, w: _serve(fake, r, w), host="127.0.0.1", port=0, ssl=tls
+    )
+    fake.url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        trusting = source_for(fake, database, ca_file=TLS_DIR / "ca.pem")
+        try:
+            assert [s.symbol for s in await trusting.fetch(10)] == ["AAPL"]
+        finally:
+            await trusting.aclose()
+        default = source_for(fake, database)
+        try:
+            with pytest.raises(SignalSourceError, match=r"(?i)certificate"):
+                await default.fetch(10)
+        finally:
+            await default.aclose()
+        assert len(fake.requests) == 1  # the refused one never got its query through
+        # The setting reaches the service's source.
+        from torghut.bootstrap import build_container
+        from torghut.config import load_settings
+
+        env = {"DB_DSN": database.dsn, "TRADING_SIGNAL_SOURCE": "clickhouse",
+               "CLICKHOUSE_URL": fake.url, "CLICKHOUSE_CA_FILE": str(TLS_DIR / "ca.pem")}
+        container = await build_container(load_settings(env, None))
+        try:
+            assert [s.symbol for s in await container.source.fetch(10)] == ["AAPL"]
+        finally:
+            await container.aclose()
+        assert len(fake.requests) == 2
+    finally:
+        server.close()
+        await asyncio.sleep(0)

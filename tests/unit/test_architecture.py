@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "torghut"
 
 PURE_CORE = [
-    "errors.py", "domain.py", "ports.py", "trading/strategy.py", "trading/risk.py",
+    "errors.py", "limits.py", "domain.py", "ports.py", "trading/strategy.py", "trading/risk.py",
     "trading/gate.py", "trading/llm/sse.py", "trading/llm/schema.py", "trading/llm/answer.py",
     "trading/llm/prompts.py", "trading/llm/policy.py", "trading/llm/circuit.py",
 ]

@@ -47,6 +47,8 @@ CONTRACT_VARIABLES: dict[str, tuple[object, str]] = {
     "TRADING_MAX_NOTIONAL_PER_TRADE": (1000, "0"),
     "TRADING_KILL_SWITCH": (False, "later"),
     "TORGHUT_PORT": (8181, "70000"),
+    "ALPACA_MAX_REQUESTS_PER_MINUTE": (180, "0"),
+    "CLICKHOUSE_CA_FILE": (None, "/nonexistent/ca.pem"),
 }
 
 

@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+import filelock
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Table, Update, bindparam, create_engine, event, make_url, update
@@ -282,3 +283,50 @@ class Database:
         self._closed = True
         await asyncio.to_thread(self._executor.shutdown, wait=True)
         self.engine.dispose()
+
+
+def sqlite_lock_path(dsn: str) -> Path | None:
+    """The lock file beside a SQLite database file (`torghut.db` -> `torghut.db.lock`); None
+    for PostgreSQL and for in-memory SQLite, which no other process can open."""
+    url = make_url(dsn)
+    if url.get_backend_name() != "sqlite":
+        return None
+    database = url.database
+    if database in (None, "", ":memory:") or database.startswith("file:"):
+        return None
+    path = Path(database).expanduser().absolute()
+    return path.with_name(path.name + ".lock")
+
+
+class FileLeaderLock:
+    """One trading loop per SQLite file: an exclusive lock on a file beside the database,
+    held for as long as this process leads (the counterpart of PostgreSQL's advisory lock).
+
+    `filelock` takes an `flock` on an open descriptor, so the kernel drops it when the process
+    dies, kill -9 included: a standby never waits on a lock left behind. Acquiring never
+    blocks (timeout 0), so it may run on the event loop. Each instance has its own descriptor,
+    so two schedulers in one process exclude each other too."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = filelock.FileLock(str(path), thread_local=False)
+
+    @property
+    def held(self) -> bool:
+        return self._lock.is_locked
+
+    async def try_acquire(self) -> bool:
+        if self._lock.is_locked:
+            return True
+        try:
+            self._lock.acquire(timeout=0)
+        except filelock.Timeout:
+            return False
+        return True
+
+    async def still_held(self) -> bool:
+        return self._lock.is_locked
+
+    async def release(self) -> None:
+        if self._lock.is_locked:
+            self._lock.release(force=True)

@@ -225,3 +225,24 @@ Index(
     LLMDecisionReview.verdict,
     LLMDecisionReview.created_at,
 )
+
+
+class QuarantinedBatch(Base):
+    """A batch of signals the loop skipped after it failed the same way several times in a
+    row (trading/quarantine.py); the signals are kept whole for an operator to replay."""
+
+    __tablename__ = "quarantined_batches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(256))
+    first_event_ts: Mapped[datetime]
+    first_symbol: Mapped[str] = mapped_column(String(32))
+    first_seq: Mapped[int] = mapped_column(BigInteger)
+    last_event_ts: Mapped[datetime]
+    last_symbol: Mapped[str] = mapped_column(String(32))
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    signal_count: Mapped[int] = mapped_column(Integer)
+    signals_json: Mapped[list[Any]] = mapped_column(JSONType)
+    error: Mapped[str] = mapped_column(String(500))
+    failures: Mapped[int] = mapped_column(Integer)
+    quarantined_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

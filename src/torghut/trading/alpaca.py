@@ -21,7 +21,22 @@ Errors, all `BrokerError`, mapped in `_broker_error` only:
 | what happened | `rejected` |
 |---|---|
 | Alpaca answered 4xx (not 408/429): it refused; its message is the reason | True |
-| 408, 429, 5xx, connection failure, timeout, a garbled answer: outcome unknown | False |
+| 429 still, once the call's deadline leaves no time to wait: not sent, try later | False |
+| 408, 5xx, connection failure, timeout, a garbled answer: outcome unknown | False |
+
+Pacing: every request, whatever the call, first takes a token from one `RequestBudget` per
+broker (one account): `max_requests_per_minute` a minute (default 180, under the 200 Alpaca
+allows an account), in bursts of at most a tenth of that, so no 60 s ever sees more than 1.1x
+the rate. Alpaca's own count wins when it is lower: `X-RateLimit-Remaining` caps the tokens left,
+`0` pauses every request until `X-RateLimit-Reset`, and a 429's `Retry-After` pauses them that
+long (other clients of the account spend the same allowance). A 429 means Alpaca refused the
+request unread, so it is sent again after the pause, within the call's deadline; an order whose
+every sending was refused so is known not to exist: `get_order` answers None for it without
+asking Alpaca (no look-ups that would only meet the same limit).
+
+Prices: limit and stop prices are rounded to Alpaca's tick before they are sent (a sub-penny
+price at or above $1.00 is refused with 422 "sub-penny increment does not fulfill minimum
+pricing criteria"; see `tick_price`).
 
 A duplicate `client_order_id` (Alpaca answers 422 "client_order_id must be unique") is not an
 error: the existing order is fetched and adopted. The API keys travel only as the
@@ -32,32 +47,44 @@ with both keys, and `AlpacaConfig`'s repr hides them.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from datetime import datetime
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 import requests
+from alpaca.common.enums import Sort
 from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
 
-from torghut.domain import Account, Book, BrokerOrder, OrderRequest, Position
+from torghut.domain import Account, Action, Book, BrokerOrder, OrderRequest, Position
 from torghut.errors import BrokerError, redact
 
 T = TypeVar("T")
+log = logging.getLogger("torghut.alpaca")
 
 # Alpaca's largest page of orders (its default is 50).
 _MAX_ORDERS = 500
-# Requests in flight at once: a batch's orders go out side by side, a few at a time. Beyond
-# Alpaca's rate limit (200 requests a minute per account, docs.alpaca.markets) it answers
-# 429, an unknown outcome: the order is looked up by client order id before anything else.
+# Requests in flight at once: a batch's orders go out side by side, a few at a time, as fast
+# as the request budget allows (see the module doc).
 _PARALLEL_REQUESTS = 4
 # Threads: the requests in flight plus room for stragglers still sending past their deadline.
 _THREADS = 16
+# The longest pause a header may impose (a bogus or far-off reset must not stall us for ever).
+_MAX_PAUSE_SECONDS = 60.0
+# Orders sent lately whose sendings are remembered (see `get_order`); the oldest are forgotten.
+_SENT_MEMORY = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +95,8 @@ class AlpacaConfig:
     # Overrides the paper/live URL (a proxy, a test server). Without `/v2`.
     base_url: str | None = None
     timeout_seconds: float = 10.0
+    # Requests a minute, every call together (Alpaca allows an account 200).
+    max_requests_per_minute: int = 180
 
     @property
     def secrets(self) -> tuple[str, str]:
@@ -82,24 +111,113 @@ class AlpacaError(BrokerError):
         self.status = status
 
 
-class _DeadlineSession(requests.Session):
-    """A requests session that never waits forever: a timeout on every request."""
+class RequestBudget:
+    """A token bucket for one Alpaca account, corrected by what Alpaca says is left.
 
-    def __init__(self, timeout_seconds: float) -> None:
+    Written here rather than taken from a rate-limiting library: those pace only the calls
+    they see, and this one must also stop when Alpaca's headers say the account's allowance is
+    spent (by other clients too) and until when. Answers are read on worker threads, tokens
+    taken on the event loop: the state sits behind a plain lock held for a few operations."""
+
+    def __init__(
+        self,
+        per_minute: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        if per_minute < 1:
+            raise ValueError("per_minute must be at least 1")
+        self._rate = per_minute / 60.0  # tokens a second
+        self._capacity = max(1.0, per_minute / 10.0)
+        self._clock, self._wall_clock = clock, wall_clock
+        self._lock = threading.Lock()
+        self._tokens = self._capacity
+        self._updated = clock()
+        self._paused_until = 0.0  # on `clock`
+
+    def reserve(self) -> float:
+        """Take a token; the seconds to wait before sending (0: now). Tokens may go below
+        zero: each caller then waits its turn, one every 1/rate seconds."""
+        with self._lock:
+            now = self._refill()
+            self._tokens -= 1
+            wait = -self._tokens / self._rate if self._tokens < 0 else 0.0
+            return max(wait, self._paused_until - now)
+
+    def pause_left(self) -> float:
+        with self._lock:
+            return max(0.0, self._paused_until - self._clock())
+
+    def observe(self, status: int, headers: Mapping[str, str]) -> None:
+        """What an answer says of the allowance: `X-RateLimit-Remaining` caps the tokens,
+        `0` (or a 429) pauses until `X-RateLimit-Reset` / for `Retry-After`."""
+        remaining = _header_number(headers.get("X-RateLimit-Remaining"))
+        pause: float | None = None
+        if status == 429:
+            pause = _retry_after(headers.get("Retry-After"), self._wall_clock())
+        if pause is None and (status == 429 or remaining == 0):
+            reset = _header_number(headers.get("X-RateLimit-Reset"))
+            # An epoch in seconds (Alpaca's); a small number would be seconds from now.
+            pause = 1.0 if reset is None else (
+                reset - self._wall_clock() if reset > 1e9 else reset
+            )
+        with self._lock:
+            now = self._refill()
+            if remaining is not None:
+                self._tokens = min(self._tokens, remaining)
+            if pause is not None:
+                until = now + min(max(pause, 0.0), _MAX_PAUSE_SECONDS)
+                self._paused_until = max(self._paused_until, until)
+
+    def _refill(self) -> float:
+        now = self._clock()
+        self._tokens = min(self._capacity, self._tokens + (now - self._updated) * self._rate)
+        self._updated = now
+        return now
+
+
+def _header_number(value: str | None) -> float | None:
+    try:
+        number = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return number if number is not None and math.isfinite(number) else None
+
+
+def _retry_after(value: str | None, now: float) -> float | None:
+    """`Retry-After`: seconds, or an HTTP date."""
+    seconds = _header_number(value)
+    if seconds is not None or value is None:
+        return seconds
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp() - now
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+class _DeadlineSession(requests.Session):
+    """A requests session that never waits forever (a timeout on every request) and that shows
+    every answer's rate-limit headers to the budget."""
+
+    def __init__(self, timeout_seconds: float, budget: RequestBudget) -> None:
         super().__init__()
         self._timeout = (timeout_seconds, timeout_seconds)
+        self._budget = budget
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         # `Session.request` passes timeout=None when the caller (alpaca-py) gives none.
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self._timeout
-        return super().send(request, **kwargs)
+        response = super().send(request, **kwargs)
+        self._budget.observe(response.status_code, response.headers)
+        return response
 
 
 class _Client(TradingClient):
     """alpaca-py's trading client with our session and without its blocking retry loop."""
 
-    def __init__(self, config: AlpacaConfig) -> None:
+    def __init__(self, config: AlpacaConfig, budget: RequestBudget) -> None:
         super().__init__(
             api_key=config.key_id,
             secret_key=config.secret_key,
@@ -107,7 +225,7 @@ class _Client(TradingClient):
             raw_data=True,
             url_override=config.base_url.rstrip("/") if config.base_url else None,
         )
-        self._session = _DeadlineSession(config.timeout_seconds)
+        self._session = _DeadlineSession(config.timeout_seconds, budget)
         self._retry = 0
 
 
@@ -116,7 +234,11 @@ class AlpacaBroker:
 
     def __init__(self, config: AlpacaConfig) -> None:
         self._config = config
-        self._client = _Client(config)
+        self.budget = RequestBudget(config.max_requests_per_minute)
+        self._client = _Client(config, self.budget)
+        # Client order ids sent lately -> True while every sending met a 429 (so Alpaca has
+        # no such order), False once one had another answer, or none. The event loop's only.
+        self._only_throttled: OrderedDict[str, bool] = OrderedDict()
         # alpaca-py blocks, so every request runs on a thread of our own. A slot is taken
         # before a request is handed to a thread and given back when that thread is done with
         # it, so a request's deadline starts when it is sent, never while it waits for a
@@ -187,6 +309,24 @@ class AlpacaBroker:
             raise self._unexpected("orders", exc) from None
         return [self._order(o) for o in orders]
 
+    async def list_orders_since(
+        self, after: datetime, *, closed: bool = False
+    ) -> list[BrokerOrder]:
+        """One request: the orders submitted after `after` (Alpaca filters on submission
+        time), oldest first, at most 500; all of them, or only the closed ones."""
+        query = GetOrdersRequest(
+            status=QueryOrderStatus.CLOSED if closed else QueryOrderStatus.ALL,
+            limit=_MAX_ORDERS,
+            after=after,
+            direction=Sort.ASC,
+        )
+        raw = await self._call(self._client.get_orders, query)
+        try:
+            orders = _json_list(raw)
+        except TypeError as exc:
+            raise self._unexpected("orders", exc) from None
+        return [self._order(o) for o in orders]
+
     async def submit_order(self, order: OrderRequest) -> BrokerOrder:
         """Submit; a duplicate `client_order_id` adopts the order Alpaca already has."""
         body: dict[str, Any] = {
@@ -198,20 +338,24 @@ class AlpacaBroker:
             "client_order_id": order.client_order_id,
         }
         if order.limit_price is not None:
-            body["limit_price"] = _text(order.limit_price)
+            body["limit_price"] = _text(self._tick(order.limit_price, order.side, "limit"))
         if order.stop_price is not None:
-            body["stop_price"] = _text(order.stop_price)
+            body["stop_price"] = _text(self._tick(order.stop_price, order.side, "stop"))
+        only_throttled = False
         try:
             raw = await self._call(
                 self._client.post, "/orders", body, posting=order.client_order_id
             )
         except AlpacaError as exc:
+            only_throttled = exc.status == 429
             if not _is_duplicate(exc):
                 raise
             existing = await self.get_order(order.client_order_id)
             if existing is None:
                 raise  # a refusal about the id itself (too long...), not a duplicate
             return existing
+        finally:
+            self._note_sending(order.client_order_id, only_throttled=only_throttled)
         return self._order(raw)
 
     async def submit_orders(self, orders: Sequence[OrderRequest]) -> list[BrokerOrder | Exception]:
@@ -230,6 +374,8 @@ class AlpacaBroker:
         while our own request submitting it is still on its way means only "not arrived
         yet": that raises (outcome unknown) instead."""
         sending = any(o == client_order_id and not w.done() for w, o in self._in_flight.items())
+        if not sending and self._only_throttled.get(client_order_id):
+            return None  # every sending was refused unread (429): Alpaca has no such order
         try:
             raw = await self._call(self._client.get_order_by_client_id, client_order_id)
         except AlpacaError as exc:
@@ -246,7 +392,45 @@ class AlpacaBroker:
 
     # --- internals ---------------------------------------------------------------------------
 
+    def _note_sending(self, client_order_id: str, *, only_throttled: bool) -> None:
+        before = self._only_throttled.pop(client_order_id, True)
+        self._only_throttled[client_order_id] = before and only_throttled
+        while len(self._only_throttled) > _SENT_MEMORY:
+            self._only_throttled.popitem(last=False)
+
+    def _tick(self, price: Decimal, side: Action, kind: str) -> Decimal:
+        ticked = tick_price(price, side, kind)
+        if ticked <= 0:
+            raise AlpacaError(
+                f"alpaca: {kind} price {_text(price)} is below the smallest tick", rejected=True
+            )
+        return ticked
+
     async def _call(
+        self, fn: Callable[..., T], *args: Any, posting: str | None = None
+    ) -> T:
+        """One alpaca-py call: a token from the budget, then one HTTP request (`_send`). A 429
+        (refused unread) is sent again once the budget's pause is over, as long as that pause
+        ends within one deadline of the first refusal; otherwise the 429 is raised."""
+        loop = asyncio.get_running_loop()
+        give_up_at: float | None = None
+        while True:
+            wait = self.budget.reserve()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                return await self._send(fn, *args, posting=posting)
+            except AlpacaError as exc:
+                if exc.status != 429:
+                    raise
+                now = loop.time()
+                if give_up_at is None:
+                    give_up_at = now + 2 * self._config.timeout_seconds
+                if now + self.budget.pause_left() >= give_up_at:
+                    raise
+                log.warning("alpaca: 429, sending again in %.1fs", self.budget.pause_left())
+
+    async def _send(
         self, fn: Callable[..., T], *args: Any, posting: str | None = None
     ) -> T:
         """One alpaca-py call (one HTTP request) on our threads, within its wall-clock
@@ -259,6 +443,11 @@ class AlpacaBroker:
         deadline = 2 * self._config.timeout_seconds
         await self._slots.acquire()
         try:
+            # A pause Alpaca asked for after this request took its token (while it waited for
+            # a slot) holds it back too; holding the slot meanwhile holds the others back.
+            pause = self.budget.pause_left()
+            if pause > 0:
+                await asyncio.sleep(pause)
             work = self._executor.submit(fn, *args)
             self._in_flight = {w: o for w, o in self._in_flight.items() if not w.done()}
             self._in_flight[work] = posting
@@ -307,6 +496,25 @@ class AlpacaBroker:
             return _to_broker_order(_json_object(raw))
         except (KeyError, TypeError, InvalidOperation) as exc:
             raise self._unexpected("order", exc) from None
+
+
+_PENNY = Decimal("0.01")
+_SUB_PENNY = Decimal("0.0001")
+
+
+def tick_price(price: Decimal, side: Action, kind: str) -> Decimal:
+    """`price` on Alpaca's tick for US equities: $0.01 at or above $1.00, $0.0001 below (SEC
+    Regulation NMS Rule 612; Alpaca refuses e.g. a limit of 11.055 with 422 "sub-penny
+    increment does not fulfill minimum pricing criteria" and takes 0.6013, as reported in
+    alpacahq/alpaca-trade-api-csharp#497 and alpacahq/alpaca-trade-api-go#260).
+
+    Rounded the cautious way, never past what was decided: a buy limit down and a sell limit
+    up (never a worse price), a buy stop up and a sell stop down (never triggered sooner)."""
+    up = (side is Action.SELL) if kind == "limit" else (side is Action.BUY)
+    rounding = ROUND_CEILING if up else ROUND_FLOOR
+    # (Rounding never crosses $1.00 onto a finer tick than it may have: a price at or above
+    # it rounds to at least 1.00, one below it to at most 1.0000.)
+    return price.quantize(_PENNY if price >= 1 else _SUB_PENNY, rounding=rounding)
 
 
 def _to_broker_order(raw: Mapping[str, Any]) -> BrokerOrder:

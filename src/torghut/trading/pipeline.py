@@ -8,6 +8,7 @@ past a batch only when every decision in it has reached a final status.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -219,6 +220,8 @@ class TradingPipeline:
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._reviewing = 0
         self.totals = CycleResult()
+        # Decisions finished in a batch that is to be read again (issue 12: not counted twice).
+        self._carried: set[str] = set()
         # Monotonic time of the last sign of life (a cycle began or ended, a decision
         # finished), so /readyz can tell a long batch from a stuck loop.
         self.last_progress = time.monotonic()
@@ -231,7 +234,6 @@ class TradingPipeline:
         if not signals:
             return result
         result.signals = len(signals)
-        self.metrics.signals.inc(len(signals))
         self.metrics.signals_read(s.event_ts for s in signals)
         marked = await self._mark_prices(signals)
         strategies = await self.strategies.load()
@@ -250,7 +252,16 @@ class TradingPipeline:
             result.committed = True
         else:
             log.warning("batch left decisions unfinished; its signals will be read again")
-        self.totals.merge(result)
+        # A batch read again is counted once, when it is done: its signals when the cursor
+        # moves past them, a decision when it reaches its final status (issue 12).
+        result.decisions = sum(1 for item in items if item.final)
+        if result.committed:
+            self._carried.clear()
+        else:
+            self._carried.update(item.hash for item in items if item.final)
+        counted = dataclasses.replace(result, signals=result.signals if result.committed else 0)
+        self.metrics.signals.inc(counted.signals)
+        self.totals.merge(counted)
         self.last_progress = time.monotonic()
         return result
 
@@ -335,11 +346,12 @@ class TradingPipeline:
         for decision, signal, h in proposed:
             row = stored[h]
             if row.status != "planned" or h in seen:
-                # Already decided: a replay, or another loop got there first.
-                result.duplicates += 1
+                # Already decided: a replay, or another loop got there first (not this
+                # process in an earlier, unfinished read of the same batch: counted then).
+                if h not in self._carried:
+                    result.duplicates += 1
                 continue
             seen.add(h)
-            result.decisions += 1
             resumed = not row.created
             if resumed and row.decision_json is not None:
                 # Finish the decision as it was first made, not as re-sized today.

@@ -10,16 +10,17 @@ logged; it never stops the source.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import hashlib
 import json
 import logging
 import math
 import re
-from collections.abc import Mapping, Sequence
+import sqlite3
+import ssl
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from torghut.db.engine import Database
 from torghut.db.tables import SignalCursor
 from torghut.domain import Signal, as_utc
 from torghut.errors import InputError, TorghutError, redact
+from torghut.limits import INT_MAX, check_identifier, check_json_value, check_price
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,9 @@ _SOURCE_KEY_MAX = 256  # signal_cursors.source
 
 class SignalSourceError(TorghutError):
     """A signal source could not be read this time (unreachable, timeout, server error); the
-    loop logs it and tries again next cycle."""
+    loop logs it and tries again next cycle, and never quarantines signals for it."""
+
+    transient = True
 
 
 def signal_key(signal: Signal) -> CursorKey:
@@ -56,10 +60,10 @@ def signal_key(signal: Signal) -> CursorKey:
 _REQUIRED = ("event_ts", "symbol", "timeframe")
 _NUMBERS = ("macd", "macd_signal", "rsi14")
 _KNOWN = frozenset({*_REQUIRED, *_NUMBERS, "price", "seq"})
-_PRICE_MIN = Decimal("0.00000001")  # the scale of the `Money` columns
-_PRICE_MAX = Decimal("1000000000")  # far below their 16 integer digits, far above any share
 _SYMBOL_MAX = 32  # Signal.symbol
 _TIMEFRAME_MAX = 16  # Signal.timeframe
+# A signal is a few hundred bytes; a longer line is not one, and is never held whole.
+LINE_MAX_CHARS = 64 * 1024
 
 
 def _parse_ts(value: Any) -> datetime:
@@ -89,21 +93,7 @@ def _parse_float(value: Any) -> float | None:
 
 
 def _parse_price(value: Any) -> Decimal | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError("expected a number")
-    try:
-        price = Decimal(str(value))
-    except InvalidOperation:
-        raise ValueError("expected a number") from None
-    if not price.is_finite() or price <= 0:
-        raise ValueError("expected a positive number")
-    if not _PRICE_MIN <= price <= _PRICE_MAX:
-        # Prices are stored with 8 decimals in 24 digits: a smaller one would round to 0 (and
-        # stall every cycle that marks it), a larger one would overflow the column.
-        raise ValueError(f"expected a price between {_PRICE_MIN} and {_PRICE_MAX}")
-    return price
+    return None if value is None else check_price(value)
 
 
 def _parse_seq(value: Any) -> int:
@@ -113,6 +103,8 @@ def _parse_seq(value: Any) -> int:
         value = int(value)  # ClickHouse quotes 64-bit integers in JSON
     if not isinstance(value, int) or value < 0:
         raise ValueError("expected a non-negative integer")
+    if value > INT_MAX:
+        raise ValueError(f"at most {INT_MAX} (a 64-bit column)")
     return value
 
 
@@ -125,18 +117,32 @@ def _build_signal(fields: Mapping[str, Any], payload: dict[str, Any], where: str
         raise InputError(f"{where}: field {name!r}: {first['msg']}") from None
 
 
-def parse_signal_line(line: str, lineno: int) -> Signal:
-    """One JSON Lines signal (CONTRACT §3): `event_ts, symbol, timeframe` are required;
-    `macd, macd_signal, rsi14, price` may be null or absent (the strategy and the risk engine
-    say what that means); `seq` defaults to the line number; other keys go to `payload`.
-    Raises `InputError` naming the line and the field."""
-    where = f"line {lineno}"
+def decode_line(line: str, where: str) -> dict[str, Any]:
+    """One JSON object from one line, whatever the line holds: too long, too deep, not JSON
+    or numbers past what Python will convert all raise `InputError` naming `where`."""
+    if len(line) > LINE_MAX_CHARS:
+        raise InputError(f"{where}: longer than {LINE_MAX_CHARS} characters")
     try:
         data = json.loads(line)
     except json.JSONDecodeError as exc:
         raise InputError(f"{where}: not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise InputError(f"{where}: nested too deep") from None
+    except ValueError as exc:  # an integer past Python's digit limit
+        raise InputError(f"{where}: not valid JSON ({str(exc).splitlines()[0][:120]})") from None
     if not isinstance(data, dict):
         raise InputError(f"{where}: expected a JSON object")
+    return data
+
+
+def parse_signal_line(line: str, lineno: int) -> Signal:
+    """One JSON Lines signal (CONTRACT §3): `event_ts, symbol, timeframe` are required;
+    `macd, macd_signal, rsi14, price` may be null or absent (the strategy and the risk engine
+    say what that means); `seq` defaults to the line number; other keys go to `payload`.
+    Raises `InputError` naming the line and the field; every line is judged alone, and
+    nothing it holds can raise anything else (tests/unit/test_signal_lines_fuzz.py)."""
+    where = f"line {lineno}"
+    data = decode_line(line, where)
     for name in _REQUIRED:
         if data.get(name) is None:
             raise InputError(f"{where}: field {name!r} is required")
@@ -144,24 +150,21 @@ def parse_signal_line(line: str, lineno: int) -> Signal:
     name = "event_ts"
     try:
         fields["event_ts"] = _parse_ts(data["event_ts"])
-        for name, longest in (("symbol", _SYMBOL_MAX), ("timeframe", _TIMEFRAME_MAX)):
-            text = data[name]
-            if not isinstance(text, str):
-                raise ValueError("expected a string")
-            if not text.strip():
-                raise ValueError("must not be blank")
-            if len(text) > longest:
-                raise ValueError(f"at most {longest} characters")
-            fields[name] = text
+        name = "symbol"
+        fields["symbol"] = check_identifier(data["symbol"], _SYMBOL_MAX)
+        name = "timeframe"
+        fields["timeframe"] = check_identifier(data["timeframe"], _TIMEFRAME_MAX)
         for name in _NUMBERS:
             fields[name] = _parse_float(data.get(name))
         name = "price"
         fields["price"] = _parse_price(data.get("price"))
         name = "seq"
         fields["seq"] = _parse_seq(data["seq"]) if data.get("seq") is not None else lineno
+        payload = {k: v for k, v in data.items() if k not in _KNOWN}
+        name = "payload"
+        check_json_value(payload)
     except (ValueError, OverflowError, OSError) as exc:
         raise InputError(f"{where}: field {name!r}: {exc}") from None
-    payload = {k: v for k, v in data.items() if k not in _KNOWN}
     return _build_signal(fields, payload, where)
 
 
@@ -233,8 +236,16 @@ def _bounded_key(key: str) -> str:
 class ReplaySignalSource:
     """Signals from a JSON Lines file, in `(event_ts, symbol, seq)` order.
 
-    The file is read once, in a worker thread, and cached; its order in the file does not
-    matter. Two lines with the same `(event_ts, symbol, seq)` would make the cursor ambiguous:
+    The file's order does not matter, and it may be far larger than memory: it is read once,
+    line by line in a worker thread, into a private on-disk SQLite index keyed by
+    `(event_ts, symbol, seq)`; each fetch reads the next batch from that index. Peak memory is
+    one batch plus SQLite's page cache, whatever the file's length (bench/bench_replay_memory.py).
+    SQLite does the external sort for us: a hand-written merge sort of spilled runs is what it
+    would replace. The index lives in a temporary file SQLite deletes when it is closed.
+
+    Every line is judged alone (`parse_signal_line`): a bad one is skipped, counted in
+    `.skipped` with its line number in `.skipped_lines` (the first few), and never stops the
+    source. Two lines with the same `(event_ts, symbol, seq)` would make the cursor ambiguous:
     the later one is skipped as a duplicate."""
 
     def __init__(
@@ -246,73 +257,144 @@ class ReplaySignalSource:
     ) -> None:
         self.path = path.expanduser().absolute()
         self._cursor = _CursorStore(db, _bounded_key(source_key or f"replay:{self.path}"))
-        self._signals: list[Signal] | None = None
-        self._keys: list[CursorKey] = []
+        self._index: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
         self.skipped = 0
+        self.skipped_lines: list[tuple[int, str]] = []  # (line number, why), the first few
+        self.total = 0
 
     @property
     def source_key(self) -> str:
         return self._cursor.key
 
-    async def load(self) -> list[Signal]:
-        """Every valid signal of the file, sorted (read on first use)."""
-        async with self._lock:
-            if self._signals is None:
-                signals, skipped = await asyncio.to_thread(self._read)
-                self._signals, self.skipped = signals, skipped
-                self._keys = [signal_key(s) for s in signals]
-            return self._signals
+    def check(self) -> None:
+        """Fail now, with `InputError`, when the file cannot be read (start-up checks)."""
+        try:
+            with self.path.open("rb") as handle:
+                handle.read(1)
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot read signal file: {exc.strerror}") from None
 
-    def _read(self) -> tuple[list[Signal], int]:
+    async def load(self) -> int:
+        """Index the file (on first use); returns how many valid signals it holds."""
+        async with self._lock:
+            if self._index is None:
+                self._index = await asyncio.to_thread(self._build_index)
+            return self.total
+
+    def _lines(self) -> Iterator[tuple[int, bytes | None]]:
+        """(line number, raw bytes) for each line; None for a line longer than a signal can be,
+        which is read past in bounded pieces instead of being held whole."""
         try:
             handle = self.path.open("rb")
         except OSError as exc:
             raise InputError(f"{self.path}: cannot read signal file: {exc.strerror}") from None
-        by_key: dict[CursorKey, Signal] = {}
-        skipped = 0
-
-        def skip(lineno: int, reason: str) -> None:
-            nonlocal skipped
-            skipped += 1
-            if skipped <= _WARN_LIMIT:
-                log.warning("%s: skipped %s", self.path, reason)
-
+        limit = LINE_MAX_CHARS * 4 + 1  # UTF-8 takes at most 4 bytes a character
         with handle:
             try:
-                for lineno, raw in enumerate(handle, start=1):
-                    try:
-                        line = raw.decode("utf-8")
-                    except UnicodeDecodeError:
-                        skip(lineno, f"line {lineno}: not UTF-8")
+                lineno = 0
+                while raw := handle.readline(limit):
+                    lineno += 1
+                    if len(raw) == limit and not raw.endswith(b"\n"):
+                        while (rest := handle.readline(limit)) and not rest.endswith(b"\n"):
+                            pass
+                        yield lineno, None
                         continue
-                    if not line.strip():
-                        continue  # blank lines are layout, not bad signals
-                    try:
-                        signal = parse_signal_line(line, lineno)
-                    except InputError as exc:
-                        skip(lineno, str(exc))
-                        continue
-                    key = signal_key(signal)
-                    if key in by_key:
-                        skip(lineno, f"line {lineno}: duplicate (event_ts, symbol, seq) {key}")
-                        continue
-                    by_key[key] = signal
+                    yield lineno, raw
             except OSError as exc:
                 raise InputError(f"{self.path}: cannot read signal file: {exc.strerror}") from None
-        if skipped > _WARN_LIMIT:
-            log.warning("%s: %d bad lines skipped in all", self.path, skipped)
-        return [by_key[k] for k in sorted(by_key)], skipped
+
+    def _skip(self, lineno: int, reason: str) -> None:
+        self.skipped += 1
+        if self.skipped <= _WARN_LIMIT:
+            self.skipped_lines.append((lineno, reason))
+            log.warning("%s: skipped line %d: %s", self.path, lineno, reason)
+
+    def _build_index(self) -> sqlite3.Connection:
+        # "" is a private temporary database on disk, deleted by SQLite when it is closed
+        # (also when the process dies: the file is unlinked while open).
+        index = sqlite3.connect("", check_same_thread=False, isolation_level=None)
+        try:
+            index.execute(f"PRAGMA cache_size=-{_INDEX_CACHE_KIB}")
+            # A signal's fields as columns, read back without a second validation.
+            index.execute(
+                "CREATE TABLE signals (ts INTEGER NOT NULL, symbol TEXT NOT NULL,"
+                " seq INTEGER NOT NULL, line INTEGER NOT NULL, timeframe TEXT NOT NULL,"
+                " macd REAL, macd_signal REAL, rsi14 REAL, price TEXT, payload TEXT,"
+                " PRIMARY KEY (ts, symbol, seq)) WITHOUT ROWID"
+            )
+            self.skipped, self.skipped_lines, self.total = 0, [], 0
+            index.execute("BEGIN")
+            for lineno, raw in self._lines():
+                if raw is None:
+                    self._skip(lineno, f"longer than {LINE_MAX_CHARS} characters")
+                    continue
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    self._skip(lineno, "not UTF-8")
+                    continue
+                if not text.strip():
+                    continue  # blank lines are layout, not bad signals
+                try:
+                    signal = parse_signal_line(text, lineno)
+                except InputError as exc:
+                    self._skip(lineno, str(exc).removeprefix(f"line {lineno}: "))
+                    continue
+                ts, symbol, seq = signal_key(signal)
+                inserted = index.execute(
+                    "INSERT INTO signals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT DO NOTHING",
+                    (
+                        _ts_key(ts), symbol, seq, lineno, signal.timeframe, signal.macd,
+                        signal.macd_signal, signal.rsi14,
+                        None if signal.price is None else str(signal.price),
+                        json.dumps(signal.payload) if signal.payload else None,
+                    ),
+                ).rowcount
+                if inserted:
+                    self.total += 1
+                else:
+                    self._skip(lineno, f"duplicate (event_ts, symbol, seq) {(ts, symbol, seq)}")
+            index.execute("COMMIT")
+        except sqlite3.Error as exc:
+            index.close()
+            # The temporary folder is full or unwritable: nothing wrong with the signals.
+            raise SignalSourceError(f"{self.path}: cannot index the signal file: {exc}") from None
+        except BaseException:
+            index.close()
+            raise
+        if self.skipped > _WARN_LIMIT:
+            log.warning("%s: %d bad lines skipped in all", self.path, self.skipped)
+        return index
+
+    async def _after(self, cursor: CursorKey | None, limit: int) -> list[Signal]:
+        index = self._index
+        assert index is not None
+
+        def read() -> list[Signal]:
+            if cursor is None:
+                rows = index.execute(
+                    f"SELECT {_COLUMNS} FROM signals ORDER BY ts, symbol, seq LIMIT ?", (limit,)
+                )
+            else:
+                rows = index.execute(
+                    f"SELECT {_COLUMNS} FROM signals WHERE (ts, symbol, seq) > (?, ?, ?)"
+                    " ORDER BY ts, symbol, seq LIMIT ?",
+                    (_ts_key(cursor[0]), cursor[1], cursor[2], limit),
+                )
+            return [_row_signal(row) for row in rows]
+
+        async with self._lock:  # one thread at a time on the index's connection
+            return await asyncio.to_thread(read)
 
     async def fetch(self, limit: int) -> list[Signal]:
-        signals = await self.load()
+        await self.load()
         if limit <= 0:
             return []
         # Read every time, not cached: after a change of leader, or a commit whose answer was
         # lost, only the database knows where this source stands.
-        cursor = await self._cursor.get()
-        start = 0 if cursor is None else bisect.bisect_right(self._keys, cursor)
-        return signals[start : start + limit]
+        return await self._after(await self._cursor.get(), limit)
 
     async def commit(self, signals: Sequence[Signal]) -> None:
         if signals:
@@ -322,11 +404,57 @@ class ReplaySignalSource:
         """Signals after the committed cursor (replay uses it to know when it is done)."""
         await self.load()
         cursor = await self._cursor.get()
-        start = 0 if cursor is None else bisect.bisect_right(self._keys, cursor)
-        return len(self._keys) - start
+        index = self._index
+        assert index is not None
+
+        def count() -> int:
+            if cursor is None:
+                return self.total
+            row = index.execute(
+                "SELECT count(*) FROM signals WHERE (ts, symbol, seq) > (?, ?, ?)",
+                (_ts_key(cursor[0]), cursor[1], cursor[2]),
+            ).fetchone()
+            return int(row[0])
+
+        async with self._lock:
+            return await asyncio.to_thread(count)
 
     async def aclose(self) -> None:
-        self._signals, self._keys = None, []
+        async with self._lock:
+            index, self._index = self._index, None
+        if index is not None:
+            index.close()
+
+
+_COLUMNS = "ts, symbol, seq, timeframe, macd, macd_signal, rsi14, price, payload"
+_TEMPLATE = Signal(event_ts=datetime(1970, 1, 1, tzinfo=UTC), symbol="-", timeframe="-")
+
+
+def _row_signal(row: tuple[Any, ...]) -> Signal:
+    """A row of the index back to the `Signal` it was made from, exactly (floats as doubles,
+    the price as its decimal text, the payload as plain JSON)."""
+    ts, symbol, seq, timeframe, macd, macd_signal, rsi14, price, payload = row
+    # Values validated once already (at indexing): copied into a template instead of being
+    # validated again, which cost as much as parsing the line (pydantic's `model_copy`).
+    return _TEMPLATE.model_copy(
+        update={
+            "event_ts": _EPOCH + timedelta(microseconds=ts), "symbol": symbol,
+            "timeframe": timeframe, "macd": macd, "macd_signal": macd_signal, "rsi14": rsi14,
+            "price": None if price is None else Decimal(price), "seq": seq,
+            "payload": json.loads(payload) if payload else {},
+        }
+    )
+
+
+def _ts_key(ts: datetime) -> int:
+    """Microseconds since the epoch: orders exactly as the datetimes do, in one integer."""
+    delta = as_utc(ts) - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# SQLite's page cache for the replay index; the rest of the index stays on disk.
+_INDEX_CACHE_KIB = 16 * 1024
 
 
 # --- ClickHouse --------------------------------------------------------------------------
@@ -345,26 +473,66 @@ class ClickHouseConfig:
     source_key: str = "clickhouse:torghut.ta_signals"
     initial_lookback: timedelta = timedelta(minutes=5)
     settle_seconds: float = 2.0
+    # PEM file of the CA that signed the server's certificate (a private CA); None: the
+    # system's trust store.
+    ca_file: Path | None = None
 
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# A page's first look past the cursor, its narrowest, and how many times one fetch widens it
+# (x4 each: the ranges looked at cover 30 years after 12 steps) before reading to the present.
+_FIRST_HORIZON = timedelta(minutes=1)
+_MIN_HORIZON = timedelta(seconds=1)
+_WIDENINGS = 12
+
+
+def clickhouse_tls(ca_file: Path | None) -> ssl.SSLContext | bool:
+    """What httpx verifies the server with: the system's CAs, or only those of `ca_file` (a
+    private CA). An unreadable or invalid file raises `InputError` naming it."""
+    if ca_file is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(ca_file))
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise InputError(f"{ca_file}: not a readable PEM CA file ({type(exc).__name__})") from None
 
 
 def _format_ts(value: datetime) -> str:
     return as_utc(value).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+# The latest instant a DateTime64(6) holds: the upper bound of a page that reaches the present.
+_NO_UPPER_BOUND = datetime(2299, 12, 31, tzinfo=UTC)
+
+
 def build_signals_query(
-    *, cursor: CursorKey, limit: int, database: str = "torghut", settle_seconds: float = 0.0
+    *,
+    cursor: CursorKey,
+    limit: int,
+    database: str = "torghut",
+    settle_seconds: float = 0.0,
+    upper: datetime | None = None,
 ) -> tuple[str, dict[str, str]]:
     """The SQL of one fetch, and its ClickHouse query parameters (names without `param_`).
+
+    Versions: both tables are ReplacingMergeTrees, which keep every version of a row until a
+    merge that may never come. The `final` setting (ClickHouse 23.2+) reads every table of the
+    query `FINAL`: the server picks the latest version of each key (by the table's version
+    column) at read time, so an unmerged older version is never read, whatever order the parts
+    come in. Unlike the `FINAL` keyword it leaves a plain MergeTree (a stop-gap table) readable
+    instead of failing the query. The time filters are on sorting-key columns, so they still
+    prune before the merge.
 
     Price: an exact LEFT JOIN on `(symbol, event_ts)` with `ta_microbars.c`, with
     `join_use_nulls` so that a missing bar is NULL (the risk engine rejects it as
     `missing_price`) rather than 0. An ASOF join would silently price a signal with an older
-    bar. The bar side is grouped by `(symbol, event_ts)` so duplicate bars (a ReplacingMergeTree
-    before its merge) cannot duplicate signals, and cut to the cursor's time so the grouping
-    reads only new bars.
+    bar. `LIMIT 1 BY` keeps the join one-to-one should the bar table's key hold more than
+    `(symbol, event_ts)`: a bar can never duplicate a signal.
+
+    Range: both sides read only `[cursor time, upper)`. Without an upper bound every page of a
+    catch-up after an outage read the whole backlog from the cursor on (quadratic in its
+    length); the source picks `upper` so that a page holds about `limit` rows
+    (`ClickHouseSignalSource._page`). None: up to the present.
 
     Lateness: the cursor only moves forward, so a row written after the cursor passed its key
     would never be read. Rows newer than `settle_seconds` before the server's clock are left
@@ -391,18 +559,20 @@ SELECT
 FROM {database}.ta_signals AS s
 LEFT JOIN
 (
-    SELECT symbol, event_ts, any(c) AS c
+    SELECT symbol, event_ts, c
     FROM {database}.ta_microbars
     WHERE event_ts >= {{cursor_ts:DateTime64(6, 'UTC')}}
-    GROUP BY symbol, event_ts
+      AND event_ts < {{upper_ts:DateTime64(6, 'UTC')}}
+    LIMIT 1 BY symbol, event_ts
 ) AS b ON b.symbol = s.symbol AND b.event_ts = s.event_ts
 WHERE s.event_ts >= {{cursor_ts:DateTime64(6, 'UTC')}}
+  AND s.event_ts < {{upper_ts:DateTime64(6, 'UTC')}}
   AND (s.event_ts, s.symbol, s.seq)
       > ({{cursor_ts:DateTime64(6, 'UTC')}}, {{cursor_symbol:String}}, {{cursor_seq:UInt64}})
   AND s.event_ts <= now64(6) - toIntervalMillisecond({{settle_ms:UInt32}})
 ORDER BY s.event_ts, s.symbol, s.seq
 LIMIT {{limit:UInt32}}
-SETTINGS join_use_nulls = 1, date_time_output_format = 'iso'
+SETTINGS final = 1, join_use_nulls = 1, date_time_output_format = 'iso'
 FORMAT JSONEachRow
 """
     params = {
@@ -411,6 +581,7 @@ FORMAT JSONEachRow
         "cursor_seq": str(seq),
         "limit": str(limit),
         "settle_ms": str(max(0, round(settle_seconds * 1000))),
+        "upper_ts": _format_ts(_NO_UPPER_BOUND if upper is None else upper),
     }
     return sql, params
 
@@ -418,19 +589,15 @@ FORMAT JSONEachRow
 def parse_clickhouse_row(line: str) -> tuple[CursorKey | None, Signal | None, str | None]:
     """One JSONEachRow line: (its cursor key when readable, the signal or None, why not)."""
     try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        return None, None, f"not valid JSON ({exc.msg})"
-    if not isinstance(row, dict):
-        return None, None, "not a JSON object"
+        row = decode_line(line, "row")
+    except InputError as exc:
+        return None, None, str(exc).removeprefix("row: ")
     key: CursorKey | None = None
     name = "event_ts"
     try:
         ts = _parse_ts(row.get("event_ts"))
         name = "symbol"
-        symbol = row.get("symbol")
-        if not isinstance(symbol, str) or not symbol:
-            raise ValueError("expected a string")
+        symbol = check_identifier(row.get("symbol"), _SYMBOL_MAX)
         name = "seq"
         seq = _parse_seq(row.get("seq"))
         key = (ts, symbol, seq)
@@ -475,8 +642,10 @@ class ClickHouseSignalSource:
         self._config = config
         self._cursor = _CursorStore(db, _bounded_key(config.source_key))
         self._owns_client = http_client is None
-        self._client = http_client or httpx.AsyncClient()
+        self._client = http_client or httpx.AsyncClient(verify=clickhouse_tls(config.ca_file))
         self._bad_tail: tuple[CursorKey, CursorKey] | None = None
+        # How far past the cursor a page looks (see `_page`); learned as pages come back.
+        self._horizon = _FIRST_HORIZON
         self._warned = 0
         self.skipped = 0
 
@@ -496,7 +665,7 @@ class ClickHouseSignalSource:
         bad_from: CursorKey | None = None
         # An all-bad page is followed by the next one, a bounded number of times per fetch.
         for _ in range(10):
-            lines = await self._query(start, limit)
+            lines = await self._page(start, limit)
             if not lines:
                 return []
             good: list[Signal] = []
@@ -530,12 +699,40 @@ class ClickHouseSignalSource:
         elif self._warned % 1000 == 0:
             log.warning("clickhouse: %d signal rows skipped so far", self.skipped)
 
-    async def _query(self, cursor: CursorKey, limit: int) -> list[str]:
+    async def _page(self, start: CursorKey, limit: int) -> list[str]:
+        """The next rows after `start`, at most `limit`, read from a bounded time range.
+
+        A page looks `_horizon` past the cursor, not to the present: catching up on a backlog
+        then costs about one page of rows per page, not the whole rest of the backlog each
+        time. A full page that ended well inside its range narrows the horizon; a short page
+        that did not reach the present widens it. An empty range is stepped over, the next one
+        four times as wide (a gap in the data is crossed in a few steps; after twelve, the
+        rest is read up to the present)."""
+        for _ in range(_WIDENINGS):
+            upper = start[0] + self._horizon
+            if upper >= datetime.now(UTC):
+                # Caught up: read to the present, and look near again after the next outage.
+                self._horizon = min(self._horizon, _FIRST_HORIZON)
+                return await self._query(start, limit, None)
+            lines = await self._query(start, limit, upper)
+            if len(lines) >= limit:
+                last, _signal, _reason = parse_clickhouse_row(lines[-1])
+                if last is not None and last[0] - start[0] < self._horizon / 2:
+                    self._horizon = max(_MIN_HORIZON, 2 * (last[0] - start[0]))
+                return lines
+            self._horizon *= 4
+            if lines:
+                return lines
+            start = (upper, "", 0)  # nothing before `upper`: look on from there
+        return await self._query(start, limit, None)
+
+    async def _query(self, cursor: CursorKey, limit: int, upper: datetime | None) -> list[str]:
         sql, params = build_signals_query(
             cursor=cursor,
             limit=limit,
             database=self._config.database,
             settle_seconds=self._config.settle_seconds,
+            upper=upper,
         )
         timeout = self._config.timeout_seconds
         url_params = {f"param_{name}": value for name, value in params.items()}
