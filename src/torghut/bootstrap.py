@@ -29,6 +29,7 @@ from torghut.trading import quarantine
 from torghut.trading.catalog import StrategyCatalog
 from torghut.trading.llm.circuit import CircuitBreaker
 from torghut.trading.llm.client import build_provider
+from torghut.trading.llm.model_check import ModelCheck
 from torghut.trading.llm.policy import bounds_from_settings
 from torghut.trading.llm.prompts import PromptTemplate, load_prompt
 from torghut.trading.llm.review_engine import ReviewEngine
@@ -65,6 +66,7 @@ class Reviewer:
     prompt: PromptTemplate
     bounds: PolicyBounds
     engine: ReviewEngine
+    model_check: ModelCheck
 
 
 def build_reviewer(
@@ -86,7 +88,7 @@ def build_reviewer(
         metrics.watch_circuit(breaker.snapshot)
     provider = provider or build_provider(settings, http_client=http_client)
     engine = ReviewEngine(provider, breaker, prompt, bounds, secrets=settings.secrets())
-    return Reviewer(provider, breaker, prompt, bounds, engine)
+    return Reviewer(provider, breaker, prompt, bounds, engine, ModelCheck(provider))
 
 
 def trading_lock(dsn: str, engine: AsyncEngine) -> TradingLock:
@@ -208,6 +210,7 @@ async def build_container(
         )
         if reviewer is not None:
             closers.append(reviewer.provider.aclose)
+            closers.append(reviewer.engine.aclose)
         broker = broker or _build_broker(settings, db)
         closers.append(broker.aclose)
         source = _build_source(settings, db, signals_path)
@@ -252,6 +255,7 @@ async def build_container(
                 settings.llm_timeout_seconds if settings.llm_enabled else 0.0,
                 2 * settings.trading_broker_timeout_seconds,
             ),
+            secrets=settings.secrets(),
             lock=trading_lock(settings.db_dsn, engine),
             quarantine=functools.partial(quarantine.record, db),
         )

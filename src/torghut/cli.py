@@ -21,7 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeGuard
 
-from torghut.errors import REDACTED, ConfigError, InputError, TorghutError, redact
+from torghut.errors import REDACTED, ConfigError, InputError, ReviewError, TorghutError, redact
 from torghut.logs import RedactingFilter, always, setup_logging, startup_banner
 
 __all__ = ["RedactingFilter", "build_parser", "main", "setup_logging"]
@@ -276,10 +276,17 @@ def parse_decision(raw: str, *, max_shares: Decimal) -> Any:
 
 async def review_once(settings: Settings, decision: Any) -> dict[str, Any]:
     from torghut.bootstrap import build_reviewer
+    from torghut.trading.llm.model_check import ModelMissing, check_model
     from torghut.trading.llm.review_engine import build_review_request
 
     reviewer = build_reviewer(settings)
     try:
+        try:
+            await check_model(reviewer.provider)
+        except ModelMissing as exc:
+            raise ConfigError("LLM_MODEL", str(exc).removeprefix("LLM_MODEL ")) from None
+        except ReviewError:
+            pass  # the list could not be had: the review itself will say why
         request = build_review_request(
             decision,
             account=None,
@@ -292,6 +299,7 @@ async def review_once(settings: Settings, decision: Any) -> dict[str, Any]:
         )
         outcome = await reviewer.engine.review(decision, request)
     finally:
+        await reviewer.engine.aclose()
         await reviewer.provider.aclose()
     response = (outcome.response_json or {}).get("review")
     return {

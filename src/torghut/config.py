@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from pydantic import (
     Field,
@@ -151,9 +151,12 @@ class Settings(BaseSettings):
     @classmethod
     def _header_safe(cls, value: SecretStr | None) -> SecretStr | None:
         # A key is sent in an HTTP header: whitespace or control characters would corrupt the
-        # request (or inject a header), so refuse them at start-up instead.
+        # request (or inject a header), and a header value is ASCII (a non-ASCII key failed
+        # every review at run time), so refuse them at start-up instead.
         if value is not None and any(c.isspace() or ord(c) < 32 for c in value.get_secret_value()):
             raise ValueError("must not contain spaces, newlines or control characters")
+        if value is not None and not value.get_secret_value().isascii():
+            raise ValueError("must be ASCII (it is sent in an HTTP header)")
         return value
 
     @field_validator("clickhouse_ca_file")
@@ -253,17 +256,47 @@ class Settings(BaseSettings):
             for s in (getattr(self, name) for name in _SECRET_FIELDS)
             if isinstance(s, SecretStr)
         ]
-        password = urlsplit(self.db_dsn).password if "://" in self.db_dsn else None
-        if password:
-            values.append(password)
+        values.extend(_dsn_passwords(self.db_dsn))
         return [v for v in values if v]
 
     def redacted_dsn(self) -> str:
+        """The DSN as printed: its password, in the authority or in the query string
+        (`?password=`), replaced by `***`."""
         parts = urlsplit(self.db_dsn)
         if parts.password:
             netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-            return urlunsplit(parts._replace(netloc=netloc))
-        return self.db_dsn
+            parts = parts._replace(netloc=netloc)
+        if parts.query:
+            query = [
+                (k, "***" if k.lower() in _PASSWORD_PARAMS else v)
+                for k, v in parse_qsl(parts.query, keep_blank_values=True)
+            ]
+            parts = parts._replace(query=urlencode(query, safe="*"))
+        return urlunsplit(parts)
+
+
+# Query parameters of a DSN that hold a password (libpq's `password`; SQLAlchemy passes the
+# query to the driver as it is).
+_PASSWORD_PARAMS = frozenset({"password", "passwd", "pass"})
+
+
+def _dsn_passwords(dsn: str) -> list[str]:
+    """Every password in `dsn`: in the authority (`user:pw@`) and in the query string, both
+    as written (percent-encoded) and decoded, since either may be echoed by a driver."""
+    if "://" not in dsn:
+        return []
+    parts = urlsplit(dsn)
+    found: list[str] = []
+    if parts.password:
+        found += [parts.password, unquote(parts.password)]
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key.lower() in _PASSWORD_PARAMS and value:
+            found.append(value)
+    for raw in parts.query.split("&"):
+        key, _, value = raw.partition("=")
+        if key.lower() in _PASSWORD_PARAMS and value:
+            found.append(value)
+    return found
 
 
 class _CrossFieldError(ValueError):

@@ -25,8 +25,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from enum import StrEnum
+from typing import Any
 
 # Longest piece of a gateway's own error text quoted in a message (CONTRACT §2).
 QUOTE_LIMIT = 300
@@ -98,15 +100,86 @@ def retryable_status(status: int) -> bool:
     return status in (408, 429) or 500 <= status <= 599
 
 
-def redact(text: str, secrets: Iterable[str], *, limit: int | None = QUOTE_LIMIT) -> str:
-    """Replace every configured secret in `text` by `***`, then cut it to `limit` characters.
+# Code points no peer may smuggle into a quote, a log line or a database row: C0 controls
+# (NUL included) and DEL, C1 controls, and lone surrogates (which cannot be encoded as UTF-8, so
+# a driver or a log handler would fail on them). TAB, LF and CR are kept where text may span
+# lines; `one_line` folds them too.
+_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_UNSAFE_ONE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_WHITESPACE = re.compile(r"\s+")
+REPLACEMENT = "\ufffd"
+# Shortest piece of a secret that counts as a secret: shorter ones would mangle ordinary text
+# without protecting anything worth protecting.
+MIN_SECRET_CHARS = 4
 
-    Redaction happens before cutting so that a secret straddling the cut cannot leak half of
-    itself. Secrets shorter than 4 characters are ignored: replacing them would mangle
-    ordinary text without protecting anything worth protecting.
-    """
-    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    if limit is not None and len(text) > limit:
-        text = text[: limit - 1] + "…"
+
+def sanitize(text: str, *, one_line: bool = False) -> str:
+    """`text` from a peer made safe to quote, log and store: every control character, NUL and
+    lone surrogate replaced by U+FFFD; with `one_line`, line ends and runs of whitespace become
+    one space as well. Redaction (`redact`) calls this; use it alone only for text that holds
+    no secret by construction."""
+    if one_line:
+        text = _WHITESPACE.sub(" ", text).strip()
+        return _UNSAFE_ONE_LINE.sub(REPLACEMENT, text)
+    if text.isascii() and text.isprintable():
+        return text
+    return _UNSAFE.sub(REPLACEMENT, text)
+
+
+def _usable(secrets: Iterable[str]) -> list[str]:
+    return sorted({s for s in secrets if s and len(s) >= MIN_SECRET_CHARS}, key=len, reverse=True)
+
+
+def _drop_secret_prefix(text: str, secrets: list[str]) -> str:
+    """`text` without a trailing piece that starts a secret: where text was cut, the cut may
+    have split a secret, and its first characters must not survive."""
+    for secret in secrets:
+        for size in range(min(len(secret) - 1, len(text)), MIN_SECRET_CHARS - 1, -1):
+            if text.endswith(secret[:size]):
+                return text[: len(text) - size]
     return text
+
+
+def redact(
+    text: str,
+    secrets: Iterable[str],
+    *,
+    limit: int | None = QUOTE_LIMIT,
+    one_line: bool = False,
+    cut: bool = False,
+) -> str:
+    """The one function every string from a peer (gateway, broker, database error) passes
+    before it is stored, logged, printed or served.
+
+    Unsafe characters are replaced (`sanitize`), then every configured secret by `***`, then
+    the text is cut to `limit` characters. Redaction comes before the cut, and a cut drops a
+    trailing piece that begins a secret, so no part of a secret straddling it survives. `cut`
+    says the caller already cut `text` at its end (a body read up to a byte cap): the same
+    rule applies there. Secrets shorter than 4 characters are ignored.
+    """
+    usable = _usable(secrets)
+    text = sanitize(text, one_line=one_line)
+    for secret in usable:
+        text = text.replace(secret, REDACTED)
+    if cut:
+        text = _drop_secret_prefix(text, usable)
+    if limit is not None and len(text) > limit:
+        text = _drop_secret_prefix(text[: limit - 1], usable) + "…"
+    return text
+
+
+def redact_json(value: Any, secrets: Iterable[str]) -> Any:
+    """`value` (JSON data from a peer) with `redact` applied to every string in it, dict keys
+    included, uncut. Keys that collide after redaction keep the last value."""
+    usable = _usable(secrets)
+
+    def clean(item: Any) -> Any:
+        if isinstance(item, str):
+            return redact(item, usable, limit=None)
+        if isinstance(item, dict):
+            return {clean(str(k)): clean(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [clean(v) for v in item]
+        return item
+
+    return clean(value)

@@ -31,7 +31,11 @@ TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _RECORD_FIELDS: Final = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
 )
-_NOISY: Final = ("httpx", "httpcore", "alembic", "uvicorn.access")
+# The HTTP libraries (the openai SDK's httpx2 too) log requests and peer text at INFO and DEBUG:
+# kept at WARNING whatever TORGHUT_LOG_LEVEL says.
+_NOISY: Final = (
+    "httpx", "httpcore", "httpx2", "httpcore2", "openai", "alembic", "uvicorn.access"
+)
 
 
 class RedactingFilter(logging.Filter):

@@ -95,6 +95,11 @@ def _document_errors(schema: dict[str, Any]) -> dict[str, Any]:
 def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if container.reviewer is not None:
+            # Start-up: is LLM_MODEL served? Readiness says so until it is (model_check.py).
+            problem = await container.reviewer.model_check.problem()
+            if problem:
+                log.warning("%s", problem)
         if run_scheduler and container.settings.trading_enabled:
             container.scheduler.start()
         try:
@@ -135,12 +140,19 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
             checks["database"] = f"failing: no answer within {READY_DB_TIMEOUT_SECONDS:g}s"
         except Exception as exc:
             checks["database"] = f"failing: {type(exc).__name__}"
+        if container.reviewer is not None:
+            problem = await container.reviewer.model_check.problem()
+            checks["llm_model"] = (
+                "ok" if problem is None
+                else problem if problem.startswith("unknown") else f"failing: {problem}"
+            )
         if container.settings.trading_enabled:
             # Ready means progress, not a ticking loop (issue 12): the scheduler says why not.
             problem = container.scheduler.readiness()
             checks["trading_loop"] = "ok" if problem is None else f"failing: {problem}"
-        ok = all(v == "ok" for v in checks.values())
-        failing = [k for k, v in checks.items() if v != "ok"]
+        # "unknown" informs without failing (model_check.py says why).
+        failing = [k for k, v in checks.items() if v != "ok" and not v.startswith("unknown")]
+        ok = not failing
         body: dict[str, Any] = {"status": "ok" if ok else "failing", "checks": checks}
         if failing:
             body["failing"] = failing

@@ -39,6 +39,9 @@ class Completion:
     ttft_ms: int | None
     model: str | None = None
     finish_reason: str | None = None
+    # Event-loop time at which the review's total clock runs out: work on the answer after
+    # the provider returned (searching it for the review) must end by then.
+    deadline: float | None = None
 
 
 class ReviewProvider(Protocol):

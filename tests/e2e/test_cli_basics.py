@@ -42,6 +42,8 @@ def test_help(args: list[str], tmp_path: Path) -> None:
         ({"DB_DSN": "mysql://x/y"}, "DB_DSN"),
         ({"ALPACA_MAX_REQUESTS_PER_MINUTE": "lots"}, "ALPACA_MAX_REQUESTS_PER_MINUTE"),
         ({"CLICKHOUSE_CA_FILE": "missing-ca.pem"}, "CLICKHOUSE_CA_FILE"),
+        # Sent in a header: a non-ASCII key failed every review at run time (issue 13).
+        ({"JANGAR_BASE_URL": "http://j", "JANGAR_API_KEY": "clé-Ω-7"}, "JANGAR_API_KEY"),
     ],
 )
 def test_bad_configuration_is_one_line_and_exit_2(

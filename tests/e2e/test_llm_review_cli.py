@@ -67,7 +67,7 @@ async def test_each_jangar_example(name: str, tmp_path: Path) -> None:
     if code == "http_error":
         assert "400" in out["error"]["message"]
     assert "sk-demo-secret-xyz" not in json.dumps(out) + err
-    body = json.loads(server.requests[0].body)
+    body = json.loads(next(r for r in server.requests if r.method == "POST").body)
     assert body["stream"] is True and "temperature" not in body
 
 
@@ -81,6 +81,26 @@ async def test_against_the_dev_gateway_and_stdin(tmp_path: Path) -> None:
         decision.write_text(json.dumps(big))
         rc, out, _ = await _review(gw.base_url, decision)
         assert (rc, out["verdict"], out["reason"]) == (0, "veto", "llm_veto")
+
+
+async def test_a_model_the_gateway_does_not_serve_is_one_line_and_exit_2(
+    tmp_path: Path,
+) -> None:
+    decision = tmp_path / "d.json"
+    decision.write_text(json.dumps(DECISION))
+    config = DevGatewayConfig(model="other-model", models=("other-model",))
+    async with DevGateway(config) as gw:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "torghut.cli", "llm", "review", "--decision", str(decision),
+            env=clean_env({"JANGAR_BASE_URL": gw.base_url, "LLM_MODEL": "gpt-5.3-codex"}),
+            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2, err
+    assert out == b""
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1 and "LLM_MODEL" in lines[0] and "gpt-5.3-codex" in lines[0], lines
+    assert "Traceback" not in err.decode()
 
 
 async def test_unreachable_gateway_is_connect_error(tmp_path: Path) -> None:

@@ -251,3 +251,39 @@ async def test_factory_allows_a_keyless_local_openai_server() -> None:
     )
     provider = build_provider(settings)
     await provider.aclose()
+
+
+# --- request parameters per model family (issue 13) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "expected", "absent"),
+    [
+        ("gpt-5.3-codex", {"max_completion_tokens": 300}, ("temperature", "max_tokens")),
+        ("gpt-5-mini", {"max_completion_tokens": 300}, ("temperature", "max_tokens")),
+        ("o3-mini", {"max_completion_tokens": 300}, ("temperature", "max_tokens")),
+        ("openai/o4-mini", {"max_completion_tokens": 300}, ("temperature", "max_tokens")),
+        ("gpt-4o", {"temperature": 0.2, "max_tokens": 300}, ("max_completion_tokens",)),
+    ],
+)
+async def test_parameters_follow_the_model_family_on_the_wire(
+    model: str, expected: dict[str, Any], absent: tuple[str, ...], make_provider: ProviderFactory
+) -> None:
+    async with RawServer([respond(STREAM)]) as server:
+        provider = make_provider(server.url, model=model)
+        await provider.complete(MESSAGES)
+    body = server.requests[0].json()
+    assert body["model"] == model
+    assert {k: body[k] for k in expected} == expected
+    assert not [k for k in absent if k in body]
+    assert {k: body[k] for k in provider.request_body(MESSAGES)} == provider.request_body(MESSAGES)
+
+
+async def test_default_model_gets_no_temperature(make_provider: ProviderFactory) -> None:
+    """The provider's own default model (`gpt-5.3-codex`) refuses temperature and max_tokens."""
+    defaults = OpenAIConfig(api_key="k")
+    async with RawServer([respond(STREAM)]) as server:
+        await make_provider(server.url, model=defaults.model).complete(MESSAGES)
+    body = server.requests[0].json()
+    assert "temperature" not in body and "max_tokens" not in body
+    assert body["max_completion_tokens"] == defaults.max_tokens

@@ -219,17 +219,44 @@ def test_pathological_input_is_bounded(text: str) -> None:
 
 
 def test_budget_caps_attempts(monkeypatch: pytest.MonkeyPatch) -> None:
-    text = "{a {b {c " + APPROVE + " " * 50
-    monkeypatch.setattr(answer, "TAIL_CHARS", 40)
+    """The budget is spent from the end: noise after the review can exhaust it, noise before
+    it cannot."""
     monkeypatch.setattr(answer, "MAX_DECODE_ATTEMPTS", 3)
-    # The review is the fourth brace: with three attempts the scan stops before it, and it is
-    # not in the tail either.
-    assert _code(text) is ReviewErrorCode.INVALID_JSON
+    noise = '{"a" {"b" {"c" '
+    assert extract_review(noise * 50 + APPROVE)[0].verdict.value == "approve"
+    assert _code(APPROVE + " " + noise) is ReviewErrorCode.INVALID_JSON
     monkeypatch.setattr(answer, "MAX_DECODE_ATTEMPTS", 4)
-    assert extract_review(text)[0].verdict.value == "approve"
+    assert extract_review(APPROVE + " " + noise)[0].verdict.value == "approve"
 
 
 def test_answer_after_exhausting_noise_is_found_in_the_tail() -> None:
-    noise = ('{"a":[' + "1," * 2_000) * 300  # exhausts the budget on its own
+    noise = ('{"a":[' + "1," * 2_000) * 300
     review, _ = extract_review(noise + "\n" + APPROVE + "\nDone.")
     assert review.verdict.value == "approve"
+
+
+# --- the issue's cases (13): each lost the review before -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "noise",
+    [
+        pytest.param('{"exit_code":0,"n":1}\n' * 1_001, id="1001-small-objects"),
+        pytest.param("[" + ",".join(f'{{"i":{i}}}' for i in range(2_000)) + "]\n", id="array-2000"),
+        pytest.param("{" * 12_000 + "\n", id="12K-braces"),
+        pytest.param('{"a":' * 12_000 + "\n", id="12K-open-objects"),
+        pytest.param(("x" * 70 + ' {"k": [1, 2, {"v": "w"}]}\n') * 11_000, id="1MiB-noise"),
+    ],
+)
+def test_the_review_after_heavy_noise_is_found(noise: str) -> None:
+    review, raw = extract_review(noise + APPROVE)
+    assert review.verdict.value == "approve"
+    assert raw["rationale"] == "within limits"
+
+
+def test_a_review_nested_in_a_later_object_is_not_a_candidate() -> None:
+    outer = '{"verdict":"veto","confidence":0.9,"rationale":"x","meta":' + APPROVE + "}"
+    review, _ = extract_review(outer)
+    assert review.verdict.value == "veto"
+    wrapped = '{"note":"wrapped","inner":' + APPROVE + "}"
+    assert _code(wrapped) is ReviewErrorCode.INVALID_SCHEMA

@@ -135,6 +135,28 @@ def test_secrets_listed_for_redaction_including_db_password() -> None:
     assert "jangar-key-1" not in repr(s)
 
 
+@pytest.mark.parametrize(
+    ("dsn", "password"),
+    [
+        ("postgresql://u@h/d?password=q-pass-4&sslmode=require", "q-pass-4"),
+        ("postgresql://u@h/d?sslmode=require&PASSWORD=q%2Fpass-5", "q/pass-5"),
+        ("postgresql://u:a%40pass-6@h/d", "a@pass-6"),
+    ],
+)
+def test_dsn_password_in_the_query_string_is_a_secret(dsn: str, password: str) -> None:
+    s = load_settings({"DB_DSN": dsn}, None)
+    assert password in s.secrets()
+    printed = s.redacted_dsn()
+    assert password not in printed and password.replace("/", "%2F") not in printed
+    assert ("***" in printed and "sslmode=require" in printed) or "?" not in dsn
+
+
+def test_non_ascii_key_is_refused_at_start_up() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({**JANGAR, "JANGAR_API_KEY": "clé-7"}, None)
+    assert info.value.variable == "JANGAR_API_KEY"
+
+
 def test_postgres_scheme_accepted() -> None:
     s = load_settings({"DB_DSN": "postgres://u@h:5432/d"}, None)
     assert s.db_dsn.startswith("postgres://")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -388,3 +389,38 @@ def test_build_review_request_without_account() -> None:
     assert dumped["market"] is None
     assert dumped["trading_mode"] == "live"
     assert dumped["decision"] == d.model_dump(mode="json")
+
+
+# --- the answer search has threads of its own (issue 13) -----------------------------------
+
+
+async def test_a_long_answer_is_parsed_while_the_default_executor_is_stuck() -> None:
+    """Stalled DNS look-ups hold the loop's default executor (getaddrinfo runs there); the
+    search of a long answer must not queue behind them."""
+    loop = asyncio.get_running_loop()
+    stuck = threading.Event()
+    blockers = [loop.run_in_executor(None, stuck.wait) for _ in range(64)]
+    try:
+        noise = "tool output {not json} " * 5_000  # past the inline limit
+        r = rig(FakeProvider(text=noise + answer()))
+        outcome = await asyncio.wait_for(r.review(), 10)
+        assert outcome.verdict is Verdict.APPROVE
+    finally:
+        stuck.set()
+        await asyncio.gather(*blockers)
+        await r.engine.aclose()
+
+
+async def test_a_search_past_the_deadline_is_a_timeout() -> None:
+    loop = asyncio.get_running_loop()
+
+    class Late(FakeProvider):
+        async def complete(self, messages: Sequence[ChatMessage]) -> Completion:
+            done = await super().complete(messages)
+            return Completion(done.text, "", None, 1, 1, deadline=loop.time() - 1)
+
+    r = rig(Late(text="x" * 100_000 + answer()))
+    outcome = await r.review()
+    await r.engine.aclose()
+    assert outcome.error_code == "timeout"
+    assert (outcome.error_message or "").startswith("total")

@@ -16,7 +16,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from torghut.trading.llm.sse import SSEDecoder, SSEEvent, SSEEventTooLarge
+from torghut.trading.llm.sse import (
+    MAX_DROPPED_EVENT_TYPES,
+    MAX_RETRY_DIGITS,
+    SSEDecoder,
+    SSEEvent,
+    SSEEventTooLarge,
+)
 
 BOM = b"\xef\xbb\xbf"
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "jangar"
@@ -209,10 +215,30 @@ def test_retry_is_set_only_when_all_ascii_digits(chunker: Chunker) -> None:
     ]
 
 
-def test_retry_with_more_digits_than_int_parsing_allows_is_exact() -> None:
-    digits = "9" * 5000
-    events = decode(f"retry: {digits}\ndata: a\n\n".encode())
-    assert events[0].retry == int("9" * 2500) * 10**2500 + int("9" * 2500)
+def test_retry_with_too_many_digits_is_ignored() -> None:
+    """The issue's attack: `retry:` and ~1M digits (under the 1 MiB cap) was converted to an
+    integer, quadratic work on the event loop. A value past MAX_RETRY_DIGITS is ignored, the
+    retry in force stays."""
+    digits = "9" * 1_040_000
+    events = decode(f"retry: 7\ndata: a\n\nretry: {digits}\ndata: b\n\n".encode())
+    assert [(e.data, e.retry) for e in events] == [("a", 7), ("b", 7)]
+    longest = "9" * MAX_RETRY_DIGITS
+    assert decode(f"retry: {longest}\ndata: c\n\n".encode())[0].retry == int(longest)
+
+
+def test_named_events_without_data_are_reported_in_place_when_asked() -> None:
+    decoder = SSEDecoder(report_empty_named=True)
+    events = decoder.feed(b"data: a\n\nevent: ping\n\nevent: error\n\ndata: b\n\n")
+    assert [(e.event, e.data) for e in events] == [
+        ("message", "a"), ("ping", ""), ("error", ""), ("message", "b"),
+    ]
+
+
+def test_dropped_event_types_are_bounded() -> None:
+    decoder = SSEDecoder()
+    decoder.feed(b"event: ping\n\n" * 10_000 + b"event: error\n\n")
+    assert len(decoder.dropped_event_types) == MAX_DROPPED_EVENT_TYPES
+    assert decoder.dropped_event_types[-1] == "error"
 
 
 def test_unknown_fields_are_ignored(chunker: Chunker) -> None:
@@ -415,7 +441,12 @@ def reference_decode(stream: bytes) -> list[SSEEvent]:
         elif name == "id":
             if "\0" not in value:
                 last_id = value
-        elif name == "retry" and value and all(c in "0123456789" for c in value):
+        elif (
+            name == "retry"
+            and value
+            and len(value) <= MAX_RETRY_DIGITS
+            and all(c in "0123456789" for c in value)
+        ):
             retry = int(value)
     return events
 
@@ -537,4 +568,4 @@ def test_named_event_without_data_is_not_dispatched_but_recorded() -> None:
     assert decoder.feed(b"event: error\n\n\n: comment\n\ndata: x\n\n") == [
         SSEEvent("message", "x", None, None)
     ]
-    assert decoder.dropped_event_types == ["error"]
+    assert list(decoder.dropped_event_types) == ["error"]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -27,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
 
 from torghut.domain import as_utc, utcnow
 
@@ -53,10 +55,77 @@ class UTCDateTime(TypeDecorator[datetime]):
         return None if value is None else as_utc(value)
 
 
-# JSONB on PostgreSQL (indexable, compact), JSON text elsewhere.
-JSONType = JSON().with_variant(JSONB(), "postgresql")
-# The same, where Python's None must be SQL NULL (not JSON `null`), so `IS NULL` finds it.
-NullableJSON = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+# --- No NUL reaches a text or JSON column ---------------------------------------------------
+# PostgreSQL refuses U+0000 in text and in jsonb, and no driver can encode a lone surrogate:
+# either one in a row fails the whole transaction, and with it an audit row (issue 13: a NUL in
+# a gateway's error text lost the review row). Peer text is made safe where it is quoted
+# (`errors.redact`), but the guard belongs here too, on every write of every text and JSON
+# column, whatever path the value took. A TypeDecorator does it at bind time for ORM and Core
+# statements alike (executemany included), per column, with no global event hook to forget;
+# it replaces rather than refuses, because refusing would lose the row it is there to keep.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(value: str) -> str:
+    """`value` with NUL and lone surrogates replaced by U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", value) if _UNSTORABLE.search(value) else value
+
+
+def storable_json(value: Any) -> Any:
+    """JSON data with `storable_text` applied to every string, dict keys included."""
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, dict):
+        return {storable_json(k) if isinstance(k, str) else k: storable_json(v)
+                for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable_json(v) for v in value]
+    return value
+
+
+class SafeString(TypeDecorator[str]):
+    """VARCHAR that never binds a NUL or a lone surrogate."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return value if value is None else storable_text(value)
+
+
+class SafeText(TypeDecorator[str]):
+    """TEXT that never binds a NUL or a lone surrogate."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return value if value is None else storable_text(value)
+
+
+class SafeJSON(TypeDecorator[Any]):
+    """JSONB on PostgreSQL (indexable, compact), JSON text elsewhere; no string in the value
+    (keys included) binds a NUL or a lone surrogate. `none_as_null`: Python's None is SQL
+    NULL (not JSON `null`), so `IS NULL` finds it."""
+
+    impl = JSON
+    cache_ok = True
+
+    def __init__(self, none_as_null: bool = False) -> None:
+        super().__init__(none_as_null=none_as_null)
+        self.none_as_null = none_as_null
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(JSONB(none_as_null=self.none_as_null))
+        return dialect.type_descriptor(JSON(none_as_null=self.none_as_null))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return value if value is None else storable_json(value)
+
+
+JSONType = SafeJSON()
+NullableJSON = SafeJSON(none_as_null=True)
 Money = Numeric(24, 8, asdecimal=True)
 
 
@@ -66,21 +135,22 @@ class Base(DeclarativeBase):
         datetime: UTCDateTime(),
         Decimal: Money,
         dict[str, Any]: JSONType,
+        str: SafeString(),
     }
 
 
 class Strategy(Base):
     __tablename__ = "strategies"
 
-    id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    description: Mapped[str | None] = mapped_column(Text)
+    id: Mapped[str] = mapped_column(SafeString(128), primary_key=True)
+    description: Mapped[str | None] = mapped_column(SafeText())
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    base_timeframe: Mapped[str | None] = mapped_column(String(16))
+    base_timeframe: Mapped[str | None] = mapped_column(SafeString(16))
     universe_symbols: Mapped[list[str] | None] = mapped_column(JSONType)
     max_position_pct_equity: Mapped[Decimal | None]
     max_notional_per_trade: Mapped[Decimal | None]
     params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    source: Mapped[str] = mapped_column(String(16), default="builtin")
+    source: Mapped[str] = mapped_column(SafeString(16), default="builtin")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -90,14 +160,14 @@ class TradeDecisionRow(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     strategy_id: Mapped[str] = mapped_column(ForeignKey("strategies.id"), index=True)
-    symbol: Mapped[str] = mapped_column(String(32), index=True)
-    timeframe: Mapped[str] = mapped_column(String(16))
-    action: Mapped[str] = mapped_column(String(8))
+    symbol: Mapped[str] = mapped_column(SafeString(32), index=True)
+    timeframe: Mapped[str] = mapped_column(SafeString(16))
+    action: Mapped[str] = mapped_column(SafeString(8))
     qty: Mapped[Decimal]
     decision_json: Mapped[dict[str, Any]] = mapped_column(JSONType)
-    decision_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    status: Mapped[str] = mapped_column(String(32), index=True)
-    reason: Mapped[str | None] = mapped_column(Text)
+    decision_hash: Mapped[str] = mapped_column(SafeString(64), unique=True)
+    status: Mapped[str] = mapped_column(SafeString(32), index=True)
+    reason: Mapped[str | None] = mapped_column(SafeText())
     event_ts: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -115,20 +185,20 @@ class ExecutionRow(Base):
     trade_decision_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("trade_decisions.id"), unique=True
     )
-    client_order_id: Mapped[str] = mapped_column(String(128), unique=True)
-    broker_order_id: Mapped[str | None] = mapped_column(String(128), index=True)
-    broker: Mapped[str] = mapped_column(String(16))
-    symbol: Mapped[str] = mapped_column(String(32), index=True)
-    side: Mapped[str] = mapped_column(String(8))
-    order_type: Mapped[str] = mapped_column(String(16))
-    time_in_force: Mapped[str] = mapped_column(String(8))
+    client_order_id: Mapped[str] = mapped_column(SafeString(128), unique=True)
+    broker_order_id: Mapped[str | None] = mapped_column(SafeString(128), index=True)
+    broker: Mapped[str] = mapped_column(SafeString(16))
+    symbol: Mapped[str] = mapped_column(SafeString(32), index=True)
+    side: Mapped[str] = mapped_column(SafeString(8))
+    order_type: Mapped[str] = mapped_column(SafeString(16))
+    time_in_force: Mapped[str] = mapped_column(SafeString(8))
     submitted_qty: Mapped[Decimal]
     limit_price: Mapped[Decimal | None]
     stop_price: Mapped[Decimal | None]
     filled_qty: Mapped[Decimal] = mapped_column(default=Decimal(0))
     avg_fill_price: Mapped[Decimal | None]
-    status: Mapped[str] = mapped_column(String(32), index=True)
-    reject_reason: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(SafeString(32), index=True)
+    reject_reason: Mapped[str | None] = mapped_column(SafeText())
     raw_json: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -142,30 +212,30 @@ class LLMDecisionReview(Base):
     trade_decision_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("trade_decisions.id"), index=True
     )
-    provider: Mapped[str] = mapped_column(String(16))
-    model: Mapped[str] = mapped_column(String(128))
-    prompt_version: Mapped[str] = mapped_column(String(32))
-    prompt_hash: Mapped[str | None] = mapped_column(String(64))
+    provider: Mapped[str] = mapped_column(SafeString(16))
+    model: Mapped[str] = mapped_column(SafeString(128))
+    prompt_version: Mapped[str] = mapped_column(SafeString(32))
+    prompt_hash: Mapped[str | None] = mapped_column(SafeString(64))
     input_json: Mapped[dict[str, Any]] = mapped_column(JSONType)
     response_json: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
-    llm_verdict: Mapped[str | None] = mapped_column(String(16))
-    verdict: Mapped[str] = mapped_column(String(16), index=True)
-    reason: Mapped[str | None] = mapped_column(Text)
+    llm_verdict: Mapped[str | None] = mapped_column(SafeString(16))
+    verdict: Mapped[str] = mapped_column(SafeString(16), index=True)
+    reason: Mapped[str | None] = mapped_column(SafeText())
     confidence: Mapped[float | None] = mapped_column(Float)
     adjusted_qty: Mapped[Decimal | None]
-    adjusted_order_type: Mapped[str | None] = mapped_column(String(16))
-    rationale: Mapped[str | None] = mapped_column(Text)
+    adjusted_order_type: Mapped[str | None] = mapped_column(SafeString(16))
+    rationale: Mapped[str | None] = mapped_column(SafeText())
     risk_flags: Mapped[list[str] | None] = mapped_column(JSONType)
     tokens_prompt: Mapped[int | None] = mapped_column(Integer)
     tokens_completion: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     ttft_ms: Mapped[int | None] = mapped_column(Integer)
     shadow: Mapped[bool] = mapped_column(Boolean)
-    fail_mode: Mapped[str] = mapped_column(String(16))
-    trading_mode: Mapped[str] = mapped_column(String(8))
-    effective_action: Mapped[str] = mapped_column(String(32))
-    error_code: Mapped[str | None] = mapped_column(String(32), index=True)
-    error_message: Mapped[str | None] = mapped_column(Text)
+    fail_mode: Mapped[str] = mapped_column(SafeString(16))
+    trading_mode: Mapped[str] = mapped_column(SafeString(8))
+    effective_action: Mapped[str] = mapped_column(SafeString(32))
+    error_code: Mapped[str | None] = mapped_column(SafeString(32), index=True)
+    error_message: Mapped[str | None] = mapped_column(SafeText())
     notional: Mapped[Decimal | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
@@ -175,9 +245,9 @@ class SignalCursor(Base):
 
     __tablename__ = "signal_cursors"
 
-    source: Mapped[str] = mapped_column(String(256), primary_key=True)
+    source: Mapped[str] = mapped_column(SafeString(256), primary_key=True)
     event_ts: Mapped[datetime]
-    symbol: Mapped[str] = mapped_column(String(32))
+    symbol: Mapped[str] = mapped_column(SafeString(32))
     seq: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -185,7 +255,7 @@ class SignalCursor(Base):
 class SimAccount(Base):
     __tablename__ = "sim_accounts"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    id: Mapped[str] = mapped_column(SafeString(32), primary_key=True)
     cash: Mapped[Decimal]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -193,7 +263,7 @@ class SimAccount(Base):
 class SimPosition(Base):
     __tablename__ = "sim_positions"
 
-    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    symbol: Mapped[str] = mapped_column(SafeString(32), primary_key=True)
     qty: Mapped[Decimal]
     avg_entry_price: Mapped[Decimal]
     last_price: Mapped[Decimal]
@@ -203,19 +273,19 @@ class SimPosition(Base):
 class SimOrder(Base):
     __tablename__ = "sim_orders"
 
-    client_order_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    broker_order_id: Mapped[str] = mapped_column(String(64), unique=True)
-    symbol: Mapped[str] = mapped_column(String(32))
-    side: Mapped[str] = mapped_column(String(8))
-    order_type: Mapped[str] = mapped_column(String(16))
-    time_in_force: Mapped[str] = mapped_column(String(8))
+    client_order_id: Mapped[str] = mapped_column(SafeString(128), primary_key=True)
+    broker_order_id: Mapped[str] = mapped_column(SafeString(64), unique=True)
+    symbol: Mapped[str] = mapped_column(SafeString(32))
+    side: Mapped[str] = mapped_column(SafeString(8))
+    order_type: Mapped[str] = mapped_column(SafeString(16))
+    time_in_force: Mapped[str] = mapped_column(SafeString(8))
     qty: Mapped[Decimal]
     limit_price: Mapped[Decimal | None]
     stop_price: Mapped[Decimal | None]
-    status: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(SafeString(32))
     filled_qty: Mapped[Decimal] = mapped_column(default=Decimal(0))
     avg_fill_price: Mapped[Decimal | None]
-    reject_reason: Mapped[str | None] = mapped_column(Text)
+    reject_reason: Mapped[str | None] = mapped_column(SafeText())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

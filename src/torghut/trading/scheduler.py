@@ -25,7 +25,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from torghut.domain import Signal, utcnow
-from torghut.errors import BrokerError
+from torghut.errors import BrokerError, redact
 from torghut.metrics import Metrics
 from torghut.ports import Broker
 from torghut.trading.pipeline import TradingPipeline
@@ -197,10 +197,13 @@ class TradingScheduler:
         poll_interval: float,
         reconcile_interval: float,
         work_deadline: float = 0.0,
+        secrets: Sequence[str] = (),
         lock: TradingLock | None = None,
         quarantine: QuarantineRecorder | None = None,
     ) -> None:
         self.pipeline = pipeline
+        # Errors of the database and the broker are peer text: redacted before they are shown.
+        self.secrets = tuple(secrets)
         self.broker = broker
         self.metrics = metrics
         self.poll_interval = poll_interval
@@ -289,6 +292,9 @@ class TradingScheduler:
         return None
 
     def _set_error(self, message: str | None) -> None:
+        # Errors of the database and the broker are peer text: the one redaction first.
+        if message is not None:
+            message = redact(message, self.secrets, limit=500, one_line=True)
         self.status.last_error = message
         self.status.last_error_at = utcnow() if message else None
 

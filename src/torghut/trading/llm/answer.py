@@ -5,21 +5,26 @@ delta.content"): a leading newline, a rate-limit block, a plan, tool output in c
 (which may itself be JSON, e.g. `{"exit_code":0}`), earlier agent messages, the answer (maybe in
 a ```json fence), trailing prose. So the review is searched for, never assumed:
 
-1. Candidates are the top-level JSON objects of the text: scanning left to right, a decode is
-   tried at each `{`; after a successful decode the scan resumes after the decoded span, so an
-   object nested in another (tool output quoting a review, say) is never a candidate on its own.
-   Bodies of ```json fences are scanned the same way and added (a fence opens a line, and a
-   JSON string cannot hold a raw newline, so this adds nothing inside other JSON).
+1. Candidates are the outermost JSON objects of the text: an object nested in another (tool
+   output quoting a review, say) is never a candidate on its own. Only an object of at most
+   `MAX_OBJECT_CHARS` characters can be a candidate (a review is a few hundred); a longer one
+   is not seen, and objects inside it count as outermost.
 2. The review is the last candidate (by position) that validates as `LLMReviewResponse`.
 3. No candidate at all: `invalid_json`. Candidates but none valid: `invalid_schema`, naming the
    first problem of the last candidate that has a `verdict` key (else of the last candidate).
 
-The work is bounded whatever the input: at most `MAX_DECODE_ATTEMPTS` decodes, and at most
-`MAX_SCAN_CHARS` characters examined by them in total (a failed decode reports where it
-stopped, so its cost is known). A megabyte of `{` costs one cheap failure per brace; deeply
-nested or long unterminated structures exhaust the budget and end the scan with what was found
-so far, plus the objects of the last `TAIL_CHARS` characters, scanned with a fresh budget
-(the answer comes last). Inputs are already capped upstream by `LLM_MAX_RESPONSE_BYTES`.
+How, and why it is bounded whatever the input (a hostile gateway controls it):
+- The scan runs from the END of the text backwards, a window at a time, so the last
+  candidates are the ones kept and the tail is always examined first: no amount of noise
+  before the answer can use up the budget before the answer is seen.
+- A decode is tried only where `{` is followed by optional whitespace and `"` (an object
+  with a key; `{{{{…` costs nothing), found by a regex within the window.
+- Each decode runs on a slice of at most `MAX_OBJECT_CHARS` characters: the standard
+  decoder's failures cost O(position in the string they are given) (it counts the lines up
+  to the error), so a decode on the whole text costs O(text) each time it fails.
+- At most `MAX_DECODE_ATTEMPTS` decodes. The scan stops early once the last valid candidate
+  can no longer be inside a larger object (nothing further left can reach it).
+Deep nesting (RecursionError) and oversized integers (ValueError) are failed decodes.
 """
 
 from __future__ import annotations
@@ -34,65 +39,81 @@ from pydantic import ValidationError
 from torghut.errors import ReviewError, ReviewErrorCode
 from torghut.trading.llm.schema import LLMReviewResponse
 
-MAX_DECODE_ATTEMPTS = 10_000
-MAX_SCAN_CHARS = 4_000_000
-MAX_CANDIDATES = 1_000
-# When the budget runs out, the last this-many characters are scanned again with a fresh one:
-# the answer comes last, so noise before it must not hide it.
-TAIL_CHARS = 65_536
+MAX_OBJECT_CHARS = 16_384
+MAX_DECODE_ATTEMPTS = 1_000
+# Text examined per regex pass, from the end backwards.
+WINDOW_CHARS = 65_536
 # Longest part of a validation problem quoted in an `invalid_schema` message.
 PROBLEM_LIMIT = 200
 
-_FENCE = re.compile(r"^[ \t]*```[ \t]*json[ \t]*\r?\n(.*?)^[ \t]*```", re.MULTILINE | re.DOTALL)
+_OBJECT_START = re.compile(r'\{\s*"')
+# A start may straddle the window's right edge by this much (the whitespace run).
+_EDGE = 256
 _DECODER = json.JSONDecoder()
 
 
-@dataclass
-class _Budget:
-    attempts: int
-    chars: int
+@dataclass(slots=True)
+class _Candidate:
+    start: int
+    end: int
+    obj: dict[str, Any]
+    review: LLMReviewResponse | None
+    error: ValidationError | None
 
-    @property
-    def exhausted(self) -> bool:
-        return self.attempts <= 0 or self.chars <= 0
+
+def _validate(obj: dict[str, Any]) -> tuple[LLMReviewResponse | None, ValidationError | None]:
+    try:
+        return LLMReviewResponse.model_validate(obj), None
+    except ValidationError as exc:
+        return None, exc
 
 
-def _scan(text: str, offset: int, budget: _Budget, found: dict[int, dict[str, Any]]) -> None:
-    """Add the top-level JSON objects of `text` to `found`, keyed by absolute position."""
-    pos = text.find("{")
-    while pos != -1 and not budget.exhausted and len(found) < MAX_CANDIDATES:
-        budget.attempts -= 1
-        try:
-            obj, end = _DECODER.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            budget.chars -= max(exc.pos - pos, 1)
-            pos = text.find("{", pos + 1)
-            continue
-        except (RecursionError, ValueError):
-            # Too deep a nesting, or an integer past Python's digit limit: charge the rest of
-            # the text, the most such a decode can have looked at.
-            budget.chars -= len(text) - pos
-            pos = text.find("{", pos + 1)
-            continue
-        budget.chars -= end - pos
-        if isinstance(obj, dict):
-            found.setdefault(offset + pos, obj)
-        pos = text.find("{", end)
+def _starts(text: str, window_start: int, window_end: int) -> list[int]:
+    edge = min(len(text), window_end + _EDGE)
+    return [
+        m.start()
+        for m in _OBJECT_START.finditer(text, window_start, edge)
+        if m.start() < window_end
+    ]
+
+
+def _candidates(text: str) -> list[_Candidate]:
+    """The outermost objects of `text`, right to left (rules in the module docstring)."""
+    found: list[_Candidate] = []  # by start, descending
+    valid: _Candidate | None = None  # the rightmost valid candidate still standing
+    attempts = 0
+    window_end = len(text)
+    while window_end > 0:
+        window_start = max(0, window_end - WINDOW_CHARS)
+        for pos in reversed(_starts(text, window_start, window_end)):
+            if valid is not None and pos < valid.end - MAX_OBJECT_CHARS:
+                return found  # nothing from here on can enclose the review found
+            if attempts >= MAX_DECODE_ATTEMPTS:
+                return found
+            attempts += 1
+            try:
+                obj, size = _DECODER.raw_decode(text[pos : pos + MAX_OBJECT_CHARS])
+            except (ValueError, RecursionError):
+                continue
+            if type(obj) is not dict:
+                continue
+            end = pos + size
+            # Candidates starting inside this object were nested in it: they are not.
+            while found and found[-1].start < end:
+                if found.pop() is valid:
+                    valid = None
+            review, error = _validate(obj) if "verdict" in obj else (None, None)
+            candidate = _Candidate(pos, end, obj, review, error)
+            found.append(candidate)
+            if valid is None and review is not None:
+                valid = candidate
+        window_end = window_start
+    return found
 
 
 def find_objects(text: str) -> list[dict[str, Any]]:
-    """Every candidate JSON object of `text`, in order of position (rules in the docstring)."""
-    budget = _Budget(MAX_DECODE_ATTEMPTS, MAX_SCAN_CHARS)
-    found: dict[int, dict[str, Any]] = {}
-    _scan(text, 0, budget, found)
-    for match in _FENCE.finditer(text):
-        if budget.exhausted:
-            break
-        _scan(match.group(1), match.start(1), budget, found)
-    if budget.exhausted and len(text) > TAIL_CHARS:
-        tail_start = len(text) - TAIL_CHARS
-        _scan(text[tail_start:], tail_start, _Budget(MAX_DECODE_ATTEMPTS, MAX_SCAN_CHARS), found)
-    return [found[key] for key in sorted(found)]
+    """The candidate JSON objects of `text`, in order of position (rules in the docstring)."""
+    return [c.obj for c in reversed(_candidates(text))]
 
 
 def _problem(exc: ValidationError) -> str:
@@ -108,20 +129,21 @@ def extract_review(text: str) -> tuple[LLMReviewResponse, dict[str, Any]]:
     Raises `ReviewError` `invalid_json` when no JSON object is in the text, `invalid_schema`
     when objects are but none is a valid review.
     """
-    candidates = find_objects(text)
+    candidates = _candidates(text)  # right to left
     if not candidates:
         raise ReviewError(ReviewErrorCode.INVALID_JSON, "no JSON object found in the answer")
-    errors: list[tuple[dict[str, Any], ValidationError]] = []
-    for obj in reversed(candidates):
-        try:
-            return LLMReviewResponse.model_validate(obj), obj
-        except ValidationError as exc:
-            errors.append((obj, exc))
-    # errors[0] is the last candidate; prefer the last one that at least meant to be a review.
-    blamed = next((exc for obj, exc in errors if "verdict" in obj), errors[0][1])
+    for candidate in candidates:
+        if candidate.review is not None:
+            return candidate.review, candidate.obj
+    # Prefer the last candidate that at least meant to be a review.
+    blamed = next((c for c in candidates if c.error is not None), None)
+    if blamed is not None and blamed.error is not None:
+        problem = _problem(blamed.error)
+    else:
+        _, error = _validate(candidates[0].obj)
+        problem = _problem(error) if error is not None else "object: not a review"
     count = len(candidates)
     raise ReviewError(
         ReviewErrorCode.INVALID_SCHEMA,
-        f"{count} JSON object{'s' if count != 1 else ''} found, none a valid review; "
-        f"{_problem(blamed)}",
+        f"{count} JSON object{'s' if count != 1 else ''} found, none a valid review; {problem}",
     )

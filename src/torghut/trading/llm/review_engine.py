@@ -20,6 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, is_dataclass
 from decimal import Decimal
 from typing import Any
@@ -34,7 +35,7 @@ from torghut.domain import (
     Usage,
     Verdict,
 )
-from torghut.errors import ReviewError, ReviewErrorCode, redact
+from torghut.errors import ReviewError, ReviewErrorCode, redact, redact_json
 from torghut.ports import Completion, ReviewProvider
 from torghut.trading.llm.answer import extract_review
 from torghut.trading.llm.circuit import CircuitBreaker
@@ -48,8 +49,8 @@ from torghut.trading.llm.schema import (
 
 logger = logging.getLogger("torghut.review")
 
-# Answers longer than this are searched for the review in a worker thread.
-_INLINE_PARSE_CHARS = 65_536
+# A provider that states no deadline for its answer (a fake) gets this long for the search.
+_DEFAULT_PARSE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,33 @@ class ReviewEngine:
         self._bounds = bounds
         self._secrets = tuple(secrets)
         self._clock = clock
+        # Answer parsing gets threads of its own: the loop's default executor also runs DNS
+        # look-ups, and stalled look-ups must not queue a review's parse behind them.
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def aclose(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    async def _extract(self, completion: Completion) -> tuple[Any, dict[str, Any]]:
+        """The review in the answer, searched on the engine's own thread (bounded, answer.py,
+        but up to tens of milliseconds: not on the loop) within the review's total deadline."""
+        text = completion.text
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(2, thread_name_prefix="torghut-answer")
+        loop = asyncio.get_running_loop()
+        deadline = completion.deadline
+        if deadline is None:
+            deadline = loop.time() + _DEFAULT_PARSE_SECONDS
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await loop.run_in_executor(self._executor, extract_review, text)
+        except TimeoutError:
+            raise ReviewError(
+                ReviewErrorCode.TIMEOUT,
+                "total timeout: the answer could not be searched before the deadline",
+            ) from None
 
     @property
     def provider(self) -> ReviewProvider:
@@ -163,12 +191,7 @@ class ReviewEngine:
         with permit:
             try:
                 attempt.completion = await self._provider.complete(messages)
-                text = attempt.completion.text
-                if len(text) > _INLINE_PARSE_CHARS:
-                    # A big, noisy answer can take a noticeable time to search: not on the loop.
-                    review, raw = await asyncio.to_thread(extract_review, text)
-                else:
-                    review, raw = extract_review(text)
+                review, raw = await self._extract(attempt.completion)
             except ReviewError as exc:
                 if exc.counts_for_breaker:
                     permit.failure()
@@ -210,16 +233,9 @@ class ReviewEngine:
         return None if text is None else redact(text, self._secrets, limit=None)
 
     def _scrub(self, value: Any) -> Any:
-        """Every string inside `value`, redacted (audit rows must never hold a secret)."""
-        if not self._secrets:
-            return value
-        if isinstance(value, str):
-            return self._redact(value)
-        if isinstance(value, dict):
-            return {k: self._scrub(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._scrub(v) for v in value]
-        return value
+        """Every string inside `value`, dict keys included, redacted and made safe (audit rows
+        must never hold a secret, a NUL or a lone surrogate)."""
+        return redact_json(value, self._secrets)
 
     def _response_json(
         self,
@@ -232,7 +248,11 @@ class ReviewEngine:
             "reasoning": self._redact(completion.reasoning) if completion else None,
             "review": self._scrub(review) if review is not None else None,
             "error": error,
-            "finish_reason": completion.finish_reason if completion else None,
+            "finish_reason": (
+                redact(completion.finish_reason, self._secrets, limit=128, one_line=True)
+                if completion and completion.finish_reason is not None
+                else None
+            ),
         }
 
     def _error(self, attempt: _Attempt, exc: ReviewError, latency_ms: int) -> ReviewOutcome:

@@ -12,6 +12,7 @@ the events produced do not depend on where the chunks were cut.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NoReturn
@@ -24,8 +25,11 @@ _BOM = b"\xef\xbb\xbf"
 # A line may carry a field name and ": " on top of the event data it holds, so a single line is
 # allowed a little more than the data limit before it counts as runaway.
 _LINE_SLACK = 4096
-# CPython refuses to parse longer digit strings in one go (int_max_str_digits).
-_INT_PIECE = 4000
+# A `retry` value with more digits than this is ignored: no reconnection time needs it, and
+# converting a million digits is quadratic work (a hostile peer's way to stall the loop).
+MAX_RETRY_DIGITS = 10
+# Named events without data remembered in `dropped_event_types` (the most recent ones).
+MAX_DROPPED_EVENT_TYPES = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,18 +70,6 @@ _set_id = SSEEvent.__dict__["id"].__set__
 _set_retry = SSEEvent.__dict__["retry"].__set__
 
 
-def _parse_decimal(digits: bytes) -> int:
-    """ASCII digits to int, however many there are (the spec sets no bound)."""
-    digits = digits.lstrip(b"0") or b"0"
-    if len(digits) <= _INT_PIECE:
-        return int(digits)
-    value = 0
-    for start in range(0, len(digits), _INT_PIECE):
-        piece = digits[start : start + _INT_PIECE]
-        value = value * 10 ** len(piece) + int(piece)
-    return value
-
-
 class SSEDecoder:
     """Turns event-stream bytes into `SSEEvent`s.
 
@@ -86,6 +78,12 @@ class SSEDecoder:
     `max_event_bytes` (UTF-8 bytes, lines joined by LF) raises `SSEEventTooLarge`, as does a
     single line that grows past the limit plus a small slack before its line end arrives, so
     memory stays bounded. After an error or `close()` the decoder refuses further input.
+
+    A named event that ends with no data is not dispatched (the spec); its type is kept in
+    `dropped_event_types` (the last `MAX_DROPPED_EVENT_TYPES` only). With
+    `report_empty_named=True` such an event is returned instead, with empty data, in its place
+    among the others, so a consumer can tell what came before what (a bare `event: error`).
+    A `retry` value of more than `MAX_RETRY_DIGITS` digits is ignored.
     """
 
     __slots__ = (
@@ -100,12 +98,15 @@ class SSEDecoder:
         "_max_event_bytes",
         "_pending",
         "_pending_len",
+        "_report_empty_named",
         "_retry",
         "_skip_lf",
         "dropped_event_types",
     )
 
-    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+    def __init__(
+        self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES, *, report_empty_named: bool = False
+    ) -> None:
         if max_event_bytes < 1:
             raise ValueError("max_event_bytes must be positive")
         self._max_event_bytes = max_event_bytes
@@ -123,7 +124,8 @@ class SSEDecoder:
         self._data_len = 0
         self._event_type = ""
         # Types of named events that ended with no data (and so were not dispatched).
-        self.dropped_event_types: list[str] = []
+        self.dropped_event_types: deque[str] = deque(maxlen=MAX_DROPPED_EVENT_TYPES)
+        self._report_empty_named = report_empty_named
         self._last_id: str | None = None
         self._retry: int | None = None
         self._failed = False
@@ -231,6 +233,13 @@ class SSEDecoder:
                     # Not dispatched (the spec), but a consumer may still care that a named
                     # event arrived: Jangar's bare `event: error` is a failure.
                     self.dropped_event_types.append(event_type)
+                    if self._report_empty_named:
+                        event = _new_event(SSEEvent)
+                        _set_event(event, event_type)
+                        _set_data(event, "")
+                        _set_id(event, last_id)
+                        _set_retry(event, retry)
+                        append(event)
                 # Reset even when nothing was dispatched, as the spec says.
                 event_type = ""
                 continue
@@ -256,8 +265,9 @@ class SSEDecoder:
                         last_id = value.decode("utf-8", "replace")
                     continue
                 if name == b"retry":
-                    if value.isdigit():  # bytes.isdigit() is ASCII digits only
-                        retry = _parse_decimal(value)
+                    # bytes.isdigit() is ASCII digits only; the length is checked first.
+                    if len(value) <= MAX_RETRY_DIGITS and value.isdigit():
+                        retry = int(value)
                     continue
                 if name != b"data":
                     continue  # unknown fields are ignored
