@@ -52,6 +52,7 @@ from torghut.bootstrap import bundled_signals, freeze_startup_heap
 from torghut.db.engine import upgrade
 from torghut.devgateway import DevGateway, DevGatewayConfig
 from torghut.replay import run_replay
+from torghut.trading.session import SessionCalendar
 from torghut.trading.signals import parse_signal_line
 
 CONCURRENCY_TARGET = 8.0
@@ -391,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile the replay of (b)")
     args = parser.parse_args(argv)
     freeze_startup_heap()  # as `torghut replay` does, after its imports
+    # The exchange calendar of the session check is loaded once per process, on first use
+    # (about 0.4 s: pandas); load it before any clock starts, as a serving process has.
+    SessionCalendar().load()
 
     decisions = args.decisions or (20 if args.quick else 50)
     latency = args.latency if args.latency is not None else (0.5 if args.quick else 1.0)

@@ -9,6 +9,7 @@ import gc
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -23,10 +24,13 @@ from torghut.db.engine import (
     create_engine_from_dsn,
     sqlite_lock_path,
 )
+from torghut.db.repo import AuditRepository
+from torghut.domain import utcnow
 from torghut.metrics import Metrics
-from torghut.ports import Broker, ReviewProvider, SignalSource
+from torghut.ports import AuditStore, Broker, ReviewProvider, SignalSource
 from torghut.trading import quarantine
 from torghut.trading.catalog import StrategyCatalog
+from torghut.trading.judge import JudgingSettings
 from torghut.trading.llm.circuit import CircuitBreaker
 from torghut.trading.llm.client import build_provider
 from torghut.trading.llm.model_check import ModelCheck
@@ -34,9 +38,10 @@ from torghut.trading.llm.policy import bounds_from_settings
 from torghut.trading.llm.prompts import PromptTemplate, load_prompt
 from torghut.trading.llm.review_engine import ReviewEngine
 from torghut.trading.llm.schema import PolicyBounds
-from torghut.trading.pipeline import GateSettings, TradingPipeline
+from torghut.trading.pipeline import GateSettings, ReviewSetup, TradingPipeline, TradingRules
 from torghut.trading.risk import RiskLimits
 from torghut.trading.scheduler import LeaderLock, TradingLock, TradingScheduler
+from torghut.trading.session import SessionCalendar
 from torghut.trading.strategy import StrategyDefaults
 
 log = logging.getLogger("torghut")
@@ -128,7 +133,18 @@ def risk_limits(settings: Settings, *, trading_enabled: bool) -> RiskLimits:
         max_notional_per_trade=Decimal(str(settings.trading_max_notional_per_trade)),
         max_position_pct_equity=Decimal(str(settings.trading_max_position_pct_equity)),
         cooldown_seconds=settings.trading_cooldown_seconds,
+        max_shares_per_order=Decimal(settings.trading_max_shares_per_order),
         universe=settings.universe,
+    )
+
+
+def judging_settings(settings: Settings, clock: Callable[[], datetime] | None) -> JudgingSettings:
+    """`clock` None: each signal is judged on its own time (replay)."""
+    return JudgingSettings(
+        max_signal_age_seconds=settings.trading_max_signal_age_seconds,
+        calendar=SessionCalendar(settings.trading_calendar, settings.trading_extended_hours),
+        max_price_move=Decimal(str(settings.trading_max_price_move_pct)),
+        clock=clock,
     )
 
 
@@ -190,12 +206,20 @@ async def build_container(
     trading_enabled: bool | None = None,
     metrics: Metrics | None = None,
     provider: ReviewProvider | None = None,
+    clock: Callable[[], datetime] | None = None,
+    wrap_broker: Callable[[Broker], Broker] | None = None,
+    wrap_store: Callable[[AuditStore], AuditStore] | None = None,
     broker: Broker | None = None,
 ) -> Container:
     """Wire the service. `signals_path` forces a replay source (the `replay` and `demo`
-    commands); `trading_enabled` overrides `TRADING_ENABLED` for the risk check (replay trades
-    whatever `TRADING_ENABLED` says: CONTRACT §3). `provider` and `broker` replace the
-    configured ones (tests inject faults through them)."""
+    commands), whose signals are judged on their own time (staleness, session), unless a
+    `clock` is given; `serve` judges them on the wall clock (`clock` defaults to it).
+    `trading_enabled` overrides `TRADING_ENABLED` for the risk check (replay trades whatever
+    `TRADING_ENABLED` says: CONTRACT §3). `provider` and `broker` replace the configured ones;
+    `wrap_broker` and `wrap_store` put a wrapper around the broker and the audit store (tests
+    inject faults through them)."""
+    if clock is None and signals_path is None:
+        clock = utcnow
     metrics = metrics or Metrics()
     closers: list[Callable[[], Awaitable[None]]] = []
     # The async engine serves the leader lock's connection and /readyz; every transaction of
@@ -213,6 +237,8 @@ async def build_container(
             closers.append(reviewer.engine.aclose)
         broker = broker or _build_broker(settings, db)
         closers.append(broker.aclose)
+        if wrap_broker is not None:
+            broker = wrap_broker(broker)
         source = _build_source(settings, db, signals_path)
         closers.append(source.aclose)
         catalog = StrategyCatalog(
@@ -221,27 +247,33 @@ async def build_container(
         enabled = settings.trading_enabled if trading_enabled is None else trading_enabled
         pipeline = TradingPipeline(
             db=db,
+            store=wrap_store(AuditRepository(db)) if wrap_store else AuditRepository(db),
             source=source,
             strategies=catalog,
             broker=broker,
-            limits=risk_limits(settings, trading_enabled=enabled),
-            sizing=StrategyDefaults(
-                max_notional_per_trade=Decimal(str(settings.trading_max_notional_per_trade)),
-                max_position_pct_equity=Decimal(str(settings.trading_max_position_pct_equity)),
+            rules=TradingRules(
+                limits=risk_limits(settings, trading_enabled=enabled),
+                sizing=StrategyDefaults(
+                    max_notional_per_trade=Decimal(str(settings.trading_max_notional_per_trade)),
+                    max_position_pct_equity=Decimal(str(settings.trading_max_position_pct_equity)),
+                ),
+                judging=judging_settings(settings, clock),
+                resend_window_seconds=settings.trading_resend_window_seconds,
             ),
-            gate=GateSettings(
-                enabled=settings.llm_enabled,
-                shadow=settings.llm_shadow_mode,
-                fail_mode=settings.fail_mode,
-                trading_mode=settings.trading_mode,
+            review=ReviewSetup(
+                gate=GateSettings(
+                    enabled=settings.llm_enabled,
+                    shadow=settings.llm_shadow_mode,
+                    fail_mode=settings.fail_mode,
+                    trading_mode=settings.trading_mode,
+                ),
+                engine=reviewer.engine if reviewer else None,
+                bounds=reviewer.bounds if reviewer else bounds_from_settings(settings),
+                prompt_version=settings.llm_prompt_version,
+                max_concurrency=settings.llm_max_concurrency,
             ),
-            reviewer=reviewer.engine if reviewer else None,
-            bounds=reviewer.bounds if reviewer else bounds_from_settings(settings),
-            prompt_version=settings.llm_prompt_version,
             metrics=metrics,
-            max_concurrency=settings.llm_max_concurrency,
             batch_size=settings.trading_batch_size,
-            resend_window_seconds=settings.trading_resend_window_seconds,
         )
         scheduler = TradingScheduler(
             pipeline=pipeline,
@@ -285,6 +317,6 @@ async def check_startup(container: Container) -> None:
         except InputError as exc:
             raise ConfigError("TRADING_SIGNALS_PATH", str(exc)) from None
     try:
-        await container.pipeline.strategies.load()
+        await container.pipeline.strategies.load_all()
     except InputError as exc:
         raise ConfigError("TRADING_STRATEGY_CONFIG_PATH", str(exc)) from None

@@ -118,6 +118,13 @@ class Settings(BaseSettings):
     trading_broker: BrokerKind = BrokerKind.SIM
     trading_broker_timeout_seconds: float = Field(default=10, gt=0)
     trading_resend_window_seconds: float = Field(default=60, ge=0, le=3600)
+    trading_max_price_move_pct: float = Field(default=0.10, gt=0, le=10)
+    trading_max_shares_per_order: int = Field(default=10_000, ge=1, le=1_000_000_000)
+    trading_max_signal_age_seconds: float = Field(default=120, gt=0, le=315_360_000)
+    trading_extended_hours: bool = False
+    # The exchange calendar of the session check (exchange_calendars code), or `always` for a
+    # market that never closes (crypto; a test bench).
+    trading_calendar: Literal["XNYS", "XNAS", "always"] = "XNYS"
     # Alpaca allows an account 200 requests a minute; every call of ours shares this budget.
     alpaca_max_requests_per_minute: int = Field(default=180, ge=1, le=10_000)
     apca_api_key_id: SecretStr | None = None

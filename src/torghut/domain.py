@@ -234,6 +234,9 @@ class Book:
     account: Account
     positions: list[Position]
     open_orders: list[BrokerOrder]
+    # The price each position's `market_value` was taken at, where the broker says (the
+    # simulated one does), so that a revaluation adds up to the broker's own.
+    last_prices: dict[str, Decimal] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +313,11 @@ class BrokerOrder:
     avg_fill_price: Decimal | None = None
     reject_reason: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    # Typed by the adapter from the broker's answer, so that nothing past the adapter reads
+    # `raw` to size risk. None where the broker did not say (risk cannot count such an order).
+    side: Action | None = None
+    qty: Decimal | None = None
+    limit_price: Decimal | None = None
 
     @property
     def is_final(self) -> bool:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol, TypedDict
+from typing import Any, Literal, Protocol, TypedDict
 
 from torghut.domain import (
     Account,
@@ -14,8 +14,10 @@ from torghut.domain import (
     OrderRequest,
     Position,
     Signal,
+    TradeDecision,
     Usage,
 )
+from torghut.trading.ledger import PriceReference
 
 
 class ChatMessage(TypedDict):
@@ -110,3 +112,66 @@ class Clock(Protocol):
     def monotonic(self) -> float: ...
 
     def now(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDecision:
+    """A decision as the audit store holds it."""
+
+    id: Any
+    status: str
+    created: bool  # False when the hash was already there (a replay, a restart, a racing loop)
+    decision_json: dict[str, Any] | None = None  # the stored decision, when not created
+    pending_order_json: dict[str, Any] | None = None  # an order that may be live, when not created
+
+
+# (decision id, the order sent, the broker's answer)
+Execution = tuple[Any, OrderRequest, BrokerOrder]
+# (decision, its hash, its rejection reason or None)
+JudgedDecision = tuple[TradeDecision, str, str | None]
+
+
+class AuditStore(Protocol):
+    """Where the trading cycle records what it decided and did, and reads what it did before.
+    Each call is one transaction: all of it or nothing."""
+
+    async def existing_decisions(self, hashes: Sequence[str]) -> dict[str, StoredDecision]: ...
+
+    async def insert_judged_decisions(
+        self, decisions: Sequence[JudgedDecision]
+    ) -> dict[str, StoredDecision]: ...
+
+    async def price_references(self, symbols: Sequence[str]) -> dict[str, PriceReference]: ...
+
+    async def save_price_references(self, references: Mapping[str, PriceReference]) -> None: ...
+
+    async def last_trades_by_symbol(self, symbols: Sequence[str]) -> dict[str, datetime]: ...
+
+    async def recent_decisions(
+        self, symbol: str, *, exclude_hash: str | None = None, before: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """The last decisions in `symbol` whose signals came `before` (the reviewer's
+        context, point in time)."""
+        ...
+
+    async def record_review(
+        self,
+        values: Mapping[str, Any],
+        *,
+        reject: tuple[Any, str] | None = None,
+        pending: tuple[Any, dict[str, Any]] | None = None,
+    ) -> Any:
+        """The review row; with `reject`, its decision's rejection; with `pending`, the order
+        written ahead on its decision: one transaction."""
+        ...
+
+    async def record_executions(self, executions: Sequence[Execution], *, broker: str) -> None: ...
+
+    async def record_pending_orders(self, orders: Sequence[tuple[Any, dict[str, Any]]]) -> None: ...
+
+    async def reject_decisions(self, rejections: Sequence[tuple[Any, str]]) -> None: ...
+
+    async def settle(self, grace_seconds: float) -> int:
+        """Wait, at most `grace_seconds`, for transactions already running; how many still
+        are."""
+        ...

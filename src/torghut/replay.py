@@ -12,7 +12,7 @@ from torghut.bootstrap import build_container
 from torghut.config import BrokerKind, Settings
 from torghut.db.engine import FileLeaderLock, upgrade
 from torghut.errors import InputError
-from torghut.ports import ReviewProvider
+from torghut.ports import AuditStore, Broker, ReviewProvider
 from torghut.trading.pipeline import CycleResult
 
 _BATCH_RETRIES = 3
@@ -24,15 +24,19 @@ async def run_replay(
     *,
     on_cycle: Callable[[CycleResult], None] | None = None,
     provider: ReviewProvider | None = None,
+    wrap_broker: Callable[[Broker], Broker] | None = None,
+    wrap_store: Callable[[AuditStore], AuditStore] | None = None,
 ) -> dict[str, Any]:
-    """The full pipeline over a signal file on the simulated broker; returns the summary."""
+    """The full pipeline over a signal file on the simulated broker; returns the summary.
+    `wrap_broker`, `wrap_store`: see `build_container`."""
     if settings.trading_broker is not BrokerKind.SIM:
         # Replay never trades on a real broker, whatever TRADING_BROKER says.
         settings = settings.model_copy(update={"trading_broker": BrokerKind.SIM})
     started = time.perf_counter()
     await asyncio.to_thread(upgrade, settings.db_dsn)
     container = await build_container(
-        settings, signals_path=path, trading_enabled=True, provider=provider
+        settings, signals_path=path, trading_enabled=True, provider=provider,
+        wrap_broker=wrap_broker, wrap_store=wrap_store,
     )
     try:
         lock = container.scheduler.lock

@@ -40,6 +40,11 @@ def test_help(args: list[str], tmp_path: Path) -> None:
         ({"JANGAR_BASE_URL": "jangar.local"}, "JANGAR_BASE_URL"),
         ({"LLM_TIMEOUT_SECONDS": "-2"}, "LLM_TIMEOUT_SECONDS"),
         ({"DB_DSN": "mysql://x/y"}, "DB_DSN"),
+        ({"TRADING_MAX_PRICE_MOVE_PCT": "-0.1"}, "TRADING_MAX_PRICE_MOVE_PCT"),
+        ({"TRADING_MAX_SHARES_PER_ORDER": "0"}, "TRADING_MAX_SHARES_PER_ORDER"),
+        ({"TRADING_MAX_SIGNAL_AGE_SECONDS": "soon"}, "TRADING_MAX_SIGNAL_AGE_SECONDS"),
+        ({"TRADING_EXTENDED_HOURS": "sometimes"}, "TRADING_EXTENDED_HOURS"),
+        ({"TRADING_CALENDAR": "mars"}, "TRADING_CALENDAR"),
         ({"ALPACA_MAX_REQUESTS_PER_MINUTE": "lots"}, "ALPACA_MAX_REQUESTS_PER_MINUTE"),
         ({"CLICKHOUSE_CA_FILE": "missing-ca.pem"}, "CLICKHOUSE_CA_FILE"),
         # Sent in a header: a non-ASCII key failed every review at run time (issue 13).

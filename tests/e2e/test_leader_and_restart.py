@@ -220,6 +220,9 @@ def start_serve(
         "TRADING_POLL_INTERVAL_SECONDS": POLL_INTERVAL,
         "TRADING_SIGNALS_PATH": str(signals),
         "TRADING_BATCH_SIZE": "20",
+        # Recorded signals, any time of day: neither their age nor the session is under test.
+        "TRADING_MAX_SIGNAL_AGE_SECONDS": "315360000",
+        "TRADING_CALENDAR": "always",
         "TRADING_SIM_CASH": str(SIM_CASH),
         "LLM_ENABLED": "true",
         "JANGAR_BASE_URL": gateway,

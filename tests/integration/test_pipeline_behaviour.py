@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import Database
+from tests.fakes import FaultyAuditStore, FaultyBroker, lost, unanswered
 from tests.integration.test_gate_table import FakeProvider
 from torghut.bootstrap import build_container
 from torghut.config import load_settings
 from torghut.db.engine import upgrade
 from torghut.db.tables import ExecutionRow, LLMDecisionReview, TradeDecisionRow
-from torghut.ports import ChatMessage, Completion
+from torghut.domain import OrderRequest
+from torghut.ports import AuditStore, Broker, ChatMessage, Completion
 from torghut.replay import run_replay
 from torghut.trading.pipeline import CycleResult
 
@@ -35,11 +36,13 @@ def _buys(tmp_path: Path, n: int) -> Path:
 
 
 async def run_one_cycle(
-    env: dict[str, str], signals: Path, provider: FakeProvider | None = None
+    env: dict[str, str], signals: Path, provider: FakeProvider | None = None,
+    wrap_broker: Callable[[Broker], Broker] | None = None,
 ) -> CycleResult:
     """One cycle of a fresh process (a restart, the next leader) with these settings."""
     container = await build_container(
-        load_settings(env, None), signals_path=signals, trading_enabled=True, provider=provider
+        load_settings(env, None), signals_path=signals, trading_enabled=True, provider=provider,
+        wrap_broker=wrap_broker,
     )
     try:
         return await container.pipeline.run_cycle()
@@ -140,17 +143,14 @@ async def test_reviews_run_concurrently_up_to_the_limit(
         await container.aclose()
 
 
-async def test_failed_audit_write_means_no_order(
-    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from torghut.db import repo
-
-    async def broken_write(*_args: object, **_kwargs: object) -> None:
-        raise OSError("disk full")
-
-    monkeypatch.setattr(repo, "record_review", broken_write)
+async def test_failed_audit_write_means_no_order(database: Database, tmp_path: Path) -> None:
     settings = load_settings(_env(database.dsn, LLM_SHADOW_MODE="false"), None)
-    summary = await run_replay(settings, _buys(tmp_path, 2), provider=FakeProvider("approve"))
+    summary = await run_replay(
+        settings, _buys(tmp_path, 2), provider=FakeProvider("approve"),
+        wrap_store=lambda inner: FaultyAuditStore(
+            inner, always={"record_review": OSError("disk full")}
+        ),
+    )
     assert summary["submitted"] == 0
     assert summary["rejected"] == {"audit_write_failed": 2}
     async with database.sessions() as session:
@@ -257,22 +257,13 @@ async def _one_buy_outcome(database: Database) -> tuple[list[str], int, int]:
 
 
 async def test_placed_order_whose_record_fails_is_adopted_not_rejected(
-    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database: Database, tmp_path: Path
 ) -> None:
-    from torghut.db import repo
-
-    real = repo.record_executions
-    calls = {"n": 0}
-
-    async def fails_once(*args: object, **kwargs: object) -> None:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise OSError("database went away")
-        await real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(repo, "record_executions", fails_once)
     summary = await run_replay(
-        load_settings({"DB_DSN": database.dsn}, None), _buys(tmp_path, 1)
+        load_settings({"DB_DSN": database.dsn}, None), _buys(tmp_path, 1),
+        wrap_store=lambda inner: FaultyAuditStore(
+            inner, fail={"record_executions": [OSError("database went away")]}
+        ),
     )
     assert summary["complete"] is True and summary["submitted"] == 1
     assert await _one_buy_outcome(database) == (["filled"], 1, 1)
@@ -280,31 +271,23 @@ async def test_placed_order_whose_record_fails_is_adopted_not_rejected(
 
 @pytest.mark.parametrize("placed_before_failing", [True, False])
 async def test_broker_timeout_asks_the_broker_before_deciding(
-    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    placed_before_failing: bool,
+    database: Database, tmp_path: Path, placed_before_failing: bool,
 ) -> None:
-    from torghut.errors import BrokerError
-    from torghut.trading.brokers import SimBroker
+    brokers: list[FaultyBroker] = []
 
-    real = SimBroker.submit_orders
-    calls = {"n": 0}
+    def wrap(inner: Broker) -> Broker:
+        brokers.append(FaultyBroker(
+            inner, submit_faults=[lost() if placed_before_failing else unanswered()]
+        ))
+        return brokers[-1]
 
-    async def lost_answer_once(self: SimBroker, orders: object) -> object:
-        calls["n"] += 1
-        if calls["n"] > 1:
-            return await real(self, orders)  # type: ignore[arg-type]
-        if placed_before_failing:
-            await real(self, orders)  # type: ignore[arg-type]
-        raise BrokerError("read timeout after 10s", rejected=False)
-
-    monkeypatch.setattr(SimBroker, "submit_orders", lost_answer_once)
     summary = await run_replay(
-        load_settings({"DB_DSN": database.dsn}, None), _buys(tmp_path, 1)
+        load_settings({"DB_DSN": database.dsn}, None), _buys(tmp_path, 1), wrap_broker=wrap
     )
     # Placed: found by its client order id at once. Not placed: never rejected on one "not
     # found" (a timed-out request may still arrive); the next cycle re-sends that order.
     assert (summary["submitted"], summary["rejected"], summary["complete"]) == (1, {}, True)
-    assert calls["n"] == (1 if placed_before_failing else 2)
+    assert len(brokers[0].sent) == (1 if placed_before_failing else 2)
     assert await _one_buy_outcome(database) == (["filled"], 1, 1)
 
 
@@ -330,40 +313,34 @@ async def test_model_text_is_redacted_in_the_audit_row(
 
 
 async def test_a_batch_shares_its_broker_and_database_writes(
-    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database: Database, tmp_path: Path
 ) -> None:
     """Decisions that pass risk together go to the broker in one call, their execution rows
-    and their rejections in one transaction each (group commit), and every one of them still
-    gets its own outcome: 40 buys of which the last 10 cannot be paid for."""
-    from torghut.db import repo
-    from torghut.trading.brokers import SimBroker
+    in one transaction (group commit), and every one of them still gets its own outcome: 40
+    buys of which the last 10 cannot be paid for (rejected by risk, those are stored rejected
+    with the batch's decision rows: no transaction of their own)."""
+    brokers: list[FaultyBroker] = []
+    stores: list[FaultyAuditStore] = []
 
-    calls: dict[str, list[int]] = {"orders": [], "executions": [], "rejections": []}
-    real_orders, real_executions = SimBroker.submit_orders, repo.record_executions
-    real_rejections = repo.reject_decisions
+    def wrap_broker(inner: Broker) -> Broker:
+        brokers.append(FaultyBroker(inner))
+        return brokers[-1]
 
-    async def orders(self: SimBroker, batch: Sequence[object]) -> object:
-        calls["orders"].append(len(batch))
-        return await real_orders(self, batch)  # type: ignore[arg-type]
+    def wrap_store(inner: AuditStore) -> AuditStore:
+        stores.append(FaultyAuditStore(inner))
+        return stores[-1]
 
-    async def executions(sessions: object, batch: Sequence[object], **kw: object) -> None:
-        calls["executions"].append(len(batch))
-        await real_executions(sessions, batch, **kw)  # type: ignore[arg-type]
-
-    async def rejections(sessions: object, batch: Sequence[object]) -> None:
-        calls["rejections"].append(len(batch))
-        await real_rejections(sessions, batch)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(SimBroker, "submit_orders", orders)
-    monkeypatch.setattr(repo, "record_executions", executions)
-    monkeypatch.setattr(repo, "reject_decisions", rejections)
     # $1,000 a trade (10 shares at 100) from $30,000 of cash: risk lets 30 through (counting
     # the reservations of the batch) and rejects the other 10, each with its reason.
     env = {"DB_DSN": database.dsn, "TRADING_SIM_CASH": "30000",
            "TRADING_MAX_POSITION_PCT_EQUITY": "1", "TRADING_MAX_NOTIONAL_PER_TRADE": "1000"}
-    summary = await run_replay(load_settings(env, None), _buys(tmp_path, 40))
+    summary = await run_replay(load_settings(env, None), _buys(tmp_path, 40),
+                               wrap_broker=wrap_broker, wrap_store=wrap_store)
     assert (summary["submitted"], summary["rejected"]) == (30, {"insufficient_buying_power": 10})
-    assert calls == {"orders": [30], "executions": [30], "rejections": [10]}
+    calls = stores[0].calls
+    assert [len(batch) for batch in brokers[0].sent] == [30]
+    assert (calls["record_executions"], calls.get("reject_decisions")) == ([30], None)
+    assert calls["insert_judged_decisions"] == [40]
     async with database.sessions() as session:
         statuses = list((await session.execute(select(TradeDecisionRow.status))).scalars())
         executions_stored = await session.scalar(select(func.count()).select_from(ExecutionRow))
@@ -380,24 +357,14 @@ async def test_shutdown_keeps_the_lock_while_a_cancelled_audit_write_still_runs(
     and its write starts, only after the cycle's own writes were settled."""
     import threading
 
-    from torghut.db import repo
-
     started, release = threading.Event(), threading.Event()
-    real_record = repo.record_review
-
-    async def stuck_record(db: Any, values: Any, **kw: Any) -> Any:
-        def hold(_session: object) -> None:
-            started.set()
-            release.wait(30)
-
-        await db.run(hold)
-        return await real_record(db, values, **kw)
-
-    monkeypatch.setattr(repo, "record_review", stuck_record)
     settings = load_settings(_env(database.dsn, LLM_SHADOW_MODE="true"), None)
     provider = GatedProvider("approve")
     container = await build_container(
-        settings, signals_path=_buys(tmp_path, 1), trading_enabled=True, provider=provider
+        settings, signals_path=_buys(tmp_path, 1), trading_enabled=True, provider=provider,
+        wrap_store=lambda inner: FaultyAuditStore(
+            inner, stall={"record_review": (started, release)}
+        ),
     )
     real_quiesce = container.pipeline.quiesce
 
@@ -459,41 +426,33 @@ async def test_a_batch_counts_its_own_orders_per_symbol_for_position_size(
 
 
 async def test_a_cancelled_cycle_sends_nothing_afterwards_and_the_next_leader_finishes_it(
-    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database: Database, tmp_path: Path
 ) -> None:
     """Shutdown past its grace cancels the cycle while its orders are being placed: the
     broker call is cancelled with it (nothing is sent later, behind the next leader's back).
     Those orders were handed to the broker, so the next leader finishes exactly them, once,
     without a second review (here it would veto)."""
     from torghut.db.tables import SimOrder
-    from torghut.trading.brokers import SimBroker
 
     signals = _buys(tmp_path, 2)
-    held, release = asyncio.Event(), asyncio.Event()
-    flush_cancelled: list[bool] = []
-    real = SimBroker.submit_orders
+    release = asyncio.Event()
+    slow: list[FaultyBroker] = []
 
-    async def slow(self: SimBroker, orders: Sequence[object]) -> object:
-        held.set()
-        try:
-            await release.wait()
-        except asyncio.CancelledError:
-            flush_cancelled.append(True)
-            raise
-        return await real(self, orders)  # type: ignore[arg-type]
+    def wrap(inner: Broker) -> Broker:
+        slow.append(FaultyBroker(inner, hold=release))
+        return slow[0]
 
-    monkeypatch.setattr(SimBroker, "submit_orders", slow)
     old = await build_container(
-        load_settings({"DB_DSN": database.dsn}, None), signals_path=signals, trading_enabled=True
+        load_settings({"DB_DSN": database.dsn}, None), signals_path=signals,
+        trading_enabled=True, wrap_broker=wrap,
     )
     try:
         cycle = asyncio.create_task(old.pipeline.run_cycle())
-        await held.wait()
+        await slow[0].held.wait()
         cycle.cancel()
         with pytest.raises(asyncio.CancelledError):
             await cycle
-        assert flush_cancelled == [True]  # the broker call went down with the cycle
-        monkeypatch.setattr(SimBroker, "submit_orders", real)
+        assert slow[0].cancelled == 1  # the broker call went down with the cycle
         env = _env(database.dsn, LLM_SHADOW_MODE="false", LLM_FAIL_MODE="veto")
         provider = FakeProvider("veto")
         result = await run_one_cycle(env, signals, provider)
@@ -509,27 +468,23 @@ async def test_a_cancelled_cycle_sends_nothing_afterwards_and_the_next_leader_fi
 
 
 async def test_an_adopted_order_whose_record_fails_stays_planned_until_recorded(
-    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database: Database, tmp_path: Path
 ) -> None:
     """The execution row fails to write after the order is placed, and again when the next
     cycle adopts it: the decision is never rejected with a live order; the third cycle
     records it."""
-    from torghut.db import repo
+    stores: list[FaultyAuditStore] = []
 
-    real = repo.record_executions
-    calls = {"n": 0}
+    def wrap(inner: AuditStore) -> AuditStore:
+        gone = OSError("database went away")
+        stores.append(FaultyAuditStore(inner, fail={"record_executions": [gone, gone]}))
+        return stores[0]
 
-    async def fails_twice(*args: object, **kwargs: object) -> None:
-        calls["n"] += 1
-        if calls["n"] <= 2:
-            raise OSError("database went away")
-        await real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(repo, "record_executions", fails_twice)
     summary = await run_replay(
-        load_settings({"DB_DSN": database.dsn}, None), _buys(tmp_path, 1)
+        load_settings({"DB_DSN": database.dsn}, None), _buys(tmp_path, 1), wrap_store=wrap
     )
-    assert summary["complete"] is True and summary["submitted"] == 1 and calls["n"] == 3
+    assert summary["complete"] is True and summary["submitted"] == 1
+    assert stores[0].calls["record_executions"] == [1, 1, 1]
     assert await _one_buy_outcome(database) == (["filled"], 1, 1)
 
 
@@ -538,15 +493,12 @@ async def test_an_unfinished_batch_waits_for_the_next_poll(
 ) -> None:
     """Execution rows cannot be written: the order is placed, the batch stays unfinished.
     One pass of the loop runs that batch once (not again and again at once) and says why."""
-    from torghut.db import repo
-
-    async def fails(*args: object, **kwargs: object) -> None:
-        raise OSError("database went away")
-
-    monkeypatch.setattr(repo, "record_executions", fails)
     env = {"DB_DSN": database.dsn, "TRADING_BATCH_SIZE": "1"}
     container = await build_container(
-        load_settings(env, None), signals_path=_buys(tmp_path, 1), trading_enabled=True
+        load_settings(env, None), signals_path=_buys(tmp_path, 1), trading_enabled=True,
+        wrap_store=lambda inner: FaultyAuditStore(
+            inner, always={"record_executions": OSError("database went away")}
+        ),
     )
     cycles = 0
     real = container.pipeline.run_cycle
@@ -566,31 +518,25 @@ async def test_an_unfinished_batch_waits_for_the_next_poll(
 
 
 async def test_an_order_with_no_known_outcome_is_resent_as_it_was_not_reviewed_again(
-    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database: Database, tmp_path: Path
 ) -> None:
     """The review adjusted the order to 6 shares; the broker's answer was lost and it has no
     such order. The next cycle sends those same 6 shares again, without a second review (which
     might now say something else about an order that may be live)."""
     from torghut.db.tables import SimOrder
-    from torghut.errors import BrokerError
-    from torghut.trading.brokers import SimBroker
 
-    real = SimBroker.submit_orders
-    sent: list[list[str]] = []
+    broker: list[FaultyBroker] = []
 
-    async def lost_once(self: SimBroker, orders: Sequence[object]) -> object:
-        sent.append([str(o.qty) for o in orders])  # type: ignore[attr-defined]
-        if len(sent) == 1:
-            raise BrokerError("connection reset", rejected=False)
-        return await real(self, orders)  # type: ignore[arg-type]
+    def wrap(inner: Broker) -> Broker:
+        broker.append(FaultyBroker(inner, submit_faults=[unanswered()]))
+        return broker[0]
 
-    monkeypatch.setattr(SimBroker, "submit_orders", lost_once)
     provider = FakeProvider("adjust")
     env = _env(database.dsn, LLM_SHADOW_MODE="false", LLM_FAIL_MODE="veto",
                LLM_ADJUSTMENT_ALLOWED="true")
     container = await build_container(
         load_settings(env, None), signals_path=_buys(tmp_path, 1), trading_enabled=True,
-        provider=provider,
+        provider=provider, wrap_broker=wrap,
     )
     try:
         first = await container.pipeline.run_cycle()
@@ -600,7 +546,7 @@ async def test_an_order_with_no_known_outcome_is_resent_as_it_was_not_reviewed_a
     finally:
         await container.aclose()
     assert provider.calls == 1
-    assert sent == [["6"], ["6"]]
+    assert [[str(o.qty) for o in batch] for batch in broker[0].sent] == [["6"], ["6"]]
     async with database.sessions() as session:
         order = (await session.execute(select(SimOrder))).scalar_one()
         decision = (await session.execute(select(TradeDecisionRow))).scalar_one()
@@ -608,30 +554,23 @@ async def test_an_order_with_no_known_outcome_is_resent_as_it_was_not_reviewed_a
     assert decision.pending_order_json is None  # cleared once the answer was recorded
 
 
-async def test_the_kill_switch_stops_a_resend_too(
-    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_the_kill_switch_stops_a_resend_too(database: Database, tmp_path: Path) -> None:
     from torghut.db.tables import SimOrder
-    from torghut.errors import BrokerError
-    from torghut.trading.brokers import SimBroker
 
-    real = SimBroker.submit_orders
-    sent: list[int] = []
+    # One fault and one record of what was sent, shared by the three processes below.
+    faults: list[Exception | None] = [unanswered()]
+    sent: list[list[OrderRequest]] = []
 
-    async def lost_once(self: SimBroker, orders: Sequence[object]) -> object:
-        sent.append(len(orders))
-        if len(sent) == 1:
-            raise BrokerError("connection reset", rejected=False)
-        return await real(self, orders)  # type: ignore[arg-type]
+    def wrap(inner: Broker) -> Broker:
+        return FaultyBroker(inner, submit_faults=faults, sent=sent)
 
-    monkeypatch.setattr(SimBroker, "submit_orders", lost_once)
     signals = _buys(tmp_path, 1)
-
     env = {"DB_DSN": database.dsn}
-    await run_one_cycle(env, signals)  # the answer is lost: pending
-    stopped = await run_one_cycle({**env, "TRADING_KILL_SWITCH": "true"}, signals)
-    assert (stopped.committed, stopped.submitted, sent) == (False, 0, [1])
-    resumed = await run_one_cycle(env, signals)
-    assert (resumed.committed, resumed.submitted, sent) == (True, 1, [1, 1])
+    await run_one_cycle(env, signals, wrap_broker=wrap)  # the answer is lost: pending
+    stopped = await run_one_cycle({**env, "TRADING_KILL_SWITCH": "true"}, signals,
+                                  wrap_broker=wrap)
+    assert (stopped.committed, stopped.submitted, len(sent)) == (False, 0, 1)
+    resumed = await run_one_cycle(env, signals, wrap_broker=wrap)
+    assert (resumed.committed, resumed.submitted, len(sent)) == (True, 1, 2)
     async with database.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(SimOrder)) == 1

@@ -47,6 +47,11 @@ CONTRACT_VARIABLES: dict[str, tuple[object, str]] = {
     "TRADING_MAX_NOTIONAL_PER_TRADE": (1000, "0"),
     "TRADING_KILL_SWITCH": (False, "later"),
     "TORGHUT_PORT": (8181, "70000"),
+    "TRADING_MAX_PRICE_MOVE_PCT": (0.10, "0"),
+    "TRADING_MAX_SHARES_PER_ORDER": (10_000, "1.5"),
+    "TRADING_MAX_SIGNAL_AGE_SECONDS": (120, "-1"),
+    "TRADING_EXTENDED_HOURS": (False, "weekends"),
+    "TRADING_CALENDAR": ("XNYS", "LSE"),
     "ALPACA_MAX_REQUESTS_PER_MINUTE": (180, "0"),
     "CLICKHOUSE_CA_FILE": (None, "/nonexistent/ca.pem"),
 }

@@ -60,3 +60,13 @@ def test_sse_public_api() -> None:
     events = decoder.feed(b"id: 7\nretry: 50\ndata: a\n\nevent: x\ndata: b\n\n")
     assert decoder.close() == []
     assert events == [SSEEvent("message", "a", "7", 50), SSEEvent("x", "b", "7", 50)]
+
+
+def test_section_8_reject_reasons() -> None:
+    from torghut.trading import risk, session
+
+    assert (risk.PRICE_OUT_OF_BAND, risk.MAX_SHARES_EXCEEDED, session.SIGNAL_STALE,
+            session.MARKET_CLOSED, risk.STRATEGY_DISABLED) == (
+        "price_out_of_band", "max_shares_exceeded", "signal_stale", "market_closed",
+        "strategy_disabled",
+    )

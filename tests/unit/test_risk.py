@@ -123,6 +123,7 @@ def test_reasons_are_module_constants_in_check_order() -> None:
         "strategy_disabled",
         "symbol_not_allowed",
         "missing_price",
+        "max_shares_exceeded",
         "max_notional_exceeded",
         "insufficient_buying_power",
         "max_position_pct_exceeded",
@@ -278,18 +279,23 @@ def test_first_decision_with_cooldown_set_passes() -> None:
     assert evaluate_risk(decision(), RiskLimits(cooldown_seconds=3600), ctx()).approved
 
 
-def test_open_order_from_broker_order_raw() -> None:
+def test_open_order_from_a_typed_broker_order_never_from_its_raw_json() -> None:
     order = BrokerOrder(
         broker_order_id="b1",
         client_order_id="c1",
         symbol="aapl",
         status="new",
-        raw={"side": "buy", "qty": "10", "filled_qty": "4", "limit_price": "101.5"},
+        filled_qty=Decimal(4),
+        side=Action.BUY,
+        qty=Decimal(10),
+        limit_price=Decimal("101.5"),
     )
     assert OpenOrder.from_broker_order(order) == OpenOrder(
         "AAPL", Action.BUY, Decimal(6), Decimal("101.5"), "c1"
     )
-    assert OpenOrder.from_broker_order(replace(order, raw={})) is None
+    untyped = replace(order, side=None, qty=None,
+                      raw={"side": "buy", "qty": "10", "limit_price": "101.5"})
+    assert OpenOrder.from_broker_order(untyped) is None
 
 
 def test_open_order_from_request() -> None:
@@ -335,14 +341,16 @@ def test_contract_embedded_defaults_fifty_buys_on_different_symbols_all_pass() -
             open_orders.append(OpenOrder(symbol, Action.BUY, qty))
 
 
-def test_broker_orders_in_the_context_are_counted_through_their_raw() -> None:
+def test_broker_orders_in_the_context_are_counted_through_their_typed_fields() -> None:
     limits = RiskLimits(max_notional_per_trade=Decimal(100_000))
     resting = BrokerOrder(
         broker_order_id="b1",
         client_order_id="c1",
         symbol="AAPL",
         status="new",
-        raw={"side": "buy", "qty": "95", "filled_qty": "0", "limit_price": "100"},
+        side=Action.BUY,
+        qty=Decimal(95),
+        limit_price=Decimal(100),
     )
     unsized = BrokerOrder(broker_order_id="b2", client_order_id="c2", symbol="AAPL", status="new")
     context = ctx(open_orders=[resting, unsized])

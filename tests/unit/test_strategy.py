@@ -173,9 +173,10 @@ def test_operator_universe_applies_when_the_strategy_has_none() -> None:
     assert evaluate(narrow, sig(), equity=EQUITY, defaults=defaults) is not None
 
 
-def test_disabled_strategy_never_fires() -> None:
+def test_disabled_strategy_still_decides_so_that_risk_can_say_strategy_disabled() -> None:
     spec = StrategySpec(name="off", enabled=False)
-    assert evaluate(spec, sig(), equity=EQUITY) is None
+    decision = evaluate(spec, sig(), equity=EQUITY)
+    assert decision is not None and decision.strategy_id == "off"
 
 
 def test_strategy_limits_win_over_defaults() -> None:
@@ -296,3 +297,31 @@ def test_duplicate_names_are_named() -> None:
 def test_bad_catalogs_name_the_file_and_field(text: str, pattern: str) -> None:
     with pytest.raises(InputError, match=pattern):
         parse_catalog(text, "x.yaml")
+
+
+@pytest.mark.parametrize(
+    ("action", "position", "closing", "partial", "sized", "expected"),
+    [
+        ("sell", "10", "0", False, "11", "10"),  # the whole long position, not the 11 sized
+        ("sell", "10", "4", False, "11", "6"),  # less what open sells already take
+        ("sell", "10", "0", True, "3", "3"),  # partial exits: no more than the sizing
+        ("sell", "10", "0", True, "30", "10"),
+        ("sell", "0", "0", False, "11", "11"),  # nothing held: an entry, left to risk
+        ("sell", "10", "10", False, "11", "11"),  # all already being sold
+        ("buy", "-8", "0", False, "11", "8"),  # a buy covers a short the same way
+        ("buy", "5", "0", False, "11", "11"),  # a buy on a long position is an entry
+        ("sell", "25000", "0", False, "11", "10000"),  # the share cap: closed in steps
+    ],
+)
+def test_exits_are_sized_to_the_position(
+    action: str, position: str, closing: str, partial: bool, sized: str, expected: str
+) -> None:
+    from torghut.domain import Action, TradeDecision
+    from torghut.trading.strategy import size_exit
+
+    decision = TradeDecision(strategy_id="s", symbol="ACME", action=Action(action),
+                             qty=Decimal(sized), event_ts=sig().event_ts, timeframe="1Min",
+                             params={"price": "100"})
+    resized = size_exit(decision, position=Decimal(position), closing=Decimal(closing),
+                        partial=partial, max_shares=Decimal(10_000))
+    assert resized.qty == Decimal(expected)

@@ -19,14 +19,21 @@ from torghut.db.engine import Database, expect_all_matched, jsonable, update_by_
 from torghut.db.tables import (
     ExecutionRow,
     LLMDecisionReview,
+    PriceReferenceRow,
     TradeDecisionRow,
 )
-from torghut.domain import BrokerOrder, OrderRequest, TradeDecision, utcnow
+from torghut.domain import EffectiveAction, TradeDecision, utcnow
+from torghut.ports import Execution, JudgedDecision, StoredDecision
+from torghut.trading.ledger import PriceReference
+
+__all__ = ["AuditRepository", "Execution", "StoredDecision"]
 
 # The pipeline's writes go through Core statements on the tables: SQLAlchemy's ORM costs
 # several times more CPU per statement, and these run for every decision.
 _DECISIONS: Table = TradeDecisionRow.__table__  # type: ignore[assignment]
 _EXECUTIONS: Table = ExecutionRow.__table__  # type: ignore[assignment]
+_REVIEWS: Table = LLMDecisionReview.__table__  # type: ignore[assignment]
+_REFERENCES: Table = PriceReferenceRow.__table__  # type: ignore[assignment]
 
 
 def _update_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -43,15 +50,6 @@ def _update_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any
         expect_all_matched(result.rowcount, len(params), table.name, conn)
 
 
-@dataclass(frozen=True, slots=True)
-class StoredDecision:
-    id: uuid.UUID
-    status: str
-    created: bool  # False when the hash was already there (a replay, a restart, a racing loop)
-    decision_json: dict[str, Any] | None = None  # the stored decision, when not created
-    pending_order_json: dict[str, Any] | None = None  # an order that may be live, when not created
-
-
 async def insert_decision(
     db: Database, decision: TradeDecision, decision_hash: str
 ) -> StoredDecision:
@@ -62,6 +60,13 @@ async def insert_decision(
         return StoredDecision(row["id"], "planned", True)
     except IntegrityError:
         return await db.run(lambda session: _stored(session, decision_hash))
+
+
+def _stored_or_none(session: Session, decision_hash: str) -> StoredDecision | None:
+    exists = session.execute(
+        select(TradeDecisionRow.id).where(TradeDecisionRow.decision_hash == decision_hash)
+    ).first()
+    return None if exists is None else _stored(session, decision_hash)
 
 
 def _stored(session: Session, decision_hash: str) -> StoredDecision:
@@ -120,7 +125,73 @@ async def insert_decisions(
         return {h: await insert_decision(db, d, h) for d, h in decisions}
 
 
-def _decision_row(decision: TradeDecision, decision_hash: str) -> dict[str, Any]:
+async def existing_decisions(
+    db: Database, hashes: Sequence[str]
+) -> dict[str, StoredDecision]:
+    """The decisions already stored under these hashes (a replay, a restart, another loop)."""
+    if not hashes:
+        return {}
+
+    def work(session: Session) -> dict[str, StoredDecision]:
+        out: dict[str, StoredDecision] = {}
+        conn = session.connection()
+        unique = list(dict.fromkeys(hashes))
+        c = _DECISIONS.c
+        for start in range(0, len(unique), 500):
+            found = conn.execute(
+                select(c.id, c.status, c.decision_json, c.decision_hash, c.pending_order_json)
+                .where(c.decision_hash.in_(unique[start : start + 500]))
+            )
+            for row in found:
+                out[row.decision_hash] = StoredDecision(
+                    row.id, row.status, False, row.decision_json, row.pending_order_json
+                )
+        return out
+
+    return await db.run(work)
+
+
+async def insert_judged_decisions(
+    db: Database, decisions: Sequence[JudgedDecision]
+) -> dict[str, StoredDecision]:
+    """Insert decisions already judged, in one transaction: `planned`, or `rejected` with
+    their reason when one is given (the row and its rejection in one statement). A hash that
+    another loop stored meanwhile comes back as it is stored (`created` False)."""
+    if not decisions:
+        return {}
+
+    def work(session: Session) -> dict[str, StoredDecision]:
+        rows = [_decision_row(d, h, reason) for d, h, reason in decisions]
+        session.connection().execute(_DECISIONS.insert(), rows)
+        return {r["decision_hash"]: StoredDecision(r["id"], r["status"], True) for r in rows}
+
+    try:
+        return await db.run(work)
+    except IntegrityError:
+        # Another loop stored some of these meanwhile: one at a time, theirs are read back.
+        out: dict[str, StoredDecision] = {}
+        for d, h, reason in decisions:
+            out[h] = await _insert_one(db, _decision_row(d, h, reason))
+        return out
+
+
+async def _insert_one(db: Database, row: dict[str, Any]) -> StoredDecision:
+    def insert(session: Session) -> None:
+        session.connection().execute(_DECISIONS.insert(), [row])
+
+    try:
+        await db.run(insert)
+        return StoredDecision(row["id"], row["status"], True)
+    except IntegrityError:
+        stored = await db.run(lambda session: _stored_or_none(session, row["decision_hash"]))
+        if stored is None:
+            raise  # not a duplicate (a foreign key, say): the error says what
+        return stored
+
+
+def _decision_row(
+    decision: TradeDecision, decision_hash: str, reason: str | None = None
+) -> dict[str, Any]:
     now = utcnow()
     return {
         "id": uuid.uuid4(),
@@ -131,7 +202,8 @@ def _decision_row(decision: TradeDecision, decision_hash: str) -> dict[str, Any]
         "qty": decision.qty,
         "decision_json": jsonable(decision.model_dump(mode="json")),
         "decision_hash": decision_hash,
-        "status": "planned",
+        "status": "planned" if reason is None else "rejected",
+        "reason": reason,
         "event_ts": decision.event_ts,
         "created_at": now,
         "updated_at": now,
@@ -174,9 +246,12 @@ async def record_review(
     values: Mapping[str, Any],
     *,
     reject: tuple[uuid.UUID, str] | None = None,
+    pending: tuple[uuid.UUID, dict[str, Any]] | None = None,
 ) -> uuid.UUID:
     """Write one `llm_decision_reviews` row; with `reject`, mark that decision rejected in the
-    same transaction, so a rejection and its audit row are never apart."""
+    same transaction, so a rejection and its audit row are never apart; with `pending`, write
+    the order it lets out ahead on its decision in the same transaction, so that a crash after
+    the review leaves an order to finish, never a decision to review again."""
     columns = {k: jsonable_if_json(k, v) for k, v in values.items()}
     row = LLMDecisionReview(id=uuid.uuid4(), **columns)
 
@@ -184,6 +259,10 @@ async def record_review(
         session.add(row)
         if reject is not None:
             _mark(session, reject[0], "rejected", reject[1])
+        if pending is not None:
+            _update_rows(session, _DECISIONS, [
+                {"id": pending[0], "pending_order_json": pending[1], "updated_at": utcnow()}
+            ])
 
     await db.run(work)
     return row.id
@@ -196,14 +275,11 @@ def jsonable_if_json(column: str, value: Any) -> Any:
     return jsonable(value) if column in _JSON_COLUMNS else value
 
 
-Execution = tuple[uuid.UUID, OrderRequest, BrokerOrder]  # (decision id, order, broker answer)
-
-
 async def record_execution(
     db: Database,
     decision_id: uuid.UUID,
-    order: OrderRequest,
-    placed: BrokerOrder,
+    order: Any,
+    placed: Any,
     *,
     broker: str,
 ) -> None:
@@ -283,6 +359,63 @@ def _record_executions(session: Session, executions: Sequence[Execution], broker
         conn.execute(_EXECUTIONS.insert(), list(new_rows.values()))
     _update_rows(session, _EXECUTIONS, list(execution_updates.values()))
     _mark_many(session, list(decision_updates.values()))
+    _reviews_rejected(session, [
+        u["id"] for u in decision_updates.values() if u["status"] in _REJECTED_STATUSES
+    ])
+
+
+_REJECTED_STATUSES = frozenset({"rejected", "broker_rejected"})
+
+
+async def price_references(
+    db: Database, symbols: Sequence[str]
+) -> dict[str, PriceReference]:
+    """The stored reference prices of `symbols` (those that have one)."""
+    if not symbols:
+        return {}
+    c = _REFERENCES.c
+    stmt = select(c.symbol, c.price, c.candidate_price, c.streak).where(
+        c.symbol.in_(list(symbols))
+    )
+    rows = await db.run(lambda session: session.connection().execute(stmt).all())
+    return {
+        row.symbol: PriceReference(row.price, row.candidate_price, row.streak or 0)
+        for row in rows
+    }
+
+
+async def save_price_references(db: Database, references: Mapping[str, PriceReference]) -> None:
+    """Store these reference prices (insert or replace), in one transaction."""
+    if not references:
+        return
+    now = utcnow()
+    values = {
+        symbol: {"symbol": symbol, "price": ref.price, "candidate_price": ref.candidate,
+                 "streak": ref.streak, "updated_at": now}
+        for symbol, ref in references.items()
+    }
+
+    def work(session: Session) -> None:
+        conn = session.connection()
+        c = _REFERENCES.c
+        known = set(conn.execute(select(c.symbol).where(c.symbol.in_(list(values)))).scalars())
+        new = [v for s, v in values.items() if s not in known]
+        if new:
+            conn.execute(_REFERENCES.insert(), new)
+        changed = [
+            {"b_key": v["symbol"], "b_price": v["price"], "b_candidate_price":
+             v["candidate_price"], "b_streak": v["streak"], "b_updated_at": now}
+            for s, v in values.items() if s in known
+        ]
+        if changed:
+            conn.execute(
+                update_by_key(
+                    _REFERENCES, "symbol", ("price", "candidate_price", "streak", "updated_at")
+                ),
+                changed,
+            )
+
+    await db.run(work)
 
 
 async def record_pending_orders(
@@ -305,7 +438,25 @@ async def reject_decisions(db: Database, rejections: Sequence[tuple[uuid.UUID, s
          "pending_order_json": None}
         for decision_id, reason in rejections
     ]
-    await db.run(lambda session: _mark_many(session, rows))
+    def work(session: Session) -> None:
+        _mark_many(session, rows)
+        _reviews_rejected(session, [decision_id for decision_id, _ in rejections])
+
+    await db.run(work)
+
+
+def _reviews_rejected(session: Session, decision_ids: Sequence[uuid.UUID]) -> None:
+    """An enforced review let an order out, and the order was then rejected after all (the
+    broker refused it, never heard of it, or it was never sent): its row says so."""
+    if not decision_ids:
+        return
+    session.connection().execute(
+        update(_REVIEWS)
+        .where(_REVIEWS.c.trade_decision_id.in_(list(decision_ids)))
+        .where(_REVIEWS.c.shadow.is_(False))
+        .where(_REVIEWS.c.effective_action != EffectiveAction.REJECTED.value)
+        .values(effective_action=EffectiveAction.REJECTED.value)
+    )
 
 
 def _mark_many(session: Session, updates: Sequence[dict[str, Any]]) -> None:
@@ -340,13 +491,23 @@ async def last_trades_by_symbol(
 
 
 async def recent_decisions(
-    db: Database, symbol: str, *, limit: int = 5, exclude_hash: str | None = None
+    db: Database,
+    symbol: str,
+    *,
+    limit: int = 5,
+    exclude_hash: str | None = None,
+    before: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """The last decisions in `symbol`, for the reviewer's context (not the one under review)."""
+    """The last decisions in `symbol`, for the reviewer's context (not the one under review);
+    with `before`, only those whose signal came earlier (point in time: a batch stores its
+    later decisions at the same moment)."""
     stmt = select(TradeDecisionRow).where(TradeDecisionRow.symbol == symbol)
     if exclude_hash is not None:
         stmt = stmt.where(TradeDecisionRow.decision_hash != exclude_hash)
-    stmt = stmt.order_by(TradeDecisionRow.created_at.desc()).limit(limit)
+    if before is not None:
+        stmt = stmt.where(TradeDecisionRow.event_ts < before)
+    stmt = stmt.order_by(TradeDecisionRow.event_ts.desc(), TradeDecisionRow.created_at.desc())
+    stmt = stmt.limit(limit)
     rows = await db.run(lambda session: session.execute(stmt).scalars().all())
     return [
         {
@@ -433,3 +594,54 @@ async def list_reviews(db: Database, f: ListFilter) -> list[dict[str, Any]]:
         item["symbol"] = symbol
         out.append(item)
     return out
+
+
+class AuditRepository:
+    """The `AuditStore` port on a `Database`: each method is one of this module's functions
+    (looked up at call time, one transaction each)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def existing_decisions(self, hashes: Sequence[str]) -> dict[str, StoredDecision]:
+        return await existing_decisions(self.db, hashes)
+
+    async def insert_judged_decisions(
+        self, decisions: Sequence[JudgedDecision]
+    ) -> dict[str, StoredDecision]:
+        return await insert_judged_decisions(self.db, decisions)
+
+    async def price_references(self, symbols: Sequence[str]) -> dict[str, PriceReference]:
+        return await price_references(self.db, symbols)
+
+    async def save_price_references(self, references: Mapping[str, PriceReference]) -> None:
+        await save_price_references(self.db, references)
+
+    async def last_trades_by_symbol(self, symbols: Sequence[str]) -> dict[str, datetime]:
+        return await last_trades_by_symbol(self.db, symbols)
+
+    async def recent_decisions(
+        self, symbol: str, *, exclude_hash: str | None = None, before: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        return await recent_decisions(self.db, symbol, exclude_hash=exclude_hash, before=before)
+
+    async def record_review(
+        self,
+        values: Mapping[str, Any],
+        *,
+        reject: tuple[Any, str] | None = None,
+        pending: tuple[Any, dict[str, Any]] | None = None,
+    ) -> Any:
+        return await record_review(self.db, values, reject=reject, pending=pending)
+
+    async def record_executions(self, executions: Sequence[Execution], *, broker: str) -> None:
+        await record_executions(self.db, executions, broker=broker)
+
+    async def record_pending_orders(self, orders: Sequence[tuple[Any, dict[str, Any]]]) -> None:
+        await record_pending_orders(self.db, orders)
+
+    async def reject_decisions(self, rejections: Sequence[tuple[Any, str]]) -> None:
+        await reject_decisions(self.db, rejections)
+
+    async def settle(self, grace_seconds: float) -> int:
+        return await self.db.settle(grace_seconds)

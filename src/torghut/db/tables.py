@@ -252,6 +252,20 @@ class SignalCursor(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class PriceReferenceRow(Base):
+    """A symbol's reference price for the price band (`trading/ledger.py`): the last accepted
+    price, and the run of out-of-band prices that agree since. Kept here, not in memory, so
+    that a restart of `serve` or `replay` on the same database keeps guarding the symbol."""
+
+    __tablename__ = "price_references"
+
+    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    price: Mapped[Decimal]
+    candidate_price: Mapped[Decimal | None]
+    streak: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 class SimAccount(Base):
     __tablename__ = "sim_accounts"
 

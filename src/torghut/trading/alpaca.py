@@ -530,7 +530,28 @@ def _to_broker_order(raw: Mapping[str, Any]) -> BrokerOrder:
         avg_fill_price=_decimal(price) if price not in (None, "") else None,
         reject_reason=raw.get("reject_reason") or None,
         raw=dict(raw),
+        side=_side(raw.get("side")),
+        qty=_optional_decimal(raw.get("qty")),
+        limit_price=_optional_decimal(raw.get("limit_price")),
     )
+
+
+def _side(value: object) -> Action | None:
+    try:
+        return Action(str(value).lower())
+    except ValueError:
+        return None
+
+
+def _optional_decimal(value: object) -> Decimal | None:
+    """A quantity or price Alpaca sent as text, or None when absent or not a number."""
+    if value in (None, ""):
+        return None
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        return None
+    return number if number.is_finite() else None
 
 
 def _json_object(value: object) -> dict[str, Any]:

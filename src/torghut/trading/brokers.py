@@ -574,6 +574,7 @@ def _as_book(
             for p in positions
         ],
         open_orders=[_to_broker_order(o) for o in open_orders],
+        last_prices={p.symbol: _q(p.last_price) for p in positions},
     )
 
 
@@ -605,7 +606,10 @@ def _to_broker_order(row: _OrderRow) -> BrokerOrder:
         filled_qty=_q(row.filled_qty),
         avg_fill_price=None if row.avg_fill_price is None else _q(row.avg_fill_price),
         reject_reason=row.reject_reason,
-        # The same keys as Alpaca's order JSON, so that risk reads either the same way.
+        side=Action(row.side),
+        qty=_q(row.qty),
+        limit_price=None if row.limit_price is None else _q(row.limit_price),
+        # The same keys as Alpaca's order JSON, for the execution row's `raw_json`.
         raw={
             "id": row.broker_order_id,
             "client_order_id": row.client_order_id,

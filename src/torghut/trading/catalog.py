@@ -147,6 +147,12 @@ class StrategyCatalog:
 
     async def load(self) -> list[StrategySpec]:
         """The enabled strategies to evaluate, reloading and syncing when the file changed."""
+        return [spec for spec in await self.load_all() if spec.enabled]
+
+    async def load_all(self) -> list[StrategySpec]:
+        """`load`, with the file's disabled strategies too: the pipeline records their
+        decisions as `strategy_disabled`, so the audit trail shows what they would have
+        done."""
         async with self._lock:
             if self._path is None:
                 if self._active is None:
@@ -208,11 +214,11 @@ class StrategyCatalog:
             return kept
 
         kept = await self._db.run(sync)
-        active = [spec for spec in specs if spec.enabled] + kept
+        active = list(specs) + kept
         log.info(
             "strategy catalog loaded (%s): %s",
             self._mode,
-            ", ".join(spec.name for spec in active) or "no enabled strategy",
+            ", ".join(spec.name for spec in active if spec.enabled) or "no enabled strategy",
         )
         return active
 

@@ -1,8 +1,13 @@
 """One trading cycle, top to bottom: signals, strategy, risk, review, gate, audit, execute.
 
-Read `run_cycle` first; every step below it is a small method. Decisions of a batch run
-concurrently (bounded); one failing decision never stops the batch; the signal cursor moves
-past a batch only when every decision in it has reached a final status.
+Read `run_cycle` first; every step below it is a small method. The batch is first judged in
+signal order, with no await between decisions (`_judge`: prices through the band, each
+decision sized and checked at its own point by `judge.judge` against the `ledger.BatchLedger`,
+approved ones reserved at once), so results do not depend on the batch size. Then decisions
+run concurrently (bounded): review, audit row, order. Orders of one symbol reach the broker in
+signal order. A decision left `planned` by an earlier run follows `orders.recovery_step`. One
+failing decision never stops the batch; the signal cursor (and the band's references, and the
+simulated broker's marks) move past a batch only when every decision in it is final.
 """
 
 from __future__ import annotations
@@ -16,21 +21,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from torghut import logs
-from torghut.db import repo
-from torghut.db.engine import Database
 from torghut.domain import (
     Account,
-    Action,
     Book,
     BrokerOrder,
     EffectiveAction,
     FailMode,
     OrderRequest,
     Position,
-    RiskResult,
     Signal,
     TradeDecision,
     TradingMode,
@@ -39,13 +40,26 @@ from torghut.domain import (
 )
 from torghut.errors import BrokerError
 from torghut.metrics import Metrics
-from torghut.ports import Broker, SignalSource
+from torghut.ports import AuditStore, Broker, Execution, SignalSource
+from torghut.trading.audit_rows import review_row
 from torghut.trading.gate import GateDecision, apply_gate
 from torghut.trading.group_commit import GroupCommit
+from torghut.trading.judge import JudgingSettings, exit_sized, judge, strategy_limits
+from torghut.trading.ledger import BatchLedger, Reservation
 from torghut.trading.llm.review_engine import ReviewEngine, ReviewOutcome, build_review_request
 from torghut.trading.llm.schema import PolicyBounds
-from torghut.trading.risk import OpenOrder, RecentTrade, RiskContext, RiskLimits, evaluate_risk
+from torghut.trading.orders import (
+    BROKER_NO_ANSWER,
+    OrderState,
+    PendingOrder,
+    RecoveryStep,
+    recovery_step,
+)
+from torghut.trading.risk import RiskLimits
 from torghut.trading.strategy import StrategyDefaults, StrategySpec, evaluate
+
+if TYPE_CHECKING:
+    from torghut.db.engine import Database
 
 log = logging.getLogger("torghut.pipeline")
 
@@ -55,7 +69,10 @@ _SETTLE_SECONDS = 30.0
 
 
 class StrategySource(Protocol):
-    async def load(self) -> list[StrategySpec]: ...
+    async def load_all(self) -> list[StrategySpec]:
+        """Every strategy to evaluate, disabled ones included (their decisions are rejected
+        `strategy_disabled`)."""
+        ...
 
 
 @runtime_checkable
@@ -73,6 +90,29 @@ class GateSettings:
     shadow: bool
     fail_mode: FailMode
     trading_mode: TradingMode
+
+
+@dataclass(frozen=True, slots=True)
+class TradingRules:
+    """What decides and sizes orders: the risk limits, the strategies' default sizing, the
+    checks of CONTRACT §8, and how long an order whose answer was lost may be sent again."""
+
+    limits: RiskLimits
+    sizing: StrategyDefaults
+    judging: JudgingSettings = field(default_factory=JudgingSettings)
+    resend_window_seconds: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewSetup:
+    """The review gate: its settings, its engine (None: no gate), the policy bounds and the
+    prompt version a request carries, and how many reviews may run at once."""
+
+    gate: GateSettings
+    engine: ReviewEngine | None
+    bounds: PolicyBounds
+    prompt_version: str
+    max_concurrency: int
 
 
 @dataclass
@@ -95,76 +135,26 @@ class CycleResult:
 
 
 @dataclass
-class _Book:
-    """What this batch has already committed to, so that risk checks running side by side
-    count each other's orders (buying power, position size, cooldown).
-
-    The broker's open orders and the batch's reservations are indexed by symbol, with a
-    running total of the cash reserved for buys, so that one check costs the same whatever
-    the size of the batch (risk only looks at the decision's own symbol)."""
-
-    account: Account
-    positions: dict[str, Position]
-    open_orders: list[BrokerOrder]
-    last_trade_at: dict[str, datetime | RecentTrade] = field(default_factory=dict)
-    reserved: dict[str, OpenOrder] = field(default_factory=dict, init=False)
-    _open_by_symbol: dict[str, list[OpenOrder]] = field(default_factory=dict, init=False)
-    _reserved_by_symbol: dict[str, dict[str, OpenOrder]] = field(
-        default_factory=dict, init=False
-    )
-    _reserved_buys: Decimal = field(default=Decimal(0), init=False)
-
-    def __post_init__(self) -> None:
-        for order in self.open_orders:
-            # What risk would count of it: a broker order without side or quantity cannot be.
-            converted = OpenOrder.from_broker_order(order)
-            if converted is not None:
-                self._open_by_symbol.setdefault(converted.symbol, []).append(converted)
-
-    def reserve(self, key: str, order: OpenOrder) -> None:
-        self.release(key)
-        self.reserved[key] = order
-        self._reserved_by_symbol.setdefault(order.symbol.upper(), {})[key] = order
-        self._reserved_buys += _buy_value(order)
-
-    def release(self, key: str) -> None:
-        order = self.reserved.pop(key, None)
-        if order is not None:
-            del self._reserved_by_symbol[order.symbol.upper()][key]
-            self._reserved_buys -= _buy_value(order)
-
-    def reserved_buys(self, *, excluding: str) -> Decimal:
-        """Cash promised to this batch's buys, leaving out the decision `excluding`."""
-        own = self.reserved.get(excluding)
-        return self._reserved_buys - (_buy_value(own) if own is not None else Decimal(0))
-
-    def orders_in(self, symbol: str, *, excluding: str) -> list[OpenOrder]:
-        """Open and reserved orders in `symbol`, leaving out the decision `excluding`."""
-        symbol = symbol.upper()
-        mine = self._reserved_by_symbol.get(symbol, {})
-        return [
-            *self._open_by_symbol.get(symbol, ()),
-            *(order for key, order in mine.items() if key != excluding),
-        ]
-
-
-def _buy_value(order: OpenOrder) -> Decimal:
-    return order.qty * (order.price or Decimal(0)) if order.side is Action.BUY else Decimal(0)
-
-
-@dataclass
 class _Item:
     decision: TradeDecision
     signal: Signal
     hash: str
     decision_id: Any
+    strategy: StrategySpec | None
     resumed: bool = False  # left `planned` by an earlier run that stopped mid-batch
+    rejection: str | None = None  # judged rejected before any order or review
+    reservation: Reservation | None = None
+    # The book as the decision saw it, for its review (point in time).
+    account: Account | None = None
+    positions: list[Position] = field(default_factory=list)
+    pending: PendingOrder = field(default_factory=lambda: PendingOrder(OrderState.NEVER_SENT))
     final: bool = False
     placed: bool = False  # the broker holds its order: never to be marked rejected
-    # An order handed to the broker by an earlier run whose answer was never recorded.
-    pending_order: OrderRequest | None = None
-    pending_unreadable: bool = False  # there is one, but its stored form cannot be read
-    pending_sent_at: datetime | None = None  # when that order was last handed to the broker
+    # Orders of one symbol reach the broker in signal order (a sell after the buy it closes):
+    # `turn` is set once this item's order is queued or it will send none; the next item of
+    # its symbol waits for it (`after`).
+    turn: asyncio.Event = field(default_factory=asyncio.Event)
+    after: asyncio.Event | None = None
 
 
 class TradingPipeline:
@@ -172,33 +162,31 @@ class TradingPipeline:
         self,
         *,
         db: Database,
+        store: AuditStore,
         source: SignalSource,
         strategies: StrategySource,
         broker: Broker,
-        limits: RiskLimits,
-        sizing: StrategyDefaults,
-        gate: GateSettings,
-        reviewer: ReviewEngine | None,
-        bounds: PolicyBounds,
-        prompt_version: str,
+        rules: TradingRules,
+        review: ReviewSetup,
         metrics: Metrics,
-        max_concurrency: int,
         batch_size: int,
-        resend_window_seconds: float = 60.0,
     ) -> None:
-        self.db = db
+        self.db = db  # handed on to reconciliation; the cycle itself writes through `store`
+        self.store = store
         self.source = source
         self.strategies = strategies
         self.broker = broker
-        self.limits = limits
-        self.sizing = sizing
-        self.gate = gate
-        self.reviewer = reviewer
-        self.bounds = bounds
-        self.prompt_version = prompt_version
+        self.limits = rules.limits
+        self.sizing = rules.sizing
+        self.judging = rules.judging
+        self.resend_window = timedelta(seconds=rules.resend_window_seconds)
+        self.gate = review.gate
+        self.reviewer = review.engine
+        self.bounds = review.bounds
+        self.prompt_version = review.prompt_version
         self.metrics = metrics
         self.batch_size = batch_size
-        self.resend_window = timedelta(seconds=resend_window_seconds)
+        max_concurrency = review.max_concurrency
         # Reviews are bounded by `_review_slots`. The work slots bound decisions in flight:
         # their own reads queue on the connection pool and must not outwait its timeout. They
         # are wide, so that a batch's orders and rows go to the broker and the database in a
@@ -211,7 +199,7 @@ class TradingPipeline:
         self._orders: GroupCommit[OrderRequest, BrokerOrder] = GroupCommit(
             self.broker.submit_orders
         )
-        self._executions: GroupCommit[repo.Execution, None] = GroupCommit(
+        self._executions: GroupCommit[Execution, None] = GroupCommit(
             self._record_executions
         )
         self._rejections: GroupCommit[tuple[Any, str], None] = GroupCommit(
@@ -235,12 +223,25 @@ class TradingPipeline:
             return result
         result.signals = len(signals)
         self.metrics.signals_read(s.event_ts for s in signals)
-        marked = await self._mark_prices(signals)
-        strategies = await self.strategies.load()
-        book = await self._open_book(signals, marked)
-        items = await self._decide(signals, strategies, book, result)
+        strategies = await self.strategies.load_all()
+        # Whether a rule fires does not depend on the book (only the size does), nor does a
+        # decision's hash: a batch where nothing fires needs neither the book nor the store.
+        fired: dict[int, list[str]] = {}  # signal's place in the batch -> its decisions
+        for at, signal in enumerate(signals):
+            for spec in strategies:
+                d = evaluate(spec, signal, equity=Decimal(1), defaults=self.sizing)
+                if d is not None:
+                    fired.setdefault(at, []).append(decision_hash(d))
+        calendar = self.judging.calendar
+        if fired and not calendar.loaded():
+            # Its first use imports pandas and builds the calendar: not on the event loop.
+            await asyncio.to_thread(calendar.load)
+        ledger = await self._open_ledger(signals, with_book=bool(fired))
+        items = await self._judge(signals, strategies, ledger, fired, result)
         try:
-            await asyncio.gather(*(self._guarded(item, book, result) for item in items))
+            await asyncio.gather(
+                *(self._guarded(item, ledger, result) for item in items if not item.final)
+            )
         except asyncio.CancelledError:
             # A cancelled cycle (shutdown past its grace) sends nothing more: its queued and
             # in-flight group writes are cancelled with it, before the scheduler lets another
@@ -248,6 +249,7 @@ class TradingPipeline:
             await self.quiesce()
             raise
         if all(item.final for item in items):
+            await self._close_batch(ledger)
             await self.source.commit(signals)
             result.committed = True
         else:
@@ -292,7 +294,7 @@ class TradingPipeline:
             log.error("%d broker requests still running after %gs", requests, grace_seconds)
         # Cancelled writes finish in the database's threads: wait for them too, so that no
         # write of this leader lands after another one took over.
-        writes = await self.db.settle(max(0.0, deadline - loop.time()))
+        writes = await self.store.settle(max(0.0, deadline - loop.time()))
         if writes:
             log.error("%d database transactions still running after %gs", writes,
                       grace_seconds)
@@ -304,77 +306,148 @@ class TradingPipeline:
         return self._reviewing
 
     # ------------------------------------------------------------------------------- steps
-    async def _mark_prices(self, signals: Sequence[Signal]) -> Book | None:
-        """Prices to a broker that learns them from the signals; its book after them."""
-        if not isinstance(self.broker, MarksPrices):
-            return None
-        latest: dict[str, Decimal] = {}
-        for s in signals:
-            if s.price is not None:
-                latest[s.symbol] = s.price
-        return await self.broker.mark_prices(latest)
+    def _now(self, signal: Signal) -> datetime:
+        clock = self.judging.clock
+        return signal.event_ts if clock is None else clock()
 
-    async def _open_book(self, signals: Sequence[Signal], marked: Book | None) -> _Book:
-        held = marked if marked is not None else await self.broker.get_book()
-        book = _Book(
-            account=held.account,
-            positions={p.symbol: p for p in held.positions},
-            open_orders=held.open_orders,
-        )
+    async def _open_ledger(self, signals: Sequence[Signal], *, with_book: bool) -> BatchLedger:
+        """The ledger at the start of the batch. Without a decision to judge, only the price
+        references matter (the band still follows every price)."""
         symbols = sorted({s.symbol for s in signals})
-        book.last_trade_at = dict(await repo.last_trades_by_symbol(self.db, symbols))
-        return book
+        references = await self.store.price_references(symbols)
+        if with_book:
+            book = await self.broker.get_book()
+            last_trades = await self.store.last_trades_by_symbol(symbols)
+        else:
+            book, last_trades = Book(Account(Decimal(0), Decimal(0), Decimal(0)), [], []), {}
+        return BatchLedger.open(
+            book,
+            limits=self.limits,
+            max_price_move=self.judging.max_price_move,
+            fills_at_once=isinstance(self.broker, MarksPrices),
+            references=references,
+            last_trade_at=last_trades,
+        )
 
-    async def _decide(
+    async def _judge(
         self,
         signals: Sequence[Signal],
         strategies: Sequence[StrategySpec],
-        book: _Book,
+        ledger: BatchLedger,
+        fired: Mapping[int, list[str]],
         result: CycleResult,
     ) -> list[_Item]:
-        proposed: list[tuple[TradeDecision, Signal, str]] = []
-        for signal in signals:
-            for strategy in strategies:
-                decision = evaluate(
-                    strategy, signal, equity=book.account.equity, defaults=self.sizing
-                )
-                if decision is not None:
-                    proposed.append((decision, signal, decision_hash(decision)))
-        stored = await repo.insert_decisions(self.db, [(d, h) for d, _s, h in proposed])
+        """Walk the batch in signal order: each signal marks its price (if the band accepts
+        it), then each of its decisions is sized and judged against the book at that moment
+        and, when approved, reserved in the ledger before the next one is judged. `fired`:
+        the signals whose rules fire, with their decisions' hashes (their stored rows, if any,
+        are one read for the batch)."""
+        by_name = {spec.name: spec for spec in strategies}
+        stored = await self.store.existing_decisions(
+            [h for hashes in fired.values() for h in hashes]
+        )
         items: list[_Item] = []
         seen: set[str] = set()
-        for decision, signal, h in proposed:
-            row = stored[h]
-            if row.status != "planned" or h in seen:
-                # Already decided: a replay, or another loop got there first (not this
-                # process in an earlier, unfinished read of the same batch: counted then).
-                if h not in self._carried:
-                    result.duplicates += 1
+        for at, signal in enumerate(signals):
+            price, accepted = signal.price, True
+            # A price that is no price (absent, zero, negative, not finite) is not banded: the
+            # strategy gives its decision no price, and risk says `missing_price`.
+            if price is not None and price.is_finite() and price > 0:
+                accepted = ledger.mark(signal.symbol, price)
+            if at not in fired:
                 continue
-            seen.add(h)
-            resumed = not row.created
-            if resumed and row.decision_json is not None:
-                # Finish the decision as it was first made, not as re-sized today.
-                decision = TradeDecision.model_validate(row.decision_json)
-            pending, unreadable, sent_at = None, False, None
-            if resumed and row.pending_order_json:
-                try:
-                    pending = OrderRequest.from_json(row.pending_order_json)
-                    sent_at = datetime.fromisoformat(str(row.pending_order_json["sent_at"]))
-                except (KeyError, TypeError, ValueError, ArithmeticError):
-                    log.error("decision %s: its pending order cannot be read; it is neither "
-                              "re-sent nor rejected until an operator looks", h)
-                    unreadable = True
-            items.append(_Item(decision, signal, h, row.id, resumed=resumed,
-                               pending_order=pending, pending_unreadable=unreadable,
-                               pending_sent_at=sent_at))
+            for spec in strategies:
+                decision = evaluate(spec, signal, equity=ledger.equity, defaults=self.sizing)
+                if decision is None:
+                    continue
+                h = decision_hash(decision)
+                row = stored.get(h)
+                if h in seen or (row is not None and row.status != "planned"):
+                    # Already decided: a replay, or another loop got there first (not this
+                    # process in an earlier, unfinished read of the same batch: counted then).
+                    if h not in self._carried:
+                        result.duplicates += 1
+                    continue
+                seen.add(h)
+                item = _Item(decision, signal, h, row.id if row else None, spec,
+                             resumed=row is not None)
+                if row is not None:
+                    if row.decision_json is not None:
+                        # Finish the decision as it was first made, not as re-sized today.
+                        item.decision = TradeDecision.model_validate(row.decision_json)
+                    item.strategy = by_name.get(item.decision.strategy_id)
+                    item.pending = PendingOrder.from_row(row.pending_order_json)
+                    if item.pending.state is OrderState.UNREADABLE:
+                        log.error("decision %s: its pending order cannot be read; it is "
+                                  "neither re-sent nor rejected until an operator looks", h)
+                    if item.pending.state is not OrderState.NEVER_SENT:
+                        items.append(item)  # recovered as it was sent, not judged again
+                        continue
+                else:
+                    item.decision = exit_sized(decision, spec, ledger, self.limits)
+                judgment = judge(
+                    item.decision, h,
+                    now=self._now(signal), price_accepted=accepted, spec=item.strategy,
+                    ledger=ledger, limits=self.limits, settings=self.judging,
+                    with_view=self.reviewer is not None and self.gate.enabled,
+                )
+                item.rejection, item.reservation = judgment.reason, judgment.reservation
+                item.account, item.positions = judgment.account, list(judgment.positions)
+                items.append(item)
+        items = await self._store_new(items, result)
+        self._chain_by_symbol(items)
         return items
 
-    async def _guarded(self, item: _Item, book: _Book, result: CycleResult) -> None:
+    async def _store_new(self, items: list[_Item], result: CycleResult) -> list[_Item]:
+        """Insert the batch's new decisions, each `planned` or already `rejected` with its
+        reason (one statement for the row and its rejection). Returns the items to finish:
+        a decision another loop stored meanwhile is theirs."""
+        new = [item for item in items if item.decision_id is None]
+        theirs: set[str] = set()
+        stored = await self.store.insert_judged_decisions(
+            [(i.decision, i.hash, i.rejection) for i in new]
+        )
+        for item in new:
+            row = stored[item.hash]
+            item.decision_id = row.id
+            if not row.created:
+                # Another loop stored it meanwhile: it is theirs to finish.
+                result.duplicates += 1
+                self._give_back(item)
+                theirs.add(item.hash)
+            elif item.rejection is not None:
+                item.final = True
+                self._count_rejection(result, item.rejection)
+        return [item for item in items if item.hash not in theirs]
+
+    @staticmethod
+    def _chain_by_symbol(items: list[_Item]) -> None:
+        last: dict[str, asyncio.Event] = {}
+        for item in items:
+            if item.final:
+                continue
+            item.after = last.get(item.decision.symbol)
+            last[item.decision.symbol] = item.turn
+
+    async def _close_batch(self, ledger: BatchLedger) -> None:
+        """Once every decision of the batch is final: the simulated broker learns the prices
+        the band accepted (the last of each symbol), and the symbols' references are stored,
+        both before the cursor moves past the batch."""
+        if isinstance(self.broker, MarksPrices) and ledger.marked:
+            await self.broker.mark_prices(ledger.marked)
+        await self.store.save_price_references(
+            {s: ledger.references[s] for s in sorted(ledger.changed_references)}
+        )
+
+    def _give_back(self, item: _Item) -> None:
+        if item.reservation is not None:
+            item.reservation.ledger.release(item.reservation)
+
+    async def _guarded(self, item: _Item, ledger: BatchLedger, result: CycleResult) -> None:
         """One decision, whatever happens: a bug here rejects this decision only."""
         async with self._work_slots:
             try:
-                await self._process(item, book, result)
+                await self._process(item, ledger, result)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -383,73 +456,85 @@ class TradingPipeline:
                     # The broker has its order: leave the decision `planned` for the next
                     # cycle to adopt, never rejected with a live order.
                     return
-                self._release(book, item.hash)
+                self._give_back(item)
                 reason = f"internal_error:{type(exc).__name__}"
                 try:
-                    await repo.mark_decision(self.db, item.decision_id, "rejected", reason)
+                    await self.store.reject_decisions([(item.decision_id, reason)])
                     item.final = True
                     self._count_rejection(result, reason)
                 except Exception:
                     log.exception("could not mark decision %s rejected", item.hash)
             finally:
+                item.turn.set()
                 self.last_progress = time.monotonic()
 
-    async def _process(self, item: _Item, book: _Book, result: CycleResult) -> None:
-        if item.resumed and await self._adopt_placed_order(item, book, result):
+    async def _process(self, item: _Item, ledger: BatchLedger, result: CycleResult) -> None:
+        if item.resumed and await self._recover(item, ledger, result):
             return
-        risk = self._check_and_reserve(item.decision, item.hash, book)
-        if not risk.approved:
-            await self._reject(item, risk.reason or "risk", result)
+        if item.rejection is not None:
+            await self._reject(item, item.rejection, result)
             return
-        if self.reviewer is None or not self.gate.enabled:
-            await self._submit(item, item.decision, book, result)
-            return
-        if self.gate.shadow:
-            # Shadow never delays the order: submit now, review beside it.
-            await self._submit(item, item.decision, book, result)
-            task = asyncio.create_task(self._shadow_review(item, book))
-            self._shadow_tasks.add(task)
-            task.add_done_callback(self._shadow_tasks.discard)
-            return
-        await self._enforced_review(item, book, result)
+        assert item.reservation is not None
+        # Given back on the way out unless its order went out (`keep`).
+        with item.reservation:
+            if self.reviewer is None or not self.gate.enabled:
+                await self._submit(item, item.decision, result)
+                return
+            if self.gate.shadow:
+                # Shadow never delays the order: submit now, review beside it.
+                await self._submit(item, item.decision, result)
+                task = asyncio.create_task(self._shadow_review(item))
+                self._shadow_tasks.add(task)
+                task.add_done_callback(self._shadow_tasks.discard)
+                return
+            await self._enforced_review(item, ledger, result)
 
-    async def _enforced_review(self, item: _Item, book: _Book, result: CycleResult) -> None:
-        outcome = await self._review(item, book)
+    async def _enforced_review(
+        self, item: _Item, ledger: BatchLedger, result: CycleResult
+    ) -> None:
+        assert item.reservation is not None
+        outcome = await self._review(item)
         gate = self._enforced_gate(outcome)
         action = gate.effective_action
         reason = gate.rejection_reason
         to_submit: TradeDecision | None = item.decision
         if action is EffectiveAction.SUBMITTED_ADJUSTED:
             to_submit = outcome.adjusted_decision or item.decision
-            self._release(book, item.hash)
-            risk = self._check_and_reserve(to_submit, item.hash, book)
-            if not risk.approved:
-                action, reason, to_submit = EffectiveAction.REJECTED, risk.reason, None
+            # The adjusted order is checked again, the strategy's own limits included.
+            checked = ledger.replace(
+                item.reservation,
+                to_submit,
+                strategy_enabled=item.strategy is not None and item.strategy.enabled,
+                strategy_limits=strategy_limits(item.strategy),
+            )
+            if not checked.approved:
+                action, reason, to_submit = EffectiveAction.REJECTED, checked.reason, None
         elif action is EffectiveAction.REJECTED:
             to_submit = None
+        order = None if to_submit is None else OrderRequest.for_decision(to_submit, item.hash)
         # No order leaves before its audit row is written; a failed write means no order.
+        # The order is written ahead in the same transaction: a crash after the review leaves
+        # an order to send, never a decision to review a second time.
         try:
-            await repo.record_review(
-                self.db,
+            await self.store.record_review(
                 self._review_row(item, outcome, action, shadow=False),
-                reject=(item.decision_id, reason or "llm_veto") if to_submit is None else None,
+                reject=(item.decision_id, reason or "llm_veto") if order is None else None,
+                pending=None if order is None else (item.decision_id, self._pending_json(order)),
             )
         except Exception:
             log.exception("audit write failed for %s: order not sent", item.hash)
             self.metrics.audit_write_failures.inc()
-            self._release(book, item.hash)
             await self._reject(item, "audit_write_failed", result)
             return
         self._count_review(outcome, result)
-        if to_submit is None:
-            self._release(book, item.hash)
+        if order is None:
             item.final = True
             self._count_rejection(result, reason or "llm_veto")
             logs.review_vetoed(
                 item.decision, item.hash, reason or "llm_veto", outcome.verdict, outcome.rationale
             )
             return
-        await self._submit(item, to_submit, book, result)
+        await self._send(item, order, result, written=True)
 
     def _enforced_gate(self, outcome: ReviewOutcome) -> GateDecision:
         return apply_gate(
@@ -460,9 +545,9 @@ class TradingPipeline:
             error_code=outcome.error_code,
         )
 
-    async def _shadow_review(self, item: _Item, book: _Book) -> None:
+    async def _shadow_review(self, item: _Item) -> None:
         try:
-            outcome = await self._review(item, book)
+            outcome = await self._review(item)
             # What the gate would have done had it been enforcing: a disagreement to report.
             would = self._enforced_gate(outcome)
             if would.effective_action is not EffectiveAction.SUBMITTED_ORIGINAL:
@@ -482,7 +567,7 @@ class TradingPipeline:
         (a database failover) before the row is given up, loudly."""
         for attempt in range(_SHADOW_WRITE_ATTEMPTS):
             try:
-                await repo.record_review(self.db, row)
+                await self.store.record_review(row)
                 return
             except Exception:
                 if attempt == _SHADOW_WRITE_ATTEMPTS - 1:
@@ -505,22 +590,24 @@ class TradingPipeline:
     async def settle_writes(self, grace_seconds: float) -> int:
         """Wait, at most `grace_seconds`, for database transactions still running; returns
         how many still are."""
-        return await self.db.settle(grace_seconds)
+        return await self.store.settle(grace_seconds)
 
-    async def _review(self, item: _Item, book: _Book) -> ReviewOutcome:
+    async def _review(self, item: _Item) -> ReviewOutcome:
         assert self.reviewer is not None
         try:
-            recent = await repo.recent_decisions(
-                self.db, item.decision.symbol, exclude_hash=item.hash
+            recent = await self.store.recent_decisions(
+                item.decision.symbol, exclude_hash=item.hash, before=item.decision.event_ts
             )
         except Exception:
             # Context for the model, not a reason to skip the review.
             log.warning("recent decisions of %s unavailable for the review", item.hash)
             recent = []
+        assert item.account is not None
         request = build_review_request(
             item.decision,
-            account=book.account,
-            positions=list(book.positions.values()),
+            # The book as this decision saw it at its own signal time.
+            account=item.account,
+            positions=item.positions,
             market=item.signal.model_dump(mode="json"),
             recent_decisions=recent,
             bounds=self.bounds,
@@ -539,50 +626,59 @@ class TradingPipeline:
         self._observe(outcome)
         return outcome
 
-    async def _submit(
-        self, item: _Item, decision: TradeDecision, book: _Book, result: CycleResult
-    ) -> None:
-        await self._send(item, OrderRequest.for_decision(decision, item.hash), book, result)
+    async def _submit(self, item: _Item, decision: TradeDecision, result: CycleResult) -> None:
+        await self._send(item, OrderRequest.for_decision(decision, item.hash), result)
+
+    @staticmethod
+    def _pending_json(order: OrderRequest) -> dict[str, Any]:
+        return {**order.to_json(), "sent_at": utcnow().isoformat()}
 
     async def _send(
         self,
         item: _Item,
         order: OrderRequest,
-        book: _Book,
         result: CycleResult,
         *,
         resend: bool = False,
+        written: bool = False,
     ) -> None:
+        """Write the order ahead (unless `written` with its review), send it in its symbol's
+        turn, record the broker's answer. The reservation is kept once the broker has it."""
         # Written before it leaves: from here on the order may be live, and whatever happens
-        # to this process, the next run finishes exactly this order (see `_adopt_placed_order`).
-        pending = {**order.to_json(), "sent_at": utcnow().isoformat()}
-        try:
-            await self._pending((item.decision_id, pending))
-        except Exception:
-            self._release(book, item.hash)
-            if resend:
-                # The first attempt may still be live: keep the decision `planned` (its
-                # pending order is on disk already) and try again next cycle.
-                log.exception("pending order %s not rewritten: re-send postponed", item.hash)
+        # to this process, the next run finishes exactly this order (see `_recover`).
+        if not written:
+            try:
+                await self._pending((item.decision_id, self._pending_json(order)))
+            except Exception:
+                if resend:
+                    # The first attempt may still be live: keep the decision `planned` (its
+                    # pending order is on disk already) and try again next cycle.
+                    log.exception("pending order %s not rewritten: re-send postponed",
+                                  item.hash)
+                    return
+                log.exception("pending order %s not written: order not sent", item.hash)
+                await self._reject(item, "order_write_failed", result)
                 return
-            log.exception("pending order %s not written: order not sent", item.hash)
-            await self._reject(item, "order_write_failed", result)
-            return
+        if item.after is not None:
+            await item.after.wait()
         try:
+            item.turn.set()  # the next order of this symbol queues behind this one
             placed: BrokerOrder | None = await self._orders(order)
         except BrokerError as exc:
             if exc.rejected:
                 logs.order_rejected_by_broker(order, str(exc), broker=self.broker.name)
-                self._release(book, item.hash)
                 await self._reject(item, f"broker_rejected:{exc}"[:500], result)
                 return
-            placed = await self._after_unknown_outcome(item, book, exc, result)
+            placed = await self._after_unknown_outcome(item, exc)
         except Exception as exc:  # a bug or an unmapped error: the order may still be live
             log.exception("submitting %s failed", item.hash)
-            placed = await self._after_unknown_outcome(item, book, exc, result)
+            placed = await self._after_unknown_outcome(item, exc)
         if placed is None:
+            self._keep(item)  # outcome unknown: it may be live, so it keeps its slot
             return
         item.placed = True
+        if placed.status not in ("rejected", "broker_rejected"):
+            self._keep(item)
         try:
             await self._executions((item.decision_id, order, placed))
         except Exception:
@@ -597,15 +693,17 @@ class TradingPipeline:
             )
             self._count_rejection(result, "broker_rejected")
             return
-        book.last_trade_at[order.symbol] = RecentTrade(item.decision.event_ts, item.hash)
         result.submitted += 1
         self.metrics.orders.labels(broker=self.broker.name).inc()
         self.metrics.decisions.labels(status="submitted").inc()
         logs.order_submitted(order, placed, broker=self.broker.name)
 
-    async def _after_unknown_outcome(
-        self, item: _Item, book: _Book, exc: Exception, result: CycleResult
-    ) -> BrokerOrder | None:
+    @staticmethod
+    def _keep(item: _Item) -> None:
+        if item.reservation is not None:
+            item.reservation.keep()
+
+    async def _after_unknown_outcome(self, item: _Item, exc: Exception) -> BrokerOrder | None:
         """The broker did not say yes or no (timeout, 5xx, lost answer): ask it by client
         order id. Found: adopt it. Not found, or the broker cannot be asked: the decision stays
         `planned` with its pending order, never rejected on one "not found" (a request that
@@ -621,48 +719,50 @@ class TradingPipeline:
                         str(exc)[:200])
         return placed
 
-    async def _adopt_placed_order(self, item: _Item, book: _Book, result: CycleResult) -> bool:
-        """An earlier run may have sent this order and died before recording it: ask the broker
-        first, so the order is recorded (not re-reviewed, not orphaned, never sent twice).
-        If the broker has none but an order was handed to it, that exact order is sent again
-        (same client order id: should the first still arrive, the broker refuses it as a
-        duplicate and it is adopted). True when the decision needs nothing more this cycle."""
+    async def _recover(self, item: _Item, ledger: BatchLedger, result: CycleResult) -> bool:
+        """A decision left `planned` by an earlier run: the broker is asked first, so that an
+        order it has is recorded (not re-reviewed, not orphaned, never sent twice); the rest
+        follows `orders.recovery_step`. True when the decision needs nothing more this cycle
+        (False: never sent, judged afresh)."""
         try:
             placed = await self.broker.get_order(item.hash)
+            has_it: bool | None = placed is not None
         except Exception:
             log.warning("order %s: the broker cannot be asked; retrying next cycle", item.hash)
-            return True  # still `planned`: the batch is read again, nothing is lost
-        if placed is None:
-            if item.pending_unreadable:
-                return True  # stays `planned`: see `_decide`
-            if item.pending_order is None:
-                return False  # never handed to the broker: decided afresh
-            sent_at = item.pending_sent_at
-            if sent_at is not None and utcnow() - sent_at > self.resend_window:
-                # The broker still does not know an order last sent this long ago (and none of
-                # our requests for it is on its way, or it would have said so): it was never
-                # placed. Rejected rather than sent again at a price decided long ago.
-                self._release(book, item.hash)
-                await self._reject(item, "broker_no_answer", result)
-                return True
-            if self._sending_stopped():
-                # Kill switch, trading off, live not enabled: no order leaves, not even this
-                # one. It stays pending: adopted if the first one arrives, re-sent once the
-                # operator allows orders again.
+            placed, has_it = None, None
+        step = recovery_step(
+            item.pending,
+            broker_has_it=has_it,
+            now=utcnow(),
+            resend_window=self.resend_window,
+            sending_stopped=self._sending_stopped(),
+        )
+        if step is RecoveryStep.DECIDE:
+            return False
+        # Whatever the step, the pass's fresh judgment of this decision does not apply.
+        self._give_back(item)
+        if step is RecoveryStep.WAIT:
+            if item.pending.state is OrderState.SENT and has_it is False:
                 log.warning("order %s not re-sent: orders are stopped", item.hash)
-                return True
-            log.warning("re-sending order %s, whose outcome was never learned", item.hash)
-            order = item.pending_order
-            book.reserve(item.hash, OpenOrder(
-                symbol=order.symbol, side=order.side, qty=order.qty,
-                price=order.limit_price or order.reference_price, client_order_id=item.hash,
-            ))
-            await self._send(item, order, book, result, resend=True)
+            return True  # still `planned`: the batch is read again, nothing is lost
+        if step is RecoveryStep.GIVE_UP:
+            await self._reject(item, BROKER_NO_ANSWER, result)
             return True
+        if step is RecoveryStep.RESEND:
+            assert item.pending.order is not None
+            log.warning("re-sending order %s, whose outcome was never learned", item.hash)
+            order = item.pending.order
+            item.reservation = ledger.reserve(
+                item.decision.model_copy(update={"qty": order.qty}), item.hash
+            )
+            with item.reservation:
+                await self._send(item, order, result, resend=True)
+            return True
+        assert placed is not None
         log.warning("adopting order %s left by an earlier run", item.hash)
         item.placed = True
         # What was sent, if it was recorded (an adjusted order differs from the decision).
-        order = item.pending_order or OrderRequest.for_decision(item.decision, item.hash)
+        order = item.pending.order or OrderRequest.for_decision(item.decision, item.hash)
         try:
             await self._executions((item.decision_id, order, placed))
         except Exception:
@@ -673,21 +773,22 @@ class TradingPipeline:
         return True
 
     async def _reject(self, item: _Item, reason: str, result: CycleResult) -> None:
+        self._give_back(item)
         await self._rejections((item.decision_id, reason))
         item.final = True
         self._count_rejection(result, reason)
 
     # ------------------------------------------------------------------- group-commit flushes
-    async def _record_executions(self, executions: list[repo.Execution]) -> list[None]:
-        await repo.record_executions(self.db, executions, broker=self.broker.name)
+    async def _record_executions(self, executions: list[Execution]) -> list[None]:
+        await self.store.record_executions(executions, broker=self.broker.name)
         return [None] * len(executions)
 
     async def _record_pending(self, orders: list[tuple[Any, dict[str, Any]]]) -> list[None]:
-        await repo.record_pending_orders(self.db, orders)
+        await self.store.record_pending_orders(orders)
         return [None] * len(orders)
 
     async def _record_rejections(self, rejections: list[tuple[Any, str]]) -> list[None]:
-        await repo.reject_decisions(self.db, rejections)
+        await self.store.reject_decisions(rejections)
         return [None] * len(rejections)
 
     def _sending_stopped(self) -> bool:
@@ -695,73 +796,14 @@ class TradingPipeline:
         live_blocked = limits.trading_mode is TradingMode.LIVE and not limits.live_enabled
         return limits.kill_switch or not limits.trading_enabled or live_blocked
 
-    # ---------------------------------------------------------------------- risk and books
-    def _check_and_reserve(self, decision: TradeDecision, key: str, book: _Book) -> RiskResult:
-        """Check and reserve with no await in between, so that decisions of one batch running
-        side by side count each other's orders (buying power, position size, cooldown)."""
-        reserved_buys = book.reserved_buys(excluding=key)
-        account = Account(
-            cash=book.account.cash - reserved_buys,
-            equity=book.account.equity,
-            buying_power=book.account.buying_power - reserved_buys,
-        )
-        ctx = RiskContext(
-            account=account,
-            now=decision.event_ts,
-            positions=book.positions,
-            open_orders=book.orders_in(decision.symbol, excluding=key),
-            strategy_enabled=True,
-            last_trade_at=book.last_trade_at,
-        )
-        result = evaluate_risk(decision, self.limits, ctx)
-        if result.approved:
-            book.reserve(key, OpenOrder(
-                symbol=decision.symbol,
-                side=decision.action,
-                qty=decision.qty,
-                price=decision.limit_price or decision.reference_price,
-                client_order_id=key,
-            ))
-        return result
-
-    def _release(self, book: _Book, key: str) -> None:
-        book.release(key)
-
     # ------------------------------------------------------------------------- bookkeeping
     def _review_row(
         self, item: _Item, outcome: ReviewOutcome, action: EffectiveAction, *, shadow: bool
     ) -> dict[str, Any]:
-        usage = outcome.usage
-        return {
-            "trade_decision_id": item.decision_id,
-            "provider": outcome.provider,
-            "model": outcome.model,
-            "prompt_version": outcome.prompt_version,
-            "prompt_hash": outcome.prompt_hash,
-            "input_json": outcome.request_json,
-            "response_json": outcome.response_json,
-            "llm_verdict": outcome.llm_verdict.value if outcome.llm_verdict else None,
-            "verdict": outcome.verdict.value,
-            "reason": outcome.reason,
-            "confidence": outcome.confidence,
-            "adjusted_qty": outcome.adjusted_qty,
-            "adjusted_order_type": (
-                outcome.adjusted_order_type.value if outcome.adjusted_order_type else None
-            ),
-            "rationale": outcome.rationale,
-            "risk_flags": list(outcome.risk_flags),
-            "tokens_prompt": usage.prompt_tokens if usage else None,
-            "tokens_completion": usage.completion_tokens if usage else None,
-            "latency_ms": outcome.latency_ms,
-            "ttft_ms": outcome.ttft_ms,
-            "shadow": shadow,
-            "fail_mode": self.gate.fail_mode.value,
-            "trading_mode": self.gate.trading_mode.value,
-            "effective_action": action.value,
-            "error_code": outcome.error_code,
-            "error_message": outcome.error_message,
-            "notional": item.decision.notional,
-        }
+        return review_row(
+            item.decision_id, outcome, action, shadow=shadow, fail_mode=self.gate.fail_mode,
+            trading_mode=self.gate.trading_mode, notional=item.decision.notional,
+        )
 
     def _observe(self, outcome: ReviewOutcome) -> None:
         m = self.metrics
@@ -783,3 +825,4 @@ class TradingPipeline:
         result.rejected[reason] += 1
         self.metrics.decisions.labels(status="rejected").inc()
         self.metrics.rejections.labels(reason=reason.split(":", 1)[0]).inc()
+

@@ -15,11 +15,21 @@ What each check compares (all prices are the decision's reference price, CONTRAC
 | `strategy_disabled` | the decision's strategy is disabled |
 | `symbol_not_allowed` | the symbol is outside the configured or the strategy's universe |
 | `missing_price` | the decision has no reference price (`params.price`, else its limit) |
-| `max_notional_exceeded` | qty × price is over the per-trade cap (the strategy's, else global) |
+| `max_shares_exceeded` | the quantity is over `max_shares_per_order` (exits too) |
+| `max_notional_exceeded` | qty × price over the per-trade cap (the strategy's, else global) |
 | `insufficient_buying_power` | a buy's notional is over the account's buying power |
 | `max_position_pct_exceeded` | exposure after the order, open orders counted, over equity × pct |
 | `shorts_not_allowed` | a sell is larger than the long position net of open sells |
 | `cooldown_active` | another decision traded the symbol less than `cooldown_seconds` ago |
+
+An exit is an order that only reduces a position: a sell of at most the long position net of
+open sells, or a buy of at most the short position net of open buys. It is exempt from the
+per-trade notional cap (a position bought at the cap and closed at a gain is above it) and
+from the position cap (it only lowers exposure); the share cap still applies.
+
+Checked before this module, by the pipeline, in CONTRACT §8's order, each alone: the kill
+switch, `signal_stale` and `market_closed` (`trading/session.py`), then `price_out_of_band`
+(`trading/ledger.py`); their constants are here so that every reason has one home.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from torghut.domain import (
     Account,
@@ -53,6 +63,8 @@ INSUFFICIENT_BUYING_POWER = "insufficient_buying_power"
 MAX_POSITION_PCT_EXCEEDED = "max_position_pct_exceeded"
 SHORTS_NOT_ALLOWED = "shorts_not_allowed"
 COOLDOWN_ACTIVE = "cooldown_active"
+MAX_SHARES_EXCEEDED = "max_shares_exceeded"
+PRICE_OUT_OF_BAND = "price_out_of_band"
 
 REASONS: tuple[str, ...] = (
     TRADING_DISABLED,
@@ -61,6 +73,7 @@ REASONS: tuple[str, ...] = (
     STRATEGY_DISABLED,
     SYMBOL_NOT_ALLOWED,
     MISSING_PRICE,
+    MAX_SHARES_EXCEEDED,
     MAX_NOTIONAL_EXCEEDED,
     INSUFFICIENT_BUYING_POWER,
     MAX_POSITION_PCT_EXCEEDED,
@@ -81,6 +94,7 @@ class RiskLimits:
     max_notional_per_trade: Decimal = Decimal(1000)
     max_position_pct_equity: Decimal = Decimal("0.1")
     cooldown_seconds: float = 0.0
+    max_shares_per_order: Decimal = Decimal(10_000)
     # None: every symbol is allowed.
     universe: frozenset[str] | None = None
 
@@ -117,25 +131,16 @@ class OpenOrder:
 
     @classmethod
     def from_broker_order(cls, order: BrokerOrder) -> OpenOrder | None:
-        """From a broker's open order, whose side, quantity and limit live in `raw` (both
-        Alpaca's answer and the simulated broker's carry `side`, `qty`, `limit_price`).
-        None when `raw` lacks them: such an order cannot be counted."""
-        raw = order.raw
-        try:
-            side = Action(str(raw["side"]).lower())
-            qty = Decimal(str(raw["qty"])) - Decimal(str(raw.get("filled_qty") or 0))
-        except (KeyError, ValueError, InvalidOperation):
+        """From a broker's open order, by its typed side, quantity and limit (the adapter
+        reads them from the broker's answer). None when the broker did not say: such an order
+        cannot be counted."""
+        if order.side is None or order.qty is None:
             return None
-        limit = raw.get("limit_price")
-        try:
-            price = Decimal(str(limit)) if limit not in (None, "") else None
-        except InvalidOperation:
-            price = None
         return cls(
             symbol=order.symbol.upper(),
-            side=side,
-            qty=max(qty, Decimal(0)),
-            price=price,
+            side=order.side,
+            qty=max(order.qty - order.filled_qty, Decimal(0)),
+            price=order.limit_price,
             client_order_id=order.client_order_id,
         )
 
@@ -161,7 +166,7 @@ class RiskContext:
     account: Account
     now: datetime
     positions: Mapping[str, Position] = field(default_factory=dict)
-    # A `BrokerOrder` counts through `OpenOrder.from_broker_order` (its `raw` side and qty);
+    # A `BrokerOrder` counts through `OpenOrder.from_broker_order` (its typed side and qty);
     # one without them cannot be sized and is left out.
     open_orders: Sequence[OpenOrder | BrokerOrder] = ()
     strategy_enabled: bool = True
@@ -196,17 +201,21 @@ def evaluate_risk(decision: TradeDecision, limits: RiskLimits, ctx: RiskContext)
     held = ctx.positions[symbol].qty if symbol in ctx.positions else Decimal(0)
     open_sells = sum((o.qty for o in open_orders if o.side is Action.SELL), Decimal(0))
 
+    exit_ = is_exit(decision.action, decision.qty, held, open_orders)
     if price is None:
         reasons.append(MISSING_PRICE)
-    else:
+    if decision.qty > limits.max_shares_per_order:
+        reasons.append(MAX_SHARES_EXCEEDED)
+    if price is not None:
         notional = price * decision.qty
         max_notional = _first(strategy.max_notional_per_trade, limits.max_notional_per_trade)
-        if notional > max_notional:
+        if notional > max_notional and not exit_:
             reasons.append(MAX_NOTIONAL_EXCEEDED)
         if decision.action is Action.BUY and notional > ctx.account.buying_power:
             reasons.append(INSUFFICIENT_BUYING_POWER)
         pct = _first(strategy.max_position_pct_equity, limits.max_position_pct_equity)
-        if _exposure_after(decision, price, held, open_orders) > ctx.account.equity * pct:
+        exposure = _exposure_after(decision, price, held, open_orders)
+        if not exit_ and exposure > ctx.account.equity * pct:
             reasons.append(MAX_POSITION_PCT_EXCEEDED)
 
     going_short = decision.qty > held - open_sells
@@ -217,6 +226,18 @@ def evaluate_risk(decision: TradeDecision, limits: RiskLimits, ctx: RiskContext)
         reasons.append(COOLDOWN_ACTIVE)
 
     return RiskResult(approved=not reasons, reasons=tuple(reasons))
+
+
+def is_exit(action: Action, qty: Decimal, held: Decimal, open_orders: Sequence[OpenOrder]) -> bool:
+    """Whether an order of `qty` only reduces the position `held` (open orders of the symbol
+    counted: what they already close is not there to close again)."""
+    if action is Action.SELL and held > 0:
+        open_sells = sum((o.qty for o in open_orders if o.side is Action.SELL), Decimal(0))
+        return Decimal(0) < qty <= held - open_sells
+    if action is Action.BUY and held < 0:
+        open_buys = sum((o.qty for o in open_orders if o.side is Action.BUY), Decimal(0))
+        return Decimal(0) < qty <= -held - open_buys
+    return False
 
 
 def _open_orders(orders: Sequence[OpenOrder | BrokerOrder]) -> list[OpenOrder]:

@@ -2,13 +2,18 @@
 
 Decisions made here, so that callers need not guess:
 
-- A strategy that is disabled, whose timeframe or universe does not match the signal, or whose
-  indicators (`macd`, `macd_signal`, `rsi14`) are missing or not finite, produces no decision.
+- A strategy whose timeframe or universe does not match the signal, or whose indicators
+  (`macd`, `macd_signal`, `rsi14`) are missing or not finite, produces no decision. A disabled
+  strategy still produces its decisions: risk rejects them as `strategy_disabled`, so the
+  audit trail shows what it would have done.
 - A rule that fires on a signal *without a price* still produces a decision (qty 1, the
   minimum, and `params.price` None): the risk engine then rejects it as `missing_price` and the
   audit trail says why nothing traded, instead of the signal vanishing silently.
-- Sells are sized like buys (notional-based). The strategy knows nothing of positions; the risk
-  engine caps a sell at what is held (no shorts unless allowed).
+- Entries are sized by notional (`size_order`). The rule knows nothing of positions: the
+  pipeline, which does, turns an order that reduces a position into an exit sized to that
+  position (`size_exit`): all of it, or, for a strategy with `partial_exits: true`, no more
+  than the notional sizing gives. A sell with nothing held stays notional-sized, and risk
+  rejects it (`shorts_not_allowed`) unless shorts are allowed.
 - A strategy's own universe wins over the operator's `TRADING_UNIVERSE`; with neither, every
   symbol trades.
 """
@@ -30,7 +35,9 @@ from torghut.errors import InputError
 DEFAULT_STRATEGY_NAME = "macd-rsi-default"
 
 # Keys a catalog entry may carry under `params:`; they are the rule's knobs.
-RULE_PARAMS = ("buy_rsi_below", "sell_rsi_above", "order_type", "time_in_force")
+RULE_PARAMS = (
+    "buy_rsi_below", "sell_rsi_above", "order_type", "time_in_force", "partial_exits"
+)
 
 
 class StrategySpec(BaseModel):
@@ -52,6 +59,9 @@ class StrategySpec(BaseModel):
     # price) are offered.
     order_type: OrderType = OrderType.MARKET
     time_in_force: TimeInForce = TimeInForce.DAY
+    # An exit sells (or covers) the whole position unless this is set: then at most what the
+    # notional sizing gives, so a position is left in steps.
+    partial_exits: bool = False
 
     @property
     def id(self) -> str:
@@ -81,6 +91,7 @@ class StrategySpec(BaseModel):
             "sell_rsi_above": self.sell_rsi_above,
             "order_type": self.order_type.value,
             "time_in_force": self.time_in_force.value,
+            "partial_exits": self.partial_exits,
         }
 
 
@@ -142,8 +153,6 @@ def evaluate(
     defaults = defaults or StrategyDefaults()
     notional_cap = strategy.max_notional_per_trade or defaults.max_notional_per_trade
     pct_cap = strategy.max_position_pct_equity or defaults.max_position_pct_equity
-    if not strategy.enabled:
-        return None
     if strategy.base_timeframe is not None and strategy.base_timeframe != signal.timeframe:
         return None
     universe = (
@@ -204,6 +213,29 @@ def evaluate(
         limit_price=price if strategy.order_type is OrderType.LIMIT else None,
         params={"price": price, "macd": macd, "macd_signal": macd_signal, "rsi14": rsi},
     )
+
+
+def size_exit(
+    decision: TradeDecision,
+    *,
+    position: Decimal,
+    closing: Decimal,
+    partial: bool,
+    max_shares: Decimal,
+) -> TradeDecision:
+    """The decision re-sized as an exit when it reduces `position` (signed shares held),
+    `closing` being what open orders of the same side already take off it: the rest of the
+    position, capped by the strategy's own sizing when it asks for `partial` exits and by the
+    share cap (a larger position is closed over several signals). Unchanged otherwise: an
+    entry, or nothing left to close."""
+    remaining = position - closing if decision.action is Action.SELL else -position - closing
+    if remaining <= 0:
+        return decision
+    qty = min(remaining, decision.qty) if partial else remaining
+    qty = min(qty, max_shares)
+    if qty == decision.qty:
+        return decision
+    return decision.model_copy(update={"qty": qty})
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
