@@ -24,12 +24,14 @@ from torghut.db.engine import (
     create_engine_from_dsn,
     sqlite_lock_path,
 )
+from torghut.db.halt_store import DatabaseHaltStore
 from torghut.db.repo import AuditRepository
 from torghut.domain import utcnow
 from torghut.metrics import Metrics
 from torghut.ports import AuditStore, Broker, ReviewProvider, SignalSource
 from torghut.trading import quarantine
 from torghut.trading.catalog import StrategyCatalog
+from torghut.trading.halt import HaltState, TradingHalt
 from torghut.trading.judge import JudgingSettings
 from torghut.trading.llm.circuit import CircuitBreaker
 from torghut.trading.llm.client import build_provider
@@ -114,6 +116,7 @@ class Container:
     reviewer: Reviewer | None
     pipeline: TradingPipeline
     scheduler: TradingScheduler
+    halt: TradingHalt
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def aclose(self) -> None:
@@ -245,6 +248,11 @@ async def build_container(
             settings.trading_strategy_config_path, settings.trading_strategy_config_mode, db
         )
         enabled = settings.trading_enabled if trading_enabled is None else trading_enabled
+
+        def show_halt(state: HaltState) -> None:
+            metrics.halted.set(1 if state.halted else 0)
+
+        halt = TradingHalt(DatabaseHaltStore(db), on_change=show_halt)
         pipeline = TradingPipeline(
             db=db,
             store=wrap_store(AuditRepository(db)) if wrap_store else AuditRepository(db),
@@ -274,6 +282,7 @@ async def build_container(
             ),
             metrics=metrics,
             batch_size=settings.trading_batch_size,
+            halt=halt,
         )
         scheduler = TradingScheduler(
             pipeline=pipeline,
@@ -297,7 +306,7 @@ async def build_container(
                 await close()
         raise
     return Container(
-        settings, engine, db, metrics, broker, source, reviewer, pipeline, scheduler,
+        settings, engine, db, metrics, broker, source, reviewer, pipeline, scheduler, halt,
         closers,
     )
 

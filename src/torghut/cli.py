@@ -173,6 +173,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     summary = asyncio.run(run_replay(settings, path, on_cycle=progress.update))
     progress.finish(summary)
     print(json.dumps(summary, ensure_ascii=True, sort_keys=False))
+    if summary.get("halted"):
+        print("torghut: trading is halted on this database (POST /trading/halt); no signal "
+              "was read; POST /trading/resume lifts it", file=sys.stderr)
+        return EXIT_FAILED
     # An incomplete run left signals unprocessed (their decisions could not be finished).
     return EXIT_OK if summary["complete"] else EXIT_FAILED
 
@@ -337,14 +341,17 @@ def cmd_llm_report(args: argparse.Namespace) -> int:
         min_reviews=args.min_reviews,
     )
     rep = asyncio.run(_build_report(settings, since, now))
-    failures = report.evaluate(rep, criteria)
+    readiness = report.evaluate(rep, criteria)
     if args.html:
         try:
-            Path(args.html).write_text(report.render_html(rep, failures), encoding="utf-8")
+            Path(args.html).write_text(report.render_html(rep, readiness), encoding="utf-8")
         except OSError as exc:
             raise InputError(f"--html: cannot write {args.html}: {exc.strerror}") from None
-    print(report.render_json(rep, failures) if args.json else report.render_table(rep, failures))
-    return EXIT_FAILED if failures else EXIT_OK
+    print(
+        report.render_json(rep, readiness) if args.json else report.render_table(rep, readiness)
+    )
+    # Not ready, or nothing checked (NO CRITERIA): a gate that cannot pass without evidence.
+    return EXIT_OK if readiness.ready else EXIT_FAILED
 
 
 def require_existing_database(dsn: str) -> None:
@@ -531,9 +538,12 @@ def build_parser() -> argparse.ArgumentParser:
         "prints verdicts, errors, latency and breaker openings; exit 1 when a criterion fails.",
     )
     rp.add_argument("--since", default="24h", help="window start: 24h, 90m, 7d or ISO 8601")
-    rp.add_argument("--max-error-rate", type=_rate, help="fail above this error share (0..1)")
-    rp.add_argument("--max-p95-ms", type=_milliseconds, help="fail above this p95 latency")
-    rp.add_argument("--min-reviews", type=_count, help="fail below this many reviews")
+    rp.add_argument("--max-error-rate", type=_rate,
+                    help="fail above this error share, in [0, 1] (0.01 is 1 %%)")
+    rp.add_argument("--max-p95-ms", type=_milliseconds,
+                    help="fail above this p95 latency (ms, >= 0)")
+    rp.add_argument("--min-reviews", type=_count,
+                    help="fail below this many reviews (>= 0); never READY with fewer")
     rp.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     rp.add_argument("--html", metavar="FILE", help="also write a one-page HTML report")
     rp.set_defaults(func=cmd_llm_report)

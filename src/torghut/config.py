@@ -54,6 +54,7 @@ _SECRET_FIELDS = (
     "apca_api_key_id",
     "apca_api_secret_key",
     "clickhouse_password",
+    "torghut_api_token",
 )
 
 
@@ -142,6 +143,9 @@ class Settings(BaseSettings):
     torghut_host: str = "0.0.0.0"
     torghut_log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per log line
+    # Bearer token of the HTTP API: unset, state-changing endpoints are refused (403).
+    torghut_api_token: SecretStr | None = None
+    torghut_api_public_reads: bool = False
 
     @field_validator("jangar_base_url", "openai_base_url", "apca_api_base_url", "clickhouse_url")
     @classmethod
@@ -154,7 +158,10 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL with a host")
         return value.rstrip("/")
 
-    @field_validator("jangar_api_key", "openai_api_key", "apca_api_key_id", "apca_api_secret_key")
+    @field_validator(
+        "jangar_api_key", "openai_api_key", "apca_api_key_id", "apca_api_secret_key",
+        "torghut_api_token",
+    )
     @classmethod
     def _header_safe(cls, value: SecretStr | None) -> SecretStr | None:
         # A key is sent in an HTTP header: whitespace or control characters would corrupt the
@@ -164,6 +171,14 @@ class Settings(BaseSettings):
             raise ValueError("must not contain spaces, newlines or control characters")
         if value is not None and not value.get_secret_value().isascii():
             raise ValueError("must be ASCII (it is sent in an HTTP header)")
+        return value
+
+    @field_validator("torghut_api_token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # Guessable tokens would make the bearer check decoration.
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (e.g. `openssl rand -hex 32`)")
         return value
 
     @field_validator("clickhouse_ca_file")

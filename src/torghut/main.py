@@ -4,22 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from torghut import report
 from torghut.bootstrap import Container
-from torghut.db import repo
-from torghut.domain import Verdict, as_utc
+from torghut.db import repo, results_query
+from torghut.db.engine import session_factory
+from torghut.domain import Book, Verdict, as_utc, utcnow
+from torghut.errors import InputError
 from torghut.trading import quarantine
+from torghut.trading.halt import MAX_REASON_CHARS
+from torghut.trading.results import Results
+from torghut.web.auth import READ_COOKIE, ApiAuth, AuthError
+from torghut.web.page import REFRESH_SECONDS, gate_stage, lag_seconds, templates
 
 log = logging.getLogger("torghut.api")
 
@@ -53,7 +63,35 @@ def parse_since(value: str | None) -> datetime | None:
             [{"loc": ("query", "since"), "msg": "must be an ISO 8601 datetime within years "
               "1..9999 in UTC", "type": "value_error"}]
         ) from None
-Symbol = Annotated[str | None, Query(min_length=1, max_length=32)]
+# No control characters: PostgreSQL refuses a NUL in text (a 500 the fuzzing found).
+Symbol = Annotated[
+    str | None, Query(min_length=1, max_length=32, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+# The `llm report` window and criteria as query parameters of /llm/report.
+ReportSince = Annotated[
+    str | None,
+    Query(
+        description="window start: a duration (24h, 90m, 7d, 2w, 30s); an ISO 8601 datetime "
+                    "in the past is read too",
+        json_schema_extra={"pattern": r"^[1-9][0-9]{0,3}[smhdw]$"},
+    ),
+]
+Rate = Annotated[float | None, Query(ge=0, le=1, description="a share in [0, 1]")]
+Millis = Annotated[float | None, Query(ge=0)]
+Count = Annotated[int | None, Query(ge=0)]
+
+
+class ControlRequest(BaseModel):
+    """The body of `POST /trading/halt` and `/trading/resume`."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=MAX_REASON_CHARS, pattern=r"\S")
+
+
+def _static_dir() -> str:
+    from importlib import resources
+
+    return str(resources.files("torghut.web") / "static")
 
 
 class ProblemDetail(BaseModel):
@@ -75,6 +113,22 @@ class ReadyBody(BaseModel):
 
 
 _TEXT = {"content": {"text/plain": {"schema": {"type": "string"}}}}
+_HTML = {"content": {"text/html": {"schema": {"type": "string"}}}}
+_ERROR = {"$ref": "#/components/schemas/ErrorBody"}
+# Refusals of a guarded route (web/auth.py): JSON, or the sign-in page for a browser.
+_REFUSED = {
+    "content": {"application/json": {"schema": _ERROR},
+                "text/html": {"schema": {"type": "string"}}},
+}
+_READ_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or wrong bearer token", **_REFUSED},
+    403: {"description": "No token configured (reads not public)", **_REFUSED},
+}
+_BROKER_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_READ_ERRORS,
+    503: {"description": "The broker does not answer",
+          "content": {"application/json": {"schema": _ERROR}}},
+}
 
 
 def _document_errors(schema: dict[str, Any]) -> dict[str, Any]:
@@ -107,7 +161,44 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
         finally:
             await container.scheduler.stop()
 
-    app = FastAPI(title="torghut", version="0.1.0", lifespan=lifespan)
+    # No /docs or /redoc: their pages load Swagger's assets from a CDN, blank without one.
+    app = FastAPI(title="torghut", version="0.1.0", lifespan=lifespan, docs_url=None,
+                  redoc_url=None)
+
+    @functools.cache
+    def auth() -> ApiAuth:
+        # Built on first use: the app is also built without a container (its OpenAPI document).
+        token = container.settings.torghut_api_token
+        return ApiAuth(token=token.get_secret_value() if token else None,
+                       public_reads=container.settings.torghut_api_public_reads)
+
+    def read_access(request: Request) -> None:
+        auth().require_read(request)
+
+    def write_access(request: Request) -> None:
+        auth().require_write(request)
+
+    Read = [Depends(read_access)]
+    Write = [Depends(write_access)]
+    app.mount("/static", StaticFiles(directory=_static_dir()), name="static")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # One error shape for every refusal: {"error": ...}.
+        return JSONResponse(status_code=exc.status_code, content={"error": exc.detail},
+                            headers=exc.headers)
+
+    @app.exception_handler(AuthError)
+    async def _auth(request: Request, exc: AuthError) -> Response:
+        if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+            # A browser gets a sign-in page, not JSON.
+            page = templates().get_template("signin.html").render(
+                message=exc.detail, token_configured=auth().token is not None
+            )
+            return HTMLResponse(page, status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(
+            status_code=exc.status_code, content={"error": exc.detail}, headers=exc.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -164,7 +255,24 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
         except Exception as exc:  # the status page must answer while the database does not
             return {"batches": None, "last": None, "error": f"unavailable: {type(exc).__name__}"}
 
-    @app.get("/trading/status")
+    async def halt_state() -> dict[str, Any]:
+        try:
+            return (await container.halt.refresh()).as_dict()
+        except Exception:
+            log.exception("halt state unreadable")
+            # The last state seen, said to be so: the page must still load.
+            return {**container.halt.state.as_dict(), "stale": True}
+
+    async def signal_lag() -> dict[str, Any]:
+        progress = await results_query.signal_progress(container.db)
+        lag = lag_seconds(progress.last_signal_at)
+        return {
+            "last_signal_at": progress.last_signal_at.isoformat()
+            if progress.last_signal_at else None,
+            "lag_seconds": round(lag, 3) if lag is not None else None,
+        }
+
+    @app.get("/trading/status", dependencies=Read, responses=_READ_ERRORS)
     async def trading_status() -> dict[str, Any]:
         s = container.settings
         loop = container.scheduler.snapshot()
@@ -186,6 +294,11 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
             "failed_cycles": loop["failed_cycles"],
             "stalled_cycles": loop["stalled_cycles"],
             "quarantine": await _quarantine_summary(),
+            "halt": await halt_state(),
+            "kill_switch": s.trading_kill_switch,
+            "broker": container.broker.name,
+            "gate_stage": gate_stage(s).number,
+            "signals": await signal_lag(),
             "metrics": {
                 "cycles": loop["cycles"],
                 "signals": totals.signals,
@@ -214,19 +327,19 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
             symbol=symbol, since=parse_since(since), limit=limit, verdict=verdict
         )
 
-    @app.get("/trading/decisions")
+    @app.get("/trading/decisions", dependencies=Read, responses=_READ_ERRORS)
     async def decisions(
         symbol: Symbol = None, since: Since = None, limit: Limit = 100
     ) -> list[dict[str, Any]]:
         return await repo.list_decisions(container.db, _filter(symbol, since, limit))
 
-    @app.get("/trading/executions")
+    @app.get("/trading/executions", dependencies=Read, responses=_READ_ERRORS)
     async def executions(
         symbol: Symbol = None, since: Since = None, limit: Limit = 100
     ) -> list[dict[str, Any]]:
         return await repo.list_executions(container.db, _filter(symbol, since, limit))
 
-    @app.get("/trading/reviews")
+    @app.get("/trading/reviews", dependencies=Read, responses=_READ_ERRORS)
     async def reviews(
         symbol: Symbol = None,
         since: Since = None,
@@ -236,8 +349,161 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
         f = _filter(symbol, since, limit, verdict.value if verdict else None)
         return await repo.list_reviews(container.db, f)
 
+    @app.post("/trading/halt", dependencies=Write)
+    async def halt(body: ControlRequest) -> dict[str, Any]:
+        """Stop trading from the next decision on; stored, so restarts keep it."""
+        state = await container.halt.halt(body.reason.strip())
+        return {"halt": state.as_dict()}
+
+    @app.post("/trading/resume", dependencies=Write)
+    async def resume(body: ControlRequest) -> dict[str, Any]:
+        state = await container.halt.resume(body.reason.strip())
+        return {"halt": state.as_dict()}
+
+    async def current_results() -> tuple[Book, Results]:
+        try:
+            book = await container.broker.get_book()
+        except Exception as exc:
+            # The broker is down or slow (its own deadline ran out): say so, not "internal".
+            log.warning("broker unavailable for the API: %s", type(exc).__name__)
+            raise HTTPException(
+                status_code=503, detail=f"broker unavailable: {type(exc).__name__}"
+            ) from None
+        return book, await results_query.current_results(container.db, book)
+
+    @app.get("/trading/account", dependencies=Read, responses=_BROKER_ERRORS)
+    async def account() -> dict[str, Any]:
+        book, results = await current_results()
+        return {
+            "broker": container.broker.name,
+            "cash": float(book.account.cash),
+            "equity": float(book.account.equity),
+            "buying_power": float(book.account.buying_power),
+            "open_orders": len(book.open_orders),
+            "results": results.as_dict(),
+        }
+
+    @app.get("/trading/positions", dependencies=Read, responses=_BROKER_ERRORS)
+    async def positions() -> list[dict[str, Any]]:
+        """The broker's positions, each with its unrealised P&L and the strategies holding it
+        (from the fills recorded here)."""
+        book, results = await current_results()
+        by_symbol: dict[str, list[dict[str, Any]]] = {}
+        for h in results.holdings:
+            by_symbol.setdefault(h.symbol, []).append(
+                {"strategy_id": h.strategy_id, "qty": float(h.qty),
+                 "avg_cost": float(h.avg_cost), "unrealised_pnl": float(round(h.unrealised_pnl, 2))}
+            )
+        return [
+            {
+                "symbol": p.symbol,
+                "qty": float(p.qty),
+                "avg_entry_price": float(p.avg_entry_price),
+                "market_value": float(p.market_value),
+                "unrealised_pnl": float(round(p.market_value - p.qty * p.avg_entry_price, 2)),
+                "strategies": by_symbol.get(p.symbol, []),
+            }
+            for p in book.positions
+        ]
+
+    @app.get("/trading/pnl", dependencies=Read, responses=_BROKER_ERRORS)
+    async def pnl() -> dict[str, Any]:
+        _book, results = await current_results()
+        return results.as_dict()
+
+    def _report_since(since: str | None) -> datetime:
+        try:
+            return report.parse_since(since or "24h", utcnow())
+        except InputError as exc:
+            raise RequestValidationError(
+                [{"loc": ("query", "since"), "msg": str(exc).removeprefix("--since: "),
+                  "type": "value_error"}]
+            ) from None
+
+    async def _report(
+        since: str | None, criteria: report.Criteria
+    ) -> tuple[report.Report, report.Readiness]:
+        rep = await report.build_report(session_factory(container.engine),
+                                        since=_report_since(since), until=utcnow())
+        return rep, report.evaluate(rep, criteria)
+
+    def _criteria(
+        max_error_rate: float | None, max_p95_ms: float | None, min_reviews: int | None
+    ) -> report.Criteria:
+        # The CLI's criteria, as query parameters; without any the report says NO CRITERIA.
+        return report.Criteria(max_error_rate=max_error_rate, max_p95_ms=max_p95_ms,
+                               min_reviews=min_reviews)
+
+    @app.get("/llm/report.json", dependencies=Read, responses=_READ_ERRORS)
+    async def llm_report_json(
+        since: ReportSince = None, max_error_rate: Rate = None, max_p95_ms: Millis = None,
+        min_reviews: Count = None,
+    ) -> dict[str, Any]:
+        rep, readiness = await _report(since, _criteria(max_error_rate, max_p95_ms, min_reviews))
+        return report.as_dict(rep, readiness)
+
+    @app.get("/llm/report", dependencies=Read, response_class=HTMLResponse,
+             responses={200: _HTML, **_READ_ERRORS})
+    async def llm_report_html(
+        since: ReportSince = None, max_error_rate: Rate = None, max_p95_ms: Millis = None,
+        min_reviews: Count = None,
+    ) -> HTMLResponse:
+        rep, readiness = await _report(since, _criteria(max_error_rate, max_p95_ms, min_reviews))
+        return HTMLResponse(report.render_html(rep, readiness))
+
+    @app.post("/signin")
+    async def signin(request: Request) -> JSONResponse:
+        """Bearer token in, a read-only cookie out (see web/auth.py)."""
+        if auth().token is None:
+            raise AuthError(403, "no TORGHUT_API_TOKEN is configured: nothing to sign in to")
+        if not auth().bearer_ok(request):
+            raise AuthError(401, "wrong token")
+        response = JSONResponse({"signed_in": True})
+        response.set_cookie(
+            READ_COOKIE, auth().read_cookie_value(), httponly=True, samesite="strict",
+            secure=request.url.scheme == "https", path="/",
+        )
+        return response
+
+    @app.get("/", dependencies=Read, response_class=HTMLResponse,
+             responses={200: _HTML, **_READ_ERRORS})
+    async def page() -> HTMLResponse:
+        s = container.settings
+        reviewer = container.reviewer
+        progress = await results_query.signal_progress(container.db)
+        try:
+            book, results = await current_results()
+            broker_problem = None
+        except HTTPException as exc:
+            # The page still shows the halt, the gate and the decisions.
+            book, results, broker_problem = None, None, str(exc.detail)
+        context = {
+            "broker_problem": broker_problem,
+            "settings": s,
+            "stage": gate_stage(s),
+            "loop": container.scheduler.snapshot(),
+            "halt": await halt_state(),
+            "circuit": reviewer.breaker.snapshot() if reviewer else None,
+            "progress": progress,
+            "lag": lag_seconds(progress.last_signal_at),
+            "book": book,
+            "results": results,
+            "decisions": await results_query.latest_decisions(container.db, 25),
+            "mix": await results_query.verdict_mix(container.db),
+            "refresh_seconds": REFRESH_SECONDS,
+            "broker_name": container.broker.name,
+            "token_configured": auth().token is not None,
+            "now": utcnow(),
+        }
+        return HTMLResponse(templates().get_template("page.html").render(**context))
+
     @app.get("/metrics", response_class=Response, responses={200: _TEXT})
     async def metrics() -> Response:
+        # The halt gauge as stored now, on every replica (a standby runs no cycle to read it);
+        # a database that does not answer at once leaves the last value, never the scrape.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(READY_DB_TIMEOUT_SECONDS):
+                await container.halt.refresh()
         return Response(container.metrics.render(), media_type=container.metrics.content_type)
 
     @app.exception_handler(Exception)

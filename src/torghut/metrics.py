@@ -148,9 +148,9 @@ class Metrics:
             "torghut_trading_last_signal_timestamp_seconds",
             "Signal time of the newest signal read (the lag is time() minus this)", registry=r,
         )
-        # Set by the halt store (POST /trading/halt, /trading/resume).
         self.halted = Gauge(
-            "torghut_trading_halted", "1 while trading is halted by an operator, else 0",
+            "torghut_trading_halted",
+            "1 while an operator's halt (POST /trading/halt) is in force, as last read",
             registry=r,
         )
         self.quarantined_batches = Counter(

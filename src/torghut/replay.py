@@ -11,6 +11,7 @@ from typing import Any
 from torghut.bootstrap import build_container
 from torghut.config import BrokerKind, Settings
 from torghut.db.engine import FileLeaderLock, upgrade
+from torghut.db.results_query import current_results
 from torghut.errors import InputError
 from torghut.ports import AuditStore, Broker, ReviewProvider
 from torghut.trading.pipeline import CycleResult
@@ -68,6 +69,7 @@ async def run_replay(
         await pipeline.drain()
         totals = pipeline.totals
         skipped = getattr(container.source, "skipped", 0)
+        results = await current_results(container.db, await container.broker.get_book())
         first_skipped = getattr(container.source, "skipped_lines", [])
         return {
             "signals": totals.signals,
@@ -81,6 +83,8 @@ async def run_replay(
             "skipped": [{"line": n, "reason": why} for n, why in first_skipped],
             "duration_ms": int((time.perf_counter() - started) * 1000),
             "complete": complete,
+            "halted": container.halt.halted,  # an operator's halt: no signal was read
+            "results": results.as_dict(),
         }
     finally:
         await container.scheduler.lock.release()

@@ -106,6 +106,7 @@ def test_serve_answers_health_and_stops_on_sigterm(tmp_path: Path, trading: str)
             "TORGHUT_HOST": "127.0.0.1",
             "TRADING_ENABLED": trading,
             "TRADING_POLL_INTERVAL_SECONDS": "0.5",
+            "TORGHUT_API_PUBLIC_READS": "true",  # the test reads /trading/status
         }
     )
     proc = subprocess.Popen(

@@ -216,6 +216,7 @@ def start_serve(
         "DB_DSN": dsn,
         "TORGHUT_PORT": str(port),
         "TORGHUT_HOST": "127.0.0.1",
+        "TORGHUT_API_PUBLIC_READS": "true",  # the test polls /trading/status
         "TRADING_ENABLED": "true",
         "TRADING_POLL_INTERVAL_SECONDS": POLL_INTERVAL,
         "TRADING_SIGNALS_PATH": str(signals),

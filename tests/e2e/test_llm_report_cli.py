@@ -58,3 +58,42 @@ def test_unmigrated_or_unreachable_database_is_one_line(tmp_path: Path) -> None:
                    cwd=tmp_path)
     assert down.returncode == 1 and len(down.stderr.strip().splitlines()) == 1
     assert "pw-secret-9" not in down.stderr and "Traceback" not in down.stderr
+
+
+async def test_no_criteria_is_not_a_pass(database: Database, tmp_path: Path) -> None:
+    await insert(database, [Row(at=RECENT)] * 10)
+    result = torghut("llm", "report", env={"DB_DSN": database.dsn}, cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "NO CRITERIA" in result.stdout and "\nREADY" not in result.stdout
+
+
+async def test_fewer_reviews_than_min_reviews_is_never_ready(
+    database: Database, tmp_path: Path
+) -> None:
+    await insert(database, [Row(at=RECENT)] * 10)
+    env = {"DB_DSN": database.dsn}
+    result = torghut("llm", "report", "--min-reviews", "11", "--max-error-rate", "0.5",
+                     env=env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "NOT READY: reviews 10 < min 11" in result.stdout
+    ready = torghut("llm", "report", "--min-reviews", "10", "--max-error-rate", "0.5",
+                    env=env, cwd=tmp_path)
+    assert ready.returncode == 0
+    assert "READY (checked: reviews 10 >= min 10; error_rate" in ready.stdout
+
+
+def test_a_rate_outside_0_1_or_a_negative_count_is_exit_2_naming_the_flag(
+    tmp_path: Path,
+) -> None:
+    env = {"DB_DSN": f"sqlite:///{tmp_path}/x.db"}
+    for args, flag in (
+        (["--max-error-rate", "5"], "--max-error-rate"),
+        (["--max-error-rate", "-0.01"], "--max-error-rate"),
+        (["--min-reviews", "-3"], "--min-reviews"),
+        (["--max-p95-ms", "-1"], "--max-p95-ms"),
+    ):
+        result = torghut("llm", "report", *args, env=env, cwd=tmp_path)
+        assert result.returncode == 2, (args, result.stderr)
+        [line] = result.stderr.strip().splitlines()
+        assert flag in line and "Traceback" not in line
+        assert not (tmp_path / "x.db").exists()  # refused before touching the database

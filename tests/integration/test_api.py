@@ -26,9 +26,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+TOKEN = "test-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
 @pytest.fixture
 async def served(database: Database) -> AsyncIterator[tuple[str, Container]]:
-    settings = load_settings({"DB_DSN": database.dsn}, env_file=None)
+    settings = load_settings({"DB_DSN": database.dsn, "TORGHUT_API_TOKEN": TOKEN}, env_file=None)
     container = await build_container(settings)
     app = create_app(container, run_scheduler=False)
     port = _free_port()
@@ -75,7 +79,7 @@ async def _seed(database: Database) -> None:
 
 async def test_health_ready_and_status(served: tuple[str, Container]) -> None:
     base, _ = served
-    async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=5, headers=AUTH) as client:
         assert (await client.get("/healthz")).status_code == 200
         ready = await client.get("/readyz")
         assert ready.status_code == 200, ready.text
@@ -96,7 +100,7 @@ async def test_lists_newest_first_with_filters(
 ) -> None:
     base, _ = served
     await _seed(database)
-    async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=5, headers=AUTH) as client:
         decisions = (await client.get("/trading/decisions")).json()
         assert [d["decision_hash"] for d in decisions] == ["h2", "h1", "h0"]
         aapl = (await client.get("/trading/decisions", params={"symbol": "aapl"})).json()
@@ -127,7 +131,7 @@ async def test_bad_parameters_are_422_naming_them(
     served: tuple[str, Container], path: str, params: dict[str, str], parameter: str
 ) -> None:
     base, _ = served
-    async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=5, headers=AUTH) as client:
         response = await client.get(path, params=params)
     assert response.status_code == 422
     assert parameter in response.json()["error"]
@@ -153,7 +157,7 @@ async def test_readyz_fails_naming_the_database_when_it_is_gone(tmp_path: object
 async def test_readyz_follows_the_trading_loop(database: Database, tmp_path: object) -> None:
     settings = load_settings(
         {"DB_DSN": database.dsn, "TRADING_ENABLED": "true",
-         "TRADING_POLL_INTERVAL_SECONDS": "0.2"},
+         "TRADING_POLL_INTERVAL_SECONDS": "0.2", "TORGHUT_API_PUBLIC_READS": "true"},
         env_file=None,
     )
     container = await build_container(settings)

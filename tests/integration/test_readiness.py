@@ -201,7 +201,9 @@ def _free_port() -> int:
 
 @asynccontextmanager
 async def _service(env: dict[str, str]) -> AsyncIterator[str]:
-    container = await build_container(load_settings(env, env_file=None))
+    # Reads open: the test reads /trading/status without the API token.
+    settings = load_settings({**env, "TORGHUT_API_PUBLIC_READS": "true"}, env_file=None)
+    container = await build_container(settings)
     app = create_app(container, run_scheduler=True)
     port = _free_port()
     server = uvicorn.Server(

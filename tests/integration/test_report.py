@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 from dataclasses import dataclass
@@ -11,9 +12,11 @@ from typing import Any
 from xml.etree import ElementTree
 
 import pytest
+from sqlalchemy import select
 
 from tests.conftest import Database
 from torghut.db.tables import LLMDecisionReview, Strategy, TradeDecisionRow
+from torghut.domain import FailMode, Verdict
 from torghut.errors import InputError
 from torghut.report import (
     Criteria,
@@ -26,6 +29,8 @@ from torghut.report import (
     render_json,
     render_table,
 )
+from torghut.report.render import Label, histogram_chart, timeline_chart
+from torghut.trading.gate import would_change_order
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 SINCE = T0 - timedelta(hours=1)
@@ -123,17 +128,17 @@ async def test_two_errors_in_a_hundred_fail_max_error_rate(database: Database) -
     assert report.verdicts == {"approve": 98, "veto": 0, "adjust": 0, "error": 2}
     assert report.errors_by_code == {"http_error": 1, "timeout": 1}
     assert report.error_rate == pytest.approx(0.02)
-    failed = evaluate(report, Criteria(max_error_rate=0.01))
+    failed = evaluate(report, Criteria(max_error_rate=0.01)).failures
     assert len(failed) == 1
     assert failed[0].startswith("error_rate 0.020 > max 0.010")
-    assert evaluate(report, Criteria(max_error_rate=0.05, min_reviews=100)) == []
+    assert evaluate(report, Criteria(max_error_rate=0.05, min_reviews=100)).ready
 
 
 async def test_no_errors_pass_and_each_criterion_names_itself(database: Database) -> None:
     report = await report_of(database, [Row(latency_ms=9000)] * 100)
-    assert evaluate(report, Criteria(max_error_rate=0.01)) == []
+    assert evaluate(report, Criteria(max_error_rate=0.01)).ready
     failed = evaluate(report, Criteria(max_error_rate=0.01, max_p95_ms=8000, min_reviews=200))
-    assert failed == ["reviews 100 < min 200", "latency_p95_ms 9000 > max 8000"]
+    assert failed.failures == ["reviews 100 < min 200", "latency_p95_ms 9000 > max 8000"]
 
 
 async def test_an_empty_window_is_not_ready(database: Database) -> None:
@@ -237,16 +242,34 @@ async def test_breaker_openings_are_runs_of_circuit_open(database: Database) -> 
     assert report.errors_by_code == {"circuit_open": 6, "timeout": 3}
 
 
-async def test_timeline_buckets_are_clock_hours(database: Database) -> None:
+async def test_timeline_buckets_fit_the_datas_own_span(database: Database) -> None:
     rows = [Row(at=T0), Row(at=T0 + timedelta(minutes=59)), error(at=T0 + timedelta(hours=2))]
     await insert(database, rows)
-    # A window starting mid-hour still buckets on the hour.
+    # Two hours of data in a window of a day: 5-minute buckets (1 min would need 121), on
+    # whole 5 minutes whatever the window's start.
     report = await build_report(database.sessions, since=SINCE + timedelta(minutes=17), until=UNTIL)
-    assert report.timeline_bucket_seconds == 3600
+    assert report.timeline_bucket_seconds == 300
+    assert (report.timeline_start, report.timeline_end) == (T0, T0 + timedelta(hours=2))
     assert [(b.start, b.counts) for b in report.timeline] == [
-        (T0, {"approve": 2}),
+        (T0, {"approve": 1}),
+        (T0 + timedelta(minutes=55), {"approve": 1}),
         (T0 + timedelta(hours=2), {"error": 1}),
     ]
+
+
+async def test_a_replay_is_drawn_over_its_signal_time(database: Database) -> None:
+    # A replay writes a month of signals' reviews within seconds: the timeline must follow
+    # the decisions' signal time, not the rows' creation time.
+    await insert(database, [Row(at=T0 + timedelta(days=d)) for d in range(30)])
+    async with database.sessions() as session, session.begin():
+        for review in (await session.execute(select(LLMDecisionReview))).scalars():
+            review.created_at = T0 + timedelta(days=40, seconds=1)
+    report = await build_report(database.sessions, since=T0, until=T0 + timedelta(days=41))
+    assert report.timeline_bucket_seconds == 86400
+    assert len(report.timeline) == 30
+    assert report.timeline_start == T0 and report.timeline_end == T0 + timedelta(days=29)
+    chart = timeline_chart(report)
+    assert len(chart.bars) == 30
 
 
 async def test_html_is_self_contained_and_escapes_everything(database: Database) -> None:
@@ -265,7 +288,7 @@ async def test_html_is_self_contained_and_escapes_everything(database: Database)
         ElementTree.fromstring("<svg" + chunk.split("</svg>")[0] + "</svg>")
     assert "<script" not in page
     assert "<img" not in page
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
     assert "NOT READY" in page and "error_rate" in page
     # No external assets: nothing is fetched by the page.
     assert "src=" not in page.replace("src=x", "") and "href=" not in page
@@ -276,10 +299,13 @@ async def test_json_and_table(database: Database) -> None:
     report = await report_of(database, [Row()] * 3 + [error("invalid_json")])
     failed = evaluate(report, Criteria(max_error_rate=0.01))
     doc = json.loads(render_json(report, failed))
+    assert doc["status"].startswith("NOT READY")
+    assert doc["checked"] == [{"criterion": "max_error_rate", "passed": False,
+                               "detail": "error_rate 0.250 > max 0.010 (1/4 errors)"}]
     assert doc["window"] == {"since": "2026-03-02T08:00:00Z", "until": "2026-03-03T09:00:00Z"}
     assert doc["reviews"] == 4
     assert doc["ready"] is False
-    assert doc["failed"] == failed
+    assert doc["failed"] == failed.failures
     assert doc["verdicts"]["error"] == {"count": 1, "share": 0.25}
     assert doc["errors"]["by_code"]["invalid_json"]["count"] == 1
     assert doc["latency_ms"]["p95"] == 1000
@@ -287,7 +313,85 @@ async def test_json_and_table(database: Database) -> None:
 
     table = render_table(report, failed)
     assert "NOT READY: error_rate 0.250 > max 0.010" in table
-    assert render_table(report, []).rstrip().endswith("READY")
+    ready = evaluate(report, Criteria(max_error_rate=0.5, min_reviews=4))
+    assert render_table(report, ready).rstrip().endswith(
+        "READY (checked: reviews 4 >= min 4; error_rate 0.250 <= max 0.500 (1/4 errors))"
+    )
+    nothing = evaluate(report, Criteria())
+    assert not nothing.ready and nothing.failures == ["NO CRITERIA"]
+    assert "NO CRITERIA" in render_table(report, nothing)
+    assert json.loads(render_json(report, nothing))["ready"] is False
+    assert "NO CRITERIA" in render_html(report, nothing)
+
+
+def test_fewer_reviews_than_min_reviews_is_never_ready() -> None:
+    empty = _empty_report()
+    assert not evaluate(empty, Criteria(min_reviews=1)).ready
+    assert evaluate(empty, Criteria(min_reviews=0)).ready
+
+
+@pytest.mark.parametrize(
+    ("criteria", "flag"),
+    [
+        ({"max_error_rate": 5.0}, "--max-error-rate"),
+        ({"max_error_rate": -0.1}, "--max-error-rate"),
+        ({"max_error_rate": float("nan")}, "--max-error-rate"),
+        ({"max_p95_ms": -1.0}, "--max-p95-ms"),
+        ({"min_reviews": -1}, "--min-reviews"),
+    ],
+)
+def test_out_of_range_criteria_name_their_flag(criteria: dict[str, Any], flag: str) -> None:
+    with pytest.raises(InputError, match=f"^{flag}: "):
+        Criteria(**criteria)
+
+
+def _empty_report() -> Report:
+    from torghut.report.query import Percentiles, ShadowSummary, TokenSummary
+
+    none = Percentiles(0, None, None, None, None)
+    return Report(
+        since=T0, until=UNTIL, reviews=0, verdicts={}, llm_verdicts={}, errors_by_code={},
+        effective_actions={}, latency_ms=none, ttft_ms=none, tokens=TokenSummary(0, 0, 0, 0),
+        breaker_openings=0, shadow=ShadowSummary(0, 0, {}, Decimal(0), 0), models=[],
+        latency_histogram=[], timeline_bucket_seconds=60, timeline=[], samples=[],
+    )
+
+
+def _overlaps(labels: list[Label]) -> list[tuple[str, str]]:
+    spans = sorted((*label.extent(), label.text) for label in labels)
+    return [(a[2], b[2]) for a, b in itertools.pairwise(spans) if b[0] < a[1]]
+
+
+async def test_chart_labels_never_collide(database: Database) -> None:
+    rows = [Row(latency_ms=ms) for ms in (100, 300, 700, 1500, 3000, 6000, 9000, 17000, 25000)]
+    rows += [Row(at=T0 + timedelta(minutes=m)) for m in range(0, 600, 7)]
+    report = await report_of(database, rows)
+    histogram = histogram_chart(report.latency_histogram)
+    assert [label.text for label in histogram.labels] == [
+        "0", "250", "500", "1s", "2s", "4s", "8s", "15s", "20s", "+",
+    ]
+    assert _overlaps(histogram.labels) == []
+    timeline = timeline_chart(report)
+    assert len(timeline.labels) > 2
+    assert _overlaps(timeline.labels) == []
+    # And in the page: every axis label its own <text> element.
+    page = render_html(report, evaluate(report, Criteria()))
+    assert "4000-80008000-15000" not in page
+    assert '>8s</text>' in page and '>15s</text>' in page
+
+
+async def test_the_disagreement_rule_is_the_gates(database: Database) -> None:
+    # Every (verdict, fail mode) cell: counted as a disagreement exactly when gate.py says
+    # enforcing would have changed the order.
+    cells = [(v, f) for v in Verdict for f in FailMode]
+    rows = [
+        Row(verdict=v.value, fail_mode=f.value,
+            error_code="timeout" if v is Verdict.ERROR else None)
+        for v, f in cells
+    ]
+    report = await report_of(database, rows)
+    expected = sum(1 for v, f in cells if would_change_order(v, f))
+    assert report.shadow.disagreements == expected == 5  # veto x2, adjust x2, error/veto
 
 
 # --- parse_since -------------------------------------------------------------------------

@@ -16,6 +16,7 @@ PURE_CORE = [
     "trading/ledger.py", "trading/orders.py", "trading/session.py", "trading/judge.py",
     "trading/gate.py", "trading/llm/sse.py", "trading/llm/schema.py", "trading/llm/answer.py",
     "trading/llm/prompts.py", "trading/llm/policy.py", "trading/llm/circuit.py",
+    "trading/results.py",
 ]
 ORCHESTRATION = [
     "trading/llm/review_engine.py", "trading/pipeline.py", "trading/scheduler.py",

@@ -53,6 +53,27 @@ def test_http_routes() -> None:
             "/trading/executions", "/trading/reviews", "/metrics"} <= asyncio.run(routes())
 
 
+def test_operator_surface_names() -> None:
+    """CONTRACT §8: the operator's routes and settings."""
+    import asyncio
+
+    from torghut.bootstrap import build_container
+    from torghut.config import Settings, load_settings
+    from torghut.main import create_app
+
+    async def routes() -> set[str]:
+        container = await build_container(load_settings({"DB_DSN": "sqlite://"}, None))
+        try:
+            app = create_app(container, run_scheduler=False)
+            return {getattr(r, "path", "") for r in app.routes}
+        finally:
+            await container.aclose()
+
+    assert {"/trading/halt", "/trading/resume", "/", "/llm/report", "/llm/report.json",
+            "/trading/account", "/trading/positions", "/trading/pnl"} <= asyncio.run(routes())
+    assert {"torghut_api_token", "torghut_api_public_reads"} <= set(Settings.model_fields)
+
+
 def test_sse_public_api() -> None:
     from torghut.trading.llm.sse import SSEDecoder, SSEEvent
 

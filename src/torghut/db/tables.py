@@ -311,6 +311,29 @@ Index(
 )
 
 
+class TradingHaltRow(Base):
+    """The operator's runtime halt: one row per key (`trading`), absent until first used."""
+
+    __tablename__ = "trading_halt"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    halted: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(Text)
+    since: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TradingHaltEvent(Base):
+    """Every halt and resume an operator asked for, with its reason: the control's audit."""
+
+    __tablename__ = "trading_halt_events"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    action: Mapped[str] = mapped_column(String(8))
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class QuarantinedBatch(Base):
     """A batch of signals the loop skipped after it failed the same way several times in a
     row (trading/quarantine.py); the signals are kept whole for an operator to replay."""

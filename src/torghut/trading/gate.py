@@ -85,3 +85,10 @@ def apply_gate(
             return GateDecision(action, reason)
         return GateDecision(action, error_reason(error_code))
     return GateDecision(action, reason or DEFAULT_VETO_REASON)
+
+
+def would_change_order(verdict: Verdict, fail_mode: FailMode) -> bool:
+    """Had the gate enforced (shadow off) with `fail_mode`: would this outcome have changed the
+    order? The rule the report's shadow disagreements count, read off the table above."""
+    column = gate_column(shadow=False, fail_mode=fail_mode)
+    return TRUTH_TABLE[(verdict, column)] is not EffectiveAction.SUBMITTED_ORIGINAL

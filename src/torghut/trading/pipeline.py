@@ -44,6 +44,7 @@ from torghut.ports import AuditStore, Broker, Execution, SignalSource
 from torghut.trading.audit_rows import review_row
 from torghut.trading.gate import GateDecision, apply_gate
 from torghut.trading.group_commit import GroupCommit
+from torghut.trading.halt import HALTED_REASON, TradingHalt
 from torghut.trading.judge import JudgingSettings, exit_sized, judge, strategy_limits
 from torghut.trading.ledger import BatchLedger, Reservation
 from torghut.trading.llm.review_engine import ReviewEngine, ReviewOutcome, build_review_request
@@ -170,9 +171,11 @@ class TradingPipeline:
         review: ReviewSetup,
         metrics: Metrics,
         batch_size: int,
+        halt: TradingHalt | None = None,
     ) -> None:
         self.db = db  # handed on to reconciliation; the cycle itself writes through `store`
         self.store = store
+        self.halt = halt
         self.source = source
         self.strategies = strategies
         self.broker = broker
@@ -218,6 +221,8 @@ class TradingPipeline:
     async def run_cycle(self) -> CycleResult:
         self.last_progress = time.monotonic()
         result = CycleResult()
+        if self.halt is not None and (await self.halt.refresh()).halted:
+            return result  # halted: no signal is read (CONTRACT §8)
         signals = await self.source.fetch(self.batch_size)
         if not signals:
             return result
@@ -471,6 +476,13 @@ class TradingPipeline:
     async def _process(self, item: _Item, ledger: BatchLedger, result: CycleResult) -> None:
         if item.resumed and await self._recover(item, ledger, result):
             return
+        if self._halted():  # halted since the batch was judged: first reason (CONTRACT §8)
+            if item.reservation is not None:
+                with item.reservation:  # given back: no order goes out
+                    await self._reject(item, HALTED_REASON, result)
+            else:
+                await self._reject(item, HALTED_REASON, result)
+            return
         if item.rejection is not None:
             await self._reject(item, item.rejection, result)
             return
@@ -627,6 +639,9 @@ class TradingPipeline:
         return outcome
 
     async def _submit(self, item: _Item, decision: TradeDecision, result: CycleResult) -> None:
+        if self._halted():  # halted while this decision was being reviewed
+            await self._reject(item, HALTED_REASON, result)
+            return
         await self._send(item, OrderRequest.for_decision(decision, item.hash), result)
 
     @staticmethod
@@ -794,7 +809,12 @@ class TradingPipeline:
     def _sending_stopped(self) -> bool:
         limits = self.limits
         live_blocked = limits.trading_mode is TradingMode.LIVE and not limits.live_enabled
-        return limits.kill_switch or not limits.trading_enabled or live_blocked
+        return (
+            limits.kill_switch or not limits.trading_enabled or live_blocked or self._halted()
+        )
+
+    def _halted(self) -> bool:
+        return self.halt is not None and self.halt.halted
 
     # ------------------------------------------------------------------------- bookkeeping
     def _review_row(

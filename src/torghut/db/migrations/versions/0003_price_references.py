@@ -1,7 +1,7 @@
 """price_references: each symbol's reference price for the price band.
 
 Revision ID: 0003
-Revises: 0004 (re-chained after 0004 was merged first)
+Revises: 0002
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003"
-down_revision: str | None = "0004"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,51 @@
+"""The runtime halt in the database (`trading_halt`, one row; `trading_halt_events`, the
+history): the `HaltStore` of the service, shared by every process on the database."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from torghut.db.engine import Database
+from torghut.db.tables import TradingHaltEvent, TradingHaltRow
+from torghut.domain import utcnow
+from torghut.trading.halt import RUNNING, HaltState
+
+_KEY = "trading"
+
+
+def _state(row: TradingHaltRow | None) -> HaltState:
+    if row is None or not row.halted:
+        return RUNNING
+    return HaltState(True, row.reason, row.since)
+
+
+class DatabaseHaltStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def load(self) -> HaltState:
+        def read(session: Session) -> HaltState:
+            return _state(session.get(TradingHaltRow, _KEY))
+
+        return await self._db.run(read)
+
+    async def save(self, state: HaltState, *, action: str, reason: str) -> HaltState:
+        def write(session: Session) -> HaltState:
+            row = session.get(TradingHaltRow, _KEY, with_for_update=True)
+            if row is None:
+                row = TradingHaltRow(id=_KEY)
+                session.add(row)
+            row.halted = state.halted
+            row.reason = state.reason
+            row.since = state.since
+            row.updated_at = utcnow()
+            session.add(TradingHaltEvent(action=action, reason=reason))
+            session.flush()
+            return _state(row)
+
+        try:
+            return await self._db.run(write)
+        except IntegrityError:
+            # Two first-ever writes raced to insert the row: the loser updates it instead.
+            return await self._db.run(write)
