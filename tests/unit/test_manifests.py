@@ -131,6 +131,7 @@ SECRET_ENV: dict[str, bool] = {
     "APCA_API_SECRET_KEY": False,
     "CLICKHOUSE_PASSWORD": False,
     "JANGAR_API_KEY": True,
+    "TORGHUT_API_TOKEN": True,
 }
 # Never a literal in Git, whether or not the manifest sets it.
 NEVER_LITERAL = {*SECRET_ENV, "OPENAI_API_KEY"}
