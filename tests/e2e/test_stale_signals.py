@@ -47,6 +47,7 @@ def _serve_until_done(tmp_path: Path, name: str, signals: Path) -> tuple[dict[st
         "DB_DSN": f"sqlite:///{tmp_path}/{name}.db",
         "TORGHUT_PORT": str(port),
         "TORGHUT_HOST": "127.0.0.1",
+        "TORGHUT_API_PUBLIC_READS": "true",  # the test reads /trading/status without a token
         "TRADING_ENABLED": "true",
         "TRADING_POLL_INTERVAL_SECONDS": "0.3",
         "TRADING_SIGNALS_PATH": str(signals),
