@@ -212,6 +212,8 @@ class ReplayProgress:
     def finish(self, summary: dict[str, Any]) -> None:
         if self.live:
             self.out.write("\r\x1b[K")  # clear the progress line
+        if summary.get("halted"):
+            return  # nothing was read: the halt's own line is the last word
         rejected = sum(summary["rejected"].values())
         line = (
             f"replay {'complete' if summary['complete'] else 'INCOMPLETE'}: "
