@@ -1,12 +1,15 @@
-# syntax=docker/dockerfile:1
 # Torghut image: `torghut serve` on port 8181 (argocd/applications/torghut/knative-service.yaml).
 # Two stages: the builder turns the source into a wheel and installs it with its pinned runtime
 # dependencies into /opt/venv; the runtime stage copies only that venv and runs as non-root.
 # The Alembic migrations are package data (torghut/db/migrations), so they ship inside the
 # wheel; `serve` brings the schema to head on start.
 
-# Both stages must use the same image: the venv's interpreter is a symlink into it.
-ARG PYTHON_IMAGE=python:3.11-slim
+# Both stages must use the same image: the venv's interpreter is a symlink into it. Pinned by
+# digest (a tag moves under you); tests/unit/test_manifests.py checks that every FROM is. The
+# digest is the one public registries record for python:3.11-slim-bookworm; it was not pulled
+# from the machine that wrote it (no registry access there), so the first image build confirms
+# it. Refresh: `docker buildx imagetools inspect python:3.11-slim-bookworm`.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
 
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
@@ -16,7 +19,11 @@ WORKDIR /src
 # Only what the wheel is built from, so that edits to tests or docs reuse the cached layers.
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN python -m venv /opt/venv \
+# The commit the image is built from, for torghut_build_info (`--build-arg GIT_COMMIT=$(git
+# rev-parse HEAD)`); package data, so the running process finds it beside its code.
+ARG GIT_COMMIT=""
+RUN if [ -n "$GIT_COMMIT" ]; then printf '%s\n' "$GIT_COMMIT" > src/torghut/BUILD_COMMIT; fi \
+ && python -m venv /opt/venv \
  && /opt/venv/bin/pip wheel --no-deps --wheel-dir /dist . \
  && /opt/venv/bin/pip install /dist/torghut-*.whl
 # Fail the build, not the first start-up, if package data went missing from the wheel.

@@ -10,20 +10,28 @@ import asyncio
 import contextlib
 import errno
 import json
-import logging
 import math
+import os
 import socket
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeGuard
 
-from sqlalchemy.exc import SQLAlchemyError
-
-from torghut.config import Settings, load_settings
 from torghut.errors import REDACTED, ConfigError, InputError, TorghutError, redact
+from torghut.logs import RedactingFilter, always, setup_logging, startup_banner
+
+__all__ = ["RedactingFilter", "build_parser", "main", "setup_logging"]
+
+if TYPE_CHECKING:
+    # Settings pull in pydantic-settings and SQLAlchemy: a tenth of a second `--help` and
+    # bad usage need not pay. Every command imports what it uses when it runs.
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from torghut.config import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # A decision file is a few hundred bytes; past this it is not one (`/dev/zero`, a 20 MB text).
@@ -35,49 +43,34 @@ class UsageError(TorghutError):
     pass
 
 
+class NoDatabase(TorghutError):
+    """A read-only command pointed at a SQLite file that does not exist: say so rather than
+    create an empty one."""
+
+
+class _VersionAction(argparse.Action):
+    """`--version`, reading the build only when asked (argparse's own wants the string when
+    the parser is built)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object, **_kw: object) -> None:
+        from torghut.build import version_line
+
+        print(version_line())
+        parser.exit()
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # One line, not argparse's usage block: scripts grep stderr.
         raise UsageError(f"{self.prog}: {message} (see --help)")
 
 
-class RedactingFilter(logging.Filter):
-    """Replaces every configured secret in every log line, whoever logged it."""
-
-    def __init__(self, secrets: Sequence[str]) -> None:
-        super().__init__()
-        self.secrets = [s for s in secrets if s]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            cleaned = redact(message, self.secrets, limit=None)
-            if cleaned != message:
-                record.msg, record.args = cleaned, None
-            if record.exc_info and record.exc_info[1] is not None:
-                text = logging.Formatter().formatException(record.exc_info)
-                record.exc_info = None
-                record.exc_text = redact(text, self.secrets, limit=None)
-        return True
-
-
-def setup_logging(settings: Settings | None, level: str | None = None) -> None:
-    name = (level or (settings.torghut_log_level if settings else "info")).upper()
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactingFilter(settings.secrets() if settings else []))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(name)
-    # The HTTP libraries (the openai SDK's httpx2 too) log requests and peer text at INFO and
-    # DEBUG: kept at WARNING whatever TORGHUT_LOG_LEVEL says.
-    noisy_loggers = ("httpx", "httpcore", "httpx2", "httpcore2", "openai", "alembic",
-                     "uvicorn.access")
-    for noisy in noisy_loggers:
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
-
-
 def _settings() -> Settings:
+    from torghut.config import load_settings
+
     return load_settings()
 
 
@@ -88,7 +81,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     settings = _settings()
     setup_logging(settings)
     upgrade(settings.db_dsn)
-    print(f"database at head: {settings.redacted_dsn()}", file=sys.stderr)
+    always(f"database at head: {settings.redacted_dsn()}", event="db_upgrade")
     return EXIT_OK
 
 
@@ -156,6 +149,8 @@ async def _serve(settings: Settings, host: str, port: int, listener: socket.sock
     container = await build_container(settings)
     try:
         await check_startup(container)
+        # After every check that is one line and exit 2: the service is really starting.
+        startup_banner(settings, "serve")
         app = create_app(container)
         config = uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
@@ -176,11 +171,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise InputError(f"--signals: no such file: {path}")
     if not path.is_file():
         raise InputError(f"--signals: not a regular file: {path}")
+    startup_banner(settings, "replay")
     from torghut.bootstrap import freeze_startup_heap
     from torghut.replay import run_replay
 
     freeze_startup_heap()
-    summary = asyncio.run(run_replay(settings, path))
+    progress = ReplayProgress(sys.stderr, enabled=settings.log_format == "text")
+    summary = asyncio.run(run_replay(settings, path, on_cycle=progress.update))
+    progress.finish(summary)
     print(json.dumps(summary, ensure_ascii=True, sort_keys=False))
     if summary.get("halted"):
         print("torghut: trading is halted on this database (POST /trading/halt); no signal "
@@ -190,9 +188,65 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_OK if summary["complete"] else EXIT_FAILED
 
 
+class ReplayProgress:
+    """Counts on stderr while a replay runs, rewritten in place at most five times a second,
+    only when stderr is a terminal (and the log is text); one final line in any case."""
+
+    INTERVAL_SECONDS = 0.2
+
+    def __init__(self, out: TextIO, *, enabled: bool = True) -> None:
+        self.out = out
+        self.live = enabled and out.isatty()
+        self.started = time.monotonic()
+        self.shown = -self.INTERVAL_SECONDS  # the first update shows at once
+        self.signals = self.decisions = self.submitted = self.rejected = 0
+
+    def update(self, result: Any) -> None:
+        self.signals += result.signals
+        self.decisions += result.decisions
+        self.submitted += result.submitted
+        self.rejected += sum(result.rejected.values())
+        now = time.monotonic()
+        if self.live and now - self.shown >= self.INTERVAL_SECONDS:
+            self.shown = now
+            rate = self.signals / max(now - self.started, 1e-9)
+            self.out.write(
+                f"\rreplay: {self.signals} signals ({rate:,.0f}/s), {self.decisions} decisions, "
+                f"{self.submitted} submitted, {self.rejected} rejected"
+            )
+            self.out.flush()
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        if self.live:
+            self.out.write("\r\x1b[K")  # clear the progress line
+        if summary.get("halted"):
+            return  # nothing was read: the halt's own line is the last word
+        rejected = sum(summary["rejected"].values())
+        line = (
+            f"replay {'complete' if summary['complete'] else 'INCOMPLETE'}: "
+            f"{summary['signals']} signals, {summary['decisions']} decisions, "
+            f"{summary['submitted']} submitted, {rejected} rejected in "
+            f"{summary['duration_ms'] / 1000:.1f} s"
+        )
+        always(line, event="replay_done", summary=summary)
+
+
+def require_a_gateway(settings: Settings) -> None:
+    """Nothing says where to send a review: name the usual missing piece (Jangar's URL), not
+    the OpenAI key the settings' fallback provider would ask for."""
+    chosen = "llm_provider" in settings.model_fields_set
+    if chosen or settings.jangar_base_url or settings.openai_api_key or settings.openai_base_url:
+        return
+    raise ConfigError(
+        "JANGAR_BASE_URL",
+        "is required for a review (or set LLM_PROVIDER=openai and OPENAI_API_KEY)",
+    )
+
+
 def cmd_llm_review(args: argparse.Namespace) -> int:
     settings = _anonymized(_settings(), args)
     setup_logging(settings, "warning")
+    require_a_gateway(settings)
     raw = _read_capped(args.decision, "--decision", DECISION_MAX_BYTES)
     max_shares = getattr(settings, "trading_max_shares_per_order", DEFAULT_MAX_SHARES)
     decision = parse_decision(raw, max_shares=Decimal(str(max_shares)))
@@ -270,10 +324,23 @@ def cmd_llm_report(args: argparse.Namespace) -> int:
     return EXIT_OK if readiness.ready else EXIT_FAILED
 
 
+def require_existing_database(dsn: str) -> None:
+    """Read-only commands create nothing: SQLite would create a missing file on connect."""
+    from sqlalchemy import make_url
+
+    url = make_url(dsn)
+    path = url.database or ""
+    if url.get_backend_name() != "sqlite" or path in ("", ":memory:") or path.startswith("file:"):
+        return
+    if not Path(path).exists():
+        raise NoDatabase(f"no database at {path} (DB_DSN; `torghut db upgrade` creates one)")
+
+
 async def _build_report(settings: Settings, since: datetime, until: datetime) -> Any:
     from torghut import report
     from torghut.db.engine import create_engine_from_dsn, session_factory
 
+    require_existing_database(settings.db_dsn)
     engine = create_engine_from_dsn(settings.db_dsn)
     try:
         return await report.build_report(session_factory(engine), since=since, until=until)
@@ -433,38 +500,77 @@ def _count(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="torghut", description="Torghut trading service.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = _Parser(
+        prog="torghut",
+        description="Torghut trading service: signals to decisions, deterministic risk, an LLM "
+        "review through Jangar, broker orders, an audit trail. Settings come from the "
+        "environment and .env (README, Configuration).",
+        epilog="Exit codes: 0 success, 1 the work ran and failed, 2 bad usage, input or "
+        "configuration (one line on stderr).",
+    )
+    p.add_argument(
+        "--version", action=_VersionAction, help="print the version and build commit, then exit"
+    )
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
-    s = sub.add_parser("serve", help="HTTP API plus the trading loop when TRADING_ENABLED=true")
+    s = sub.add_parser(
+        "serve", help="HTTP API plus the trading loop when TRADING_ENABLED=true",
+        description="Brings the database to head, then serves the HTTP API (/trading/*, "
+        "/metrics, /healthz, /readyz) and, with TRADING_ENABLED=true, runs the trading loop "
+        "(one leader per database). Stops cleanly on SIGTERM.",
+    )
     s.add_argument("--host", help="bind address (default TORGHUT_HOST, 0.0.0.0)")
     s.add_argument("--port", type=_port, help="port, 1..65535 (default TORGHUT_PORT, 8181)")
     s.add_argument("--anonymize", action="store_true",
                    help="send the reviewer tokens for symbols and dates shifted by weeks")
     s.set_defaults(func=cmd_serve)
 
-    d = sub.add_parser("demo", help="the whole system on one machine: no network, no keys")
+    d = sub.add_parser(
+        "demo", help="the whole system on one machine: no network, no keys",
+        description="Starts a local Jangar-compatible gateway and replays the bundled signals "
+        "through the full pipeline twice on SQLite (the review in shadow mode, then "
+        "enforcing), printing each run's JSON summary and llm report. Ignores the environment; "
+        "needs no network and no keys.",
+    )
     d.add_argument("--dir", help="work folder (default: a fresh temporary folder)")
     d.add_argument("--keep", action="store_true", help="keep the work folder afterwards")
     d.set_defaults(func=cmd_demo)
 
-    r = sub.add_parser("replay", help="run recorded signals through the full pipeline")
+    r = sub.add_parser(
+        "replay", help="run recorded signals through the full pipeline",
+        description="Reads a JSON Lines signal file through strategy, risk, review and the "
+        "simulated broker (never a real one), writing to DB_DSN; prints one JSON summary line. "
+        "Progress goes to stderr when it is a terminal; a final line always.",
+    )
     r.add_argument("--signals", required=True, metavar="FILE", help="JSON Lines signal file")
     r.add_argument("--verbose", action="store_true", help="log at TORGHUT_LOG_LEVEL")
     r.add_argument("--anonymize", action="store_true",
                    help="send the reviewer tokens for symbols and dates shifted by weeks")
     r.set_defaults(func=cmd_replay)
 
-    llm = sub.add_parser("llm", help="the LLM review gate")
+    llm = sub.add_parser(
+        "llm", help="the LLM review gate",
+        description="Check the review gate: one review end to end, or the rollout readiness "
+        "of the recorded reviews.",
+    )
     lsub = llm.add_subparsers(dest="llm_command", required=True, parser_class=_Parser)
-    lr = lsub.add_parser("review", help="review one decision; prints one JSON object")
+    lr = lsub.add_parser(
+        "review", help="review one decision; prints one JSON object",
+        description="Sends one decision through the configured provider and policy (whatever "
+        "LLM_ENABLED says); writes no audit row, places no order. Exit 0, 1 on a review error, "
+        "2 on bad input.",
+    )
     lr.add_argument("--decision", required=True, metavar="FILE", help="decision JSON, or -")
     lr.add_argument("--signals", metavar="FILE",
                     help="JSON Lines signals: the bar history up to the decision's time")
     lr.add_argument("--anonymize", action="store_true",
                    help="send the reviewer tokens for symbols and dates shifted by weeks")
     lr.set_defaults(func=cmd_llm_review)
-    rp = lsub.add_parser("report", help="rollout readiness from the audit rows")
+    rp = lsub.add_parser(
+        "report", help="rollout readiness from the audit rows",
+        description="Reads the review audit rows of a window (read only: creates nothing) and "
+        "prints verdicts, errors, latency and breaker openings; exit 1 when a criterion fails.",
+    )
     rp.add_argument("--since", default="24h", help="window start: 24h, 90m, 7d or ISO 8601")
     rp.add_argument("--max-error-rate", type=_rate,
                     help="fail above this error share, in [0, 1] (0.01 is 1 %%)")
@@ -476,7 +582,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--html", metavar="FILE", help="also write a one-page HTML report")
     rp.set_defaults(func=cmd_llm_report)
 
-    ev = lsub.add_parser("eval", help="were the verdicts right? forward returns of reviews")
+    ev = lsub.add_parser(
+        "eval", help="were the verdicts right? forward returns of reviews",
+        description="Forward returns of the reviewed decisions in DB_DSN at each horizon, "
+        "signed by side and net of costs: per verdict, the veto value with a bootstrap 95 %% "
+        "interval against a random-veto baseline, the adjust value and the confidence's "
+        "calibration (README, Reading llm eval).",
+    )
     ev.add_argument("--signals", metavar="FILE",
                     help="JSON Lines signals: the price source (else the bars of CLICKHOUSE_URL)")
     ev.add_argument("--horizons", default="5m,30m,1d", help="comma-separated, e.g. 5m,30m,1d")
@@ -489,13 +601,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help="exit 1 when a horizon's veto value lower bound is below X")
     ev.set_defaults(func=cmd_llm_eval)
 
-    db = sub.add_parser("db", help="database")
+    db = sub.add_parser(
+        "db", help="database", description="The database named by DB_DSN."
+    )
     dsub = db.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
-    up = dsub.add_parser("upgrade", help="apply migrations (Alembic) to head")
+    up = dsub.add_parser(
+        "upgrade", help="apply migrations (Alembic) to head",
+        description="Applies the Alembic migrations to DB_DSN up to head (serve, replay and "
+        "demo do it on start; the cluster runs it as a PreSync Job).",
+    )
     up.set_defaults(func=cmd_db_upgrade)
 
     # Listed for --help only: main() hands `dev-gateway ...` to the gateway's own parser.
-    sub.add_parser("dev-gateway", help="a local Jangar-compatible gateway (see its --help)")
+    sub.add_parser(
+        "dev-gateway", help="a local Jangar-compatible gateway (see its --help)",
+        description="See `torghut dev-gateway --help`.",
+    )
     return p
 
 
@@ -509,23 +630,48 @@ def main(argv: Sequence[str] | None = None) -> int:
             return devgateway.main(args_list[1:])
         args = build_parser().parse_args(args_list)
         code: int = args.func(args)
+        sys.stdout.flush()  # a reader that went away shows here, inside this try
         return code
+    except BrokenPipeError:
+        # `torghut llm report --json | head -c 10`: the reader has what it wanted. No
+        # traceback; stdout goes to /dev/null so that the flush at exit cannot fail again.
+        _discard_stdout()
+        return EXIT_FAILED
+    except NoDatabase as exc:
+        print(f"torghut: database error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_FAILED
     except UsageError as exc:
         print(_one_line(str(exc)), file=sys.stderr)
         return EXIT_USAGE
     except (ConfigError, InputError) as exc:
         print(f"torghut: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
-    except SQLAlchemyError as exc:
-        # The database is down or not migrated: one line, no SQL dump, no traceback.
-        print(f"torghut: database error: {_database_problem(exc)}", file=sys.stderr)
-        return EXIT_FAILED
     except TorghutError as exc:
         # The work ran and could not finish (a signal file that cannot be indexed, ...).
         print(f"torghut: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
+    except Exception as exc:
+        if not _is_database_error(exc):
+            raise
+        # The database is down or not migrated: one line, no SQL dump, no traceback.
+        print(f"torghut: database error: {_database_problem(exc)}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+
+
+def _discard_stdout() -> None:
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def _is_database_error(exc: BaseException) -> TypeGuard[SQLAlchemyError]:
+    """A SQLAlchemy error, without importing SQLAlchemy: a process that never imported it
+    cannot have raised one of its errors."""
+    module = sys.modules.get("sqlalchemy.exc")
+    return module is not None and isinstance(exc, module.SQLAlchemyError)
 
 
 def _database_problem(exc: SQLAlchemyError) -> str:
@@ -534,6 +680,8 @@ def _database_problem(exc: SQLAlchemyError) -> str:
     first = text[0] if text else type(exc).__name__
     if "no such table" in first or ("relation" in first and "does not exist" in first):
         first += " (run `torghut db upgrade`)"
+    from torghut.config import load_settings
+
     try:
         secrets = load_settings().secrets()
     except ConfigError:

@@ -146,6 +146,7 @@ class Settings(BaseSettings):
     torghut_port: int = Field(default=8181, ge=1, le=65535)
     torghut_host: str = "0.0.0.0"
     torghut_log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"  # json: one JSON object per log line
     # Bearer token of the HTTP API: unset, state-changing endpoints are refused (403).
     torghut_api_token: SecretStr | None = None
     torghut_api_public_reads: bool = False
@@ -229,6 +230,16 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _cross_field(self) -> Settings:
         if self.llm_provider is None:
+            if self.llm_enabled and not (
+                self.jangar_base_url or self.openai_api_key or self.openai_base_url
+            ):
+                # Name what is missing for the usual set-up (Jangar), not the OpenAI key the
+                # fallback below would ask for.
+                raise _CrossFieldError(
+                    "jangar_base_url",
+                    "is required with LLM_ENABLED=true (or set LLM_PROVIDER=openai and "
+                    "OPENAI_API_KEY)",
+                )
             provider = LLMProvider.JANGAR if self.jangar_base_url else LLMProvider.OPENAI
             object.__setattr__(self, "llm_provider", provider)
         if self.llm_provider is LLMProvider.JANGAR and not self.jangar_base_url:

@@ -9,6 +9,7 @@ with somebody's real settings.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 import tempfile
@@ -153,14 +154,14 @@ async def _run(workdir: Path, out: TextIO) -> int:
             settings = demo_settings(workdir / f"{label}.db", gateway.base_url, shadow=shadow)
             summary, table, rep = await _phase(label, settings, signals, out)
             results[label] = (summary, table, rep)
-            out.write(f"  summary: {summary}\n\n")
+            out.write(f"  summary: {json.dumps(summary)}\n\n")
         for label, config in evaluation_gateways(signals).items():
             async with DevGateway(config) as reviewer_gateway:
                 out.write(f"== {label} reviewer: shadow mode ==\n")
                 settings = demo_settings(workdir / f"{label}.db", reviewer_gateway.base_url,
                                          shadow=True)
                 summary = await run_replay(settings, signals)
-                out.write(f"  summary: {summary}\n\n")
+                out.write(f"  summary: {json.dumps(summary)}\n\n")
     await _evaluate_runs(workdir, signals, out)
     for label, (_summary, table, rep) in results.items():
         out.write(

@@ -847,20 +847,60 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """Adds the dev-gateway options to `parser` (a fresh one when None)."""
-    p = parser or _Parser(prog="torghut dev-gateway", description="A local Jangar-like gateway.")
+    p = parser or _Parser(
+        prog="torghut dev-gateway",
+        description=(
+            "A local gateway that speaks Jangar's chat-completions contract (SSE streams, error "
+            "bodies, quirks) for development, tests and the demo. A small deterministic "
+            "reviewer answers: veto above --veto-notional, adjust above --adjust-exposure-pct, "
+            "approve otherwise. Faults are injected per request with --fault and --fault-rate. "
+            "Prints its URL on stderr; point JANGAR_BASE_URL at it."
+        ),
+    )
     defaults = DevGatewayConfig()
-    p.add_argument("--host", default=defaults.host)
+    p.add_argument("--host", default=defaults.host, help="bind address (default %(default)s)")
     p.add_argument("--port", type=int, default=defaults.port, help="0 picks a free port")
-    p.add_argument("--model", default=defaults.model)
-    p.add_argument("--models", default=None, help="comma-separated list of served models")
-    p.add_argument("--latency-seconds", type=float, default=defaults.latency_seconds)
-    p.add_argument("--keepalive-seconds", type=float, default=defaults.keepalive_seconds)
-    p.add_argument("--fault", choices=FAULTS, default=None)
-    p.add_argument("--fault-rate", type=float, default=defaults.fault_rate)
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--veto-notional", type=float, default=defaults.veto_notional)
-    p.add_argument("--adjust-exposure-pct", type=float, default=defaults.adjust_exposure_pct)
-    p.add_argument("--no-rate-limit-block", dest="include_rate_limit_block", action="store_false")
+    p.add_argument(
+        "--model", default=defaults.model, help="the model it answers as (default %(default)s)"
+    )
+    p.add_argument(
+        "--models", default=None,
+        help="comma-separated list of served models (default: --model only); others get 400",
+    )
+    p.add_argument(
+        "--latency-seconds", type=float, default=defaults.latency_seconds,
+        help="the model's thinking time before its answer, streamed as keep-alives "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--keepalive-seconds", type=float, default=defaults.keepalive_seconds,
+        help="interval of SSE keep-alive comments while waiting (default %(default)s)",
+    )
+    p.add_argument(
+        "--fault", choices=FAULTS, default=None, metavar="FAULT",
+        help="inject a fault: " + ", ".join(FAULTS) + " (default: none)",
+    )
+    p.add_argument(
+        "--fault-rate", type=float, default=defaults.fault_rate,
+        help="share of requests that get --fault, 0..1 (default %(default)s)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=defaults.seed,
+        help="random seed: fixes which requests get the fault (default %(default)s)",
+    )
+    p.add_argument(
+        "--veto-notional", type=float, default=defaults.veto_notional,
+        help="veto orders above this notional in dollars (default %(default)s)",
+    )
+    p.add_argument(
+        "--adjust-exposure-pct", type=float, default=defaults.adjust_exposure_pct,
+        help="adjust orders that would take the symbol's exposure above this share of equity "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--no-rate-limit-block", dest="include_rate_limit_block", action="store_false",
+        help="leave out the rate-limit text block Jangar puts before the answer",
+    )
     p.add_argument("--reviewer", choices=REVIEWERS, default=defaults.reviewer,
                    help="rules (thresholds), random (seeded vetoes) or oracle (knows the future)")
     p.add_argument("--veto-rate", type=float, default=defaults.veto_rate,
@@ -868,8 +908,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--oracle-signals", default=None, metavar="FILE",
                    help="signals file the oracle reads its future prices from")
     p.add_argument("--oracle-horizon-seconds", type=float,
-                   default=defaults.oracle_horizon_seconds)
-    p.add_argument("--oracle-cost-bps", type=float, default=defaults.oracle_cost_bps)
+                   default=defaults.oracle_horizon_seconds,
+                   help="the oracle vetoes decisions that lose over this horizon "
+                   "(default %(default)s)")
+    p.add_argument("--oracle-cost-bps", type=float, default=defaults.oracle_cost_bps,
+                   help="costs the oracle subtracts from each return (default %(default)s)")
     return p
 
 

@@ -15,6 +15,9 @@ import httpx
 import pytest
 
 from tests.e2e.cli import clean_env, torghut
+from torghut.bootstrap import bundled_signals
+
+SAMPLE = bundled_signals()
 
 
 @pytest.mark.parametrize(
@@ -169,3 +172,25 @@ def test_no_secret_in_stderr_on_failure(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "sk-very-secret-42" not in result.stderr + result.stdout
     _ = os
+
+
+def test_a_bad_log_format_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = torghut("db", "upgrade", env={"LOG_FORMAT": "xml"}, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("torghut: LOG_FORMAT:"), result.stderr
+
+
+def test_json_log_lines_from_a_verbose_replay(tmp_path: Path) -> None:
+    """`LOG_FORMAT=json`: stderr is JSON lines only (banner, one line per order), stdout the
+    summary; the keys configured appear in neither."""
+    key = "sk-e2e-canary-9876"
+    env = {"LOG_FORMAT": "json", "JANGAR_API_KEY": key, "APCA_API_SECRET_KEY": key + "x",
+           "DB_DSN": f"sqlite:///{tmp_path / 't.db'}"}
+    result = torghut("replay", "--signals", str(SAMPLE), "--verbose", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    summary = json.loads(result.stdout)
+    assert records[0]["event"] == "startup" and records[0]["command"] == "replay"
+    assert len([r for r in records if r.get("event") == "order"]) == summary["submitted"] > 0
+    assert key not in result.stderr + result.stdout

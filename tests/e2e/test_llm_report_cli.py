@@ -46,6 +46,7 @@ def test_bad_since_is_exit_2(tmp_path: Path) -> None:
 
 
 def test_unmigrated_or_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "new.db").touch()  # an empty SQLite database (a missing one is not opened)
     fresh = torghut("llm", "report", env={"DB_DSN": f"sqlite:///{tmp_path}/new.db"},
                     cwd=tmp_path)
     assert fresh.returncode == 1

@@ -152,6 +152,7 @@ async def test_status_fill_and_decision_are_mirrored(database: Database) -> None
     broker.set("c-fill", "filled", "10", "101.25", filled_at="2026-03-02T15:59:30.123456789Z")
     result = await reconcile(database.db, broker, now=NOW)
     assert (result.polled, result.updated, result.finalised, result.errors) == (1, 1, 1, 0)
+    assert result.broker_rejected == 0
     execution, decision = await load(database, "c-fill")
     assert execution.status == "filled"
     assert execution.filled_qty == Decimal(10)
@@ -206,7 +207,7 @@ async def test_broker_rejection_is_recorded_on_the_decision(database: Database) 
         reject_reason="insufficient buying power",
     )
     result = await reconcile(database.db, broker, now=NOW)
-    assert result.finalised == 1
+    assert (result.finalised, result.broker_rejected) == (1, 1)
     execution, decision = await load(database, "c-rej")
     assert execution.status == "rejected"
     assert execution.reject_reason == "insufficient buying power"

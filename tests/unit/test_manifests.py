@@ -9,10 +9,16 @@ The main tests assert that the committed manifests have no problem at all.
 from __future__ import annotations
 
 import copy
+import json
+import os
+import re
+import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -29,6 +35,32 @@ PORT = 8181
 STRATEGY_PATH = "/etc/torghut/strategies.yaml"
 STRATEGY_CONFIGMAP = "torghut-strategies"
 STRATEGY_KEY = "strategies.yaml"
+CRD_SCHEMAS = Path(__file__).resolve().parents[1] / "fixtures" / "crd-schemas"
+# Custom resources validated against the minimal schemas vendored in CRD_SCHEMAS (their README
+# says where they come from); everything else against the Kubernetes schema.
+CRD_SCHEMA_FILES = {
+    ("serving.knative.dev/v1", "Service"): "knative-service.schema.json",
+    ("monitoring.coreos.com/v1", "PodMonitor"): "podmonitor.schema.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule.schema.json",
+}
+RESOURCES = {
+    "strategy-configmap.yaml",
+    "migrate-job.yaml",
+    "knative-service.yaml",
+    "network-policy.yaml",
+    "podmonitor.yaml",
+    "prometheus-rules.yaml",
+}
+IMAGE = "torghut"
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+# How long `serve` may take to open its port (migrations run before it): the startup probe
+# must wait at least this long, and the PreSync migration Job must give up sooner.
+MIGRATION_BUDGET_SECONDS = 600
+# Knative labels every pod of a Service with its name; the policies select on it.
+POD_SELECTOR = {"serving.knative.dev/service": "torghut"}
+# Knative names the user container's port so in the pods it creates.
+KNATIVE_USER_PORT_NAME = "user-port"
+MONITORING_NAMESPACE = "monitoring"
 
 # The rollout stage the committed manifest is at (docs/rollout.md). An accidental flip of a
 # rollout variable fails these tests; moving to the next stage on purpose is one commit that
@@ -99,6 +131,7 @@ SECRET_ENV: dict[str, bool] = {
     "APCA_API_SECRET_KEY": False,
     "CLICKHOUSE_PASSWORD": False,
     "JANGAR_API_KEY": True,
+    "TORGHUT_API_TOKEN": True,
 }
 # Never a literal in Git, whether or not the manifest sets it.
 NEVER_LITERAL = {*SECRET_ENV, "OPENAI_API_KEY"}
@@ -404,10 +437,203 @@ def check_kustomization(kustomization: Doc, directory: Path = MANIFEST_DIR) -> l
     for resource in resources:
         if not (directory / resource).is_file():
             problems.append(f"kustomization resource {resource} does not exist")
-    wanted = {"knative-service.yaml", "strategy-configmap.yaml"}
-    missing = sorted(wanted - set(resources))
+    missing = sorted(RESOURCES - set(resources))
     if missing:
         problems.append(f"kustomization must list {missing}")
+    return [*problems, *check_image_pins(kustomization)]
+
+
+def check_image_pins(kustomization: Doc) -> list[str]:
+    """The image by digest only: a tag can be moved under a running revision, a digest not.
+    The committed digest is a placeholder that CI replaces; only its form is checked."""
+    entries = [i for i in kustomization.get("images") or [] if i.get("name") == IMAGE]
+    if len(entries) != 1:
+        return [f"kustomization images: want one entry for {IMAGE}, got {len(entries)}"]
+    entry = entries[0]
+    problems: list[str] = []
+    if "newTag" in entry:
+        problems.append(f"image {IMAGE}: pinned by tag {entry['newTag']!r}; pin a digest")
+    if not DIGEST.match(str(entry.get("digest", ""))):
+        problems.append(
+            f"image {IMAGE}: digest must be sha256:<64 hex>, got {entry.get('digest')!r}"
+        )
+    if not entry.get("newName"):
+        problems.append(f"image {IMAGE}: newName (the registry path) is missing")
+    return problems
+
+
+def check_startup_probe(service: Doc) -> list[str]:
+    """`serve` migrates before it opens the port: the startup probe must outwait that, and
+    liveness must not need its own initial delay (it starts only after startup succeeded)."""
+    c = container(service)
+    probe = c.get("startupProbe") or {}
+    get = probe.get("httpGet") or {}
+    problems: list[str] = []
+    if get.get("path") != "/healthz" or get.get("port") not in (None, PORT):
+        problems.append(f"startupProbe must GET /healthz on {PORT}")
+    budget = int(probe.get("periodSeconds", 10)) * int(probe.get("failureThreshold", 3))
+    if budget < MIGRATION_BUDGET_SECONDS:
+        problems.append(
+            f"startupProbe allows {budget}s, less than the {MIGRATION_BUDGET_SECONDS}s a "
+            "migration may take"
+        )
+    return problems
+
+
+def check_migration_job(job: Doc, service: Doc) -> list[str]:
+    """`torghut db upgrade` as an Argo CD PreSync hook, on the service's database and image,
+    hardened like the service, and giving up within the startup probe's budget."""
+    problems: list[str] = []
+    annotations = job.get("metadata", {}).get("annotations") or {}
+    if annotations.get("argocd.argoproj.io/hook") != "PreSync":
+        problems.append("migration Job must be an Argo CD PreSync hook")
+    if not annotations.get("argocd.argoproj.io/hook-delete-policy"):
+        problems.append("migration Job needs a hook-delete-policy (else the next sync fails)")
+    try:
+        kubernetes_validate.validate(job, K8S_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path)
+        problems.append(f"migration Job {where}: {exc.message}")
+    spec = job.get("spec", {})
+    deadline = spec.get("activeDeadlineSeconds")
+    if not isinstance(deadline, int) or deadline > MIGRATION_BUDGET_SECONDS:
+        problems.append(
+            f"migration Job activeDeadlineSeconds must be <= {MIGRATION_BUDGET_SECONDS}"
+        )
+    pod = spec.get("template", {}).get("spec", {})
+    if pod.get("restartPolicy") != "Never":
+        problems.append("migration Job restartPolicy must be Never (backoffLimit retries)")
+    containers = pod.get("containers") or [{}]
+    c = containers[0]
+    if [*(c.get("command") or []), *(c.get("args") or [])] != ["db", "upgrade"]:
+        problems.append("migration Job must run `torghut db upgrade`")
+    if c.get("image") != container(service).get("image"):
+        problems.append("migration Job must run the service's image")
+    dsn = {e["name"]: e for e in c.get("env") or []}.get("DB_DSN", {})
+    service_dsn = {e["name"]: e for e in env_entries(service)}.get("DB_DSN", {})
+    if dsn.get("valueFrom") != service_dsn.get("valueFrom") or "value" in dsn:
+        problems.append("migration Job must read DB_DSN from the service's Secret")
+    sc = c.get("securityContext") or {}
+    if sc.get("runAsNonRoot") is not True or sc.get("readOnlyRootFilesystem") is not True:
+        problems.append("migration Job must run non-root with a read-only root filesystem")
+    fake = {"spec": {"template": {"spec": {"containers": [c]}}}}
+    problems += [f"migration Job {p}" for p in check_env_names(fake)]
+    try:
+        load_settings(settings_env(fake), env_file=None)
+    except ConfigError as exc:
+        problems.append(f"migration Job settings: {exc}")
+    return problems
+
+
+def check_network_policy(policy: Doc, podmonitor: Doc) -> list[str]:
+    """Ingress only from named namespaces; the pods it guards are the service's; Prometheus
+    may reach the port the PodMonitor scrapes."""
+    problems: list[str] = []
+    spec = policy.get("spec", {})
+    try:
+        kubernetes_validate.validate(policy, K8S_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        problems.append(f"NetworkPolicy: {exc.message}")
+    if (spec.get("podSelector") or {}).get("matchLabels") != POD_SELECTOR:
+        problems.append(f"NetworkPolicy must select the service's pods {POD_SELECTOR}")
+    if "Ingress" not in (spec.get("policyTypes") or []):
+        problems.append("NetworkPolicy must restrict Ingress")
+    monitoring_ports: set[int] = set()
+    for rule in spec.get("ingress") or []:
+        sources = rule.get("from") or []
+        if not sources or any(not s for s in sources):
+            problems.append("NetworkPolicy ingress rule without sources allows everyone")
+        if not rule.get("ports"):
+            problems.append("NetworkPolicy ingress rule without ports allows every port")
+        for source in sources:
+            labels = (source.get("namespaceSelector") or {}).get("matchLabels") or {}
+            if labels.get("kubernetes.io/metadata.name") == MONITORING_NAMESPACE:
+                monitoring_ports |= {p.get("port") for p in rule.get("ports") or []}
+    if PORT not in monitoring_ports:
+        problems.append(f"NetworkPolicy must let {MONITORING_NAMESPACE} scrape port {PORT}")
+    pm_spec = podmonitor.get("spec", {})
+    if (pm_spec.get("selector") or {}).get("matchLabels") != POD_SELECTOR:
+        problems.append(f"PodMonitor must select the service's pods {POD_SELECTOR}")
+    endpoints = pm_spec.get("podMetricsEndpoints") or []
+    if [(e.get("port"), e.get("path")) for e in endpoints] != [
+        (KNATIVE_USER_PORT_NAME, "/metrics")
+    ]:
+        problems.append(f"PodMonitor must scrape /metrics on port {KNATIVE_USER_PORT_NAME}")
+    return problems
+
+
+# --------------------------------------------------------------------------- the whole build
+
+
+def build_kustomization(directory: Path = MANIFEST_DIR) -> list[Doc]:
+    """`kustomize build`, for the features this kustomization uses (namespace, resources,
+    configMapGenerator without hash suffix, images); anything else is refused, so a new
+    feature cannot be silently skipped. `test_the_build_matches_kubectl_kustomize` holds it
+    to the real kustomize where `kubectl` is installed."""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text("utf-8"))
+    known = {"apiVersion", "kind", "namespace", "resources", "configMapGenerator", "images"}
+    unknown = sorted(set(kustomization) - known)
+    assert not unknown, f"build_kustomization does not implement {unknown}"
+    docs: list[Doc] = []
+    for resource in kustomization.get("resources") or []:
+        text = (directory / resource).read_text("utf-8")
+        docs += [d for d in yaml.safe_load_all(text) if d]
+    for generator in kustomization.get("configMapGenerator") or []:
+        options = generator.get("options") or {}
+        assert options.get("disableNameSuffixHash") is True, "hash suffixes are not implemented"
+        data = {}
+        for item in generator.get("files") or []:
+            key, _, path = item.rpartition("=")
+            data[key or Path(path).name] = (directory / path).read_text("utf-8")
+        metadata: Doc = {"name": generator["name"]}
+        if options.get("labels"):
+            metadata["labels"] = dict(options["labels"])
+        docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data})
+    images = {i["name"]: i for i in kustomization.get("images") or []}
+    for doc in docs:
+        doc.setdefault("metadata", {})["namespace"] = kustomization["namespace"]
+        template_spec = doc.get("spec", {}).get("template", {}).get("spec", {})
+        for c in template_spec.get("containers") or []:
+            entry = images.get(re.split(r"[:@]", c.get("image", ""), maxsplit=1)[0])
+            if entry:
+                name = entry.get("newName", entry["name"])
+                c["image"] = (
+                    f"{name}@{entry['digest']}" if "digest" in entry
+                    else f"{name}:{entry.get('newTag', 'latest')}"
+                )
+    return docs
+
+
+def check_built(docs: list[Doc]) -> list[str]:
+    """Every object of the build against its schema: the Kubernetes one, or the vendored CRD
+    subset; every image by digest; everything in the namespace."""
+    problems: list[str] = []
+    for doc in docs:
+        key = (doc.get("apiVersion"), doc.get("kind"))
+        name = f"{key[1]}/{doc.get('metadata', {}).get('name')}"
+        if doc.get("metadata", {}).get("namespace") != NAMESPACE:
+            problems.append(f"{name}: not in namespace {NAMESPACE}")
+        schema_file = CRD_SCHEMA_FILES.get(key)
+        if schema_file:
+            schema = json.loads((CRD_SCHEMAS / schema_file).read_text("utf-8"))
+            error = jsonschema.exceptions.best_match(
+                jsonschema.Draft202012Validator(schema).iter_errors(doc)
+            )
+            if error is not None:
+                where = "/".join(str(p) for p in error.absolute_path)
+                problems.append(f"{name} {where}: {error.message}")
+        else:
+            try:
+                kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                where = "/".join(str(p) for p in exc.absolute_path)
+                problems.append(f"{name} {where}: {exc.message}")
+            except kubernetes_validate.SchemaNotFoundError:
+                problems.append(f"{name}: no schema for {key[0]} {key[1]} (vendor one)")
+        template_spec = doc.get("spec", {}).get("template", {}).get("spec", {})
+        for c in template_spec.get("containers") or []:
+            if not re.search(r"@sha256:[0-9a-f]{64}$", c.get("image", "")):
+                problems.append(f"{name}: image {c.get('image')!r} is not pinned by digest")
     return problems
 
 
@@ -418,6 +644,7 @@ def all_problems(documents: dict[str, list[Doc]]) -> list[str]:
     return [
         *check_pod_schema(service),
         *check_service_shape(service),
+        *check_startup_probe(service),
         *check_env_names(service),
         *check_rollout_defaults(service),
         *check_deployment_values(service),
@@ -426,6 +653,9 @@ def all_problems(documents: dict[str, list[Doc]]) -> list[str]:
         *check_strategy_mount(service, configmap),
         *check_configmap(configmap),
         *check_kustomization(kustomization),
+        *check_migration_job(one(documents, "Job"), service),
+        *check_network_policy(one(documents, "NetworkPolicy"), one(documents, "PodMonitor")),
+        *check_built(build_kustomization()),
     ]
 
 
@@ -717,3 +947,211 @@ def test_the_kustomization_check_bites(documents: dict[str, list[Doc]]) -> None:
     assert any("namespace" in p for p in problems)
     assert any("missing.yaml" in p for p in problems)
     assert any("strategy-configmap.yaml" in p for p in problems)
+
+
+# --------------------------------------------------------------------------- build, probes, jobs
+
+
+def test_the_build_has_every_object() -> None:
+    kinds = sorted((d["kind"], d["metadata"]["name"]) for d in build_kustomization())
+    assert kinds == [
+        ("ConfigMap", "torghut-grafana-dashboard"),
+        ("ConfigMap", "torghut-strategies"),
+        ("Job", "torghut-migrate"),
+        ("NetworkPolicy", "torghut"),
+        ("PodMonitor", "torghut"),
+        ("PrometheusRule", "torghut"),
+        ("Service", "torghut"),
+    ]
+
+
+def test_the_build_matches_kubectl_kustomize() -> None:
+    """Our small builder against the real kustomize (kubectl's), where it is installed."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed: the build is checked by build_kustomization only")
+    out = subprocess.run(
+        [kubectl, "kustomize", str(MANIFEST_DIR)], capture_output=True, text=True, timeout=60,
+        check=False, env={**os.environ, "KUBECONFIG": os.devnull},
+    )
+    assert out.returncode == 0, out.stderr
+    def canonical(docs: list[Doc]) -> list[str]:
+        return sorted(json.dumps(d, sort_keys=True) for d in docs)
+    real = [d for d in yaml.safe_load_all(out.stdout) if d]
+    assert canonical(real) == canonical(build_kustomization())
+
+
+def test_the_build_check_bites() -> None:
+    docs = build_kustomization()
+    service = next(d for d in docs if d["kind"] == "Service")
+    service["spec"]["traffc"] = []  # a misspelt Knative field
+    podmonitor = next(d for d in docs if d["kind"] == "PodMonitor")
+    podmonitor["spec"]["podMetricsEndpoints"][0]["interval"] = "30 seconds"
+    rule = next(d for d in docs if d["kind"] == "PrometheusRule")
+    rule["spec"]["groups"][0]["rules"][0]["fore"] = "5m"
+    job = next(d for d in docs if d["kind"] == "Job")
+    job["spec"]["template"]["spec"]["containers"][0]["image"] = "ghcr.io/proompteng/torghut:0.1.0"
+    policy = next(d for d in docs if d["kind"] == "NetworkPolicy")
+    policy["metadata"]["namespace"] = "default"
+    problems = check_built(docs)
+    assert any(p.startswith("Service/torghut spec:") for p in problems), problems
+    where = "PodMonitor/torghut spec/podMetricsEndpoints/0/interval"
+    assert any(p.startswith(where) for p in problems)
+    assert any(p.startswith("PrometheusRule/torghut spec/groups/0/rules/0") for p in problems)
+    tagged = "ghcr.io/proompteng/torghut:0.1.0"
+    assert f"Job/torghut-migrate: image {tagged!r} is not pinned by digest" in problems
+    assert "NetworkPolicy/torghut: not in namespace torghut" in problems
+    assert len(problems) == 5
+
+
+def test_an_unknown_kind_has_no_schema() -> None:
+    odd = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w",
+           "namespace": NAMESPACE}}
+    assert check_built([odd]) == ["Widget/w: no schema for example.com/v1 Widget (vendor one)"]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"newTag": "0.1.0"}, "pinned by tag"),
+        ({"digest": "sha256:abc"}, "digest must be sha256:<64 hex>"),
+        ({"digest": None}, "digest must be sha256:<64 hex>"),
+    ],
+)
+def test_the_image_pin_check_bites(
+    documents: dict[str, list[Doc]], change: dict[str, Any], expected: str
+) -> None:
+    kustomization = copy.deepcopy(one(documents, "Kustomization"))
+    entry = kustomization["images"][0]
+    for key, value in change.items():
+        if value is None:
+            entry.pop(key)
+        else:
+            entry[key] = value
+    problems = check_image_pins(kustomization)
+    assert len(problems) == 1 and expected in problems[0]
+
+
+def test_the_committed_digest_is_the_placeholder(documents: dict[str, list[Doc]]) -> None:
+    """CI writes the pushed image's digest; in Git it stays the all-zero placeholder."""
+    entry = one(documents, "Kustomization")["images"][0]
+    assert entry["digest"] == "sha256:" + "0" * 64
+
+
+def test_the_startup_probe_check_bites(service: Doc) -> None:
+    short = copy.deepcopy(service)
+    container(short)["startupProbe"]["failureThreshold"] = 6
+    assert any("less than" in p for p in check_startup_probe(short))
+    missing = copy.deepcopy(service)
+    del container(missing)["startupProbe"]
+    assert check_startup_probe(missing) != []
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda j: j["metadata"]["annotations"].pop("argocd.argoproj.io/hook"),
+        lambda j: j["metadata"]["annotations"].pop("argocd.argoproj.io/hook-delete-policy"),
+        lambda j: j["spec"].update({"activeDeadlineSeconds": 3600}),
+        lambda j: j["spec"]["template"]["spec"]["containers"][0].update({"args": ["serve"]}),
+        lambda j: j["spec"]["template"]["spec"]["containers"][0].update({"image": "other"}),
+        lambda j: j["spec"]["template"]["spec"]["containers"][0]["env"].__setitem__(
+            1, {"name": "DB_DSN", "value": "sqlite:///x.db"}
+        ),
+        lambda j: j["spec"]["template"]["spec"]["containers"][0]["env"].append(
+            {"name": "TORGHUT_LOG_LEVL", "value": "info"}
+        ),
+        lambda j: j["spec"]["template"]["spec"]["containers"][0]["env"].append(
+            {"name": "LLM_PROVIDER", "value": "jangar"}
+        ),
+        lambda j: j["spec"]["template"]["spec"].update({"restartPolicy": "OnFailure"}),
+        lambda j: j["spec"]["template"]["spec"]["containers"][0]["securityContext"].pop(
+            "runAsNonRoot"
+        ),
+        lambda j: j["spec"].update({"backofLimit": 1}),
+    ],
+    ids=["no-presync", "no-delete-policy", "deadline", "command", "image", "dsn-literal",
+         "misspelt-env", "bad-settings", "restart", "root", "schema"],
+)
+def test_the_migration_job_check_bites(
+    documents: dict[str, list[Doc]], mutate: Callable[[Doc], object]
+) -> None:
+    job = copy.deepcopy(one(documents, "Job"))
+    service = knative_service(documents)
+    assert check_migration_job(job, service) == []
+    mutate(job)
+    assert check_migration_job(job, service) != []
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda p, m: p["spec"]["podSelector"].update({"matchLabels": {"app": "x"}}),
+        lambda p, m: p["spec"].update({"policyTypes": ["Egress"]}),
+        lambda p, m: p["spec"]["ingress"][0].update({"from": [{}]}),
+        lambda p, m: p["spec"]["ingress"][0].pop("ports"),
+        lambda p, m: p["spec"]["ingress"].pop(1),
+        lambda p, m: m["spec"]["podMetricsEndpoints"][0].update({"port": "http1"}),
+        lambda p, m: m["spec"]["selector"].update({"matchLabels": {"app": "x"}}),
+        lambda p, m: p["spec"]["ingress"][0]["ports"][0].update({"protocl": "TCP"}),
+    ],
+    ids=["selector", "egress-only", "from-everyone", "every-port", "no-scrape",
+         "podmonitor-port", "podmonitor-selector", "schema"],
+)
+def test_the_network_policy_check_bites(
+    documents: dict[str, list[Doc]], mutate: Callable[[Doc, Doc], object]
+) -> None:
+    policy = copy.deepcopy(one(documents, "NetworkPolicy"))
+    podmonitor = copy.deepcopy(one(documents, "PodMonitor"))
+    assert check_network_policy(policy, podmonitor) == []
+    mutate(policy, podmonitor)
+    assert check_network_policy(policy, podmonitor) != []
+
+
+# --------------------------------------------------------------------------- the image
+
+
+DOCKERFILE = MANIFEST_DIR.parents[2] / "Dockerfile"
+
+
+def dockerfile_base_images(text: str) -> list[str]:
+    """The image of every FROM, with `${ARG}` replaced by the ARG's default; a stage name
+    (FROM builder) is not an image. A `# syntax=` frontend is an image too."""
+    defaults = dict(re.findall(r"^ARG\s+(\w+)=(\S+)", text, flags=re.MULTILINE))
+    stages: set[str] = set()
+    images = re.findall(r"^#\s*syntax=(\S+)", text, flags=re.MULTILINE)
+    for source, _, stage in re.findall(
+        r"^FROM\s+(?:--\S+\s+)*(\S+)(\s+(?:AS|as)\s+(\S+))?", text, flags=re.MULTILINE
+    ):
+        image = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: defaults.get(m[1] or m[2], ""), source)
+        if image not in stages:
+            images.append(image)
+        if stage:
+            stages.add(stage)
+    return images
+
+
+def check_dockerfile_pins(text: str) -> list[str]:
+    return [
+        f"Dockerfile: base image {image!r} is not pinned by digest"
+        for image in dockerfile_base_images(text)
+        if not re.search(r"@sha256:[0-9a-f]{64}$", image)
+    ]
+
+
+def test_every_base_image_is_pinned_by_digest() -> None:
+    text = DOCKERFILE.read_text("utf-8")
+    assert len(dockerfile_base_images(text)) == 2
+    assert check_dockerfile_pins(text) == []
+
+
+def test_the_dockerfile_pin_check_bites() -> None:
+    text = DOCKERFILE.read_text("utf-8")
+    tagged = re.sub(r"@sha256:[0-9a-f]{64}", "", text)
+    assert len(check_dockerfile_pins(tagged)) == 2
+    assert check_dockerfile_pins("# syntax=docker/dockerfile:1\n" + text) == [
+        "Dockerfile: base image 'docker/dockerfile:1' is not pinned by digest"
+    ]
+    assert check_dockerfile_pins("FROM python:3.11 AS a\nFROM a\n") == [
+        "Dockerfile: base image 'python:3.11' is not pinned by digest"
+    ]

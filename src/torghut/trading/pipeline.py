@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from torghut import logs
 from torghut.domain import (
     Account,
     Book,
@@ -229,6 +230,7 @@ class TradingPipeline:
         result.signals = len(signals)
         if self.reviewer is not None:
             self.reviewer.observe(signals)  # the reviewer's bar history
+        self.metrics.signals_read(s.event_ts for s in signals)
         strategies = await self.strategies.load_all()
         # Whether a rule fires does not depend on the book (only the size does), nor does a
         # decision's hash: a batch where nothing fires needs neither the book nor the store.
@@ -545,6 +547,9 @@ class TradingPipeline:
         if order is None:
             item.final = True
             self._count_rejection(result, reason or "llm_veto")
+            logs.review_vetoed(
+                item.decision, item.hash, reason or "llm_veto", outcome.verdict, outcome.rationale
+            )
             return
         await self._send(item, order, result, written=True)
 
@@ -669,6 +674,7 @@ class TradingPipeline:
             placed: BrokerOrder | None = await self._orders(order)
         except BrokerError as exc:
             if exc.rejected:
+                logs.order_rejected_by_broker(order, str(exc), broker=self.broker.name)
                 await self._reject(item, f"broker_rejected:{exc}"[:500], result)
                 return
             placed = await self._after_unknown_outcome(item, exc)
@@ -690,11 +696,15 @@ class TradingPipeline:
             return
         item.final = True
         if placed.status in ("rejected", "broker_rejected"):
+            logs.order_rejected_by_broker(
+                order, placed.reject_reason or placed.status, broker=self.broker.name
+            )
             self._count_rejection(result, "broker_rejected")
             return
         result.submitted += 1
         self.metrics.orders.labels(broker=self.broker.name).inc()
         self.metrics.decisions.labels(status="submitted").inc()
+        logs.order_submitted(order, placed, broker=self.broker.name)
 
     @staticmethod
     def _keep(item: _Item) -> None:

@@ -32,6 +32,7 @@ a live order is never left unaccounted for.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import uuid
@@ -83,6 +84,7 @@ class ReconcileResult:
     errors: int = 0  # orders whose broker call or update failed (retried next pass)
     requests: int = 0  # requests to the broker (lists and look-ups, the sweep's included)
     found: int = 0  # `broker_no_answer` decisions whose order the sweep found and recorded
+    broker_rejected: int = 0  # orders the broker rejected after taking them (a metric counts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,7 @@ class _Outcome:
     finalised: bool = False
     error: bool = False
     asked: bool = False  # a look-up request was made
+    rejected: bool = False
 
 
 async def reconcile(
@@ -139,6 +142,7 @@ async def reconcile(
         errors=sum(o.error for o in outcomes),
         requests=list_requests + sum(o.asked for o in outcomes) + sweep_requests,
         found=found,
+        broker_rejected=sum(o.rejected for o in outcomes),
     )
 
 
@@ -201,7 +205,7 @@ async def _reconcile_one(
     except Exception:
         log.exception("reconcile: could not update execution of %s", client_order_id)
         return _Outcome(error=True, asked=asked)
-    return _Outcome(outcome.updated, outcome.finalised, outcome.error, asked)
+    return dataclasses.replace(outcome, asked=asked)
 
 
 # --- the sweep of `broker_no_answer` decisions ---------------------------------------------
@@ -390,7 +394,8 @@ def _mirror(
     execution.updated_at = now
     if decision is not None:
         _follow(decision, order, now)
-    return _Outcome(updated=True, finalised=status in TERMINAL_ORDER_STATUSES)
+    rejected = status in ("rejected", "broker_rejected")
+    return _Outcome(updated=True, finalised=status in TERMINAL_ORDER_STATUSES, rejected=rejected)
 
 
 def _follow(decision: TradeDecisionRow, order: BrokerOrder, now: datetime) -> None:

@@ -348,7 +348,8 @@ class TradingScheduler:
                 if result.signals < self.pipeline.batch_size:
                     break
             if time.monotonic() - self._last_reconcile >= self.reconcile_interval:
-                await reconcile(self.pipeline.db, self.broker)
+                done = await reconcile(self.pipeline.db, self.broker)
+                self.metrics.rejections.labels(reason="broker_rejected").inc(done.broker_rejected)
                 self._last_reconcile = time.monotonic()
                 self.status.last_reconcile_at = utcnow()
             self.status.failed_cycles = 0

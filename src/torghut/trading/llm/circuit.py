@@ -200,6 +200,8 @@ class CircuitBreaker:
         self._probe_out = False
         if new is not CircuitState.OPEN:
             self._open_until = None
+        # The one log line per transition; `event` and the states for JSON logs (LOG_FORMAT).
+        fields = {"event": "breaker", "from_state": old.value, "to_state": new.value}
         if new is CircuitState.OPEN:
             logger.warning(
                 "LLM circuit %s -> open for %gs (%d errors within %gs)",
@@ -207,9 +209,10 @@ class CircuitBreaker:
                 self.cooldown_seconds,
                 len(self._failures),
                 self.window_seconds,
+                extra=fields,
             )
         else:
-            logger.info("LLM circuit %s -> %s", old.value, new.value)
+            logger.info("LLM circuit %s -> %s", old.value, new.value, extra=fields)
         if self._on_transition is not None:
             try:
                 self._on_transition(old.value, new.value)

@@ -7,13 +7,18 @@ Providers are built when the LLM is actually used, so a missing key is reported 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import httpx
 
 from torghut.config import LLMProvider, Settings
 from torghut.errors import ConfigError
 from torghut.ports import ReviewProvider
 from torghut.trading.llm.jangar import JangarConfig, JangarProvider
-from torghut.trading.llm.openai import OpenAIConfig, OpenAIProvider
+
+if TYPE_CHECKING:
+    # The openai SDK costs a fifth of a second to import: only when it is the provider.
+    from torghut.trading.llm.openai import OpenAIConfig
 
 # Sent to an OpenAI-compatible server at OPENAI_BASE_URL that asked for no key; never to
 # api.openai.com (without a base URL a missing key is a configuration error).
@@ -39,6 +44,8 @@ def jangar_config_from(settings: Settings) -> JangarConfig:
 
 
 def openai_config_from(settings: Settings) -> OpenAIConfig:
+    from torghut.trading.llm.openai import OpenAIConfig
+
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""
     if not key:
         if not settings.openai_base_url:
@@ -67,4 +74,6 @@ def build_provider(
     (which then leaves it open); the OpenAI SDK keeps its own client."""
     if settings.provider is LLMProvider.JANGAR:
         return JangarProvider(jangar_config_from(settings), client=http_client)
+    from torghut.trading.llm.openai import OpenAIProvider
+
     return OpenAIProvider(openai_config_from(settings))
