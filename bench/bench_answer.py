@@ -45,7 +45,9 @@ def inputs() -> dict[str, str]:
     one_mib_noise = prose + '{"k": x\n' * ((MiB - len(prose)) // 8)
     return {
         "1,001 small objects": '{"exit_code":0,"n":1}\n' * 1_001 + REVIEW,
-        "array of 2,000 objects": "[" + ",".join(f'{{"i":{i}}}' for i in range(2_000)) + "]\n"
+        "array of 2,000 objects": "["
+        + ",".join(f'{{"i":{i}}}' for i in range(2_000))
+        + "]\n"
         + REVIEW,
         "12K of {": "{" * 12_000 + REVIEW,
         "1 MiB, review at the end": one_mib_noise + REVIEW,
@@ -129,8 +131,10 @@ def main() -> int:
             line += f" {base_ms:16.1f} {base_found:>14}"
         print(line, flush=True)
     target = worst < 50 and ok
-    print(f"worst {worst:.1f} ms CPU; target (< 50 ms, review found in every input): "
-          f"{'met' if target else 'MISSED'}")
+    print(
+        f"worst {worst:.1f} ms CPU; target (< 50 ms, review found in every input): "
+        f"{'met' if target else 'MISSED'}"
+    )
     return 0 if target else 1
 
 

@@ -184,8 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     sess = chdb_session.Session()
     try:
         total = load(sess, symbols, seconds)
-        print(f"backlog: {total:,} signals and {total:,} bars, each twice (unmerged versions); "
-              f"pages of {args.page}")
+        print(
+            f"backlog: {total:,} signals and {total:,} bars, each twice (unmerged versions); "
+            f"pages of {args.page}"
+        )
         base_reads, base_s, base_n = run_baseline(sess, args.page)
         with tempfile.TemporaryDirectory() as workdir:
             new_reads, new_s, new_n = asyncio.run(run_torghut(sess, args.page, Path(workdir)))
@@ -194,9 +196,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def line(name: str, reads: list[int], seconds: float, returned: int) -> None:
         mean = sum(reads) / len(reads)
-        print(f"{name:9} queries {len(reads):5}  rows read/query mean {mean:>10,.0f} "
-              f"max {max(reads):>10,}  total {sum(reads):>12,}  {seconds:6.2f} s  "
-              f"signals returned {returned:,}")
+        print(
+            f"{name:9} queries {len(reads):5}  rows read/query mean {mean:>10,.0f} "
+            f"max {max(reads):>10,}  total {sum(reads):>12,}  {seconds:6.2f} s  "
+            f"signals returned {returned:,}"
+        )
 
     line("baseline", base_reads, base_s, base_n)
     line("torghut", new_reads, new_s, new_n)
@@ -204,8 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     new_mean = sum(new_reads) / len(new_reads)
     ratio = base_mean / new_mean
     ok = ratio >= args.target and new_n == total
-    print(f"rows read per query: {ratio:.1f}x fewer (target {args.target:g}x); "
-          f"each signal once: {new_n == total}  {'PASS' if ok else 'FAIL'}")
+    print(
+        f"rows read per query: {ratio:.1f}x fewer (target {args.target:g}x); "
+        f"each signal once: {new_n == total}  {'PASS' if ok else 'FAIL'}"
+    )
     return 0 if ok else 1
 
 

@@ -42,29 +42,46 @@ TARGET_US = 1000.0
 
 
 def _decision(signal: Signal) -> TradeDecision:
-    return TradeDecision(strategy_id="bench", symbol=signal.symbol, action="buy", qty=Decimal(3),
-                         event_ts=signal.event_ts, timeframe=signal.timeframe,
-                         params={"price": str(signal.price)})
+    return TradeDecision(
+        strategy_id="bench",
+        symbol=signal.symbol,
+        action="buy",
+        qty=Decimal(3),
+        event_ts=signal.event_ts,
+        timeframe=signal.timeframe,
+        params={"price": str(signal.price)},
+    )
 
 
 async def _recent(symbol: str, before: datetime, limit: int) -> list[dict[str, Any]]:
-    return [{"event_ts": "2025-03-03T14:31:00Z", "action": "buy", "qty": "3",
-             "status": "filled", "reason": None}] * min(limit, 3)
+    return [
+        {
+            "event_ts": "2025-03-03T14:31:00Z",
+            "action": "buy",
+            "qty": "3",
+            "status": "filled",
+            "reason": None,
+        }
+    ] * min(limit, 3)
 
 
 async def run(signals: list[Signal], every: int) -> dict[str, tuple[float, int]]:
     bounds = PolicyBounds()
-    account = Account(cash=Decimal(90_000), equity=Decimal(100_000),
-                      buying_power=Decimal(90_000))
+    account = Account(cash=Decimal(90_000), equity=Decimal(100_000), buying_power=Decimal(90_000))
     positions = [Position("AAPL", Decimal(4), Decimal(230), Decimal(920))]
-    context = PointInTimeContext(bounds=bounds, trading_mode=TradingMode.PAPER,
-                                 prompt_version="v2", history=BarHistory(30),
-                                 recent_decisions=_recent, risk_limits={"cooldown_seconds": 0})
+    context = PointInTimeContext(
+        bounds=bounds,
+        trading_mode=TradingMode.PAPER,
+        prompt_version="v2",
+        history=BarHistory(30),
+        recent_decisions=_recent,
+        risk_limits={"cooldown_seconds": 0},
+    )
     times = {"baseline": 0.0, "context": 0.0}
     sizes = {"baseline": 0, "context": 0}
     count = 0
     for start in range(0, len(signals), BATCH):
-        batch = signals[start:start + BATCH]
+        batch = signals[start : start + BATCH]
         began = time.perf_counter()
         context.observe(batch)
         times["context"] += time.perf_counter() - began
@@ -72,15 +89,22 @@ async def run(signals: list[Signal], every: int) -> dict[str, tuple[float, int]]
             decision = _decision(signal)
             began = time.perf_counter()
             old = build_review_request(
-                decision, account=account, positions=positions,
-                market=signal.model_dump(mode="json"), recent_decisions=[], bounds=bounds,
-                trading_mode=TradingMode.PAPER, prompt_version="v1")
+                decision,
+                account=account,
+                positions=positions,
+                market=signal.model_dump(mode="json"),
+                recent_decisions=[],
+                bounds=bounds,
+                trading_mode=TradingMode.PAPER,
+                prompt_version="v1",
+            )
             text = render_user(old)
             times["baseline"] += time.perf_counter() - began
             sizes["baseline"] += len(text.encode())
             began = time.perf_counter()
-            new = await context.build(decision, ReviewFacts(signal=signal, account=account,
-                                                            positions=positions))
+            new = await context.build(
+                decision, ReviewFacts(signal=signal, account=account, positions=positions)
+            )
             text = render_user(new)
             times["context"] += time.perf_counter() - began
             sizes["context"] += len(text.encode())

@@ -47,16 +47,19 @@ def _scripts(attack: str) -> tuple[list[Any], dict[str, Any]]:
         body = b"retry: " + b"9" * 1_040_000 + b"\n\n" + _answer()
         return [respond(body)], {"timeout_seconds": 2.0}
     if attack == "endless-500-body":
-        return [[Send(head(500, {"content-type": "text/plain"})),
-                 Repeat(b"y" * 65536, 0.0)]], {"timeout_seconds": 10.0}
+        return [[Send(head(500, {"content-type": "text/plain"})), Repeat(b"y" * 65536, 0.0)]], {
+            "timeout_seconds": 10.0
+        }
     if attack == "gzip-bomb-500":
         bomb = _gzip_bomb(200 * 1024 * 1024)
-        hdrs = {"content-type": "text/plain", "content-encoding": "gzip",
-                "content-length": str(len(bomb))}
+        hdrs = {
+            "content-type": "text/plain",
+            "content-encoding": "gzip",
+            "content-length": str(len(bomb)),
+        }
         return [[Send(head(500, hdrs)), Send(bomb), Hold()]], {"timeout_seconds": 10.0}
     if attack == "answer-at-0.95s-of-1s":
-        return [[Send(sse_head), Sleep(0.95), Send(_answer()), Hold()]], {
-            "timeout_seconds": 1.0}
+        return [[Send(sse_head), Sleep(0.95), Send(_answer()), Hold()]], {"timeout_seconds": 1.0}
     if attack == "garbage-status-line":
         return [[Send(b"SSH-2.0-OpenSSH_9.6\r\n\r\n"), Hold()]], {"max_retries": 1}
     if attack == "event-ping":
@@ -70,9 +73,17 @@ def _scripts(attack: str) -> tuple[list[Any], dict[str, Any]]:
     raise SystemExit(f"unknown attack {attack}")
 
 
-ATTACKS = ["retry-1M-digits", "endless-500-body", "gzip-bomb-500", "answer-at-0.95s-of-1s",
-           "garbage-status-line", "event-ping", "done-then-error-frame",
-           "done-then-event-error", "deep-nesting"]
+ATTACKS = [
+    "retry-1M-digits",
+    "endless-500-body",
+    "gzip-bomb-500",
+    "answer-at-0.95s-of-1s",
+    "garbage-status-line",
+    "event-ping",
+    "done-then-error-frame",
+    "done-then-event-error",
+    "deep-nesting",
+]
 
 
 async def _one(provider_kind: str, attack: str) -> dict[str, Any]:
@@ -81,9 +92,15 @@ async def _one(provider_kind: str, attack: str) -> dict[str, Any]:
     from torghut.errors import ReviewError
 
     scripts, overrides = _scripts(attack)
-    values: dict[str, Any] = {"timeout_seconds": 10.0, "connect_timeout_seconds": 2.0,
-                              "first_token_timeout_seconds": 8.0, "idle_timeout_seconds": 8.0,
-                              "max_retries": 0, "model": "gpt-x", **overrides}
+    values: dict[str, Any] = {
+        "timeout_seconds": 10.0,
+        "connect_timeout_seconds": 2.0,
+        "first_token_timeout_seconds": 8.0,
+        "idle_timeout_seconds": 8.0,
+        "max_retries": 0,
+        "model": "gpt-x",
+        **overrides,
+    }
     stall = 0.0
 
     async def ticker() -> None:
@@ -105,8 +122,9 @@ async def _one(provider_kind: str, attack: str) -> dict[str, Any]:
         else:
             from torghut.trading.llm.openai import OpenAIConfig, OpenAIProvider
 
-            provider = OpenAIProvider(OpenAIConfig(api_key="k", base_url=server.url + "/v1",
-                                                   **values))
+            provider = OpenAIProvider(
+                OpenAIConfig(api_key="k", base_url=server.url + "/v1", **values)
+            )
         tick = asyncio.create_task(ticker())
         started = time.monotonic()
         try:
@@ -120,22 +138,34 @@ async def _one(provider_kind: str, attack: str) -> dict[str, Any]:
         tick.cancel()
         await provider.aclose()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"code": code, "s": round(seconds, 2), "rss_mb": round(rss_mb), "stall_ms":
-            round(stall * 1000)}
+    return {
+        "code": code,
+        "s": round(seconds, 2),
+        "rss_mb": round(rss_mb),
+        "stall_ms": round(stall * 1000),
+    }
 
 
 def _run(src: Path, provider: str, attack: str) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": f"{src}:{ROOT}"}
     done = subprocess.run(
-        [sys.executable, __file__, "--child", provider, attack], env=env, capture_output=True,
-        text=True, timeout=180, check=False,
+        [sys.executable, __file__, "--child", provider, attack],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     try:
         result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         return result
     except (IndexError, ValueError):
-        return {"code": f"crashed: {done.stderr.strip().splitlines()[-1:]}", "s": 0,
-                "rss_mb": 0, "stall_ms": 0}
+        return {
+            "code": f"crashed: {done.stderr.strip().splitlines()[-1:]}",
+            "s": 0,
+            "rss_mb": 0,
+            "stall_ms": 0,
+        }
 
 
 def _cell(r: dict[str, Any]) -> str:

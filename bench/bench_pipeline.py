@@ -92,11 +92,18 @@ def quiet_file(path: Path, n: int) -> Path:
     """`n` signals on which the default strategy does nothing (RSI 50, MACD under its signal)."""
     lines = (
         json.dumps(
-            {"event_ts": BASE_TS + 60 * (i // SYMBOLS_PER_TS),
-             "symbol": f"Q{i % SYMBOLS_PER_TS:03d}", "timeframe": "1Min", "macd": 0.01,
-             "macd_signal": 0.05, "rsi14": 50.0, "price": 100},
+            {
+                "event_ts": BASE_TS + 60 * (i // SYMBOLS_PER_TS),
+                "symbol": f"Q{i % SYMBOLS_PER_TS:03d}",
+                "timeframe": "1Min",
+                "macd": 0.01,
+                "macd_signal": 0.05,
+                "rsi14": 50.0,
+                "price": 100,
+            },
             separators=(",", ":"),
-        ) + "\n"
+        )
+        + "\n"
         for i in range(n)
     )
     path.write_text("".join(lines))
@@ -166,9 +173,7 @@ def _check_gated(summary: dict[str, Any], n: int, label: str) -> None:
         raise AssertionError(f"{label}: " + "; ".join(problems) + f" (summary {summary})")
 
 
-def bench_concurrency(
-    workdir: Path, n: int, latency: float
-) -> tuple[list[list[str]], float]:
+def bench_concurrency(workdir: Path, n: int, latency: float) -> tuple[list[list[str]], float]:
     signals = one_batch_file(workdir / "one_batch.jsonl", n)
     results = {}
     for concurrency in (16, 1):
@@ -177,14 +182,22 @@ def bench_concurrency(
         results[concurrency] = (wall, summary)
     ratio = results[1][0] / results[16][0]
     rows = []
-    for concurrency, label in ((16, "torghut LLM_MAX_CONCURRENCY=16"),
-                               (1, "torghut LLM_MAX_CONCURRENCY=1 (baseline)")):
+    for concurrency, label in (
+        (16, "torghut LLM_MAX_CONCURRENCY=16"),
+        (1, "torghut LLM_MAX_CONCURRENCY=1 (baseline)"),
+    ):
         wall, summary = results[concurrency]
-        rows.append([
-            label, str(summary["decisions"]), str(summary["reviews"].get("approve", 0)),
-            str(summary["submitted"]), f"{wall:.2f}", f"{n * latency / wall:.2f}",
-            f"{results[1][0] / wall:.2f}",
-        ])
+        rows.append(
+            [
+                label,
+                str(summary["decisions"]),
+                str(summary["reviews"].get("approve", 0)),
+                str(summary["submitted"]),
+                f"{wall:.2f}",
+                f"{n * latency / wall:.2f}",
+                f"{results[1][0] / wall:.2f}",
+            ]
+        )
     return rows, ratio
 
 
@@ -222,42 +235,65 @@ def durable_floor(path: Path, dsn: str) -> int:
         for pragma in ("foreign_keys=ON", "journal_mode=WAL", "synchronous=NORMAL"):
             db.execute(f"PRAGMA {pragma}")  # as torghut's own connections
         now = "2026-01-01 00:00:00.000000"
-        db.execute("INSERT OR IGNORE INTO strategies (id, enabled, params, source, created_at, "
-                   "updated_at) VALUES ('floor', 1, '{}', 'bench', ?, ?)", (now, now))
-        db.execute("INSERT OR IGNORE INTO sim_accounts (id, cash, updated_at) "
-                   "VALUES ('default', 1000000000, ?)", (now,))
+        db.execute(
+            "INSERT OR IGNORE INTO strategies (id, enabled, params, source, created_at, "
+            "updated_at) VALUES ('floor', 1, '{}', 'bench', ?, ?)",
+            (now, now),
+        )
+        db.execute(
+            "INSERT OR IGNORE INTO sim_accounts (id, cash, updated_at) "
+            "VALUES ('default', 1000000000, ?)",
+            (now,),
+        )
         with path.open("rb") as handle:
             lines = [json.loads(line) for line in handle if line.strip()]
         written = 0
         for start in range(0, len(lines), 500):
-            batch = [(uuid.uuid4().hex, line) for line in lines[start:start + 500]]
+            batch = [(uuid.uuid4().hex, line) for line in lines[start : start + 500]]
             db.execute("BEGIN")
             db.executemany(
                 "INSERT INTO trade_decisions (id, strategy_id, symbol, timeframe, action, qty, "
                 "decision_json, decision_hash, status, event_ts, created_at, updated_at) "
                 "VALUES (?, 'floor', ?, ?, 'buy', 10, ?, ?, 'planned', ?, ?, ?)",
-                [(i, x["symbol"], x["timeframe"], json.dumps(x), f"{i}h", str(x["event_ts"]),
-                  now, now) for i, x in batch])
+                [
+                    (
+                        i,
+                        x["symbol"],
+                        x["timeframe"],
+                        json.dumps(x),
+                        f"{i}h",
+                        str(x["event_ts"]),
+                        now,
+                        now,
+                    )
+                    for i, x in batch
+                ],
+            )
             db.execute("COMMIT")
             db.execute("BEGIN")
             db.executemany(
                 "UPDATE trade_decisions SET pending_order_json = ?, updated_at = ? WHERE id = ?",
-                [(json.dumps({"symbol": x["symbol"], "qty": "10"}), now, i) for i, x in batch])
+                [(json.dumps({"symbol": x["symbol"], "qty": "10"}), now, i) for i, x in batch],
+            )
             db.execute("COMMIT")
             db.execute("BEGIN")
-            db.execute("UPDATE sim_accounts SET cash = cash - ?, updated_at = ? "
-                       "WHERE id = 'default'", (1000 * len(batch), now))
+            db.execute(
+                "UPDATE sim_accounts SET cash = cash - ?, updated_at = ? WHERE id = 'default'",
+                (1000 * len(batch), now),
+            )
             db.executemany(
                 "INSERT INTO sim_orders (client_order_id, broker_order_id, symbol, side, "
                 "order_type, time_in_force, qty, status, filled_qty, avg_fill_price, "
                 "created_at, updated_at) VALUES (?, ?, ?, 'buy', 'market', 'day', 10, "
                 "'filled', 10, 100, ?, ?)",
-                [(f"{i}h", f"sim-{i}", x["symbol"], now, now) for i, x in batch])
+                [(f"{i}h", f"sim-{i}", x["symbol"], now, now) for i, x in batch],
+            )
             db.executemany(
                 "INSERT INTO sim_positions (symbol, qty, avg_entry_price, last_price, "
                 "updated_at) VALUES (?, 10, 100, 100, ?) ON CONFLICT (symbol) DO UPDATE SET "
                 "qty = qty + 10, updated_at = excluded.updated_at",
-                [(x["symbol"], now) for _, x in batch])
+                [(x["symbol"], now) for _, x in batch],
+            )
             db.execute("COMMIT")
             db.execute("BEGIN")
             db.executemany(
@@ -266,16 +302,22 @@ def durable_floor(path: Path, dsn: str) -> int:
                 "submitted_qty, filled_qty, avg_fill_price, status, created_at, updated_at) "
                 "VALUES (?, ?, ?, ?, 'sim', ?, 'buy', 'market', 'day', 10, 10, 100, 'filled', "
                 "?, ?)",
-                [(uuid.uuid4().hex, i, f"{i}h", f"sim-{i}", x["symbol"], now, now)
-                 for i, x in batch])
+                [
+                    (uuid.uuid4().hex, i, f"{i}h", f"sim-{i}", x["symbol"], now, now)
+                    for i, x in batch
+                ],
+            )
             db.executemany(
                 "UPDATE trade_decisions SET status = 'filled', pending_order_json = NULL, "
-                "executed_at = ?, updated_at = ? WHERE id = ?", [(now, now, i) for i, _ in batch])
+                "executed_at = ?, updated_at = ? WHERE id = ?",
+                [(now, now, i) for i, _ in batch],
+            )
             db.execute(
                 "INSERT INTO signal_cursors (source, event_ts, symbol, seq, updated_at) "
                 "VALUES ('floor', ?, ?, 0, ?) ON CONFLICT (source) DO UPDATE SET "
                 "event_ts = excluded.event_ts, symbol = excluded.symbol",
-                (str(batch[-1][1]["event_ts"]), batch[-1][1]["symbol"], now))
+                (str(batch[-1][1]["event_ts"]), batch[-1][1]["symbol"], now),
+            )
             db.execute("COMMIT")
             written += len(batch)
         return written
@@ -313,8 +355,15 @@ def _best_replay(
 def _row(label: str, signals: int, decisions: int, wall: float, plain_rate: float) -> list[str]:
     rate = signals / wall
     per_decision = f"{decisions / wall:,.1f}" if decisions else "-"
-    return [label, str(signals), str(decisions), f"{wall:.3f}", per_decision, f"{rate:,.1f}",
-            f"{rate / plain_rate:.4f}"]
+    return [
+        label,
+        str(signals),
+        str(decisions),
+        f"{wall:.3f}",
+        per_decision,
+        f"{rate:,.1f}",
+        f"{rate / plain_rate:.4f}",
+    ]
 
 
 def bench_throughput(
@@ -343,14 +392,32 @@ def bench_throughput(
             raise AssertionError(f"{label}: expected no decision: {summary}")
         plain_rate = plain_n / plain_s
         rows.append(_row(label, summary["signals"], summary["decisions"], wall, plain_rate))
-        rows.append(["  plain loop on that file: read + json.loads (baseline)", str(plain_n),
-                     "-", f"{plain_s:.3f}", "-", f"{plain_rate:,.1f}", "1.0000"])
+        rows.append(
+            [
+                "  plain loop on that file: read + json.loads (baseline)",
+                str(plain_n),
+                "-",
+                f"{plain_s:.3f}",
+                "-",
+                f"{plain_rate:,.1f}",
+                "1.0000",
+            ]
+        )
         if key:
             ratios[key] = (summary["signals"] / wall) / plain_rate
     parse_s, parse_n = _best(parse_loop, every, 3)
     plain_s, _ = _best(plain_loop, every, 5)
-    rows.append(["  (attribution) parse_signal_line loop, worst-case file", str(parse_n), "-",
-                 f"{parse_s:.3f}", "-", f"{parse_n / parse_s:,.1f}", f"{plain_s / parse_s:.4f}"])
+    rows.append(
+        [
+            "  (attribution) parse_signal_line loop, worst-case file",
+            str(parse_n),
+            "-",
+            f"{parse_s:.3f}",
+            "-",
+            f"{parse_n / parse_s:,.1f}",
+            f"{plain_s / parse_s:.4f}",
+        ]
+    )
     floor_s = float("inf")
     for attempt in range(3):
         dsn = _ungated_settings(workdir, f"floor-{attempt}").db_dsn
@@ -359,9 +426,17 @@ def bench_throughput(
         floor_s = min(floor_s, time.perf_counter() - started)
     if floor_n != n:
         raise AssertionError(f"durable floor wrote {floor_n} decisions, expected {n}")
-    rows.append(["  (attribution) durable floor: bare sqlite3 writes, worst-case file",
-                 str(floor_n), str(floor_n), f"{floor_s:.3f}", f"{floor_n / floor_s:,.1f}",
-                 f"{floor_n / floor_s:,.1f}", f"{plain_s / floor_s:.4f}"])
+    rows.append(
+        [
+            "  (attribution) durable floor: bare sqlite3 writes, worst-case file",
+            str(floor_n),
+            str(floor_n),
+            f"{floor_s:.3f}",
+            f"{floor_n / floor_s:,.1f}",
+            f"{floor_n / floor_s:,.1f}",
+            f"{plain_s / floor_s:.4f}",
+        ]
+    )
     report = _profile_replay(workdir, every) if profile else None
     return rows, ratios, report
 
@@ -381,8 +456,6 @@ def _profile_replay(workdir: Path, signals: Path) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="smaller runs")
@@ -400,32 +473,66 @@ def main(argv: list[str] | None = None) -> int:
     latency = args.latency if args.latency is not None else (0.5 if args.quick else 1.0)
     n_signals = args.signals or (600 if args.quick else 5000)
 
-    print(f"python {sys.version.split()[0]} ({platform.python_implementation()}), "
-          f"{platform.system()} {platform.release()} {platform.machine()}, "
-          f"{os.cpu_count()} CPUs, pid {os.getpid()}")
+    print(
+        f"python {sys.version.split()[0]} ({platform.python_implementation()}), "
+        f"{platform.system()} {platform.release()} {platform.machine()}, "
+        f"{os.cpu_count()} CPUs, pid {os.getpid()}"
+    )
     print()
     with tempfile.TemporaryDirectory(prefix="torghut-bench-") as tmp:
         workdir = Path(tmp)
-        print(f"(a) one batch of {decisions} buy decisions, enforced review by a gateway taking "
-              f"{latency:g} s per review")
+        print(
+            f"(a) one batch of {decisions} buy decisions, enforced review by a gateway taking "
+            f"{latency:g} s per review"
+        )
         rows, ratio = bench_concurrency(workdir, decisions, latency)
-        print(table(["run", "decisions", "approved", "submitted", "wall s",
-                     "review-s / wall-s", "speed-up vs =1"], rows))
+        print(
+            table(
+                [
+                    "run",
+                    "decisions",
+                    "approved",
+                    "submitted",
+                    "wall s",
+                    "review-s / wall-s",
+                    "speed-up vs =1",
+                ],
+                rows,
+            )
+        )
         concurrency_ok = ratio >= CONCURRENCY_TARGET
         rounds = -(-decisions // 16)
-        print(f"ratio wall(=1) / wall(=16) = {ratio:.2f}x (target >= {CONCURRENCY_TARGET:g}x; "
-              f"at most {decisions / rounds:.1f}x with zero overhead: {decisions} reviews in "
-              f"{rounds} rounds of 16): {'PASS' if concurrency_ok else 'MISS'}")
+        print(
+            f"ratio wall(=1) / wall(=16) = {ratio:.2f}x (target >= {CONCURRENCY_TARGET:g}x; "
+            f"at most {decisions / rounds:.1f}x with zero overhead: {decisions} reviews in "
+            f"{rounds} rounds of 16): {'PASS' if concurrency_ok else 'MISS'}"
+        )
         print()
-        print("(b) throughput without the review gate, simulated broker, SQLite, "
-              f"TRADING_BATCH_SIZE=500; generated files of {n_signals} signals")
+        print(
+            "(b) throughput without the review gate, simulated broker, SQLite, "
+            f"TRADING_BATCH_SIZE=500; generated files of {n_signals} signals"
+        )
         rows, ratios, report = bench_throughput(workdir, n_signals, args.profile)
-        print(table(["run", "signals", "decisions", "wall s", "decisions/s", "signals/s",
-                     "ratio to its baseline"], rows))
+        print(
+            table(
+                [
+                    "run",
+                    "signals",
+                    "decisions",
+                    "wall s",
+                    "decisions/s",
+                    "signals/s",
+                    "ratio to its baseline",
+                ],
+                rows,
+            )
+        )
         throughput_ok = all(r >= THROUGHPUT_TARGET for r in ratios.values())
-        print(f"ratio torghut / plain loop signals/s = {ratios['sample']:.4f} (bundled sample), "
-              f"{ratios['every']:.4f} (every signal a decision) (target >= "
-              f"{THROUGHPUT_TARGET:g}): {'PASS' if throughput_ok else 'MISS'}")
+        print(
+            f"ratio torghut / plain loop signals/s = {ratios['sample']:.4f} (bundled sample), "
+            f"{ratios['every']:.4f} (every signal a decision) (target >= "
+            f"{THROUGHPUT_TARGET:g}): {'PASS' if throughput_ok else 'MISS'}"
+        )
         if report is not None:
             print()
             print("cProfile of the replay in (b), top 20 by own time:")

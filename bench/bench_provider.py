@@ -43,17 +43,29 @@ MESSAGES: list[Any] = [
 def stream_body(chunks: int = 50) -> bytes:
     """A Jangar-like stream: `chunks` content deltas, usage, stop, [DONE]."""
     events = []
-    base = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1770595200,
-            "model": "gpt-5.3-codex", "thread_id": "019c3fb2-ac00-7373-8fc2-492106647963"}
+    base = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 1770595200,
+        "model": "gpt-5.3-codex",
+        "thread_id": "019c3fb2-ac00-7373-8fc2-492106647963",
+    }
     for i in range(chunks):
         text = ("\n" if i == 0 else "") + f"part {i:02d} of the answer; "
-        events.append({**base, "choices": [{"delta": {"content": text}, "index": 0,
-                                            "finish_reason": None}]})
-    events.append({**base, "choices": [], "usage": {"prompt_tokens": 1810,
-                   "completion_tokens": 480, "total_tokens": 2290}})
+        events.append(
+            {**base, "choices": [{"delta": {"content": text}, "index": 0, "finish_reason": None}]}
+        )
+    events.append(
+        {
+            **base,
+            "choices": [],
+            "usage": {"prompt_tokens": 1810, "completion_tokens": 480, "total_tokens": 2290},
+        }
+    )
     events.append({**base, "choices": [{"delta": {}, "index": 0, "finish_reason": "stop"}]})
-    out = b"".join(b"data: " + json.dumps(e, separators=(",", ":")).encode() + b"\n\n"
-                   for e in events)
+    out = b"".join(
+        b"data: " + json.dumps(e, separators=(",", ":")).encode() + b"\n\n" for e in events
+    )
     return out + b"data: [DONE]\n\n"
 
 
@@ -74,7 +86,8 @@ async def _serve(mode: str, flood_mb: int) -> None:
     body = stream_body()
     stream_response = (
         b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
-        + f"content-length: {len(body)}\r\n\r\n".encode() + body
+        + f"content-length: {len(body)}\r\n\r\n".encode()
+        + body
     )
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -85,9 +98,11 @@ async def _serve(mode: str, flood_mb: int) -> None:
                     await writer.drain()
                     continue
                 # flood: one data event that never ends, `flood_mb` MB of it, then close.
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-                             b"connection: close\r\n\r\n"
-                             b'data: {"choices":[{"delta":{"content":"')
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                    b"connection: close\r\n\r\n"
+                    b'data: {"choices":[{"delta":{"content":"'
+                )
                 block = b"x" * 65536
                 for _ in range(flood_mb * 16):
                     writer.write(block)
@@ -108,7 +123,8 @@ async def _serve(mode: str, flood_mb: int) -> None:
 def server_process(mode: str, flood_mb: int = 200) -> Iterator[str]:
     proc = subprocess.Popen(
         [sys.executable, __file__, "--serve", mode, "--flood-mb", str(flood_mb)],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -152,7 +168,9 @@ async def _cpu_openai_sdk(url: str, n: int, warmup: int) -> tuple[float, float]:
 
     async def one() -> str:
         stream = await client.chat.completions.create(
-            model="gpt-5.3-codex", messages=MESSAGES, stream=True,
+            model="gpt-5.3-codex",
+            messages=MESSAGES,
+            stream=True,
             stream_options={"include_usage": True},
         )
         parts = []
@@ -182,10 +200,18 @@ def bench_cpu(n: int) -> tuple[list[list[str]], float]:
         sdk = asyncio.run(_cpu_openai_sdk(url, n, warmup))
     ratio = ours[0] / sdk[0]
     rows = [
-        ["torghut JangarProvider", f"{ours[0] * 1000:.3f}", f"{ours[1] * 1000:.3f}",
-         f"{ratio:.3f}"],
-        ["openai SDK AsyncOpenAI stream (baseline)", f"{sdk[0] * 1000:.3f}",
-         f"{sdk[1] * 1000:.3f}", "1.000"],
+        [
+            "torghut JangarProvider",
+            f"{ours[0] * 1000:.3f}",
+            f"{ours[1] * 1000:.3f}",
+            f"{ratio:.3f}",
+        ],
+        [
+            "openai SDK AsyncOpenAI stream (baseline)",
+            f"{sdk[0] * 1000:.3f}",
+            f"{sdk[1] * 1000:.3f}",
+            "1.000",
+        ],
     ]
     return rows, ratio
 
@@ -207,8 +233,9 @@ async def _memory_client(url: str) -> dict[str, Any]:
     from torghut.trading.llm.jangar import JangarConfig, JangarProvider
 
     provider = JangarProvider(
-        JangarConfig(base_url=url, model="gpt-5.3-codex", max_response_bytes=CAP_BYTES,
-                     timeout_seconds=60)
+        JangarConfig(
+            base_url=url, model="gpt-5.3-codex", max_response_bytes=CAP_BYTES, timeout_seconds=60
+        )
     )
     before = _vm_hwm_kb()
     started = time.perf_counter()
@@ -219,30 +246,40 @@ async def _memory_client(url: str) -> dict[str, Any]:
         code = exc.code.value
     finally:
         await provider.aclose()
-    return {"code": code, "before_kb": before, "after_kb": _vm_hwm_kb(),
-            "seconds": time.perf_counter() - started}
+    return {
+        "code": code,
+        "before_kb": before,
+        "after_kb": _vm_hwm_kb(),
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def bench_memory(flood_mb: int) -> tuple[list[list[str]], dict[str, Any]]:
     with server_process("flood", flood_mb) as url:
         out = subprocess.run(
             [sys.executable, __file__, "--memory-client", url],
-            capture_output=True, text=True, timeout=300, check=True,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
         )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     growth_mb = (result["after_kb"] - result["before_kb"]) / 1024
     result["growth_mb"] = growth_mb
     rows = [
-        [f"torghut JangarProvider vs {flood_mb} MB stream", result["code"],
-         f"{result['before_kb'] / 1024:.1f}", f"{result['after_kb'] / 1024:.1f}",
-         f"{growth_mb:.2f}", f"{growth_mb / RSS_BUDGET_MB:.3f}"],
+        [
+            f"torghut JangarProvider vs {flood_mb} MB stream",
+            result["code"],
+            f"{result['before_kb'] / 1024:.1f}",
+            f"{result['after_kb'] / 1024:.1f}",
+            f"{growth_mb:.2f}",
+            f"{growth_mb / RSS_BUDGET_MB:.3f}",
+        ],
     ]
     return rows, result
 
 
 # --------------------------------------------------------------------------------------------
-
-
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,17 +307,32 @@ def main(argv: list[str] | None = None) -> int:
     rows, ratio = bench_cpu(reviews)
     print(table(["client", "cpu ms/review", "wall ms/review", "cpu ratio"], rows))
     cpu_ok = ratio <= CPU_TARGET_RATIO
-    print(f"ratio torghut / openai SDK = {ratio:.3f} (target <= {CPU_TARGET_RATIO}): "
-          f"{'PASS' if cpu_ok else 'MISS'}")
+    print(
+        f"ratio torghut / openai SDK = {ratio:.3f} (target <= {CPU_TARGET_RATIO}): "
+        f"{'PASS' if cpu_ok else 'MISS'}"
+    )
     print()
     print(f"(d) peak RSS while the gateway streams {flood_mb} MB (cap {CAP_BYTES} bytes)")
     rows, mem = bench_memory(flood_mb)
-    print(table(["client", "outcome", "VmHWM before MB", "VmHWM after MB", "growth MB",
-                 f"growth / {RSS_BUDGET_MB:g} MB budget"], rows))
+    print(
+        table(
+            [
+                "client",
+                "outcome",
+                "VmHWM before MB",
+                "VmHWM after MB",
+                "growth MB",
+                f"growth / {RSS_BUDGET_MB:g} MB budget",
+            ],
+            rows,
+        )
+    )
     mem_ok = mem["code"] == "response_too_large" and mem["growth_mb"] < RSS_BUDGET_MB
-    print(f"failed with {mem['code']} after {mem['seconds'] * 1000:.0f} ms, "
-          f"RSS growth {mem['growth_mb']:.2f} MB (budget < {RSS_BUDGET_MB:g} MB): "
-          f"{'PASS' if mem_ok else 'MISS'}")
+    print(
+        f"failed with {mem['code']} after {mem['seconds'] * 1000:.0f} ms, "
+        f"RSS growth {mem['growth_mb']:.2f} MB (budget < {RSS_BUDGET_MB:g} MB): "
+        f"{'PASS' if mem_ok else 'MISS'}"
+    )
     return 0 if cpu_ok and mem_ok else 1
 
 

@@ -17,8 +17,14 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 BENCHMARKS = (
-    "bench_sse", "bench_provider", "bench_pipeline", "bench_clickhouse", "bench_replay_memory",
-    "bench_answer", "bench_context", "bench_cli",
+    "bench_sse",
+    "bench_provider",
+    "bench_pipeline",
+    "bench_clickhouse",
+    "bench_replay_memory",
+    "bench_answer",
+    "bench_context",
+    "bench_cli",
 )
 
 

@@ -55,7 +55,6 @@ def postgres_unavailable() -> str | None:
     return _pg_reason
 
 
-
 def make_pg_schema_dsn() -> tuple[str, str]:
     """A DSN whose connections use a fresh schema, so tests never see each other's rows."""
     schema = f"t_{uuid.uuid4().hex[:12]}"

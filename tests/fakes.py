@@ -211,8 +211,7 @@ class FaultyAuditStore:
         self, symbol: str, *, exclude_hash: str | None = None, before: datetime | None = None
     ) -> list[dict[str, Any]]:
         await self._guard("recent_decisions", 1)
-        return await self.inner.recent_decisions(symbol, exclude_hash=exclude_hash,
-                                                 before=before)
+        return await self.inner.recent_decisions(symbol, exclude_hash=exclude_hash, before=before)
 
     async def record_review(
         self,

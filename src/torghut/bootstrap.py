@@ -118,7 +118,12 @@ def build_reviewer(
         risk_limits=limits,
     )
     engine = ReviewEngine(
-        provider, breaker, prompt, bounds, secrets=settings.secrets(), context=context,
+        provider,
+        breaker,
+        prompt,
+        bounds,
+        secrets=settings.secrets(),
+        context=context,
         anonymize=settings.llm_anonymize,
     )
     return Reviewer(provider, breaker, prompt, bounds, engine, ModelCheck(provider), context)
@@ -201,9 +206,7 @@ def _build_broker(settings: Settings, db: Database) -> Broker:
     return SimBroker(db, starting_cash=Decimal(str(settings.trading_sim_cash)))
 
 
-def _build_source(
-    settings: Settings, db: Database, signals_path: Path | None
-) -> SignalSource:
+def _build_source(settings: Settings, db: Database, signals_path: Path | None) -> SignalSource:
     if signals_path is None and settings.trading_signal_source is SignalSourceKind.CLICKHOUSE:
         from torghut.errors import ConfigError
         from torghut.trading.signals import ClickHouseConfig, ClickHouseSignalSource
@@ -335,7 +338,16 @@ async def build_container(
                 await close()
         raise
     return Container(
-        settings, engine, db, metrics, broker, source, reviewer, pipeline, scheduler, halt,
+        settings,
+        engine,
+        db,
+        metrics,
+        broker,
+        source,
+        reviewer,
+        pipeline,
+        scheduler,
+        halt,
         closers,
     )
 

@@ -163,7 +163,10 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @field_validator(
-        "jangar_api_key", "openai_api_key", "apca_api_key_id", "apca_api_secret_key",
+        "jangar_api_key",
+        "openai_api_key",
+        "apca_api_key_id",
+        "apca_api_secret_key",
         "torghut_api_token",
     )
     @classmethod

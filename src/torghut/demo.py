@@ -29,7 +29,11 @@ from torghut.replay import run_replay
 # a notional near the cap is vetoed and a second buy of a symbol is cut back, so the report
 # shows every verdict; a small share of injected error frames shows the fail mode at work.
 DEMO_GATEWAY = DevGatewayConfig(
-    veto_notional=960.0, adjust_exposure_pct=0.015, fault="error-frame", fault_rate=0.02, seed=7,
+    veto_notional=960.0,
+    adjust_exposure_pct=0.015,
+    fault="error-frame",
+    fault_rate=0.02,
+    seed=7,
     latency_seconds=0.05,
 )
 # Reviewers for the evaluation runs: one that vetoes at random, one that knows the future.
@@ -39,10 +43,13 @@ EVAL_SHOWN = "30m"
 
 def evaluation_gateways(signals: Path) -> dict[str, DevGatewayConfig]:
     return {
-        "random": DevGatewayConfig(reviewer="random", veto_rate=0.3, seed=7,
-                                   latency_seconds=0.02),
-        "oracle": DevGatewayConfig(reviewer="oracle", oracle_signals=str(signals),
-                                   oracle_horizon_seconds=1800, latency_seconds=0.02),
+        "random": DevGatewayConfig(reviewer="random", veto_rate=0.3, seed=7, latency_seconds=0.02),
+        "oracle": DevGatewayConfig(
+            reviewer="oracle",
+            oracle_signals=str(signals),
+            oracle_horizon_seconds=1800,
+            latency_seconds=0.02,
+        ),
     }
 
 
@@ -123,8 +130,12 @@ async def _evaluate_runs(workdir: Path, signals: Path, out: TextIO) -> None:
 
     out.write(f"== llm eval --signals <sample> --horizons {EVAL_HORIZONS} --cost-bps 2 ==\n")
     out.write(f"  veto value at {EVAL_SHOWN} (bps, 95% interval) against random vetoes\n")
-    for label, reviewer in (("shadow", "rules"), ("enforcing", "rules"), ("random", "random"),
-                            ("oracle", "oracle")):
+    for label, reviewer in (
+        ("shadow", "rules"),
+        ("enforcing", "rules"),
+        ("random", "random"),
+        ("oracle", "oracle"),
+    ):
         dsn = f"sqlite:///{workdir / f'{label}.db'}"
         rep = await run_eval(dsn, signals, horizons=EVAL_HORIZONS, cost_bps=2.0)
         (workdir / f"eval-{label}.html").write_text(
@@ -158,8 +169,9 @@ async def _run(workdir: Path, out: TextIO) -> int:
         for label, config in evaluation_gateways(signals).items():
             async with DevGateway(config) as reviewer_gateway:
                 out.write(f"== {label} reviewer: shadow mode ==\n")
-                settings = demo_settings(workdir / f"{label}.db", reviewer_gateway.base_url,
-                                         shadow=True)
+                settings = demo_settings(
+                    workdir / f"{label}.db", reviewer_gateway.base_url, shadow=True
+                )
                 summary = await run_replay(settings, signals)
                 out.write(f"  summary: {json.dumps(summary)}\n\n")
     await _evaluate_runs(workdir, signals, out)

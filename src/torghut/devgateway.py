@@ -272,8 +272,10 @@ def _evaluation_answer(
         return _answer("approve", 0.6, "random approve", []), f"Draw {draw:.3f}: approve."
     forward = oracle.forward_bps(symbol, action, at) if oracle and at else None
     if forward is not None and forward < 0:
-        return (_answer("veto", 0.99, "loses at the horizon", ["oracle"]),
-                f"Forward {forward:+.1f} bps.")
+        return (
+            _answer("veto", 0.99, "loses at the horizon", ["oracle"]),
+            f"Forward {forward:+.1f} bps.",
+        )
     note = "no forward price" if forward is None else f"forward {forward:+.1f} bps"
     return _answer("approve", 0.99 if forward is not None else 0.5, note, []), note
 
@@ -864,55 +866,91 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "--model", default=defaults.model, help="the model it answers as (default %(default)s)"
     )
     p.add_argument(
-        "--models", default=None,
+        "--models",
+        default=None,
         help="comma-separated list of served models (default: --model only); others get 400",
     )
     p.add_argument(
-        "--latency-seconds", type=float, default=defaults.latency_seconds,
+        "--latency-seconds",
+        type=float,
+        default=defaults.latency_seconds,
         help="the model's thinking time before its answer, streamed as keep-alives "
         "(default %(default)s)",
     )
     p.add_argument(
-        "--keepalive-seconds", type=float, default=defaults.keepalive_seconds,
+        "--keepalive-seconds",
+        type=float,
+        default=defaults.keepalive_seconds,
         help="interval of SSE keep-alive comments while waiting (default %(default)s)",
     )
     p.add_argument(
-        "--fault", choices=FAULTS, default=None, metavar="FAULT",
+        "--fault",
+        choices=FAULTS,
+        default=None,
+        metavar="FAULT",
         help="inject a fault: " + ", ".join(FAULTS) + " (default: none)",
     )
     p.add_argument(
-        "--fault-rate", type=float, default=defaults.fault_rate,
+        "--fault-rate",
+        type=float,
+        default=defaults.fault_rate,
         help="share of requests that get --fault, 0..1 (default %(default)s)",
     )
     p.add_argument(
-        "--seed", type=int, default=defaults.seed,
+        "--seed",
+        type=int,
+        default=defaults.seed,
         help="random seed: fixes which requests get the fault (default %(default)s)",
     )
     p.add_argument(
-        "--veto-notional", type=float, default=defaults.veto_notional,
+        "--veto-notional",
+        type=float,
+        default=defaults.veto_notional,
         help="veto orders above this notional in dollars (default %(default)s)",
     )
     p.add_argument(
-        "--adjust-exposure-pct", type=float, default=defaults.adjust_exposure_pct,
+        "--adjust-exposure-pct",
+        type=float,
+        default=defaults.adjust_exposure_pct,
         help="adjust orders that would take the symbol's exposure above this share of equity "
         "(default %(default)s)",
     )
     p.add_argument(
-        "--no-rate-limit-block", dest="include_rate_limit_block", action="store_false",
+        "--no-rate-limit-block",
+        dest="include_rate_limit_block",
+        action="store_false",
         help="leave out the rate-limit text block Jangar puts before the answer",
     )
-    p.add_argument("--reviewer", choices=REVIEWERS, default=defaults.reviewer,
-                   help="rules (thresholds), random (seeded vetoes) or oracle (knows the future)")
-    p.add_argument("--veto-rate", type=float, default=defaults.veto_rate,
-                   help="share of decisions the random reviewer vetoes")
-    p.add_argument("--oracle-signals", default=None, metavar="FILE",
-                   help="signals file the oracle reads its future prices from")
-    p.add_argument("--oracle-horizon-seconds", type=float,
-                   default=defaults.oracle_horizon_seconds,
-                   help="the oracle vetoes decisions that lose over this horizon "
-                   "(default %(default)s)")
-    p.add_argument("--oracle-cost-bps", type=float, default=defaults.oracle_cost_bps,
-                   help="costs the oracle subtracts from each return (default %(default)s)")
+    p.add_argument(
+        "--reviewer",
+        choices=REVIEWERS,
+        default=defaults.reviewer,
+        help="rules (thresholds), random (seeded vetoes) or oracle (knows the future)",
+    )
+    p.add_argument(
+        "--veto-rate",
+        type=float,
+        default=defaults.veto_rate,
+        help="share of decisions the random reviewer vetoes",
+    )
+    p.add_argument(
+        "--oracle-signals",
+        default=None,
+        metavar="FILE",
+        help="signals file the oracle reads its future prices from",
+    )
+    p.add_argument(
+        "--oracle-horizon-seconds",
+        type=float,
+        default=defaults.oracle_horizon_seconds,
+        help="the oracle vetoes decisions that lose over this horizon (default %(default)s)",
+    )
+    p.add_argument(
+        "--oracle-cost-bps",
+        type=float,
+        default=defaults.oracle_cost_bps,
+        help="costs the oracle subtracts from each return (default %(default)s)",
+    )
     return p
 
 

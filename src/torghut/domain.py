@@ -92,8 +92,17 @@ class DecisionStatus(StrEnum):
 
 # Broker order statuses after which nothing more will happen: reconciliation stops polling.
 TERMINAL_ORDER_STATUSES = frozenset(
-    {"filled", "canceled", "expired", "rejected", "done_for_day", "replaced", "stopped",
-     "broker_rejected", "error"}
+    {
+        "filled",
+        "canceled",
+        "expired",
+        "rejected",
+        "done_for_day",
+        "replaced",
+        "stopped",
+        "broker_rejected",
+        "error",
+    }
 )
 
 
@@ -267,6 +276,7 @@ class OrderRequest:
 
     def to_json(self) -> dict[str, str | None]:
         """Every field as text (decimals exactly), for `pending_order_json`."""
+
         def text(value: Decimal | None) -> str | None:
             return None if value is None else str(value)
 

@@ -64,8 +64,9 @@ async def _database_facts(
 
     cash = Decimal(str(settings.trading_sim_cash))
     book = await SimBroker(db, starting_cash=cash).get_book()
-    return ReviewFacts(account=book.account, positions=book.positions,
-                       open_orders=book.open_orders), db
+    return ReviewFacts(
+        account=book.account, positions=book.positions, open_orders=book.open_orders
+    ), db
 
 
 async def review_with_context(
@@ -91,12 +92,21 @@ async def review_with_context(
         context = reviewer.context
         context.observe(signals)
         signal = next(
-            (s for s in reversed(signals) if s.symbol == decision.symbol
-             and s.timeframe == decision.timeframe and s.event_ts == decision.event_ts),
+            (
+                s
+                for s in reversed(signals)
+                if s.symbol == decision.symbol
+                and s.timeframe == decision.timeframe
+                and s.event_ts == decision.event_ts
+            ),
             None,
         )
-        facts = ReviewFacts(signal=signal, account=facts.account, positions=facts.positions,
-                            open_orders=facts.open_orders)
+        facts = ReviewFacts(
+            signal=signal,
+            account=facts.account,
+            positions=facts.positions,
+            open_orders=facts.open_orders,
+        )
         request = await context.build(decision, facts)
         outcome = await reviewer.engine.review(decision, request)
     finally:

@@ -33,9 +33,7 @@ _RECORD_FIELDS: Final = frozenset(
 )
 # The HTTP libraries (the openai SDK's httpx2 too) log requests and peer text at INFO and DEBUG:
 # kept at WARNING whatever TORGHUT_LOG_LEVEL says.
-_NOISY: Final = (
-    "httpx", "httpcore", "httpx2", "httpcore2", "openai", "alembic", "uvicorn.access"
-)
+_NOISY: Final = ("httpx", "httpcore", "httpx2", "httpcore2", "openai", "alembic", "uvicorn.access")
 
 
 class RedactingFilter(logging.Filter):
@@ -116,9 +114,7 @@ def setup_logging(settings: Settings | None, level: str | None = None) -> None:
 def always(message: str, **fields: Any) -> None:
     """One line whatever the log level (a command's closing line), in the log's format and
     through its redaction: handed to the root handlers directly."""
-    record = log.makeRecord(
-        log.name, logging.INFO, "(torghut)", 0, message, (), None, extra=fields
-    )
+    record = log.makeRecord(log.name, logging.INFO, "(torghut)", 0, message, (), None, extra=fields)
     for handler in logging.getLogger().handlers:
         handler.handle(record)
 
@@ -182,10 +178,17 @@ def startup_banner(settings: Settings, command: str) -> None:
     log.info(
         "torghut %s %s (commit %s): mode %s, trading %s%s, broker %s, signals %s, %s; "
         "limits %s; database %s",
-        command, fields["version"], fields["git_commit"], fields["mode"],
+        command,
+        fields["version"],
+        fields["git_commit"],
+        fields["mode"],
         "enabled" if settings.trading_enabled else "disabled",
         ", KILL SWITCH ON" if settings.trading_kill_switch else "",
-        fields["broker"], fields["signal_source"], llm, limits, fields["database"],
+        fields["broker"],
+        fields["signal_source"],
+        llm,
+        limits,
+        fields["database"],
         extra={"event": "startup", **fields},
     )
 
@@ -193,12 +196,23 @@ def startup_banner(settings: Settings, command: str) -> None:
 def order_submitted(order: OrderRequest, placed: BrokerOrder, *, broker: str) -> None:
     events.info(
         "order %s %s %s %s %s: %s at %s as %s",
-        order.client_order_id, order.side.value, order.qty, order.symbol,
-        order.order_type.value, placed.status, broker, placed.broker_order_id,
+        order.client_order_id,
+        order.side.value,
+        order.qty,
+        order.symbol,
+        order.order_type.value,
+        placed.status,
+        broker,
+        placed.broker_order_id,
         extra={
-            "event": "order", "client_order_id": order.client_order_id,
-            "symbol": order.symbol, "side": order.side.value, "qty": str(order.qty),
-            "order_type": order.order_type.value, "status": placed.status, "broker": broker,
+            "event": "order",
+            "client_order_id": order.client_order_id,
+            "symbol": order.symbol,
+            "side": order.side.value,
+            "qty": str(order.qty),
+            "order_type": order.order_type.value,
+            "status": placed.status,
+            "broker": broker,
             "broker_order_id": placed.broker_order_id,
         },
     )
@@ -207,29 +221,51 @@ def order_submitted(order: OrderRequest, placed: BrokerOrder, *, broker: str) ->
 def order_rejected_by_broker(order: OrderRequest, reason: str, *, broker: str) -> None:
     events.warning(
         "order %s %s %s %s rejected by %s: %s",
-        order.client_order_id, order.side.value, order.qty, order.symbol, broker, reason[:300],
+        order.client_order_id,
+        order.side.value,
+        order.qty,
+        order.symbol,
+        broker,
+        reason[:300],
         extra={
-            "event": "order_rejected", "client_order_id": order.client_order_id,
-            "symbol": order.symbol, "side": order.side.value, "qty": str(order.qty),
-            "broker": broker, "reason": reason[:300],
+            "event": "order_rejected",
+            "client_order_id": order.client_order_id,
+            "symbol": order.symbol,
+            "side": order.side.value,
+            "qty": str(order.qty),
+            "broker": broker,
+            "reason": reason[:300],
         },
     )
 
 
 def review_vetoed(
-    decision: TradeDecision, decision_hash: str, reason: str, verdict: str,
+    decision: TradeDecision,
+    decision_hash: str,
+    reason: str,
+    verdict: str,
     rationale: str | None = None,
 ) -> None:
     """The review gate rejected a decision (a veto, a policy refusal or, fail-closed, an
     error). The model's rationale is cut short: the audit row has all of it."""
     events.info(
         "decision %s %s %s %s rejected by the review gate: %s (verdict %s)%s",
-        decision_hash, decision.action.value, decision.qty, decision.symbol, reason, verdict,
+        decision_hash,
+        decision.action.value,
+        decision.qty,
+        decision.symbol,
+        reason,
+        verdict,
         f": {rationale[:200]}" if rationale else "",
         extra={
-            "event": "veto", "decision_hash": decision_hash, "symbol": decision.symbol,
-            "side": decision.action.value, "qty": str(decision.qty),
-            "strategy_id": decision.strategy_id, "reason": reason, "verdict": verdict,
+            "event": "veto",
+            "decision_hash": decision_hash,
+            "symbol": decision.symbol,
+            "side": decision.action.value,
+            "qty": str(decision.qty),
+            "strategy_id": decision.strategy_id,
+            "reason": reason,
+            "verdict": verdict,
         },
     )
 
@@ -241,6 +277,10 @@ def halt_changed(halted: bool, reason: str | None, *, by: str | None = None) -> 
         "HALTED" if halted else "resumed",
         f" by {by}" if by else "",
         f": {reason}" if reason else "",
-        extra={"event": "halt" if halted else "resume", "halted": halted, "reason": reason,
-               "by": by},
+        extra={
+            "event": "halt" if halted else "resume",
+            "halted": halted,
+            "reason": reason,
+            "by": by,
+        },
     )

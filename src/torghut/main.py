@@ -60,19 +60,24 @@ def parse_since(value: str | None) -> datetime | None:
         return as_utc(datetime.fromisoformat(value.strip()))
     except (ValueError, OverflowError):
         raise RequestValidationError(
-            [{"loc": ("query", "since"), "msg": "must be an ISO 8601 datetime within years "
-              "1..9999 in UTC", "type": "value_error"}]
+            [
+                {
+                    "loc": ("query", "since"),
+                    "msg": "must be an ISO 8601 datetime within years 1..9999 in UTC",
+                    "type": "value_error",
+                }
+            ]
         ) from None
+
+
 # No control characters: PostgreSQL refuses a NUL in text (a 500 the fuzzing found).
-Symbol = Annotated[
-    str | None, Query(min_length=1, max_length=32, pattern=r"^[^\x00-\x1f\x7f]+$")
-]
+Symbol = Annotated[str | None, Query(min_length=1, max_length=32, pattern=r"^[^\x00-\x1f\x7f]+$")]
 # The `llm report` window and criteria as query parameters of /llm/report.
 ReportSince = Annotated[
     str | None,
     Query(
         description="window start: a duration (24h, 90m, 7d, 2w, 30s); an ISO 8601 datetime "
-                    "in the past is read too",
+        "in the past is read too",
         json_schema_extra={"pattern": r"^[1-9][0-9]{0,3}[smhdw]$"},
     ),
 ]
@@ -117,8 +122,10 @@ _HTML = {"content": {"text/html": {"schema": {"type": "string"}}}}
 _ERROR = {"$ref": "#/components/schemas/ErrorBody"}
 # Refusals of a guarded route (web/auth.py): JSON, or the sign-in page for a browser.
 _REFUSED = {
-    "content": {"application/json": {"schema": _ERROR},
-                "text/html": {"schema": {"type": "string"}}},
+    "content": {
+        "application/json": {"schema": _ERROR},
+        "text/html": {"schema": {"type": "string"}},
+    },
 }
 _READ_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or wrong bearer token", **_REFUSED},
@@ -126,8 +133,10 @@ _READ_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 _BROKER_ERRORS: dict[int | str, dict[str, Any]] = {
     **_READ_ERRORS,
-    503: {"description": "The broker does not answer",
-          "content": {"application/json": {"schema": _ERROR}}},
+    503: {
+        "description": "The broker does not answer",
+        "content": {"application/json": {"schema": _ERROR}},
+    },
 }
 
 
@@ -162,15 +171,18 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
             await container.scheduler.stop()
 
     # No /docs or /redoc: their pages load Swagger's assets from a CDN, blank without one.
-    app = FastAPI(title="torghut", version="0.1.0", lifespan=lifespan, docs_url=None,
-                  redoc_url=None)
+    app = FastAPI(
+        title="torghut", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
 
     @functools.cache
     def auth() -> ApiAuth:
         # Built on first use: the app is also built without a container (its OpenAPI document).
         token = container.settings.torghut_api_token
-        return ApiAuth(token=token.get_secret_value() if token else None,
-                       public_reads=container.settings.torghut_api_public_reads)
+        return ApiAuth(
+            token=token.get_secret_value() if token else None,
+            public_reads=container.settings.torghut_api_public_reads,
+        )
 
     def read_access(request: Request) -> None:
         auth().require_read(request)
@@ -185,15 +197,18 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # One error shape for every refusal: {"error": ...}.
-        return JSONResponse(status_code=exc.status_code, content={"error": exc.detail},
-                            headers=exc.headers)
+        return JSONResponse(
+            status_code=exc.status_code, content={"error": exc.detail}, headers=exc.headers
+        )
 
     @app.exception_handler(AuthError)
     async def _auth(request: Request, exc: AuthError) -> Response:
         if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
             # A browser gets a sign-in page, not JSON.
-            page = templates().get_template("signin.html").render(
-                message=exc.detail, token_configured=auth().token is not None
+            page = (
+                templates()
+                .get_template("signin.html")
+                .render(message=exc.detail, token_configured=auth().token is not None)
             )
             return HTMLResponse(page, status_code=exc.status_code, headers=exc.headers)
         return JSONResponse(
@@ -210,16 +225,21 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
         first = problems[0] if problems else {"parameter": "request", "message": "invalid"}
         return JSONResponse(
             status_code=422,
-            content={"error": f"invalid {first['parameter']}: {first['message']}",
-                     "detail": problems},
+            content={
+                "error": f"invalid {first['parameter']}: {first['message']}",
+                "detail": problems,
+            },
         )
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", response_model=ReadyBody,
-             responses={503: {"model": ReadyBody, "description": "Not ready"}})
+    @app.get(
+        "/readyz",
+        response_model=ReadyBody,
+        responses={503: {"model": ReadyBody, "description": "Not ready"}},
+    )
     async def readyz() -> JSONResponse:
         checks: dict[str, str] = {}
         try:
@@ -234,8 +254,11 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
         if container.reviewer is not None:
             problem = await container.reviewer.model_check.problem()
             checks["llm_model"] = (
-                "ok" if problem is None
-                else problem if problem.startswith("unknown") else f"failing: {problem}"
+                "ok"
+                if problem is None
+                else problem
+                if problem.startswith("unknown")
+                else f"failing: {problem}"
             )
         if container.settings.trading_enabled:
             # Ready means progress, not a ticking loop (issue 12): the scheduler says why not.
@@ -268,7 +291,8 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
         lag = lag_seconds(progress.last_signal_at)
         return {
             "last_signal_at": progress.last_signal_at.isoformat()
-            if progress.last_signal_at else None,
+            if progress.last_signal_at
+            else None,
             "lag_seconds": round(lag, 3) if lag is not None else None,
         }
 
@@ -391,8 +415,12 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
         by_symbol: dict[str, list[dict[str, Any]]] = {}
         for h in results.holdings:
             by_symbol.setdefault(h.symbol, []).append(
-                {"strategy_id": h.strategy_id, "qty": float(h.qty),
-                 "avg_cost": float(h.avg_cost), "unrealised_pnl": float(round(h.unrealised_pnl, 2))}
+                {
+                    "strategy_id": h.strategy_id,
+                    "qty": float(h.qty),
+                    "avg_cost": float(h.avg_cost),
+                    "unrealised_pnl": float(round(h.unrealised_pnl, 2)),
+                }
             )
         return [
             {
@@ -416,36 +444,51 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
             return report.parse_since(since or "24h", utcnow())
         except InputError as exc:
             raise RequestValidationError(
-                [{"loc": ("query", "since"), "msg": str(exc).removeprefix("--since: "),
-                  "type": "value_error"}]
+                [
+                    {
+                        "loc": ("query", "since"),
+                        "msg": str(exc).removeprefix("--since: "),
+                        "type": "value_error",
+                    }
+                ]
             ) from None
 
     async def _report(
         since: str | None, criteria: report.Criteria
     ) -> tuple[report.Report, report.Readiness]:
-        rep = await report.build_report(session_factory(container.engine),
-                                        since=_report_since(since), until=utcnow())
+        rep = await report.build_report(
+            session_factory(container.engine), since=_report_since(since), until=utcnow()
+        )
         return rep, report.evaluate(rep, criteria)
 
     def _criteria(
         max_error_rate: float | None, max_p95_ms: float | None, min_reviews: int | None
     ) -> report.Criteria:
         # The CLI's criteria, as query parameters; without any the report says NO CRITERIA.
-        return report.Criteria(max_error_rate=max_error_rate, max_p95_ms=max_p95_ms,
-                               min_reviews=min_reviews)
+        return report.Criteria(
+            max_error_rate=max_error_rate, max_p95_ms=max_p95_ms, min_reviews=min_reviews
+        )
 
     @app.get("/llm/report.json", dependencies=Read, responses=_READ_ERRORS)
     async def llm_report_json(
-        since: ReportSince = None, max_error_rate: Rate = None, max_p95_ms: Millis = None,
+        since: ReportSince = None,
+        max_error_rate: Rate = None,
+        max_p95_ms: Millis = None,
         min_reviews: Count = None,
     ) -> dict[str, Any]:
         rep, readiness = await _report(since, _criteria(max_error_rate, max_p95_ms, min_reviews))
         return report.as_dict(rep, readiness)
 
-    @app.get("/llm/report", dependencies=Read, response_class=HTMLResponse,
-             responses={200: _HTML, **_READ_ERRORS})
+    @app.get(
+        "/llm/report",
+        dependencies=Read,
+        response_class=HTMLResponse,
+        responses={200: _HTML, **_READ_ERRORS},
+    )
     async def llm_report_html(
-        since: ReportSince = None, max_error_rate: Rate = None, max_p95_ms: Millis = None,
+        since: ReportSince = None,
+        max_error_rate: Rate = None,
+        max_p95_ms: Millis = None,
         min_reviews: Count = None,
     ) -> HTMLResponse:
         rep, readiness = await _report(since, _criteria(max_error_rate, max_p95_ms, min_reviews))
@@ -460,13 +503,18 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
             raise AuthError(401, "wrong token")
         response = JSONResponse({"signed_in": True})
         response.set_cookie(
-            READ_COOKIE, auth().read_cookie_value(), httponly=True, samesite="strict",
-            secure=request.url.scheme == "https", path="/",
+            READ_COOKIE,
+            auth().read_cookie_value(),
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            path="/",
         )
         return response
 
-    @app.get("/", dependencies=Read, response_class=HTMLResponse,
-             responses={200: _HTML, **_READ_ERRORS})
+    @app.get(
+        "/", dependencies=Read, response_class=HTMLResponse, responses={200: _HTML, **_READ_ERRORS}
+    )
     async def page() -> HTMLResponse:
         s = container.settings
         reviewer = container.reviewer

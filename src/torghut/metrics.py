@@ -41,21 +41,27 @@ CIRCUIT_STATE_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 # The `reason` label of torghut_decision_rejections_total is a rejection reason up to its first
 # ":" (`llm_error:timeout` counts as `llm_error`). Risk and policy reasons come from their
 # modules; the rest are set by the pipeline, the reconciler and CONTRACT §8.
-REJECTION_REASONS: tuple[str, ...] = tuple(dict.fromkeys((
-    *RISK_REASONS,
-    *sorted(v for k, v in vars(policy).items() if k.startswith("REASON_") and isinstance(v, str)),
-    "llm_error",
-    "halted",
-    "signal_stale",
-    "market_closed",
-    "price_out_of_band",
-    "max_shares_exceeded",
-    "audit_write_failed",
-    "order_write_failed",
-    "broker_rejected",
-    "broker_no_answer",
-    "internal_error",
-)))  # without repeats, in this order
+REJECTION_REASONS: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        (
+            *RISK_REASONS,
+            *sorted(
+                v for k, v in vars(policy).items() if k.startswith("REASON_") and isinstance(v, str)
+            ),
+            "llm_error",
+            "halted",
+            "signal_stale",
+            "market_closed",
+            "price_out_of_band",
+            "max_shares_exceeded",
+            "audit_write_failed",
+            "order_write_failed",
+            "broker_rejected",
+            "broker_no_answer",
+            "internal_error",
+        )
+    )
+)  # without repeats, in this order
 # The `broker` label: config.BrokerKind's values (a test holds them equal; config is an entry
 # point, which an adapter does not import).
 BROKERS: tuple[str, ...] = ("sim", "alpaca")
@@ -80,35 +86,48 @@ class Metrics:
         self.build_info = Info("torghut_build", "The running build", registry=r)
         self.build_info.info(build_details())
         self.reviews = Counter(
-            "torghut_llm_reviews_total", "LLM reviews by outcome after policy", ["verdict"],
+            "torghut_llm_reviews_total",
+            "LLM reviews by outcome after policy",
+            ["verdict"],
             registry=r,
         )
         self.review_errors = Counter(
-            "torghut_llm_review_errors_total", "Failed LLM reviews by error code", ["code"],
+            "torghut_llm_review_errors_total",
+            "Failed LLM reviews by error code",
+            ["code"],
             registry=r,
         )
         self.review_latency = Histogram(
-            "torghut_llm_review_latency_seconds", "Wall time of one review",
-            buckets=LATENCY_BUCKETS, registry=r,
+            "torghut_llm_review_latency_seconds",
+            "Wall time of one review",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.review_ttft = Histogram(
-            "torghut_llm_ttft_seconds", "Request sent to first data event",
-            buckets=LATENCY_BUCKETS, registry=r,
+            "torghut_llm_ttft_seconds",
+            "Request sent to first data event",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.tokens = Counter(
             "torghut_llm_tokens_total", "Tokens reported by the gateway", ["kind"], registry=r
         )
         self.circuit_state = Gauge(
-            "torghut_llm_circuit_state", "Breaker state: 0 closed, 1 half-open, 2 open",
+            "torghut_llm_circuit_state",
+            "Breaker state: 0 closed, 1 half-open, 2 open",
             registry=r,
         )
         self.circuit_transitions = Counter(
-            "torghut_llm_circuit_transitions_total", "Breaker transitions", ["to_state"],
+            "torghut_llm_circuit_transitions_total",
+            "Breaker transitions",
+            ["to_state"],
             registry=r,
         )
         self.shadow_disagreements = Counter(
             "torghut_llm_shadow_disagreements_total",
-            "Shadow reviews whose outcome would have changed the order", ["verdict"], registry=r,
+            "Shadow reviews whose outcome would have changed the order",
+            ["verdict"],
+            registry=r,
         )
         self.audit_write_failures = Counter(
             "torghut_audit_write_failures_total",
@@ -119,19 +138,21 @@ class Metrics:
             "torghut_llm_reviews_in_flight", "Reviews running now", registry=r
         )
         self.decisions = Counter(
-            "torghut_decisions_total", "Trade decisions by final pipeline status", ["status"],
+            "torghut_decisions_total",
+            "Trade decisions by final pipeline status",
+            ["status"],
             registry=r,
         )
         self.rejections = Counter(
-            "torghut_decision_rejections_total", "Rejected decisions by reason", ["reason"],
+            "torghut_decision_rejections_total",
+            "Rejected decisions by reason",
+            ["reason"],
             registry=r,
         )
         self.orders = Counter(
             "torghut_orders_submitted_total", "Orders sent to the broker", ["broker"], registry=r
         )
-        self.signals = Counter(
-            "torghut_signals_total", "Signals read from the source", registry=r
-        )
+        self.signals = Counter("torghut_signals_total", "Signals read from the source", registry=r)
         self.cycle_seconds = Histogram(
             "torghut_trading_cycle_seconds", "Duration of one trading cycle", registry=r
         )
@@ -146,7 +167,8 @@ class Metrics:
         )
         self.last_signal = Gauge(
             "torghut_trading_last_signal_timestamp_seconds",
-            "Signal time of the newest signal read (the lag is time() minus this)", registry=r,
+            "Signal time of the newest signal read (the lag is time() minus this)",
+            registry=r,
         )
         self.halted = Gauge(
             "torghut_trading_halted",
@@ -155,7 +177,8 @@ class Metrics:
         )
         self.quarantined_batches = Counter(
             "torghut_quarantined_batches_total",
-            "Signal batches skipped after failing the same way repeatedly", registry=r,
+            "Signal batches skipped after failing the same way repeatedly",
+            registry=r,
         )
         self._newest_signal = 0.0
         self._prime(brokers)

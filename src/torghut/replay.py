@@ -36,8 +36,12 @@ async def run_replay(
     started = time.perf_counter()
     await asyncio.to_thread(upgrade, settings.db_dsn)
     container = await build_container(
-        settings, signals_path=path, trading_enabled=True, provider=provider,
-        wrap_broker=wrap_broker, wrap_store=wrap_store,
+        settings,
+        signals_path=path,
+        trading_enabled=True,
+        provider=provider,
+        wrap_broker=wrap_broker,
+        wrap_store=wrap_store,
     )
     try:
         lock = container.scheduler.lock

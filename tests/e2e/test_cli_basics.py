@@ -22,8 +22,16 @@ SAMPLE = bundled_signals()
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["serve"], ["demo"], ["replay"], ["llm", "review"], ["llm", "report"], ["db", "upgrade"],
-     ["dev-gateway"]],
+    [
+        [],
+        ["serve"],
+        ["demo"],
+        ["replay"],
+        ["llm", "review"],
+        ["llm", "report"],
+        ["db", "upgrade"],
+        ["dev-gateway"],
+    ],
 )
 def test_help(args: list[str], tmp_path: Path) -> None:
     result = torghut(*args, "--help", cwd=tmp_path)
@@ -110,8 +118,12 @@ def test_serve_answers_health_and_stops_on_sigterm(tmp_path: Path, trading: str)
         }
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "torghut.cli", "serve"], env=env, cwd=tmp_path,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "torghut.cli", "serve"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 30
@@ -143,8 +155,15 @@ def test_serve_answers_health_and_stops_on_sigterm(tmp_path: Path, trading: str)
 def test_replay_prints_one_summary_line(tmp_path: Path) -> None:
     signals = tmp_path / "s.jsonl"
     lines = [
-        {"event_ts": f"2026-01-05T15:{m:02d}:00Z", "symbol": sym, "timeframe": "1Min",
-         "macd": 0.5, "macd_signal": 0.1, "rsi14": 30.0, "price": 100.0}
+        {
+            "event_ts": f"2026-01-05T15:{m:02d}:00Z",
+            "symbol": sym,
+            "timeframe": "1Min",
+            "macd": 0.5,
+            "macd_signal": 0.1,
+            "rsi14": 30.0,
+            "price": 100.0,
+        }
         for m, sym in enumerate(["AAPL", "MSFT", "NVDA"])
     ]
     signals.write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n")
@@ -185,8 +204,12 @@ def test_json_log_lines_from_a_verbose_replay(tmp_path: Path) -> None:
     """`LOG_FORMAT=json`: stderr is JSON lines only (banner, one line per order), stdout the
     summary; the keys configured appear in neither."""
     key = "sk-e2e-canary-9876"
-    env = {"LOG_FORMAT": "json", "JANGAR_API_KEY": key, "APCA_API_SECRET_KEY": key + "x",
-           "DB_DSN": f"sqlite:///{tmp_path / 't.db'}"}
+    env = {
+        "LOG_FORMAT": "json",
+        "JANGAR_API_KEY": key,
+        "APCA_API_SECRET_KEY": key + "x",
+        "DB_DSN": f"sqlite:///{tmp_path / 't.db'}",
+    }
     result = torghut("replay", "--signals", str(SAMPLE), "--verbose", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stderr.splitlines()]

@@ -69,7 +69,10 @@ def test_a_closed_pipe_is_no_traceback(tmp_path: Path) -> None:
     assert torghut("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
     proc = subprocess.Popen(
         [sys.executable, "-m", "torghut.cli", "llm", "report", "--json"],
-        env=clean_env(env), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=clean_env(env),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()
@@ -105,8 +108,9 @@ def test_a_review_without_a_gateway_names_jangar_base_url(tmp_path: Path) -> Non
         "torghut: JANGAR_BASE_URL: is required for a review (or set LLM_PROVIDER=openai and "
         "OPENAI_API_KEY)"
     ]
-    chosen = torghut("llm", "review", "--decision", "-", stdin="{}", cwd=tmp_path,
-                     env={"LLM_PROVIDER": "openai"})
+    chosen = torghut(
+        "llm", "review", "--decision", "-", stdin="{}", cwd=tmp_path, env={"LLM_PROVIDER": "openai"}
+    )
     assert chosen.returncode == 2 and "JANGAR_BASE_URL" not in chosen.stderr
 
 
@@ -130,7 +134,9 @@ class Terminal(io.StringIO):
 
 def cycle(signals: int, submitted: int, rejected: int) -> SimpleNamespace:
     return SimpleNamespace(
-        signals=signals, decisions=submitted + rejected, submitted=submitted,
+        signals=signals,
+        decisions=submitted + rejected,
+        submitted=submitted,
         rejected={"risk": rejected},
     )
 
@@ -153,13 +159,15 @@ HEAVY = ("sqlalchemy", "pydantic", "openai", "alpaca", "pandas", "numpy", "fasta
 
 
 def modules_after(code: str, tmp_path: Path) -> list[str]:
-    script = (
-        "import sys\n" + code + "\n"
-        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
-    )
+    script = "import sys\n" + code + f"\nprint(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
     out = subprocess.run(
-        [sys.executable, "-c", script], env=clean_env(), cwd=tmp_path, capture_output=True,
-        text=True, check=True, timeout=120,
+        [sys.executable, "-c", script],
+        env=clean_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     )
     loaded: list[str] = json.loads(out.stdout.strip().splitlines()[-1].replace("'", '"'))
     return loaded
@@ -196,10 +204,16 @@ def test_the_service_imports_no_provider_or_broker_library_it_does_not_use(
     assert not {"openai", "alpaca", "pandas", "numpy"} & set(loaded), loaded
 
 
-@pytest.mark.parametrize(("env", "library"), [
-    ({"LLM_ENABLED": "true", "LLM_PROVIDER": "openai", "OPENAI_API_KEY": "sk-x"}, "openai"),
-    ({"TRADING_BROKER": "alpaca", "APCA_API_KEY_ID": "k", "APCA_API_SECRET_KEY": "s"}, "alpaca"),
-])
+@pytest.mark.parametrize(
+    ("env", "library"),
+    [
+        ({"LLM_ENABLED": "true", "LLM_PROVIDER": "openai", "OPENAI_API_KEY": "sk-x"}, "openai"),
+        (
+            {"TRADING_BROKER": "alpaca", "APCA_API_KEY_ID": "k", "APCA_API_SECRET_KEY": "s"},
+            "alpaca",
+        ),
+    ],
+)
 def test_a_configured_library_is_imported(
     tmp_path: Path, env: dict[str, str], library: str
 ) -> None:

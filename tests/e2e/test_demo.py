@@ -22,8 +22,11 @@ def test_demo_runs_to_the_end(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     # `llm eval` of every run: each reviewer's veto value beside random vetoes.
     assert "== llm eval --signals <sample> --horizons 5m,30m --cost-bps 2 ==" in out
-    rows = {line.split()[0]: line for line in out.splitlines()
-            if line.startswith("  ") and "veto value" in line and "reviewer" in line}
+    rows = {
+        line.split()[0]: line
+        for line in out.splitlines()
+        if line.startswith("  ") and "veto value" in line and "reviewer" in line
+    }
     assert set(rows) == {"shadow", "enforcing", "random", "oracle"}
     oracle_low = float(rows["oracle"].split("veto value ")[1].split("[")[1].split(",")[0])
     assert oracle_low > 0

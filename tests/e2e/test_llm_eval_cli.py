@@ -20,8 +20,12 @@ from torghut.replay import run_replay
 async def reviewed_dsn(db_dsn: str) -> str:
     config = DevGatewayConfig(reviewer="oracle", oracle_signals=str(bundled_signals()))
     async with DevGateway(config) as gateway:
-        env = {"DB_DSN": db_dsn, "JANGAR_BASE_URL": gateway.base_url, "LLM_ENABLED": "true",
-               "TRADING_BATCH_SIZE": "400"}
+        env = {
+            "DB_DSN": db_dsn,
+            "JANGAR_BASE_URL": gateway.base_url,
+            "LLM_ENABLED": "true",
+            "TRADING_BATCH_SIZE": "400",
+        }
         await run_replay(load_settings(env, env_file=None), bundled_signals())
     return db_dsn
 
@@ -34,8 +38,21 @@ def test_eval_table_json_html_and_gate(reviewed_dsn: str, tmp_path: Path) -> Non
     assert "horizon 30m" in table.stdout and "veto value" in table.stdout
 
     html = tmp_path / "eval.html"
-    out = torghut("llm", "eval", "--signals", signals, "--json", "--html", str(html),
-                  "--min-veto-value-bps", "1", "--horizons", "30m", env=env, cwd=tmp_path)
+    out = torghut(
+        "llm",
+        "eval",
+        "--signals",
+        signals,
+        "--json",
+        "--html",
+        str(html),
+        "--min-veto-value-bps",
+        "1",
+        "--horizons",
+        "30m",
+        env=env,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert len(lines) == 1
@@ -52,8 +69,18 @@ def test_eval_table_json_html_and_gate(reviewed_dsn: str, tmp_path: Path) -> Non
     assert "https://" not in page
 
     # A bar no reviewer clears: exit 1, the horizon and the flag named on stderr.
-    gate = torghut("llm", "eval", "--signals", signals, "--horizons", "30m",
-                   "--min-veto-value-bps", "500", env=env, cwd=tmp_path)
+    gate = torghut(
+        "llm",
+        "eval",
+        "--signals",
+        signals,
+        "--horizons",
+        "30m",
+        "--min-veto-value-bps",
+        "500",
+        env=env,
+        cwd=tmp_path,
+    )
     assert gate.returncode == 1
     assert "--min-veto-value-bps 500" in gate.stderr and "30m" in gate.stderr
     assert len(gate.stderr.strip().splitlines()) == 1
@@ -61,24 +88,36 @@ def test_eval_table_json_html_and_gate(reviewed_dsn: str, tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(
     ("args", "needle"),
-    [(["--horizons", "5x"], "--horizons"), (["--cost-bps", "-1"], "--cost-bps"),
-     ([], "--signals"), (["--signals", "/nonexistent.jsonl"], "--signals"),
-     (["--min-veto-value-bps", "nan"], "--min-veto-value-bps")],
+    [
+        (["--horizons", "5x"], "--horizons"),
+        (["--cost-bps", "-1"], "--cost-bps"),
+        ([], "--signals"),
+        (["--signals", "/nonexistent.jsonl"], "--signals"),
+        (["--min-veto-value-bps", "nan"], "--min-veto-value-bps"),
+    ],
 )
 def test_bad_input_is_exit_2_naming_it(args: list[str], needle: str, tmp_path: Path) -> None:
-    signals = ["--signals", str(bundled_signals())] if "--signals" not in args and needle != \
-        "--signals" else []
+    signals = (
+        ["--signals", str(bundled_signals())]
+        if "--signals" not in args and needle != "--signals"
+        else []
+    )
     db = tmp_path / "t.db"
     db.touch()
-    run = torghut("llm", "eval", *signals, *args, env={"DB_DSN": f"sqlite:///{db}"},
-                  cwd=tmp_path)
+    run = torghut("llm", "eval", *signals, *args, env={"DB_DSN": f"sqlite:///{db}"}, cwd=tmp_path)
     assert run.returncode == 2, run.stderr
     assert needle in run.stderr and len(run.stderr.strip().splitlines()) == 1
     assert run.stdout == ""
 
 
 def test_a_missing_database_is_named_not_created(tmp_path: Path) -> None:
-    run = torghut("llm", "eval", "--signals", str(bundled_signals()),
-                  env={"DB_DSN": f"sqlite:///{tmp_path / 'nope.db'}"}, cwd=tmp_path)
+    run = torghut(
+        "llm",
+        "eval",
+        "--signals",
+        str(bundled_signals()),
+        env={"DB_DSN": f"sqlite:///{tmp_path / 'nope.db'}"},
+        cwd=tmp_path,
+    )
     assert run.returncode == 2 and "DB_DSN" in run.stderr
     assert not (tmp_path / "nope.db").exists()

@@ -16,9 +16,15 @@ from tests.integration.rawserver import RawServer, respond
 from torghut.devgateway import DevGateway, DevGatewayConfig
 
 DECISION = {
-    "strategy_id": "macd-rsi-default", "symbol": "AAPL", "action": "buy", "qty": 5,
-    "order_type": "market", "time_in_force": "day", "event_ts": "2026-02-03T15:30:00Z",
-    "timeframe": "1Min", "params": {"price": 100.98},
+    "strategy_id": "macd-rsi-default",
+    "symbol": "AAPL",
+    "action": "buy",
+    "qty": 5,
+    "order_type": "market",
+    "time_in_force": "day",
+    "event_ts": "2026-02-03T15:30:00Z",
+    "timeframe": "1Min",
+    "params": {"price": 100.98},
 }
 
 # example file -> (status, verdict, error code or None, exit code)
@@ -37,10 +43,17 @@ EXAMPLES = {
 
 async def _review(base_url: str, decision_file: Path, **env: str) -> tuple[int, dict, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "torghut.cli", "llm", "review", "--decision", str(decision_file),
+        sys.executable,
+        "-m",
+        "torghut.cli",
+        "llm",
+        "review",
+        "--decision",
+        str(decision_file),
         env=clean_env({"JANGAR_BASE_URL": base_url, "LLM_MAX_RETRIES": "0", **env}),
         cwd=decision_file.parent,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     lines = out.decode().splitlines()
@@ -58,8 +71,19 @@ async def test_each_jangar_example(name: str, tmp_path: Path) -> None:
     assert out["verdict"] == verdict, out
     assert rc == exit_code, err
     assert (out["error"] or {}).get("code") == code
-    assert set(out) == {"provider", "model", "llm_verdict", "verdict", "reason", "response",
-                        "error", "usage", "latency_ms", "ttft_ms", "missing"}
+    assert set(out) == {
+        "provider",
+        "model",
+        "llm_verdict",
+        "verdict",
+        "reason",
+        "response",
+        "error",
+        "usage",
+        "latency_ms",
+        "ttft_ms",
+        "missing",
+    }
     assert out["provider"] == "jangar"
     if code is None:
         assert out["usage"] is not None and out["usage"]["total_tokens"] > 0
@@ -91,9 +115,17 @@ async def test_a_model_the_gateway_does_not_serve_is_one_line_and_exit_2(
     config = DevGatewayConfig(model="other-model", models=("other-model",))
     async with DevGateway(config) as gw:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "torghut.cli", "llm", "review", "--decision", str(decision),
+            sys.executable,
+            "-m",
+            "torghut.cli",
+            "llm",
+            "review",
+            "--decision",
+            str(decision),
             env=clean_env({"JANGAR_BASE_URL": gw.base_url, "LLM_MODEL": "gpt-5.3-codex"}),
-            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2, err
@@ -114,17 +146,28 @@ async def test_unreachable_gateway_is_connect_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "needle"),
-    [("{not json", "not JSON"), ("[1,2]", "one JSON object"),
-     (json.dumps({**DECISION, "action": "hold"}), "action"),
-     (json.dumps({**DECISION, "qty": -1}), "qty")],
+    [
+        ("{not json", "not JSON"),
+        ("[1,2]", "one JSON object"),
+        (json.dumps({**DECISION, "action": "hold"}), "action"),
+        (json.dumps({**DECISION, "qty": -1}), "qty"),
+    ],
 )
 async def test_bad_decision_file_is_exit_2(content: str, needle: str, tmp_path: Path) -> None:
     decision = tmp_path / "d.json"
     decision.write_text(content)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "torghut.cli", "llm", "review", "--decision", str(decision),
-        env=clean_env({"JANGAR_BASE_URL": "http://127.0.0.1:9"}), cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "torghut.cli",
+        "llm",
+        "review",
+        "--decision",
+        str(decision),
+        env=clean_env({"JANGAR_BASE_URL": "http://127.0.0.1:9"}),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await proc.communicate()
     assert proc.returncode == 2

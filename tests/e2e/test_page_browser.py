@@ -48,8 +48,10 @@ def _require_browser() -> tuple[str, str]:
     except ImportError:
         missing.append("the selenium package")
     if missing:
-        reason = (f"browser test needs {', '.join(missing)} "
-                  "(apt-get install chromium chromium-driver; .ci/run does)")
+        reason = (
+            f"browser test needs {', '.join(missing)} "
+            "(apt-get install chromium chromium-driver; .ci/run does)"
+        )
         if os.environ.get("TORGHUT_REQUIRE_BROWSER") == "1":
             pytest.fail(reason)  # CI must not go green by skipping the browser
         pytest.skip(reason)
@@ -72,10 +74,18 @@ def browser(tmp_path: Path) -> Iterator[Any]:
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for flag in (
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--disable-background-networking", "--disable-component-update",
-        "--disable-default-apps", "--disable-extensions", "--disable-sync", "--no-first-run",
-        "--window-size=1280,1600", f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-default-apps",
+        "--disable-extensions",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1280,1600",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
     ):
         options.add_argument(flag)
     # A driver given by path: Selenium Manager must not go looking on the network.
@@ -94,8 +104,9 @@ def _replay_into(dsn: str, tmp_path: Path) -> None:
         '{"event_ts": "2026-03-02T15:00:00Z", "symbol": "ZBRA", "timeframe": "1Min", '
         '"macd": 0.4, "macd_signal": 0.1, "rsi14": 28.0, "price": 100.0}\n'
     )
-    settings = load_settings({"DB_DSN": dsn, "LLM_ENABLED": "true",
-                              "JANGAR_BASE_URL": "http://127.0.0.1:9"}, None)
+    settings = load_settings(
+        {"DB_DSN": dsn, "LLM_ENABLED": "true", "JANGAR_BASE_URL": "http://127.0.0.1:9"}, None
+    )
     summary = asyncio.run(run_replay(settings, signals, provider=FakeProvider("approve")))
     assert summary["submitted"] == 1 and summary["reviews"] == {"approve": 1}, summary
 
@@ -105,11 +116,23 @@ def service(tmp_path: Path) -> Iterator[str]:
     dsn = f"sqlite:///{tmp_path / 'page.db'}"
     _replay_into(dsn, tmp_path)
     port = _free_port()
-    env = clean_env({"DB_DSN": dsn, "TORGHUT_PORT": str(port), "TORGHUT_HOST": "127.0.0.1",
-                     "TORGHUT_API_TOKEN": TOKEN, "TORGHUT_LOG_LEVEL": "warning"})
-    proc = subprocess.Popen([sys.executable, "-m", "torghut.cli", "serve"], env=env,
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+    env = clean_env(
+        {
+            "DB_DSN": dsn,
+            "TORGHUT_PORT": str(port),
+            "TORGHUT_HOST": "127.0.0.1",
+            "TORGHUT_API_TOKEN": TOKEN,
+            "TORGHUT_LOG_LEVEL": "warning",
+        }
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torghut.cli", "serve"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         # A guard against a server that never starts, generous for a loaded machine; not a
@@ -136,8 +159,7 @@ def _wait(driver: Any, condition: Any, what: str, timeout: float = 60) -> Any:
     from selenium.webdriver.support.ui import WebDriverWait
 
     ignored = (NoSuchElementException, StaleElementReferenceException)
-    return WebDriverWait(driver, timeout, ignored_exceptions=ignored).until(condition,
-                                                                            message=what)
+    return WebDriverWait(driver, timeout, ignored_exceptions=ignored).until(condition, message=what)
 
 
 def test_the_page_renders_a_replays_decision_and_its_halt_button_halts(
@@ -167,14 +189,21 @@ def test_the_page_renders_a_replays_decision_and_its_halt_button_halts(
     browser.find_element(By.ID, "control-token").send_keys(TOKEN)
     browser.find_element(By.ID, "control-reason").send_keys("browser test halt")
     browser.find_element(By.ID, "halt-button").click()
-    _wait(browser, lambda d: d.find_element(By.ID, "halt-state").text == "HALTED",
-          "the page to show HALTED")
-    _wait(browser, lambda d: d.find_element(By.ID, "halt-reason").text == "browser test halt",
-          "the halt's reason on the page")
+    _wait(
+        browser,
+        lambda d: d.find_element(By.ID, "halt-state").text == "HALTED",
+        "the page to show HALTED",
+    )
+    _wait(
+        browser,
+        lambda d: d.find_element(By.ID, "halt-reason").text == "browser test halt",
+        "the halt's reason on the page",
+    )
     browser.save_screenshot(str(tmp_path / "page-halted.png"))
 
-    status = httpx.get(f"{service}/trading/status",
-                       headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5).json()
+    status = httpx.get(
+        f"{service}/trading/status", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5
+    ).json()
     assert status["halt"]["halted"] is True and status["halt"]["reason"] == "browser test halt"
 
 
@@ -190,7 +219,10 @@ def test_a_wrong_token_does_not_halt(browser: Any, service: str) -> None:
     browser.find_element(By.ID, "control-token").send_keys("not-the-token-0123456789")
     browser.find_element(By.ID, "control-reason").send_keys("should fail")
     browser.find_element(By.ID, "halt-button").click()
-    _wait(browser, lambda d: "refused (401)" in d.find_element(By.ID, "control-result").text,
-          "the refusal to show")
+    _wait(
+        browser,
+        lambda d: "refused (401)" in d.find_element(By.ID, "control-result").text,
+        "the refusal to show",
+    )
     status = httpx.get(f"{service}/trading/status", headers=auth, timeout=5).json()
     assert status["halt"]["halted"] is False

@@ -31,9 +31,15 @@ def _free_port() -> int:
 
 def _signals(path: Path, start: datetime) -> Path:
     rows = [
-        {"event_ts": (start + timedelta(seconds=i)).isoformat().replace("+00:00", "Z"),
-         "symbol": f"S{i}", "timeframe": "1Min", "macd": 0.4, "macd_signal": 0.1,
-         "rsi14": 28.0, "price": 100.0}
+        {
+            "event_ts": (start + timedelta(seconds=i)).isoformat().replace("+00:00", "Z"),
+            "symbol": f"S{i}",
+            "timeframe": "1Min",
+            "macd": 0.4,
+            "macd_signal": 0.1,
+            "rsi14": 28.0,
+            "price": 100.0,
+        }
         for i in range(LINES)
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -43,19 +49,25 @@ def _signals(path: Path, start: datetime) -> Path:
 def _serve_until_done(tmp_path: Path, name: str, signals: Path) -> tuple[dict[str, Any], str]:
     """Run `serve` over `signals` until every line is read; its status and metrics."""
     port = _free_port()
-    env = clean_env({
-        "DB_DSN": f"sqlite:///{tmp_path}/{name}.db",
-        "TORGHUT_PORT": str(port),
-        "TORGHUT_HOST": "127.0.0.1",
-        "TORGHUT_API_PUBLIC_READS": "true",  # the test reads /trading/status without a token
-        "TRADING_ENABLED": "true",
-        "TRADING_POLL_INTERVAL_SECONDS": "0.3",
-        "TRADING_SIGNALS_PATH": str(signals),
-        "TRADING_CALENDAR": "always",
-    })
+    env = clean_env(
+        {
+            "DB_DSN": f"sqlite:///{tmp_path}/{name}.db",
+            "TORGHUT_PORT": str(port),
+            "TORGHUT_HOST": "127.0.0.1",
+            "TORGHUT_API_PUBLIC_READS": "true",  # the test reads /trading/status without a token
+            "TRADING_ENABLED": "true",
+            "TRADING_POLL_INTERVAL_SECONDS": "0.3",
+            "TRADING_SIGNALS_PATH": str(signals),
+            "TRADING_CALENDAR": "always",
+        }
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "torghut.cli", "serve"], env=env, cwd=tmp_path,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "torghut.cli", "serve"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 60

@@ -96,8 +96,9 @@ def build_app(state: FakeAlpaca) -> Starlette:
         state.seen.append((now, what, 429 if refused else 200))
         if not refused:
             return None
-        return JSONResponse({"code": 42910000, "message": "rate limit exceeded"}, 429,
-                            headers={"Retry-After": "1"})
+        return JSONResponse(
+            {"code": 42910000, "message": "rate limit exceeded"}, 429, headers={"Retry-After": "1"}
+        )
 
     async def gate(request: Request) -> Response | None:
         if state.sleep:
@@ -124,10 +125,13 @@ def build_app(state: FakeAlpaca) -> Starlette:
             done = {"filled", "canceled", "expired", "rejected", "done_for_day"}
             after = request.query_params.get("after")
             listed = [
-                o for o in state.orders.values()
+                o
+                for o in state.orders.values()
                 if (wanted == "all" or (o["status"] in done) == (wanted == "closed"))
-                and (after is None or datetime.fromisoformat(o["submitted_at"])
-                     > datetime.fromisoformat(after))
+                and (
+                    after is None
+                    or datetime.fromisoformat(o["submitted_at"]) > datetime.fromisoformat(after)
+                )
             ]
             listed.sort(key=lambda o: str(o["submitted_at"]))
             return with_limit_headers(JSONResponse(listed))
@@ -166,16 +170,18 @@ def build_app(state: FakeAlpaca) -> Starlette:
     async def account(request: Request) -> Response:
         if (denied := await gate(request)) is not None:
             return denied
-        return with_limit_headers(JSONResponse(
-            {
-                "id": str(uuid.uuid4()),
-                "status": "ACTIVE",
-                "cash": "25000.5",
-                "equity": "30000.75",
-                "buying_power": "50001",
-                "currency": "USD",
-            }
-        ))
+        return with_limit_headers(
+            JSONResponse(
+                {
+                    "id": str(uuid.uuid4()),
+                    "status": "ACTIVE",
+                    "cash": "25000.5",
+                    "equity": "30000.75",
+                    "buying_power": "50001",
+                    "currency": "USD",
+                }
+            )
+        )
 
     async def positions(request: Request) -> Response:
         if (denied := await gate(request)) is not None:
@@ -243,7 +249,11 @@ def make_broker(
     """A broker on the fake; its request budget is out of the way unless a test is about it."""
     return AlpacaBroker(
         AlpacaConfig(
-            key_id=KEY_ID, secret_key=secret, paper=True, base_url=url, timeout_seconds=timeout,
+            key_id=KEY_ID,
+            secret_key=secret,
+            paper=True,
+            base_url=url,
+            timeout_seconds=timeout,
             max_requests_per_minute=per_minute,
         )
     )
@@ -471,8 +481,9 @@ async def test_book_reads_account_positions_and_open_orders_together(
     server: Served, fake: FakeAlpaca
 ) -> None:
     broker = make_broker(server.url)
-    fake.positions = [{"symbol": "AAPL", "qty": "3", "avg_entry_price": "100",
-                       "market_value": "303"}]
+    fake.positions = [
+        {"symbol": "AAPL", "qty": "3", "avg_entry_price": "100", "market_value": "303"}
+    ]
     await broker.submit_order(order("th-open"))
     book = await broker.get_book()
     assert book.account.cash == Decimal("25000.5")
@@ -514,9 +525,13 @@ async def test_a_big_batch_is_not_timed_out_waiting_for_threads(
 
 
 def _alpaca_env(url: str, timeout: str) -> dict[str, str]:
-    return {"TRADING_BROKER": "alpaca", "APCA_API_KEY_ID": KEY_ID,
-            "APCA_API_SECRET_KEY": SECRET, "APCA_API_BASE_URL": url,
-            "TRADING_BROKER_TIMEOUT_SECONDS": timeout}
+    return {
+        "TRADING_BROKER": "alpaca",
+        "APCA_API_KEY_ID": KEY_ID,
+        "APCA_API_SECRET_KEY": SECRET,
+        "APCA_API_BASE_URL": url,
+        "TRADING_BROKER_TIMEOUT_SECONDS": timeout,
+    }
 
 
 def _slow_posts(container: Any, seconds: float, sending: asyncio.Event | None = None) -> None:
@@ -583,7 +598,8 @@ async def test_a_cancelled_cycle_waits_for_the_order_it_was_sending_and_it_is_ad
     signals = _buys(tmp_path, 1)
     old = await build_container(
         load_settings({"DB_DSN": database.dsn, **_alpaca_env(server.url, "2")}, None),
-        signals_path=signals, trading_enabled=True,
+        signals_path=signals,
+        trading_enabled=True,
     )
     sending = asyncio.Event()
     _slow_posts(old, 0.5, sending)
@@ -596,8 +612,12 @@ async def test_a_cancelled_cycle_waits_for_the_order_it_was_sending_and_it_is_ad
         assert len(fake.orders) == 1  # landed before the cycle let go
         assert await _decision_statuses(database) == ["planned"]
         provider = FakeProvider("veto")
-        env = _env(database.dsn, LLM_SHADOW_MODE="false", LLM_FAIL_MODE="veto",
-                   **_alpaca_env(server.url, "2"))
+        env = _env(
+            database.dsn,
+            LLM_SHADOW_MODE="false",
+            LLM_FAIL_MODE="veto",
+            **_alpaca_env(server.url, "2"),
+        )
         result = await run_one_cycle(env, signals, provider)
         assert (result.submitted, result.rejected, provider.calls) == (1, {}, 0)
         assert await _decision_statuses(database) == ["submitted"]
@@ -678,8 +698,11 @@ async def test_a_429_storm_places_every_order_once_without_looking_any_up(
     from torghut.config import load_settings
 
     fake.per_second = 8
-    env = {"DB_DSN": database.dsn, **_alpaca_env(server.url, "5"),
-           "ALPACA_MAX_REQUESTS_PER_MINUTE": "6000"}
+    env = {
+        "DB_DSN": database.dsn,
+        **_alpaca_env(server.url, "5"),
+        "ALPACA_MAX_REQUESTS_PER_MINUTE": "6000",
+    }
     container = await build_container(
         load_settings(env, None), signals_path=_buys(tmp_path, 24), trading_enabled=True
     )
@@ -723,14 +746,22 @@ async def test_an_order_only_ever_refused_with_429_is_known_not_placed(
 async def test_prices_go_out_on_alpacas_tick(server: Served, fake: FakeAlpaca) -> None:
     broker = make_broker(server.url)
     try:
-        await broker.submit_order(order(
-            "th-buy", order_type=OrderType.STOP_LIMIT, limit_price=Decimal("11.055"),
-            stop_price=Decimal("11.055"),
-        ))
-        await broker.submit_order(order(
-            "th-sell", side=Action.SELL, order_type=OrderType.LIMIT,
-            limit_price=Decimal("0.601349"),
-        ))
+        await broker.submit_order(
+            order(
+                "th-buy",
+                order_type=OrderType.STOP_LIMIT,
+                limit_price=Decimal("11.055"),
+                stop_price=Decimal("11.055"),
+            )
+        )
+        await broker.submit_order(
+            order(
+                "th-sell",
+                side=Action.SELL,
+                order_type=OrderType.LIMIT,
+                limit_price=Decimal("0.601349"),
+            )
+        )
     finally:
         await broker.aclose()
     buy, sell = fake.orders["th-buy"], fake.orders["th-sell"]
@@ -742,10 +773,20 @@ async def test_prices_go_out_on_alpacas_tick(server: Served, fake: FakeAlpaca) -
 
 
 def _place_at_fake(fake: FakeAlpaca, coid: str, status: str = "accepted", **fields: Any) -> None:
-    fake.orders[coid] = {**_order_json({
-        "client_order_id": coid, "symbol": "AAPL", "side": "buy", "type": "market",
-        "time_in_force": "day", "qty": "10",
-    }, status), **fields}
+    fake.orders[coid] = {
+        **_order_json(
+            {
+                "client_order_id": coid,
+                "symbol": "AAPL",
+                "side": "buy",
+                "type": "market",
+                "time_in_force": "day",
+                "qty": "10",
+            },
+            status,
+        ),
+        **fields,
+    }
 
 
 async def test_reconciliation_lists_orders_instead_of_looking_each_up(
@@ -761,7 +802,9 @@ async def test_reconciliation_lists_orders_instead_of_looking_each_up(
         _place_at_fake(fake, f"th-{i:02d}")
     for i in range(0, 60, 3):
         fake.orders[f"th-{i:02d}"].update(
-            status="filled", filled_qty="10", filled_avg_price="99.5",
+            status="filled",
+            filled_qty="10",
+            filled_avg_price="99.5",
             filled_at="2026-03-02T15:31:00Z",
         )
     fake.orders["th-01"]["status"] = "partially_filled"
@@ -792,8 +835,14 @@ async def test_an_order_neither_list_holds_is_looked_up_by_itself(
     await add_execution(database, "th-open", broker="alpaca")
     _place_at_fake(fake, "th-open")
     await add_execution(database, "th-old", broker="alpaca")
-    _place_at_fake(fake, "th-old", status="filled", filled_qty="10", filled_avg_price="98",
-                   submitted_at="2020-01-01T00:00:00+00:00")
+    _place_at_fake(
+        fake,
+        "th-old",
+        status="filled",
+        filled_qty="10",
+        filled_avg_price="98",
+        submitted_at="2020-01-01T00:00:00+00:00",
+    )
     await add_execution(database, "th-gone", broker="alpaca")
     broker = make_broker(server.url)
     try:
@@ -815,12 +864,23 @@ async def _add_unanswered(database: Any, coid: str, rejected_at: datetime) -> No
         if await session.get(Strategy, "s1") is None:
             session.add(Strategy(id="s1", params={}))
             await session.flush()
-        session.add(TradeDecisionRow(
-            id=uuid.uuid4(), strategy_id="s1", symbol="AAPL", timeframe="1Min", action="buy",
-            qty=Decimal(10), decision_json={"order_type": "limit"}, decision_hash=coid,
-            status="rejected", reason="broker_no_answer", event_ts=rejected_at,
-            created_at=rejected_at - timedelta(minutes=2), updated_at=rejected_at,
-        ))
+        session.add(
+            TradeDecisionRow(
+                id=uuid.uuid4(),
+                strategy_id="s1",
+                symbol="AAPL",
+                timeframe="1Min",
+                action="buy",
+                qty=Decimal(10),
+                decision_json={"order_type": "limit"},
+                decision_hash=coid,
+                status="rejected",
+                reason="broker_no_answer",
+                event_ts=rejected_at,
+                created_at=rejected_at - timedelta(minutes=2),
+                updated_at=rejected_at,
+            )
+        )
 
 
 async def _decision(database: Any, coid: str) -> Any:
@@ -829,12 +889,14 @@ async def _decision(database: Any, coid: str) -> Any:
     from torghut.db.tables import ExecutionRow, TradeDecisionRow
 
     async with database.sessions() as session:
-        decision = (await session.execute(
-            select(TradeDecisionRow).where(TradeDecisionRow.decision_hash == coid)
-        )).scalar_one()
-        execution = (await session.execute(
-            select(ExecutionRow).where(ExecutionRow.client_order_id == coid)
-        )).scalar_one_or_none()
+        decision = (
+            await session.execute(
+                select(TradeDecisionRow).where(TradeDecisionRow.decision_hash == coid)
+            )
+        ).scalar_one()
+        execution = (
+            await session.execute(select(ExecutionRow).where(ExecutionRow.client_order_id == coid))
+        ).scalar_one_or_none()
         return decision, execution
 
 
@@ -847,8 +909,16 @@ async def test_the_sweep_finds_and_records_a_broker_no_answer_order_that_landed(
     await _add_unanswered(database, "th-landed", now - timedelta(minutes=1))
     await _add_unanswered(database, "th-never", now - timedelta(minutes=1))
     await _add_unanswered(database, "th-long-ago", now - timedelta(hours=3))
-    _place_at_fake(fake, "th-landed", status="filled", filled_qty="10", filled_avg_price="99",
-                   type="limit", limit_price="100.5", filled_at="2026-03-02T15:31:00Z")
+    _place_at_fake(
+        fake,
+        "th-landed",
+        status="filled",
+        filled_qty="10",
+        filled_avg_price="99",
+        type="limit",
+        limit_price="100.5",
+        filled_at="2026-03-02T15:31:00Z",
+    )
     _place_at_fake(fake, "th-long-ago")  # past the sweep's hour: no longer looked for
     broker = make_broker(server.url)
     try:
@@ -863,13 +933,22 @@ async def test_the_sweep_finds_and_records_a_broker_no_answer_order_that_landed(
     assert decision.executed_at is not None
     assert execution is not None
     assert (execution.status, execution.filled_qty, execution.avg_fill_price) == (
-        "filled", 10, Decimal("99"))
+        "filled",
+        10,
+        Decimal("99"),
+    )
     assert (execution.order_type, execution.limit_price, execution.broker) == (
-        "limit", Decimal("100.5"), "alpaca")
+        "limit",
+        Decimal("100.5"),
+        "alpaca",
+    )
     for coid in ("th-never", "th-long-ago"):
         decision, execution = await _decision(database, coid)
         assert (decision.status, decision.reason, execution) == (
-            "rejected", "broker_no_answer", None)
+            "rejected",
+            "broker_no_answer",
+            None,
+        )
     # Recorded once: the next pass reconciles it as an execution (final: not polled) and
     # sweeps only what is still unanswered.
     assert second.found == 0

@@ -19,15 +19,20 @@ from torghut.db.tables import LLMDecisionReview, TradeDecisionRow
 from torghut.replay import run_replay
 from torghut.trading.llm.anonymize import DATE_SHIFT, anonymize, symbol_token
 
-SAMPLE_SYMBOLS = sorted({json.loads(line)["symbol"]
-                         for line in bundled_signals().read_text().splitlines() if line})
+SAMPLE_SYMBOLS = sorted(
+    {json.loads(line)["symbol"] for line in bundled_signals().read_text().splitlines() if line}
+)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def test_symbols_become_stable_tokens_and_dates_move_by_whole_weeks() -> None:
     request = {
-        "decision": {"symbol": "BRK.B", "event_ts": "2025-03-03T16:20:00Z",
-                     "rationale": "BRK.B macd crossed; BRK unrelated", "qty": "5"},
+        "decision": {
+            "symbol": "BRK.B",
+            "event_ts": "2025-03-03T16:20:00Z",
+            "rationale": "BRK.B macd crossed; BRK unrelated",
+            "qty": "5",
+        },
         "portfolio": {"positions": [{"symbol": "AAPL", "qty": "2"}]},
         "recent_decisions": [{"event_ts": "2025-03-03T16:03:00+00:00", "status": "filled"}],
         "history": {"bars": [{"ts": "2025-03-03T16:19:00Z", "price": "201.5"}]},
@@ -37,8 +42,11 @@ def test_symbols_become_stable_tokens_and_dates_move_by_whole_weeks() -> None:
     text = json.dumps(sent)
     assert "BRK.B" not in text and "2025" not in text
     assert "AAPLX" in text  # a longer word is not a symbol
-    assert sent["decision"]["symbol"] == symbol_token("BRK.B") == anonymize(request)[
-        "decision"]["symbol"]
+    assert (
+        sent["decision"]["symbol"]
+        == symbol_token("BRK.B")
+        == anonymize(request)["decision"]["symbol"]
+    )
     assert sent["decision"]["rationale"] == f"{symbol_token('BRK.B')} macd crossed; BRK unrelated"
     assert sent["portfolio"]["positions"][0]["symbol"] == symbol_token("AAPL")
     moved = datetime.fromisoformat(sent["decision"]["event_ts"].replace("Z", "+00:00"))
@@ -53,12 +61,19 @@ def test_symbols_become_stable_tokens_and_dates_move_by_whole_weeks() -> None:
 async def test_an_anonymized_replay_sends_no_symbol_or_date_and_audits_both(
     database: Database,
 ) -> None:
-    env = {"DB_DSN": database.dsn, "LLM_PROVIDER": "openai", "LLM_ENABLED": "true",
-           "LLM_SHADOW_MODE": "true", "LLM_PROMPT_VERSION": "v2", "TRADING_BATCH_SIZE": "400",
-           "LLM_ANONYMIZE": "true"}
+    env = {
+        "DB_DSN": database.dsn,
+        "LLM_PROVIDER": "openai",
+        "LLM_ENABLED": "true",
+        "LLM_SHADOW_MODE": "true",
+        "LLM_PROMPT_VERSION": "v2",
+        "TRADING_BATCH_SIZE": "400",
+        "LLM_ANONYMIZE": "true",
+    }
     provider = RecordingProvider()
-    summary = await run_replay(load_settings(env, env_file=None), bundled_signals(),
-                               provider=provider)
+    summary = await run_replay(
+        load_settings(env, env_file=None), bundled_signals(), provider=provider
+    )
     assert summary["complete"] and len(provider.requests) > 50
     for request in provider.requests:
         text = json.dumps(request)
@@ -67,10 +82,13 @@ async def test_an_anonymized_replay_sends_no_symbol_or_date_and_audits_both(
         assert all(not d.startswith("2025") for d in _DATE.findall(text)), text[:300]
         assert request["history"]["bars"]  # the context is all there, only disguised
     async with database.sessions() as session:
-        rows = (await session.execute(
-            select(LLMDecisionReview, TradeDecisionRow).join(
-                TradeDecisionRow, LLMDecisionReview.trade_decision_id == TradeDecisionRow.id)
-        )).all()
+        rows = (
+            await session.execute(
+                select(LLMDecisionReview, TradeDecisionRow).join(
+                    TradeDecisionRow, LLMDecisionReview.trade_decision_id == TradeDecisionRow.id
+                )
+            )
+        ).all()
     assert len(rows) == len(provider.requests)
     for review, decision in rows:
         sent = review.input_json["messages"][-1]["content"]
@@ -88,14 +106,20 @@ async def test_without_anonymize_the_real_request_column_stays_empty(
     env = {"DB_DSN": database.dsn, "LLM_PROVIDER": "openai", "LLM_ENABLED": "true"}
     await run_replay(load_settings(env, env_file=None), signals, provider=RecordingProvider())
     async with database.sessions() as session:
-        rows = (await session.execute(
-            select(LLMDecisionReview.real_request_json, LLMDecisionReview.input_json,
-                   TradeDecisionRow.symbol).join(
-                TradeDecisionRow, LLMDecisionReview.trade_decision_id == TradeDecisionRow.id)
-        )).all()
-        nulls = (await session.execute(
-            select(LLMDecisionReview.id).where(LLMDecisionReview.real_request_json.is_(None))
-        )).all()
+        rows = (
+            await session.execute(
+                select(
+                    LLMDecisionReview.real_request_json,
+                    LLMDecisionReview.input_json,
+                    TradeDecisionRow.symbol,
+                ).join(TradeDecisionRow, LLMDecisionReview.trade_decision_id == TradeDecisionRow.id)
+            )
+        ).all()
+        nulls = (
+            await session.execute(
+                select(LLMDecisionReview.id).where(LLMDecisionReview.real_request_json.is_(None))
+            )
+        ).all()
     assert rows and len(nulls) == len(rows)
     for _real, sent, symbol in rows:
         assert f'"symbol":"{symbol}"' in sent["messages"][-1]["content"]

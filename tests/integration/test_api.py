@@ -59,19 +59,33 @@ async def _seed(database: Database) -> None:
             decision_id = uuid.uuid4()
             session.add(
                 TradeDecisionRow(
-                    id=decision_id, strategy_id="s", symbol=symbol, timeframe="1Min",
-                    action="buy", qty=Decimal(10), decision_json={"i": i},
-                    decision_hash=f"h{i}", status="submitted", event_ts=now,
+                    id=decision_id,
+                    strategy_id="s",
+                    symbol=symbol,
+                    timeframe="1Min",
+                    action="buy",
+                    qty=Decimal(10),
+                    decision_json={"i": i},
+                    decision_hash=f"h{i}",
+                    status="submitted",
+                    event_ts=now,
                     created_at=now - timedelta(minutes=10 - i),
                 )
             )
             await session.flush()
             session.add(
                 LLMDecisionReview(
-                    trade_decision_id=decision_id, provider="jangar", model="m",
-                    prompt_version="v1", input_json={"messages": []}, response_json=None,
-                    verdict="approve" if i else "veto", shadow=True, fail_mode="pass_through",
-                    trading_mode="paper", effective_action="submitted_original",
+                    trade_decision_id=decision_id,
+                    provider="jangar",
+                    model="m",
+                    prompt_version="v1",
+                    input_json={"messages": []},
+                    response_json=None,
+                    verdict="approve" if i else "veto",
+                    shadow=True,
+                    fail_mode="pass_through",
+                    trading_mode="paper",
+                    effective_action="submitted_original",
                     created_at=now - timedelta(minutes=10 - i),
                 )
             )
@@ -85,8 +99,15 @@ async def test_health_ready_and_status(served: tuple[str, Container]) -> None:
         assert ready.status_code == 200, ready.text
         assert ready.json()["checks"]["database"] == "ok"
         status = (await client.get("/trading/status")).json()
-        assert set(status) >= {"enabled", "mode", "running", "last_run_at", "last_error",
-                               "metrics", "llm"}
+        assert set(status) >= {
+            "enabled",
+            "mode",
+            "running",
+            "last_run_at",
+            "last_error",
+            "metrics",
+            "llm",
+        }
         assert status["llm"]["circuit"]["state"] == "closed"
         assert set(status["llm"]) >= {"enabled", "provider", "model", "shadow_mode", "fail_mode"}
         assert {"open_until", "recent_error_count"} <= set(status["llm"]["circuit"])
@@ -156,8 +177,12 @@ async def test_readyz_fails_naming_the_database_when_it_is_gone(tmp_path: object
 
 async def test_readyz_follows_the_trading_loop(database: Database, tmp_path: object) -> None:
     settings = load_settings(
-        {"DB_DSN": database.dsn, "TRADING_ENABLED": "true",
-         "TRADING_POLL_INTERVAL_SECONDS": "0.2", "TORGHUT_API_PUBLIC_READS": "true"},
+        {
+            "DB_DSN": database.dsn,
+            "TRADING_ENABLED": "true",
+            "TRADING_POLL_INTERVAL_SECONDS": "0.2",
+            "TORGHUT_API_PUBLIC_READS": "true",
+        },
         env_file=None,
     )
     container = await build_container(settings)

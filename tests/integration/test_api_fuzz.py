@@ -46,9 +46,9 @@ class _ServerThread(threading.Thread):
     async def _serve(self) -> None:
         # Reads open (TORGHUT_API_PUBLIC_READS): the fuzzing must reach the operations, not
         # stop at the token check.
-        container = await build_container(load_settings(
-            {"DB_DSN": self.dsn, "TORGHUT_API_PUBLIC_READS": "true"}, env_file=None
-        ))
+        container = await build_container(
+            load_settings({"DB_DSN": self.dsn, "TORGHUT_API_PUBLIC_READS": "true"}, env_file=None)
+        )
         try:
             app = create_app(container, run_scheduler=False)
             config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on")

@@ -47,25 +47,36 @@ def fresh_dsns(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[
 async def outcome(dsn: str) -> dict[str, Any]:
     db = Database(dsn)
     try:
+
         def read(session: Any) -> dict[str, Any]:
             decisions = session.execute(
-                select(TradeDecisionRow.decision_hash, TradeDecisionRow.action,
-                       TradeDecisionRow.qty, TradeDecisionRow.status, TradeDecisionRow.reason)
-                .order_by(TradeDecisionRow.decision_hash)
+                select(
+                    TradeDecisionRow.decision_hash,
+                    TradeDecisionRow.action,
+                    TradeDecisionRow.qty,
+                    TradeDecisionRow.status,
+                    TradeDecisionRow.reason,
+                ).order_by(TradeDecisionRow.decision_hash)
             ).all()
             orders = session.execute(
-                select(ExecutionRow.client_order_id, ExecutionRow.side,
-                       ExecutionRow.submitted_qty, ExecutionRow.status,
-                       ExecutionRow.avg_fill_price)
-                .order_by(ExecutionRow.client_order_id)
+                select(
+                    ExecutionRow.client_order_id,
+                    ExecutionRow.side,
+                    ExecutionRow.submitted_qty,
+                    ExecutionRow.status,
+                    ExecutionRow.avg_fill_price,
+                ).order_by(ExecutionRow.client_order_id)
             ).all()
             positions = session.execute(
-                select(SimPosition.symbol, SimPosition.qty, SimPosition.last_price)
-                .order_by(SimPosition.symbol)
+                select(SimPosition.symbol, SimPosition.qty, SimPosition.last_price).order_by(
+                    SimPosition.symbol
+                )
             ).all()
-            return {"decisions": [tuple(r) for r in decisions],
-                    "orders": [tuple(r) for r in orders],
-                    "positions": [tuple(r) for r in positions]}
+            return {
+                "decisions": [tuple(r) for r in decisions],
+                "orders": [tuple(r) for r in orders],
+                "positions": [tuple(r) for r in positions],
+            }
 
         return await db.run(read)
     finally:

@@ -162,8 +162,12 @@ async def _planned_decision(database: Database) -> uuid.UUID:
     from torghut.domain import Action, TradeDecision
 
     decision = TradeDecision(
-        strategy_id="macd-rsi-default", symbol="AAPL", action=Action.BUY, qty=Decimal(1),
-        event_ts=TS, timeframe="1Min",
+        strategy_id="macd-rsi-default",
+        symbol="AAPL",
+        action=Action.BUY,
+        qty=Decimal(1),
+        event_ts=TS,
+        timeframe="1Min",
     )
     await StrategyCatalog(None, "merge", database.db).load()  # the decision's strategy row
     return (await repo.insert_decision(database.db, decision, "h-exists")).id
@@ -194,6 +198,7 @@ async def test_deadlines_in_the_dsn_win_over_ours(database: Database) -> None:
     dsn = dsn.replace("options=", "options=-cstatement_timeout%3D1500%20")
     db = TorghutDatabase(dsn)
     try:
+
         def settings(session: Session) -> tuple[str, str, str]:
             raw = session.connection().connection.dbapi_connection
             assert raw is not None

@@ -554,8 +554,13 @@ async def test_gateway_restarts_after_stop(client: httpx.AsyncClient) -> None:
 
 
 def _decision_text(symbol: str, action: str, event_ts: str, price: float = 100.0) -> str:
-    decision = {"symbol": symbol, "action": action, "qty": 1, "event_ts": event_ts,
-                "params": {"price": price}}
+    decision = {
+        "symbol": symbol,
+        "action": action,
+        "qty": 1,
+        "event_ts": event_ts,
+        "params": {"price": price},
+    }
     return "Review this.\n" + json.dumps({"decision": decision})
 
 
@@ -566,8 +571,11 @@ def test_random_reviewer_vetoes_a_seeded_share_and_always_the_same_ones() -> Non
 
     def vetoed(seed: int, order: list[str]) -> set[str]:
         config = DevGatewayConfig(reviewer="random", veto_rate=0.3, seed=seed)
-        return {t for t in order
-                if review_answer(_decision_text("AAPL", "buy", t), config)[0]["verdict"] == "veto"}
+        return {
+            t
+            for t in order
+            if review_answer(_decision_text("AAPL", "buy", t), config)[0]["verdict"] == "veto"
+        }
 
     first = vetoed(1, times)
     assert 0.24 < len(first) / len(times) < 0.36
@@ -581,27 +589,50 @@ async def test_oracle_vetoes_exactly_the_decisions_that_lose(
     client: httpx.AsyncClient, tmp_path: Any
 ) -> None:
     signals = tmp_path / "s.jsonl"
-    rows = [("AAPL", "2025-03-03T15:00:00Z", 100.0), ("AAPL", "2025-03-03T15:30:00Z", 99.0),
-            ("MSFT", "2025-03-03T15:00:00Z", 100.0), ("MSFT", "2025-03-03T15:30:00Z", 100.01)]
-    signals.write_text("".join(
-        json.dumps({"event_ts": t, "symbol": s, "timeframe": "1Min", "price": p}) + "\n"
-        for s, t, p in rows) + "not json\n")
-    config = DevGatewayConfig(reviewer="oracle", oracle_signals=str(signals),
-                              oracle_horizon_seconds=1800, oracle_cost_bps=2.0)
+    rows = [
+        ("AAPL", "2025-03-03T15:00:00Z", 100.0),
+        ("AAPL", "2025-03-03T15:30:00Z", 99.0),
+        ("MSFT", "2025-03-03T15:00:00Z", 100.0),
+        ("MSFT", "2025-03-03T15:30:00Z", 100.01),
+    ]
+    signals.write_text(
+        "".join(
+            json.dumps({"event_ts": t, "symbol": s, "timeframe": "1Min", "price": p}) + "\n"
+            for s, t, p in rows
+        )
+        + "not json\n"
+    )
+    config = DevGatewayConfig(
+        reviewer="oracle",
+        oracle_signals=str(signals),
+        oracle_horizon_seconds=1800,
+        oracle_cost_bps=2.0,
+    )
     from torghut.devgateway import review_answer
 
     def verdict(symbol: str, action: str, at: str) -> str:
-        return str(review_answer(_decision_text(symbol, action, at), config,
-                                 _oracle(config))[0]["verdict"])
+        return str(
+            review_answer(_decision_text(symbol, action, at), config, _oracle(config))[0]["verdict"]
+        )
 
     assert verdict("AAPL", "buy", "2025-03-03T15:00:00Z") == "veto"  # -100 bps
     assert verdict("AAPL", "sell", "2025-03-03T15:00:00Z") == "approve"  # +100 - 2
     assert verdict("MSFT", "buy", "2025-03-03T15:00:00Z") == "veto"  # +1 - 2: a loss net
     assert verdict("MSFT", "buy", "2025-03-03T15:10:00Z") == "approve"  # no price 30m later
     async with DevGateway(config) as gw:
-        answer = await review(client, gw, {"decision": {
-            "symbol": "AAPL", "action": "buy", "qty": 1, "event_ts": "2025-03-03T15:00:00Z",
-            "params": {"price": 100.0}}})
+        answer = await review(
+            client,
+            gw,
+            {
+                "decision": {
+                    "symbol": "AAPL",
+                    "action": "buy",
+                    "qty": 1,
+                    "event_ts": "2025-03-03T15:00:00Z",
+                    "params": {"price": 100.0},
+                }
+            },
+        )
     assert answer["verdict"] == "veto" and answer["risk_flags"] == ["oracle"]
 
 
@@ -614,8 +645,12 @@ def _oracle(config: DevGatewayConfig) -> Any:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"reviewer": "wise"}, {"reviewer": "oracle"}, {"reviewer": "random", "veto_rate": 1.5},
-     {"reviewer": "oracle", "oracle_signals": "x", "oracle_horizon_seconds": 0}],
+    [
+        {"reviewer": "wise"},
+        {"reviewer": "oracle"},
+        {"reviewer": "random", "veto_rate": 1.5},
+        {"reviewer": "oracle", "oracle_signals": "x", "oracle_horizon_seconds": 0},
+    ],
 )
 def test_evaluation_reviewer_config_is_checked(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):

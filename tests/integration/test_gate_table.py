@@ -25,8 +25,13 @@ from torghut.replay import run_replay
 
 ANSWERS = {
     "approve": {"verdict": "approve", "confidence": 0.9, "rationale": "fine"},
-    "adjust": {"verdict": "adjust", "confidence": 0.9, "adjusted_qty": 6,
-               "rationale": "smaller", "risk_flags": ["exposure"]},
+    "adjust": {
+        "verdict": "adjust",
+        "confidence": 0.9,
+        "adjusted_qty": 6,
+        "rationale": "smaller",
+        "risk_flags": ["exposure"],
+    },
     "veto": {"verdict": "veto", "confidence": 0.9, "rationale": "no", "risk_flags": ["x"]},
 }
 
@@ -80,8 +85,7 @@ class Cell:
 def _cells() -> list[Cell]:
     cells = []
     for mode in ("paper", "live"):
-        columns = [(True, "pass_through"), (True, "veto"), (False, "pass_through"),
-                   (False, "veto")]
+        columns = [(True, "pass_through"), (True, "veto"), (False, "pass_through"), (False, "veto")]
         if mode == "live":  # an explicit pass_through in live is a start-up error
             columns = [(True, "veto"), (False, "veto")]
         for shadow, fail in columns:
@@ -105,8 +109,15 @@ CELLS = _cells()
 
 def _signal_file(tmp_path: Path) -> Path:
     path = tmp_path / "one-buy.jsonl"
-    line = {"event_ts": "2026-03-02T15:00:00Z", "symbol": "AAPL", "timeframe": "1Min",
-            "macd": 0.4, "macd_signal": 0.1, "rsi14": 28.0, "price": 100.0}
+    line = {
+        "event_ts": "2026-03-02T15:00:00Z",
+        "symbol": "AAPL",
+        "timeframe": "1Min",
+        "macd": 0.4,
+        "macd_signal": 0.1,
+        "rsi14": 28.0,
+        "price": 100.0,
+    }
     path.write_text(json.dumps(line) + "\n")
     return path
 

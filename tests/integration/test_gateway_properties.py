@@ -37,15 +37,22 @@ from torghut.replay import run_replay
 
 KEY = "JANGARCANARYk3y0123456789abcdefXYZ"
 PREFIX = KEY[:8]  # any prefix of 8 or more characters contains it
-REVIEW: dict[str, Any] = {"verdict": "approve", "confidence": 0.9, "rationale": "ok",
-                          "risk_flags": []}
+REVIEW: dict[str, Any] = {
+    "verdict": "approve",
+    "confidence": 0.9,
+    "rationale": "ok",
+    "risk_flags": [],
+}
 _symbols = itertools.count()
 
 
 def chunk(content: str | None = None, **extra: Any) -> dict[str, Any]:
     delta: dict[str, Any] = {} if content is None else {"content": content}
-    body: dict[str, Any] = {"object": "chat.completion.chunk", "model": "gpt-x",
-                            "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+    body: dict[str, Any] = {
+        "object": "chat.completion.chunk",
+        "model": "gpt-x",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+    }
     body.update(extra)
     return body
 
@@ -57,17 +64,32 @@ def _signals(tmp_path: Path) -> Path:
     """One buy on a symbol never used before (a new decision, so a new review)."""
     n = next(_symbols)
     path = tmp_path / f"buy-{n}.jsonl"
-    line = {"event_ts": "2026-03-02T15:00:00Z", "symbol": f"P{n:05d}", "timeframe": "1Min",
-            "macd": 0.4, "macd_signal": 0.1, "rsi14": 28.0, "price": 100.0}
+    line = {
+        "event_ts": "2026-03-02T15:00:00Z",
+        "symbol": f"P{n:05d}",
+        "timeframe": "1Min",
+        "macd": 0.4,
+        "macd_signal": 0.1,
+        "rsi14": 28.0,
+        "price": 100.0,
+    }
     path.write_text(json.dumps(line) + "\n")
     return path
 
 
 def _env(dsn: str, url: str) -> dict[str, str]:
-    return {"DB_DSN": dsn, "JANGAR_BASE_URL": url, "JANGAR_API_KEY": KEY, "LLM_ENABLED": "true",
-            "LLM_SHADOW_MODE": "false", "LLM_FAIL_MODE": "veto", "LLM_MAX_RETRIES": "0",
-            "LLM_TIMEOUT_SECONDS": "3", "LLM_FIRST_TOKEN_TIMEOUT_SECONDS": "2",
-            "LLM_IDLE_TIMEOUT_SECONDS": "2"}
+    return {
+        "DB_DSN": dsn,
+        "JANGAR_BASE_URL": url,
+        "JANGAR_API_KEY": KEY,
+        "LLM_ENABLED": "true",
+        "LLM_SHADOW_MODE": "false",
+        "LLM_FAIL_MODE": "veto",
+        "LLM_MAX_RETRIES": "0",
+        "LLM_TIMEOUT_SECONDS": "3",
+        "LLM_FIRST_TOKEN_TIMEOUT_SECONDS": "2",
+        "LLM_IDLE_TIMEOUT_SECONDS": "2",
+    }
 
 
 class Switch:
@@ -136,34 +158,50 @@ def _hostile_scripts() -> st.SearchStrategy[Script]:
         raw.map(lambda b: respond(b, content_type="application/json")),
         _any_text.map(lambda t: respond(sse({"error": {"message": t, "code": t}}, "[DONE]"))),
         _any_text.map(lambda t: respond(sse({"error": {"message": t, t: t}}, "[DONE]"), 400)),
-        _any_text.map(lambda t: respond(sse(
-            chunk("\n" + json.dumps({**REVIEW, "rationale": t or "x", t: t})),
-            {"choices": [{"index": 0, "delta": {"reasoning_content": t}, "finish_reason": t}],
-             "model": t},
-            "[DONE]",
-        ))),
+        _any_text.map(
+            lambda t: respond(
+                sse(
+                    chunk("\n" + json.dumps({**REVIEW, "rationale": t or "x", t: t})),
+                    {
+                        "choices": [
+                            {"index": 0, "delta": {"reasoning_content": t}, "finish_reason": t}
+                        ],
+                        "model": t,
+                    },
+                    "[DONE]",
+                )
+            )
+        ),
     )
 
 
-@settings(max_examples=30, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(script=_hostile_scripts())
 # The issue's cases: a NUL in the gateway's error text; raw control bytes (a gzip body).
 @example(script=respond(b'data: {"error": {"message": "bad\\u0000byte"}}\n\ndata: [DONE]\n\n'))
-@example(script=respond(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\x00", 502,
-                        content_type="text/plain"))
+@example(
+    script=respond(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\x00", 502, content_type="text/plain")
+)
 async def test_arbitrary_bytes_never_cost_the_audit_row(
     script: Script, database: Database, gateway: tuple[RawServer, Switch], tmp_path: Path
 ) -> None:
     server, switch = gateway
     switch.script = script
     before = await _rows(database)
-    summary = await run_replay(load_settings(_env(database.dsn, server.url), None),
-                               _signals(tmp_path))
+    summary = await run_replay(
+        load_settings(_env(database.dsn, server.url), None), _signals(tmp_path)
+    )
     assert await _rows(database) == before + 1, summary
     assert "audit_write_failed" not in summary.get("rejected", {}), summary
-    assert not [v for v in await _strings(database) if "\x00" in v or (not v.isprintable()
-                and any(0xD800 <= ord(c) <= 0xDFFF for c in v))]
+    assert not [
+        v
+        for v in await _strings(database)
+        if "\x00" in v or (not v.isprintable() and any(0xD800 <= ord(c) <= 0xDFFF for c in v))
+    ]
 
 
 # --- the canary key in every field -----------------------------------------------------------
@@ -177,39 +215,73 @@ def _placements(pad: int) -> dict[str, Script]:
     review = {**REVIEW, "rationale": f"ok {p}{KEY}", "risk_flags": [KEY], KEY: {KEY: KEY}}
     answer = sse(chunk("\n" + json.dumps(review)), STOP, "[DONE]")
     return {
-        "status-line": [Send(f"HTTP/1.1 500 {p}{KEY}\r\ncontent-type: text/plain\r\n"
-                             "content-length: 2\r\n\r\nno".encode()), Close()],
+        "status-line": [
+            Send(
+                f"HTTP/1.1 500 {p}{KEY}\r\ncontent-type: text/plain\r\n"
+                "content-length: 2\r\n\r\nno".encode()
+            ),
+            Close(),
+        ],
         "garbage-status-line": [Send(f"{p}{KEY} 200\r\n\r\n".encode()), Close()],
         "header-content-type": respond(b"<x>", content_type=f"text/{p}{KEY}"),
         "header-content-encoding": respond(answer, headers={"content-encoding": f"{p}{KEY}"}),
         "header-other": respond(answer, headers={"x-echo": KEY, "retry-after": KEY}),
         "error-body-at-the-cut": respond((at_cut + KEY).encode(), 500, content_type="text/plain"),
         "error-body-text": respond(f"{p}Bearer {KEY}".encode(), 401, content_type="text/plain"),
-        "error-body-json": respond(json.dumps({"error": {"message": p + KEY, "code": KEY,
-                                                         KEY: KEY}}).encode(), 400,
-                                   content_type="application/json"),
-        "error-body-sse": respond(sse({"error": {"message": p + KEY, "code": KEY}}, "[DONE]"),
-                                  400),
-        "in-stream-error-frame": respond(sse(chunk("\n"), {"error": {"message": p + KEY,
-                                                                     "code": KEY, KEY: 1}},
-                                             STOP, "[DONE]")),
+        "error-body-json": respond(
+            json.dumps({"error": {"message": p + KEY, "code": KEY, KEY: KEY}}).encode(),
+            400,
+            content_type="application/json",
+        ),
+        "error-body-sse": respond(sse({"error": {"message": p + KEY, "code": KEY}}, "[DONE]"), 400),
+        "in-stream-error-frame": respond(
+            sse(chunk("\n"), {"error": {"message": p + KEY, "code": KEY, KEY: 1}}, STOP, "[DONE]")
+        ),
         "event-error": respond(b"event: error\ndata: " + (p + KEY).encode() + b"\n\n" + answer),
         "data-not-json": respond(b"data: " + (p + KEY).encode() + b"\n\n"),
         "model": respond(sse(chunk("\n" + json.dumps(REVIEW), model=KEY), STOP, "[DONE]")),
-        "finish-reason": respond(sse(chunk("\n" + json.dumps(REVIEW)), {
-            "choices": [{"index": 0, "delta": {}, "finish_reason": p + KEY}]}, "[DONE]")),
+        "finish-reason": respond(
+            sse(
+                chunk("\n" + json.dumps(REVIEW)),
+                {"choices": [{"index": 0, "delta": {}, "finish_reason": p + KEY}]},
+                "[DONE]",
+            )
+        ),
         "answer-fields-and-keys": respond(answer),
-        "answer-invalid": respond(sse(chunk("\n" + json.dumps({KEY: p + KEY, "verdict": KEY})),
-                                      STOP, "[DONE]")),
-        "reasoning": respond(sse({"choices": [{"index": 0, "delta": {
-            "reasoning_content": p + KEY}}]}, chunk("\n" + json.dumps(REVIEW)), STOP, "[DONE]")),
-        "usage-keys": respond(sse(chunk("\n" + json.dumps(REVIEW)),
-                                  {"choices": [], "usage": {KEY: 1, "prompt_tokens": KEY}},
-                                  STOP, "[DONE]")),
-        "json-completion": respond(json.dumps({
-            "model": KEY, "choices": [{"index": 0, "finish_reason": KEY, "message": {
-                "content": json.dumps(review), "reasoning_content": KEY}}]}).encode(),
-            content_type="application/json"),
+        "answer-invalid": respond(
+            sse(chunk("\n" + json.dumps({KEY: p + KEY, "verdict": KEY})), STOP, "[DONE]")
+        ),
+        "reasoning": respond(
+            sse(
+                {"choices": [{"index": 0, "delta": {"reasoning_content": p + KEY}}]},
+                chunk("\n" + json.dumps(REVIEW)),
+                STOP,
+                "[DONE]",
+            )
+        ),
+        "usage-keys": respond(
+            sse(
+                chunk("\n" + json.dumps(REVIEW)),
+                {"choices": [], "usage": {KEY: 1, "prompt_tokens": KEY}},
+                STOP,
+                "[DONE]",
+            )
+        ),
+        "json-completion": respond(
+            json.dumps(
+                {
+                    "model": KEY,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": KEY,
+                            "message": {"content": json.dumps(review), "reasoning_content": KEY},
+                        }
+                    ],
+                }
+            ).encode(),
+            content_type="application/json",
+        ),
     }
 
 
@@ -224,9 +296,10 @@ def _leaks(where: str, text: str) -> list[str]:
 def _logging_restored() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    noisy = {n: logging.getLogger(n).level for n in ("httpx", "httpcore", "httpx2",
-                                                      "httpcore2", "openai", "alembic",
-                                                      "uvicorn.access")}
+    noisy = {
+        n: logging.getLogger(n).level
+        for n in ("httpx", "httpcore", "httpx2", "httpcore2", "openai", "alembic", "uvicorn.access")
+    }
     try:
         yield
     finally:
@@ -238,8 +311,14 @@ def _logging_restored() -> Iterator[None]:
 
 @pytest.fixture
 async def api(database: Database) -> AsyncIterator[str]:
-    settings_ = load_settings({"DB_DSN": database.dsn, "TORGHUT_API_PUBLIC_READS": "true",
-                               "TORGHUT_API_TOKEN": "t0ken-for-the-test"}, env_file=None)
+    settings_ = load_settings(
+        {
+            "DB_DSN": database.dsn,
+            "TORGHUT_API_PUBLIC_READS": "true",
+            "TORGHUT_API_TOKEN": "t0ken-for-the-test",
+        },
+        env_file=None,
+    )
     container = await build_container(settings_)
     app = create_app(container, run_scheduler=False)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on")
@@ -257,8 +336,11 @@ async def api(database: Database) -> AsyncIterator[str]:
         await container.aclose()
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(placement=st.sampled_from(PLACEMENTS), pad=st.integers(0, 320))
 async def test_the_key_never_leaks_from_any_field(
     placement: str,
@@ -279,17 +361,28 @@ async def test_the_key_never_leaks_from_any_field(
     written = io.StringIO()
     handler = logging.StreamHandler(written)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(cli.RedactingFilter(load_settings(_env(database.dsn, server.url),
-                                                        None).secrets()))
+    handler.addFilter(
+        cli.RedactingFilter(load_settings(_env(database.dsn, server.url), None).secrets())
+    )
     logging.getLogger().addHandler(handler)
     with caplog.at_level(logging.DEBUG):
         await run_replay(load_settings(_env(database.dsn, server.url), None), _signals(tmp_path))
         decision = tmp_path / "decision.json"
-        decision.write_text(json.dumps({
-            "strategy_id": "s", "symbol": "AAPL", "action": "buy", "qty": "5",
-            "order_type": "market", "time_in_force": "day", "event_ts": "2026-03-02T15:00:00Z",
-            "timeframe": "1Min", "params": {"price": "100"},
-        }))
+        decision.write_text(
+            json.dumps(
+                {
+                    "strategy_id": "s",
+                    "symbol": "AAPL",
+                    "action": "buy",
+                    "qty": "5",
+                    "order_type": "market",
+                    "time_in_force": "day",
+                    "event_ts": "2026-03-02T15:00:00Z",
+                    "timeframe": "1Min",
+                    "params": {"price": "100"},
+                }
+            )
+        )
         for name, value in _env(database.dsn, server.url).items():
             monkeypatch.setenv(name, value)
         capsys.readouterr()
@@ -305,8 +398,10 @@ async def test_the_key_never_leaks_from_any_field(
         _leaks("database", await _dump(database))
         + _leaks("log output", written.getvalue())
         + _leaks("torghut's log records", "\n".join(r.getMessage() for r in ours))
-        + _leaks("torghut's tracebacks", "\n".join(
-            logging.Formatter().formatException(r.exc_info) for r in ours if r.exc_info))
+        + _leaks(
+            "torghut's tracebacks",
+            "\n".join(logging.Formatter().formatException(r.exc_info) for r in ours if r.exc_info),
+        )
         + _leaks("stdout", out.out)
         + _leaks("stderr", out.err)
         + _leaks("/trading/reviews", served)

@@ -21,8 +21,15 @@ from torghut.replay import run_replay
 def _signals(tmp_path: Path, symbols: list[str], minute: int = 0) -> Path:
     path = tmp_path / f"signals-{minute}.jsonl"
     rows = [
-        {"event_ts": f"2026-03-02T15:{minute:02d}:00Z", "symbol": s, "timeframe": "1Min",
-         "macd": 0.4, "macd_signal": 0.1, "rsi14": 28.0, "price": 100.0}
+        {
+            "event_ts": f"2026-03-02T15:{minute:02d}:00Z",
+            "symbol": s,
+            "timeframe": "1Min",
+            "macd": 0.4,
+            "macd_signal": 0.1,
+            "rsi14": 28.0,
+            "price": 100.0,
+        }
         for s in symbols
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -50,7 +57,7 @@ async def test_halt_stops_the_next_cycle_resume_trades_and_a_restart_keeps_it(
         halted = await first.pipeline.run_cycle()
         assert (halted.signals, halted.decisions, halted.submitted) == (0, 0, 0)
         assert await _executions(database) == 0
-        assert 'torghut_trading_halted 1.0' in first.metrics.render().decode()
+        assert "torghut_trading_halted 1.0" in first.metrics.render().decode()
     finally:
         await first.aclose()
 
@@ -67,17 +74,21 @@ async def test_halt_stops_the_next_cycle_resume_trades_and_a_restart_keeps_it(
         resumed = await second.pipeline.run_cycle()
         assert (resumed.signals, resumed.submitted) == (2, 2)
         assert await _executions(database) == 2
-        assert 'torghut_trading_halted 0.0' in second.metrics.render().decode()
+        assert "torghut_trading_halted 0.0" in second.metrics.render().decode()
     finally:
         await second.aclose()
 
     async with database.sessions() as session:
-        events = (await session.execute(
-            select(TradingHaltEvent.action, TradingHaltEvent.reason)
-            .order_by(TradingHaltEvent.created_at)
-        )).all()
+        events = (
+            await session.execute(
+                select(TradingHaltEvent.action, TradingHaltEvent.reason).order_by(
+                    TradingHaltEvent.created_at
+                )
+            )
+        ).all()
     assert [tuple(e) for e in events] == [
-        ("halt", "operator: bad data feed"), ("resume", "feed fixed"),
+        ("halt", "operator: bad data feed"),
+        ("resume", "feed fixed"),
     ]
 
 
@@ -100,9 +111,18 @@ async def test_a_decision_under_review_when_the_halt_lands_is_rejected_halted(
 ) -> None:
     provider = GatedProvider("approve")
     container = await build_container(
-        load_settings({"DB_DSN": database.dsn, "JANGAR_BASE_URL": "http://127.0.0.1:9",
-                       "LLM_ENABLED": "true", "LLM_SHADOW_MODE": "false"}, None),
-        signals_path=_signals(tmp_path, ["AAA"]), trading_enabled=True, provider=provider,
+        load_settings(
+            {
+                "DB_DSN": database.dsn,
+                "JANGAR_BASE_URL": "http://127.0.0.1:9",
+                "LLM_ENABLED": "true",
+                "LLM_SHADOW_MODE": "false",
+            },
+            None,
+        ),
+        signals_path=_signals(tmp_path, ["AAA"]),
+        trading_enabled=True,
+        provider=provider,
     )
     try:
         cycle = asyncio.create_task(container.pipeline.run_cycle())
@@ -124,8 +144,9 @@ async def test_a_decision_under_review_when_the_halt_lands_is_rejected_halted(
 async def test_the_kill_switch_still_rejects_without_a_halt(
     database: Database, tmp_path: Path
 ) -> None:
-    container = await _container(database.dsn, _signals(tmp_path, ["AAA"]),
-                                 TRADING_KILL_SWITCH="true")
+    container = await _container(
+        database.dsn, _signals(tmp_path, ["AAA"]), TRADING_KILL_SWITCH="true"
+    )
     try:
         result = await container.pipeline.run_cycle()
     finally:

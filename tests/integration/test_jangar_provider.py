@@ -47,8 +47,11 @@ SSE_HEAD = head(200, {"content-type": "text/event-stream", "connection": "close"
 def chunk(content: str | None = None, **extra: Any) -> dict[str, Any]:
     delta: dict[str, Any] = {} if content is None else {"content": content}
     body: dict[str, Any] = {
-        "id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "gpt-5.3-codex",
-        "choices": [{"delta": delta, "index": 0, "finish_reason": None}], "thread_id": "t-1",
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "model": "gpt-5.3-codex",
+        "choices": [{"delta": delta, "index": 0, "finish_reason": None}],
+        "thread_id": "t-1",
     }
     body.update(extra)
     return body
@@ -61,9 +64,15 @@ SIMPLE = sse(chunk("\nHello"), chunk(", "), chunk("world"), USAGE, STOP, "[DONE]
 
 def config(url: str, **overrides: Any) -> JangarConfig:
     values: dict[str, Any] = {
-        "base_url": url, "api_key": None, "model": "gpt-5.3-codex", "timeout_seconds": 10.0,
-        "connect_timeout_seconds": 2.0, "first_token_timeout_seconds": 8.0,
-        "idle_timeout_seconds": 8.0, "max_response_bytes": 1_048_576, "max_retries": 1,
+        "base_url": url,
+        "api_key": None,
+        "model": "gpt-5.3-codex",
+        "timeout_seconds": 10.0,
+        "connect_timeout_seconds": 2.0,
+        "first_token_timeout_seconds": 8.0,
+        "idle_timeout_seconds": 8.0,
+        "max_response_bytes": 1_048_576,
+        "max_retries": 1,
         "secrets": (),
     }
     values.update(overrides)
@@ -161,8 +170,10 @@ async def test_not_json_answer_is_returned_as_text(make_provider: ProviderFactor
 
 @pytest.mark.parametrize(
     ("name", "code"),
-    [("midstream_upstream_error.sse", "responseStreamDisconnected"),
-     ("failed_turn.sse", "codex_error")],
+    [
+        ("midstream_upstream_error.sse", "responseStreamDisconnected"),
+        ("failed_turn.sse", "codex_error"),
+    ],
 )
 async def test_error_frames_fail_the_review(
     name: str, code: str, make_provider: ProviderFactory
@@ -176,8 +187,8 @@ async def test_error_frames_fail_the_review(
 
 
 @pytest.mark.parametrize(
-    ("name", "code"), [("stream_required.sse", "stream_required"),
-                       ("model_not_found.sse", "model_not_found")],
+    ("name", "code"),
+    [("stream_required.sse", "stream_required"), ("model_not_found.sse", "model_not_found")],
 )
 async def test_pre_stream_400s(name: str, code: str, make_provider: ProviderFactory) -> None:
     async with RawServer([respond(example(name), 400)]) as server:
@@ -332,15 +343,21 @@ async def test_unexpected_content_type(make_provider: ProviderFactory) -> None:
 
 
 async def test_json_chat_completion(make_provider: ProviderFactory) -> None:
-    body = json.dumps({
-        "id": "c1", "object": "chat.completion", "model": "gpt-5.3-codex",
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": '\n{"verdict":"veto"}'},
-            "finish_reason": "stop",
-        }],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
-    }).encode()
+    body = json.dumps(
+        {
+            "id": "c1",
+            "object": "chat.completion",
+            "model": "gpt-5.3-codex",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": '\n{"verdict":"veto"}'},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+        }
+    ).encode()
     async with RawServer([respond(body, content_type="application/json", length=True)]) as server:
         result = await make_provider(server.url).complete(MESSAGES)
     assert result.text == '{"verdict":"veto"}'
@@ -379,8 +396,7 @@ async def test_proxy_html_error_is_quoted_and_cut(make_provider: ProviderFactory
 
 async def test_error_body_is_read_bounded(make_provider: ProviderFactory) -> None:
     # A 500 whose body never ends: the status is reported without reading it all.
-    script = [Send(head(500, {"content-type": "text/plain"})),
-              Repeat(b"y" * 16384, 0.001)]
+    script = [Send(head(500, {"content-type": "text/plain"})), Repeat(b"y" * 16384, 0.001)]
     async with RawServer([script]) as server:
         error = await review_error(make_provider(server.url, max_retries=0).complete(MESSAGES))
     assert_code(error, E.HTTP_ERROR)
@@ -388,8 +404,9 @@ async def test_error_body_is_read_bounded(make_provider: ProviderFactory) -> Non
 
 
 async def test_jangar_500_is_retried_then_reported(make_provider: ProviderFactory) -> None:
-    body = sse({"error": {"message": "boom", "type": "server_error", "code": "internal_error"}},
-               "[DONE]")
+    body = sse(
+        {"error": {"message": "boom", "type": "server_error", "code": "internal_error"}}, "[DONE]"
+    )
     async with RawServer([respond(body, 500)]) as server:
         error = await review_error(make_provider(server.url, max_retries=2).complete(MESSAGES))
         assert len(server.requests) == 3
@@ -443,9 +460,7 @@ async def test_retry_after_past_the_deadline_fails_at_once(
     limited = respond(b"later", 429, content_type="text/plain", headers={"retry-after": "30"})
     async with RawServer([limited, respond(SIMPLE)]) as server:
         started = time.monotonic()
-        error = await review_error(
-            make_provider(server.url, timeout_seconds=5).complete(MESSAGES)
-        )
+        error = await review_error(make_provider(server.url, timeout_seconds=5).complete(MESSAGES))
         assert time.monotonic() - started < 2
         assert len(server.requests) == 1
     assert_code(error, E.HTTP_ERROR)
@@ -553,8 +568,9 @@ async def test_acceptance_timeout_within_deadline(
     else:
         script = [Send(SSE_HEAD), Drip(example("approve_clean.sse"), 1.0)]
     async with RawServer([script]) as server:
-        provider = make_provider(server.url, timeout_seconds=2.0, first_token_timeout_seconds=15,
-                                 idle_timeout_seconds=10)
+        provider = make_provider(
+            server.url, timeout_seconds=2.0, first_token_timeout_seconds=15, idle_timeout_seconds=10
+        )
         started = time.monotonic()
         error = await review_error(provider.complete(MESSAGES))
         elapsed = time.monotonic() - started
@@ -576,8 +592,11 @@ async def test_byte_cap_counts_keepalives(make_provider: ProviderFactory) -> Non
 
 
 async def test_byte_cap_on_one_endless_event(make_provider: ProviderFactory) -> None:
-    script = [Send(SSE_HEAD), Send(b'data: {"choices":[{"delta":{"content":"'),
-              Repeat(b"z" * 4096, 0.001)]
+    script = [
+        Send(SSE_HEAD),
+        Send(b'data: {"choices":[{"delta":{"content":"'),
+        Repeat(b"z" * 4096, 0.001),
+    ]
     async with RawServer([script]) as server:
         provider = make_provider(server.url, max_response_bytes=100_000)
         error = await review_error(provider.complete(MESSAGES))
@@ -608,8 +627,9 @@ async def test_key_echoed_in_http_error_is_redacted(make_provider: ProviderFacto
     sse_body = sse({"error": {"message": echo, "code": "unauthorized"}}, "[DONE]")
     message = await scenario(sse_body, 401, "text/event-stream")
     assert "unauthorized" in message and "***" in message
-    message = await scenario(sse({"error": {"message": echo, "code": "x"}}), 200,
-                             "text/event-stream")
+    message = await scenario(
+        sse({"error": {"message": echo, "code": "x"}}), 200, "text/event-stream"
+    )
     assert "***" in message
     message = await scenario(b"data: " + echo.encode() + b"\n\n", 200, "text/event-stream")
     assert "***" in message

@@ -16,8 +16,14 @@ async def test_json_columns_take_uuids_decimals_and_datetimes(database: Database
         decision_id = uuid.uuid4()
         session.add(
             TradeDecisionRow(
-                id=decision_id, strategy_id="s1", symbol="AAPL", timeframe="1Min",
-                action="buy", qty=Decimal("10"), status="planned", event_ts=datetime.now(UTC),
+                id=decision_id,
+                strategy_id="s1",
+                symbol="AAPL",
+                timeframe="1Min",
+                action="buy",
+                qty=Decimal("10"),
+                status="planned",
+                event_ts=datetime.now(UTC),
                 decision_hash="h1",
                 decision_json={"id": uuid.uuid4(), "qty": Decimal("1.5"), "nan": float("nan")},
             )

@@ -22,9 +22,14 @@ from torghut.replay import run_replay
 
 async def _replay_and_eval(db_dsn: str, config: DevGatewayConfig) -> dict[str, Any]:
     async with DevGateway(config) as gateway:
-        env = {"DB_DSN": db_dsn, "JANGAR_BASE_URL": gateway.base_url, "LLM_ENABLED": "true",
-               "LLM_SHADOW_MODE": "true", "LLM_PROMPT_VERSION": "v2",
-               "TRADING_BATCH_SIZE": "400"}
+        env = {
+            "DB_DSN": db_dsn,
+            "JANGAR_BASE_URL": gateway.base_url,
+            "LLM_ENABLED": "true",
+            "LLM_SHADOW_MODE": "true",
+            "LLM_PROMPT_VERSION": "v2",
+            "TRADING_BATCH_SIZE": "400",
+        }
         summary = await run_replay(load_settings(env, env_file=None), bundled_signals())
     assert summary["complete"] and sum(summary["reviews"].values()) > 50
     return await run_eval(db_dsn, bundled_signals(), horizons="5m,30m", cost_bps=2.0)
@@ -35,8 +40,12 @@ def _overlap(a: list[float], b: list[float]) -> bool:
 
 
 REVIEWERS = {
-    "oracle": DevGatewayConfig(reviewer="oracle", oracle_signals=str(bundled_signals()),
-                               oracle_horizon_seconds=1800, oracle_cost_bps=2.0),
+    "oracle": DevGatewayConfig(
+        reviewer="oracle",
+        oracle_signals=str(bundled_signals()),
+        oracle_horizon_seconds=1800,
+        oracle_cost_bps=2.0,
+    ),
     "random": DevGatewayConfig(reviewer="random", veto_rate=0.3, seed=3),
 }
 
@@ -68,28 +77,42 @@ T0 = datetime(2025, 3, 3, 15, 0, tzinfo=UTC)
 def _paths() -> PricePaths:
     prices = {"A": [100, 101, 102, 103], "B": [50, 49, 48, 47]}
     return PricePaths.from_signals(
-        Signal(event_ts=T0 + timedelta(minutes=5 * i), symbol=s, timeframe="1Min",
-               price=p)
-        for s, series in prices.items() for i, p in enumerate(series)
+        Signal(event_ts=T0 + timedelta(minutes=5 * i), symbol=s, timeframe="1Min", price=p)
+        for s, series in prices.items()
+        for i, p in enumerate(series)
     )
 
 
-def _d(symbol: str, action: str, minute: int, verdict: str, *, confidence: float = 0.8,
-       adjusted: float | None = None) -> ReviewedDecision:
+def _d(
+    symbol: str,
+    action: str,
+    minute: int,
+    verdict: str,
+    *,
+    confidence: float = 0.8,
+    adjusted: float | None = None,
+) -> ReviewedDecision:
     return ReviewedDecision(
-        decision_id=f"{symbol}{minute}{action}{verdict}", symbol=symbol, action=action,
-        event_ts=T0 + timedelta(minutes=minute), qty=10, reference_price=None,
-        verdict=verdict, llm_verdict=verdict, confidence=confidence, adjusted_qty=adjusted,
+        decision_id=f"{symbol}{minute}{action}{verdict}",
+        symbol=symbol,
+        action=action,
+        event_ts=T0 + timedelta(minutes=minute),
+        qty=10,
+        reference_price=None,
+        verdict=verdict,
+        llm_verdict=verdict,
+        confidence=confidence,
+        adjusted_qty=adjusted,
     )
 
 
 def test_forward_returns_are_signed_by_side_net_of_costs_and_past_the_data_counted() -> None:
     decisions = [
-        _d("A", "buy", 0, "approve"),     # 100 -> 101 : +100 bps - 2
-        _d("B", "buy", 0, "veto"),        # 50 -> 49 : -200 - 2 (the veto avoided it)
-        _d("B", "sell", 5, "veto"),       # 49 -> 48, sold: +204.08 - 2 (a wrong veto)
+        _d("A", "buy", 0, "approve"),  # 100 -> 101 : +100 bps - 2
+        _d("B", "buy", 0, "veto"),  # 50 -> 49 : -200 - 2 (the veto avoided it)
+        _d("B", "sell", 5, "veto"),  # 49 -> 48, sold: +204.08 - 2 (a wrong veto)
         _d("A", "buy", 5, "adjust", adjusted=5),  # 101 -> 102: +99.01 - 2, half the size
-        _d("A", "buy", 15, "approve"),    # no price 5 minutes later: left out
+        _d("A", "buy", 15, "approve"),  # no price 5 minutes later: left out
     ]
     report = evaluate(decisions, _paths(), parse_horizons("5m"), cost_bps=2.0)
     h = report["horizons"]["5m"]
@@ -99,18 +122,25 @@ def test_forward_returns_are_signed_by_side_net_of_costs_and_past_the_data_count
     assert veto["n"] == 2
     assert veto["mean"] == pytest.approx(-((-202.0) + (1e4 / 49 - 2)) / 2, abs=0.01)
     assert veto["ci95"][0] <= veto["mean"] <= veto["ci95"][1]
-    assert h["adjust_value_bps"] == {"mean": pytest.approx(-0.5 * (1e4 / 101 - 2), abs=0.01),
-                                     "n": 1}
+    assert h["adjust_value_bps"] == {
+        "mean": pytest.approx(-0.5 * (1e4 / 101 - 2), abs=0.01),
+        "n": 1,
+    }
     # Right: approve A (+), veto B buy (-), adjust A (+); wrong: veto B sell (+).
     assert h["brier"] == pytest.approx((3 * 0.2**2 + 0.8**2) / 4, abs=1e-4)
     assert sum(b["n"] for b in h["reliability"]) == 4
     assert h["_pnl_series"]["all_bps"][-1] == pytest.approx(
-        98 + -202 + (1e4 / 49 - 2) + (1e4 / 101 - 2), abs=0.02)
+        98 + -202 + (1e4 / 49 - 2) + (1e4 / 101 - 2), abs=0.02
+    )
 
 
 def test_the_gate_names_the_horizon_and_the_flag() -> None:
-    report = evaluate([_d("A", "buy", 0, "veto"), _d("A", "buy", 5, "veto")], _paths(),
-                      parse_horizons("5m,1d"), cost_bps=0.0)
+    report = evaluate(
+        [_d("A", "buy", 0, "veto"), _d("A", "buy", 5, "veto")],
+        _paths(),
+        parse_horizons("5m,1d"),
+        cost_bps=0.0,
+    )
     failures = gate_failures(report, 0.0)
     assert failures[0].startswith("5m: veto value lower bound -")
     assert "--min-veto-value-bps 0" in failures[0]
@@ -144,14 +174,17 @@ async def test_clickhouse_bars_give_the_same_evaluation_as_the_signal_file(db_ds
     report_file = await _replay_and_eval(db_dsn, REVIEWERS["oracle"])
     rows = [json.loads(line) for line in bundled_signals().read_text().splitlines()]
     body = "".join(
-        json.dumps({"symbol": r["symbol"], "event_ts": r["event_ts"].replace("Z", ""),
-                    "price": r["price"]}) + "\n" for r in rows
+        json.dumps(
+            {"symbol": r["symbol"], "event_ts": r["event_ts"].replace("Z", ""), "price": r["price"]}
+        )
+        + "\n"
+        for r in rows
     ).encode()
     async with RawServer([respond(body, content_type="text/plain", length=True)]) as server:
-        access = ClickHouseAccess(url=server.url, username="eval", password="ch-secret-123",
-                                  timeout_seconds=10)
-        report_ch = await run_eval(db_dsn, None, horizons="5m,30m", cost_bps=2.0,
-                                   clickhouse=access)
+        access = ClickHouseAccess(
+            url=server.url, username="eval", password="ch-secret-123", timeout_seconds=10
+        )
+        report_ch = await run_eval(db_dsn, None, horizons="5m,30m", cost_bps=2.0, clickhouse=access)
     assert report_ch == report_file
     request = server.requests[0]
     query = parse_qs(urlsplit(request.path).query)

@@ -37,8 +37,11 @@ REVIEW = '{"verdict":"approve","confidence":0.9,"rationale":"ok","risk_flags":[]
 
 def chunk(content: str | None = None, finish: str | None = None) -> dict[str, Any]:
     delta = {} if content is None else {"content": content}
-    return {"object": "chat.completion.chunk", "model": "gpt-x",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return {
+        "object": "chat.completion.chunk",
+        "model": "gpt-x",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
 
 
 ANSWER = sse(chunk("\n" + REVIEW), chunk(None, "stop"), "[DONE]")
@@ -48,9 +51,14 @@ Factory = Callable[..., ReviewProvider]
 
 def _values(**overrides: Any) -> dict[str, Any]:
     values: dict[str, Any] = {
-        "model": "gpt-x", "timeout_seconds": 10.0, "connect_timeout_seconds": 2.0,
-        "first_token_timeout_seconds": 8.0, "idle_timeout_seconds": 8.0,
-        "max_response_bytes": 1_048_576, "max_retries": 0, "secrets": (),
+        "model": "gpt-x",
+        "timeout_seconds": 10.0,
+        "connect_timeout_seconds": 2.0,
+        "first_token_timeout_seconds": 8.0,
+        "idle_timeout_seconds": 8.0,
+        "max_response_bytes": 1_048_576,
+        "max_retries": 0,
+        "secrets": (),
     }
     values.update(overrides)
     return values
@@ -108,7 +116,7 @@ async def test_a_peer_closing_before_the_status_line_is_still_a_connect_error(
     "after_done",
     [
         sse({"error": {"message": "late", "code": "late_error"}}),
-        b"event: error\ndata: {\"code\":\"late\"}\n\n",
+        b'event: error\ndata: {"code":"late"}\n\n',
         b"event: error\n\n",
         b"data: not json at all\n\n",
     ],
@@ -117,8 +125,10 @@ async def test_a_peer_closing_before_the_status_line_is_still_a_connect_error(
 async def test_nothing_after_done_is_read(after_done: bytes, make: Factory) -> None:
     """The one rule (stream.py): the answer is complete at [DONE]; what follows, in the same
     write or later, is never read for meaning."""
-    for script in ([Send(SSE_HEAD), Send(ANSWER + after_done), Hold()],
-                   [Send(SSE_HEAD), Send(ANSWER), Sleep(0.01), Send(after_done), Hold()]):
+    for script in (
+        [Send(SSE_HEAD), Send(ANSWER + after_done), Hold()],
+        [Send(SSE_HEAD), Send(ANSWER), Sleep(0.01), Send(after_done), Hold()],
+    ):
         async with RawServer([script]) as server:
             result = await make(server.url).complete(MESSAGES)
         assert json.loads(result.text)["verdict"] == "approve"
@@ -180,8 +190,9 @@ async def test_endless_500_body_is_an_http_error(make: Factory) -> None:
 async def test_gzip_error_body_is_not_inflated(make: Factory) -> None:
     bomb = gzip.compress(b"0" * 50_000_000, 9)
     headers = {"content-encoding": "gzip", "content-length": str(len(bomb))}
-    async with RawServer([[Send(head(500, {"content-type": "text/plain", **headers})),
-                           Send(bomb), Hold()]]) as server:
+    async with RawServer(
+        [[Send(head(500, {"content-type": "text/plain", **headers})), Send(bomb), Hold()]]
+    ) as server:
         error = await review_error(make(server.url).complete(MESSAGES))
     assert_code(error, E.HTTP_ERROR)
     assert error.status == 500
@@ -189,8 +200,7 @@ async def test_gzip_error_body_is_not_inflated(make: Factory) -> None:
 
 
 async def test_a_dripping_error_body_ends_as_http_error_on_the_clock(make: Factory) -> None:
-    script = [Send(head(503, {"content-type": "text/plain"})), Send(b"busy "),
-              Repeat(b"z", 0.05)]
+    script = [Send(head(503, {"content-type": "text/plain"})), Send(b"busy "), Repeat(b"z", 0.05)]
     async with RawServer([script]) as server:
         provider = make(server.url, first_token_timeout_seconds=1.0, timeout_seconds=5)
         error = await review_error(provider.complete(MESSAGES))
@@ -231,8 +241,10 @@ def _slow_close_transport(kind: str, closing: asyncio.Event) -> Any:
             response = await self.inner.handle_async_request(request)
             self.opened += 1
             return lib.Response(
-                response.status_code, headers=response.headers,
-                stream=SlowClose(response.stream), extensions=response.extensions,
+                response.status_code,
+                headers=response.headers,
+                stream=SlowClose(response.stream),
+                extensions=response.extensions,
             )
 
         async def aclose(self) -> None:
@@ -281,8 +293,13 @@ async def test_an_exhausted_pool_is_named_as_such(make: Factory) -> None:
     one = lib.AsyncHTTPTransport(limits=lib.Limits(max_connections=1))
     script = [Send(SSE_HEAD), Hold()]
     async with RawServer([script]) as server:
-        provider = make(server.url, transport=one, connect_timeout_seconds=0.3,
-                        first_token_timeout_seconds=5, timeout_seconds=8)
+        provider = make(
+            server.url,
+            transport=one,
+            connect_timeout_seconds=0.3,
+            first_token_timeout_seconds=5,
+            timeout_seconds=8,
+        )
         holder = asyncio.ensure_future(provider.complete(MESSAGES))
         await wait_until(lambda: server.active == 1)
         error = await review_error(provider.complete(MESSAGES))

@@ -55,8 +55,12 @@ def restore_logging() -> Iterator[None]:
 
 def order() -> OrderRequest:
     return OrderRequest(
-        client_order_id="abc123", symbol="AAPL", side=Action.BUY, qty=Decimal(10),
-        order_type=OrderType.MARKET, time_in_force=TimeInForce.DAY,
+        client_order_id="abc123",
+        symbol="AAPL",
+        side=Action.BUY,
+        qty=Decimal(10),
+        order_type=OrderType.MARKET,
+        time_in_force=TimeInForce.DAY,
     )
 
 
@@ -69,8 +73,14 @@ def emit_every_event(settings: Settings) -> None:
     from torghut.domain import TradeDecision
 
     decision = TradeDecision.model_validate(
-        {"strategy_id": "s", "symbol": "AAPL", "action": "buy", "qty": 10,
-         "event_ts": "2026-03-02T15:00:00Z", "timeframe": "1Min"}
+        {
+            "strategy_id": "s",
+            "symbol": "AAPL",
+            "action": "buy",
+            "qty": 10,
+            "event_ts": "2026-03-02T15:00:00Z",
+            "timeframe": "1Min",
+        }
     )
     logs.review_vetoed(decision, "hash1", "llm_veto", "veto", f"Bearer {key} looks risky")
     logs.halt_changed(True, f"incident, token {CANARIES['APCA_API_SECRET_KEY']}", by="ops")
@@ -100,17 +110,24 @@ def test_text_lines_carry_every_event_and_no_secret(
     assert not [s for s in SECRETS if s in err]
     lines = [line for line in err.splitlines() if " torghut" in line]
     banner = next(line for line in lines if "torghut serve" in line)
-    for part in ("mode paper", "broker sim", "signals replay", "llm jangar/gpt-5.3-codex",
-                 "gate stage 1-2 shadow", "max_notional_per_trade=1000", "database postgresql"):
+    for part in (
+        "mode paper",
+        "broker sim",
+        "signals replay",
+        "llm jangar/gpt-5.3-codex",
+        "gate stage 1-2 shadow",
+        "max_notional_per_trade=1000",
+        "database postgresql",
+    ):
         assert part in banner, part
     assert any("order abc123 buy 10 AAPL market: accepted at sim as b-1" in x for x in lines)
     assert any("rejected by alpaca: insufficient funds (key ***)" in x for x in lines)
-    assert any("rejected by the review gate: llm_veto (verdict veto): Bearer ***" in x
-               for x in lines)
+    assert any(
+        "rejected by the review gate: llm_veto (verdict veto): Bearer ***" in x for x in lines
+    )
     assert any("trading HALTED by ops: incident, token ***" in x for x in lines)
     assert any("trading resumed" in x for x in lines)
-    assert any("WARNING torghut.circuit: LLM circuit closed -> open for 600s" in x
-               for x in lines)
+    assert any("WARNING torghut.circuit: LLM circuit closed -> open for 600s" in x for x in lines)
     assert "Traceback" in err and "RuntimeError" in err
 
 
@@ -130,7 +147,10 @@ def test_json_lines_are_one_object_each_and_carry_no_secret(
     )
     startup = by_event["startup"]
     assert (startup["mode"], startup["broker"], startup["provider"], startup["gate_stage"]) == (
-        "paper", "sim", "jangar", "1-2 shadow"
+        "paper",
+        "sim",
+        "jangar",
+        "1-2 shadow",
     )
     assert startup["limits"]["max_notional_per_trade"] == 1000
     assert startup["database"] == "postgresql://torghut:***@db.example:5432/torghut"
@@ -152,8 +172,11 @@ def test_without_the_filter_the_canaries_would_show(
     emit_every_event(settings)
     err = capsys.readouterr().err
     assert {s for s in SECRETS if s in err} == {
-        CANARIES["JANGAR_API_KEY"], CANARIES["APCA_API_SECRET_KEY"], CANARIES["OPENAI_API_KEY"],
-        CANARIES["CLICKHOUSE_PASSWORD"], DB_PASSWORD,
+        CANARIES["JANGAR_API_KEY"],
+        CANARIES["APCA_API_SECRET_KEY"],
+        CANARIES["OPENAI_API_KEY"],
+        CANARIES["CLICKHOUSE_PASSWORD"],
+        DB_PASSWORD,
     }
 
 
@@ -178,16 +201,27 @@ class VetoWithSecret(FakeProvider):
         self.key = key
 
     async def complete(self, messages: Sequence[ChatMessage]) -> Completion:
-        body = {"verdict": "veto", "confidence": 0.9, "rationale": f"Bearer {self.key} says no",
-                "risk_flags": []}
+        body = {
+            "verdict": "veto",
+            "confidence": 0.9,
+            "rationale": f"Bearer {self.key} says no",
+            "risk_flags": [],
+        }
         return Completion(json.dumps(body), "", None, 5, 1)
 
 
 def _signals(tmp_path: Path, n: int, prefix: str) -> Path:
     path = tmp_path / f"{prefix}.jsonl"
     rows = [
-        {"event_ts": "2026-03-02T15:00:00Z", "symbol": f"{prefix}{i:03d}", "timeframe": "1Min",
-         "macd": 0.4, "macd_signal": 0.1, "rsi14": 28.0, "price": 100.0}
+        {
+            "event_ts": "2026-03-02T15:00:00Z",
+            "symbol": f"{prefix}{i:03d}",
+            "timeframe": "1Min",
+            "macd": 0.4,
+            "macd_signal": 0.1,
+            "rsi14": 28.0,
+            "price": 100.0,
+        }
         for i in range(n)
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -195,18 +229,23 @@ def _signals(tmp_path: Path, n: int, prefix: str) -> Path:
 
 
 async def test_a_replay_logs_each_order_and_veto_without_the_key(
-    database: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    database: Database,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
     restore_logging: None,
 ) -> None:
     key = CANARIES["JANGAR_API_KEY"]
-    base = {"DB_DSN": database.dsn, "JANGAR_BASE_URL": "http://127.0.0.1:9",
-            "JANGAR_API_KEY": key, "LOG_FORMAT": "json", "LLM_ENABLED": "true"}
+    base = {
+        "DB_DSN": database.dsn,
+        "JANGAR_BASE_URL": "http://127.0.0.1:9",
+        "JANGAR_API_KEY": key,
+        "LOG_FORMAT": "json",
+        "LLM_ENABLED": "true",
+    }
     # Enforcing: every order vetoed, one veto line each.
     enforcing = load_settings({**base, "LLM_SHADOW_MODE": "false"}, None)
     logs.setup_logging(enforcing)
-    summary = await run_replay(
-        enforcing, _signals(tmp_path, 3, "V"), provider=VetoWithSecret(key)
-    )
+    summary = await run_replay(enforcing, _signals(tmp_path, 3, "V"), provider=VetoWithSecret(key))
     records = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     vetoes = [r for r in records if r.get("event") == "veto"]
     assert summary["submitted"] == 0 and len(vetoes) == 3

@@ -28,21 +28,29 @@ async def test_a_rejection_found_by_reconciliation_is_counted(database: Database
     broker = FakeBroker()
     await add_execution(database, "c-late")
     broker.answers["c-late"] = BrokerOrder(
-        broker_order_id="b1", client_order_id="c-late", symbol="AAPL", status="rejected",
+        broker_order_id="b1",
+        client_order_id="c-late",
+        symbol="AAPL",
+        status="rejected",
         reject_reason="insufficient buying power",
     )
 
     async def no_signals() -> CycleResult:
         return CycleResult()
 
-    pipeline = SimpleNamespace(run_cycle=no_signals, batch_size=500, db=database.db,
-                               last_progress=0.0)
+    pipeline = SimpleNamespace(
+        run_cycle=no_signals, batch_size=500, db=database.db, last_progress=0.0
+    )
     metrics = Metrics()
     scheduler = TradingScheduler(
         pipeline=pipeline,  # type: ignore[arg-type]
         broker=broker,  # type: ignore[arg-type]
-        engine=create_async_engine("sqlite+aiosqlite://"), metrics=metrics, enabled=True,
-        poll_interval=5, reconcile_interval=0.0, work_deadline=20,
+        engine=create_async_engine("sqlite+aiosqlite://"),
+        metrics=metrics,
+        enabled=True,
+        poll_interval=5,
+        reconcile_interval=0.0,
+        work_deadline=20,
     )
     assert broker_rejections(metrics) == 0
     await scheduler.run_once()

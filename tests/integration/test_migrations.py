@@ -32,8 +32,16 @@ def _tables(dsn: str) -> set[str]:
 def test_head_matches_the_models(db_dsn: str) -> None:
     # `db_dsn` is an empty database already upgraded to head.
     assert _diff(db_dsn) == []
-    assert {"strategies", "trade_decisions", "executions", "llm_decision_reviews",
-            "signal_cursors", "sim_accounts", "sim_positions", "sim_orders"} <= _tables(db_dsn)
+    assert {
+        "strategies",
+        "trade_decisions",
+        "executions",
+        "llm_decision_reviews",
+        "signal_cursors",
+        "sim_accounts",
+        "sim_positions",
+        "sim_orders",
+    } <= _tables(db_dsn)
 
 
 def test_downgrade_to_empty_and_up_again(db_dsn: str) -> None:
@@ -51,11 +59,31 @@ def test_review_columns_are_the_contracts(db_dsn: str) -> None:
     finally:
         engine.dispose()
     contract = {
-        "id", "trade_decision_id", "provider", "model", "prompt_version", "input_json",
-        "response_json", "llm_verdict", "verdict", "reason", "confidence", "adjusted_qty",
-        "adjusted_order_type", "rationale", "risk_flags", "tokens_prompt", "tokens_completion",
-        "latency_ms", "ttft_ms", "shadow", "fail_mode", "effective_action", "error_code",
-        "error_message", "created_at",
+        "id",
+        "trade_decision_id",
+        "provider",
+        "model",
+        "prompt_version",
+        "input_json",
+        "response_json",
+        "llm_verdict",
+        "verdict",
+        "reason",
+        "confidence",
+        "adjusted_qty",
+        "adjusted_order_type",
+        "rationale",
+        "risk_flags",
+        "tokens_prompt",
+        "tokens_completion",
+        "latency_ms",
+        "ttft_ms",
+        "shadow",
+        "fail_mode",
+        "effective_action",
+        "error_code",
+        "error_message",
+        "created_at",
     }
     assert contract <= set(columns)
     if db_dsn.startswith("postgresql"):
@@ -71,11 +99,37 @@ def test_decision_and_execution_columns_are_the_contracts(db_dsn: str) -> None:
         unique = {tuple(u["column_names"]) for u in insp.get_unique_constraints("trade_decisions")}
     finally:
         engine.dispose()
-    assert {"id", "strategy_id", "symbol", "timeframe", "action", "qty", "decision_json",
-            "decision_hash", "status", "reason", "created_at", "executed_at"} <= decisions
-    assert {"id", "trade_decision_id", "client_order_id", "broker_order_id", "symbol", "side",
-            "order_type", "time_in_force", "submitted_qty", "limit_price", "filled_qty",
-            "avg_fill_price", "status", "created_at", "updated_at"} <= executions
+    assert {
+        "id",
+        "strategy_id",
+        "symbol",
+        "timeframe",
+        "action",
+        "qty",
+        "decision_json",
+        "decision_hash",
+        "status",
+        "reason",
+        "created_at",
+        "executed_at",
+    } <= decisions
+    assert {
+        "id",
+        "trade_decision_id",
+        "client_order_id",
+        "broker_order_id",
+        "symbol",
+        "side",
+        "order_type",
+        "time_in_force",
+        "submitted_qty",
+        "limit_price",
+        "filled_qty",
+        "avg_fill_price",
+        "status",
+        "created_at",
+        "updated_at",
+    } <= executions
     assert ("decision_hash",) in unique
 
 
@@ -100,7 +154,9 @@ def test_concurrent_upgrades_of_a_fresh_postgres_database() -> None:
         procs = [
             subprocess.Popen(
                 [sys.executable, "-m", "torghut.cli", "db", "upgrade"],
-                env={**os.environ, "DB_DSN": dsn}, stderr=subprocess.PIPE, text=True,
+                env={**os.environ, "DB_DSN": dsn},
+                stderr=subprocess.PIPE,
+                text=True,
             )
             for _ in range(3)
         ]

@@ -83,8 +83,11 @@ async def test_model_check_keeps_its_answer_for_a_while() -> None:
         calls.append(now[0])
         raise ModelMissing("LLM_MODEL 'x' is not served by jangar")
 
-    model_check = ModelCheck(JangarProvider(JangarConfig(base_url="http://127.0.0.1:9")),
-                             clock=lambda: now[0], check=check)
+    model_check = ModelCheck(
+        JangarProvider(JangarConfig(base_url="http://127.0.0.1:9")),
+        clock=lambda: now[0],
+        check=check,
+    )
     assert await model_check.problem() == "LLM_MODEL 'x' is not served by jangar"
     now[0] = 30
     await model_check.problem()
@@ -99,8 +102,10 @@ async def serve(database: Database) -> AsyncIterator[Any]:
     servers: list[tuple[uvicorn.Server, asyncio.Task[None], Any]] = []
 
     async def start(gateway_url: str) -> str:
-        settings = load_settings({"DB_DSN": database.dsn, "JANGAR_BASE_URL": gateway_url,
-                                  "LLM_ENABLED": "true"}, env_file=None)
+        settings = load_settings(
+            {"DB_DSN": database.dsn, "JANGAR_BASE_URL": gateway_url, "LLM_ENABLED": "true"},
+            env_file=None,
+        )
         container = await build_container(settings)
         app = create_app(container, run_scheduler=False)
         server = uvicorn.Server(

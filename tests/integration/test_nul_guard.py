@@ -32,25 +32,60 @@ async def test_nul_and_surrogates_never_reach_a_column(database: Database) -> No
     def write(session: Session) -> None:
         session.add(Strategy(id="s\x00", description=BAD, params=BAD_JSON))
         session.flush()
-        session.add(TradeDecisionRow(
-            id=decision_id, strategy_id="s\x00", symbol="A\x00PL", timeframe="1Min",
-            action="buy", qty=Decimal(1), decision_json=BAD_JSON, decision_hash="h\x00",
-            status="planned", reason=BAD, event_ts=now, pending_order_json=BAD_JSON,
-        ))
+        session.add(
+            TradeDecisionRow(
+                id=decision_id,
+                strategy_id="s\x00",
+                symbol="A\x00PL",
+                timeframe="1Min",
+                action="buy",
+                qty=Decimal(1),
+                decision_json=BAD_JSON,
+                decision_hash="h\x00",
+                status="planned",
+                reason=BAD,
+                event_ts=now,
+                pending_order_json=BAD_JSON,
+            )
+        )
         session.flush()
-        session.add(ExecutionRow(
-            id=execution_id, trade_decision_id=decision_id, client_order_id="c\x00",
-            broker="sim", symbol="A\x00PL", side="buy", order_type="market",
-            time_in_force="day", submitted_qty=Decimal(1), status="new", reject_reason=BAD,
-            raw_json=BAD_JSON,
-        ))
-        session.add(LLMDecisionReview(
-            id=review_id, trade_decision_id=decision_id, provider="jangar", model="m\x00",
-            prompt_version="v1", input_json=BAD_JSON, response_json=BAD_JSON,
-            verdict="error", reason=BAD, rationale=BAD, risk_flags=[BAD], shadow=True,
-            fail_mode="veto", trading_mode="paper", effective_action="submitted_original",
-            error_code="gateway_error", error_message=BAD,
-        ))
+        session.add(
+            ExecutionRow(
+                id=execution_id,
+                trade_decision_id=decision_id,
+                client_order_id="c\x00",
+                broker="sim",
+                symbol="A\x00PL",
+                side="buy",
+                order_type="market",
+                time_in_force="day",
+                submitted_qty=Decimal(1),
+                status="new",
+                reject_reason=BAD,
+                raw_json=BAD_JSON,
+            )
+        )
+        session.add(
+            LLMDecisionReview(
+                id=review_id,
+                trade_decision_id=decision_id,
+                provider="jangar",
+                model="m\x00",
+                prompt_version="v1",
+                input_json=BAD_JSON,
+                response_json=BAD_JSON,
+                verdict="error",
+                reason=BAD,
+                rationale=BAD,
+                risk_flags=[BAD],
+                shadow=True,
+                fail_mode="veto",
+                trading_mode="paper",
+                effective_action="submitted_original",
+                error_code="gateway_error",
+                error_message=BAD,
+            )
+        )
 
     await database.db.run(write)
 

@@ -40,18 +40,37 @@ SSE_HEAD = head(200, {"content-type": "text/event-stream; charset=utf-8", "conne
 
 def chunk(content: str | None = None, finish: str | None = None) -> dict[str, Any]:
     delta = {} if content is None else {"content": content}
-    return {"id": "chatcmpl-9", "object": "chat.completion.chunk", "created": 1, "model": "gpt-x",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return {
+        "id": "chatcmpl-9",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "gpt-x",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
 
 
-USAGE = {"id": "chatcmpl-9", "object": "chat.completion.chunk", "created": 1, "model": "gpt-x",
-         "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}}
+USAGE = {
+    "id": "chatcmpl-9",
+    "object": "chat.completion.chunk",
+    "created": 1,
+    "model": "gpt-x",
+    "choices": [],
+    "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13},
+}
 STREAM = sse(chunk('{"verdict":'), chunk('"approve"}'), chunk(None, "stop"), USAGE, "[DONE]")
 
 
 def openai_error(status: int, code: str, message: str) -> list[Any]:
-    body = json.dumps({"error": {"message": message, "type": "invalid_request_error",
-                                 "param": None, "code": code}}).encode()
+    body = json.dumps(
+        {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": None,
+                "code": code,
+            }
+        }
+    ).encode()
     return respond(body, status, content_type="application/json")
 
 
@@ -64,10 +83,18 @@ async def make_provider() -> AsyncIterator[ProviderFactory]:
 
     def make(url: str, **overrides: Any) -> OpenAIProvider:
         values: dict[str, Any] = {
-            "api_key": SECRET, "base_url": url + "/v1", "model": "gpt-x", "temperature": 0.2,
-            "max_tokens": 300, "timeout_seconds": 10.0, "connect_timeout_seconds": 2.0,
-            "first_token_timeout_seconds": 8.0, "idle_timeout_seconds": 8.0,
-            "max_response_bytes": 1_048_576, "max_retries": 1, "secrets": (),
+            "api_key": SECRET,
+            "base_url": url + "/v1",
+            "model": "gpt-x",
+            "temperature": 0.2,
+            "max_tokens": 300,
+            "timeout_seconds": 10.0,
+            "connect_timeout_seconds": 2.0,
+            "first_token_timeout_seconds": 8.0,
+            "idle_timeout_seconds": 8.0,
+            "max_response_bytes": 1_048_576,
+            "max_retries": 1,
+            "secrets": (),
         }
         values.update(overrides)
         provider = OpenAIProvider(OpenAIConfig(**values))
@@ -127,9 +154,11 @@ async def test_503_then_200(make_provider: ProviderFactory) -> None:
 
 @pytest.mark.parametrize(
     ("body", "ctype"),
-    [(b"data: garbage\n\n", "text/event-stream"),
-     (b"<html>oops</html>", "text/html"),
-     (sse({"choices": "nope"}), "text/event-stream")],
+    [
+        (b"data: garbage\n\n", "text/event-stream"),
+        (b"<html>oops</html>", "text/html"),
+        (sse({"choices": "nope"}), "text/event-stream"),
+    ],
 )
 async def test_garbage_is_a_protocol_error(
     body: bytes, ctype: str, make_provider: ProviderFactory
@@ -210,8 +239,13 @@ async def test_byte_cap(make_provider: ProviderFactory) -> None:
 
 async def test_factory_builds_jangar() -> None:
     settings = load_settings(
-        {"JANGAR_BASE_URL": "http://jangar.local/", "JANGAR_API_KEY": SECRET,
-         "LLM_TIMEOUT_SECONDS": "7", "LLM_MAX_RETRIES": "2", "LLM_MODEL": "m1"},
+        {
+            "JANGAR_BASE_URL": "http://jangar.local/",
+            "JANGAR_API_KEY": SECRET,
+            "LLM_TIMEOUT_SECONDS": "7",
+            "LLM_MAX_RETRIES": "2",
+            "LLM_MODEL": "m1",
+        },
         env_file=None,
     )
     provider = build_provider(settings)
@@ -227,8 +261,15 @@ async def test_factory_builds_jangar() -> None:
 
 
 async def test_factory_builds_openai() -> None:
-    settings = load_settings({"LLM_PROVIDER": "openai", "OPENAI_API_KEY": SECRET,
-                              "LLM_TEMPERATURE": "0.5", "LLM_MAX_TOKENS": "99"}, env_file=None)
+    settings = load_settings(
+        {
+            "LLM_PROVIDER": "openai",
+            "OPENAI_API_KEY": SECRET,
+            "LLM_TEMPERATURE": "0.5",
+            "LLM_MAX_TOKENS": "99",
+        },
+        env_file=None,
+    )
     provider = build_provider(settings)
     try:
         assert isinstance(provider, OpenAIProvider) and provider.name == "openai"

@@ -23,8 +23,16 @@ from torghut.replay import run_replay
 
 TOKEN = "operator-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-READS = ["/trading/status", "/trading/decisions", "/trading/account", "/trading/positions",
-         "/trading/pnl", "/llm/report", "/llm/report.json", "/"]
+READS = [
+    "/trading/status",
+    "/trading/decisions",
+    "/trading/account",
+    "/trading/positions",
+    "/trading/pnl",
+    "/llm/report",
+    "/llm/report.json",
+    "/",
+]
 OPEN = ["/healthz", "/readyz", "/metrics"]
 
 
@@ -38,8 +46,9 @@ def _free_port() -> int:
 async def serve(env: dict[str, str]) -> AsyncIterator[tuple[str, Container]]:
     container = await build_container(load_settings(env, None))
     app = create_app(container, run_scheduler=False)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=_free_port(),
-                                           log_config=None, lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_config=None, lifespan="on")
+    )
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.02)
@@ -56,9 +65,10 @@ Client = Callable[..., Awaitable[httpx.Response]]
 
 
 async def test_without_a_token_state_changes_are_refused_and_say_how(database: Database) -> None:
-    async with serve({"DB_DSN": database.dsn}) as (base, _), httpx.AsyncClient(
-        base_url=base, timeout=10
-    ) as client:
+    async with (
+        serve({"DB_DSN": database.dsn}) as (base, _),
+        httpx.AsyncClient(base_url=base, timeout=10) as client,
+    ):
         for path in ("/trading/halt", "/trading/resume"):
             refused = await client.post(path, json={"reason": "x"}, headers=AUTH)
             assert refused.status_code == 403
@@ -72,8 +82,12 @@ async def test_without_a_token_state_changes_are_refused_and_say_how(database: D
 async def test_token_guards_writes_and_reads(database: Database) -> None:
     env = {"DB_DSN": database.dsn, "TORGHUT_API_TOKEN": TOKEN}
     async with serve(env) as (base, _), httpx.AsyncClient(base_url=base, timeout=10) as client:
-        for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"},
-                        {"Authorization": TOKEN}, {"Authorization": f"Basic {TOKEN}"}):
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong-token-0123456789"},
+            {"Authorization": TOKEN},
+            {"Authorization": f"Basic {TOKEN}"},
+        ):
             halt = await client.post("/trading/halt", json={"reason": "x"}, headers=headers)
             assert halt.status_code == 401, headers
             assert halt.headers["www-authenticate"].startswith("Bearer")
@@ -106,15 +120,21 @@ async def test_public_reads(database: Database) -> None:
 
 async def test_halt_and_resume_over_http_are_stored_and_shown(database: Database) -> None:
     env = {"DB_DSN": database.dsn, "TORGHUT_API_TOKEN": TOKEN}
-    async with serve(env) as (base, _), httpx.AsyncClient(
-        base_url=base, timeout=10, headers=AUTH
-    ) as client:
+    async with (
+        serve(env) as (base, _),
+        httpx.AsyncClient(base_url=base, timeout=10, headers=AUTH) as client,
+    ):
         status = (await client.get("/trading/status")).json()
         assert status["halt"] == {"halted": False, "reason": None, "since": None}
         assert status["kill_switch"] is False
         assert status["signals"] == {"last_signal_at": None, "lag_seconds": None}
-        for bad in ({}, {"reason": ""}, {"reason": "   "}, {"reason": "x" * 501},
-                    {"reason": "x", "extra": 1}):
+        for bad in (
+            {},
+            {"reason": ""},
+            {"reason": "   "},
+            {"reason": "x" * 501},
+            {"reason": "x", "extra": 1},
+        ):
             response = await client.post("/trading/halt", json=bad)
             assert response.status_code == 422, bad
             assert "reason" in response.json()["error"] or "extra" in response.json()["error"]
@@ -129,9 +149,10 @@ async def test_halt_and_resume_over_http_are_stored_and_shown(database: Database
         assert "HALTED" in page and "&lt;b&gt;bad&lt;/b&gt; feed" in page and "<b>bad" not in page
 
     # A restart of the service on the same database shows the halt still in force.
-    async with serve(env) as (base, _), httpx.AsyncClient(
-        base_url=base, timeout=10, headers=AUTH
-    ) as client:
+    async with (
+        serve(env) as (base, _),
+        httpx.AsyncClient(base_url=base, timeout=10, headers=AUTH) as client,
+    ):
         # A fresh process: the gauge is right at the first scrape, before any status read.
         assert "torghut_trading_halted 1.0" in (await client.get("/metrics")).text
         assert (await client.get("/trading/status")).json()["halt"]["halted"] is True
@@ -145,14 +166,38 @@ def _signals(tmp_path: Path) -> Path:
     rows = [
         # Buy 10 AAA at 100 and 20 BBB at 50; sell 10 AAA at 95 (-50 realised); buy 18 BBB
         # at 55: 38 BBB cost 1990, worth 2090 (+100 unrealised).
-        {"event_ts": "2026-03-02T15:00:00Z", "symbol": "AAA", "macd": 0.4, "macd_signal": 0.1,
-         "rsi14": 28.0, "price": 100.0},
-        {"event_ts": "2026-03-02T15:01:00Z", "symbol": "BBB", "macd": 0.4, "macd_signal": 0.1,
-         "rsi14": 28.0, "price": 50.0},
-        {"event_ts": "2026-03-02T15:05:00Z", "symbol": "AAA", "macd": 0.1, "macd_signal": 0.4,
-         "rsi14": 70.0, "price": 95.0},
-        {"event_ts": "2026-03-02T15:06:00Z", "symbol": "BBB", "macd": 0.4, "macd_signal": 0.1,
-         "rsi14": 28.0, "price": 55.0},
+        {
+            "event_ts": "2026-03-02T15:00:00Z",
+            "symbol": "AAA",
+            "macd": 0.4,
+            "macd_signal": 0.1,
+            "rsi14": 28.0,
+            "price": 100.0,
+        },
+        {
+            "event_ts": "2026-03-02T15:01:00Z",
+            "symbol": "BBB",
+            "macd": 0.4,
+            "macd_signal": 0.1,
+            "rsi14": 28.0,
+            "price": 50.0,
+        },
+        {
+            "event_ts": "2026-03-02T15:05:00Z",
+            "symbol": "AAA",
+            "macd": 0.1,
+            "macd_signal": 0.4,
+            "rsi14": 70.0,
+            "price": 95.0,
+        },
+        {
+            "event_ts": "2026-03-02T15:06:00Z",
+            "symbol": "BBB",
+            "macd": 0.4,
+            "macd_signal": 0.1,
+            "rsi14": 28.0,
+            "price": 55.0,
+        },
     ]
     path.write_text("".join(json.dumps({**r, "timeframe": "1Min"}) + "\n" for r in rows))
     return path
@@ -171,9 +216,10 @@ async def test_results_in_the_replay_summary_and_the_api(
     assert results["cash"] == 97_960.0 and results["equity"] == 100_050.0
     assert results["exposure"] == {"total": 2090.0, "by_strategy": {"macd-rsi-default": 2090.0}}
     assert results["max_drawdown"] == 50.0  # AAA marked at 95 before BBB rose
-    async with serve(env) as (base, _), httpx.AsyncClient(
-        base_url=base, timeout=10, headers=AUTH
-    ) as client:
+    async with (
+        serve(env) as (base, _),
+        httpx.AsyncClient(base_url=base, timeout=10, headers=AUTH) as client,
+    ):
         signals = (await client.get("/trading/status")).json()["signals"]
         assert signals["last_signal_at"] == "2026-03-02T15:06:00+00:00"
         assert signals["lag_seconds"] > 0
@@ -193,9 +239,10 @@ async def test_results_in_the_replay_summary_and_the_api(
 @pytest.mark.parametrize("since", ["24h", "2026-01-01T00:00:00Z"])
 async def test_llm_report_over_http(database: Database, since: str) -> None:
     env = {"DB_DSN": database.dsn, "TORGHUT_API_TOKEN": TOKEN}
-    async with serve(env) as (base, _), httpx.AsyncClient(
-        base_url=base, timeout=10, headers=AUTH
-    ) as client:
+    async with (
+        serve(env) as (base, _),
+        httpx.AsyncClient(base_url=base, timeout=10, headers=AUTH) as client,
+    ):
         as_json = await client.get("/llm/report.json", params={"since": since})
         assert as_json.status_code == 200
         body = as_json.json()
@@ -205,8 +252,9 @@ async def test_llm_report_over_http(database: Database, since: str) -> None:
         assert "NO CRITERIA" in html.text and "<svg" in html.text
         bad = await client.get("/llm/report.json", params={"since": "yesterday"})
         assert bad.status_code == 422 and "since" in bad.json()["error"]
-        checked = (await client.get("/llm/report.json",
-                                    params={"since": since, "min_reviews": 1})).json()
+        checked = (
+            await client.get("/llm/report.json", params={"since": since, "min_reviews": 1})
+        ).json()
         assert checked["ready"] is False and checked["failed"] == ["reviews 0 < min 1"]
         rate = await client.get("/llm/report.json", params={"max_error_rate": 5})
         assert rate.status_code == 422 and "max_error_rate" in rate.json()["error"]
@@ -216,12 +264,19 @@ async def test_a_broker_that_does_not_answer_is_a_503_and_the_page_still_loads(
     database: Database,
 ) -> None:
     # Alpaca's paper endpoint on a port where nothing listens: every broker call fails fast.
-    env = {"DB_DSN": database.dsn, "TORGHUT_API_TOKEN": TOKEN, "TRADING_BROKER": "alpaca",
-           "APCA_API_KEY_ID": "key-id-000", "APCA_API_SECRET_KEY": "secret-key-000",
-           "APCA_API_BASE_URL": "http://127.0.0.1:1", "TRADING_BROKER_TIMEOUT_SECONDS": "2"}
-    async with serve(env) as (base, _), httpx.AsyncClient(
-        base_url=base, timeout=30, headers=AUTH
-    ) as client:
+    env = {
+        "DB_DSN": database.dsn,
+        "TORGHUT_API_TOKEN": TOKEN,
+        "TRADING_BROKER": "alpaca",
+        "APCA_API_KEY_ID": "key-id-000",
+        "APCA_API_SECRET_KEY": "secret-key-000",
+        "APCA_API_BASE_URL": "http://127.0.0.1:1",
+        "TRADING_BROKER_TIMEOUT_SECONDS": "2",
+    }
+    async with (
+        serve(env) as (base, _),
+        httpx.AsyncClient(base_url=base, timeout=30, headers=AUTH) as client,
+    ):
         for path in ("/trading/account", "/trading/positions", "/trading/pnl"):
             response = await client.get(path)
             assert response.status_code == 503, path

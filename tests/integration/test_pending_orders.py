@@ -42,9 +42,11 @@ class _Unset:
 
 def wrap(faulty: FaultyBroker) -> Callable[[Broker], Broker]:
     """Each new container's broker behind this one fault plan (shared across processes)."""
+
     def wrapper(inner: Broker) -> Broker:
         faulty.inner = inner
         return faulty
+
     return wrapper
 
 
@@ -52,8 +54,12 @@ async def container(
     database: Database, tmp_path: Path, n: int = 1, broker: FaultyBroker | None = None
 ) -> Container:
     settings = load_settings({"DB_DSN": database.dsn}, None)
-    return await build_container(settings, signals_path=_buys(tmp_path, n), trading_enabled=True,
-                                 wrap_broker=wrap(broker) if broker else None)
+    return await build_container(
+        settings,
+        signals_path=_buys(tmp_path, n),
+        trading_enabled=True,
+        wrap_broker=wrap(broker) if broker else None,
+    )
 
 
 async def decisions(database: Database) -> Sequence[TradeDecisionRow]:
@@ -93,7 +99,9 @@ async def test_a_resend_whose_pending_write_fails_keeps_the_decision_planned(
     store = {"record_pending_orders": [None, OSError("database went away")]}
     settings = load_settings({"DB_DSN": database.dsn}, None)
     c = await build_container(
-        settings, signals_path=_buys(tmp_path, 1), trading_enabled=True,
+        settings,
+        signals_path=_buys(tmp_path, 1),
+        trading_enabled=True,
         wrap_broker=wrap(broker),
         wrap_store=lambda inner: FaultyAuditStore(inner, fail=dict(store)),
     )
@@ -125,11 +133,16 @@ async def test_an_adopted_order_is_recorded_as_it_was_sent(
     broker could not be asked at once. Adopted next cycle: the execution row says 6."""
     broker = lose_first_answer(place_first=True)
     broker.lookup_faults.append(BrokerError("503 from the broker", rejected=False))
-    env = _env(database.dsn, LLM_SHADOW_MODE="false", LLM_FAIL_MODE="veto",
-               LLM_ADJUSTMENT_ALLOWED="true")
-    c = await build_container(load_settings(env, None), signals_path=_buys(tmp_path, 1),
-                              trading_enabled=True, provider=FakeProvider("adjust"),
-                              wrap_broker=wrap(broker))
+    env = _env(
+        database.dsn, LLM_SHADOW_MODE="false", LLM_FAIL_MODE="veto", LLM_ADJUSTMENT_ALLOWED="true"
+    )
+    c = await build_container(
+        load_settings(env, None),
+        signals_path=_buys(tmp_path, 1),
+        trading_enabled=True,
+        provider=FakeProvider("adjust"),
+        wrap_broker=wrap(broker),
+    )
     try:
         await c.pipeline.run_cycle()
         await c.pipeline.run_cycle()
@@ -141,9 +154,7 @@ async def test_an_adopted_order_is_recorded_as_it_was_sent(
     assert execution.submitted_qty == order.qty == 6
 
 
-async def test_a_recorded_order_leaves_sql_null_behind(
-    database: Database, tmp_path: Path
-) -> None:
+async def test_a_recorded_order_leaves_sql_null_behind(database: Database, tmp_path: Path) -> None:
     await run_replay(load_settings({"DB_DSN": database.dsn}, None), _buys(tmp_path, 1))
     async with database.sessions() as session:
         cleared = await session.scalar(
@@ -162,11 +173,14 @@ async def test_past_the_resend_window_an_order_the_broker_never_got_is_rejected(
     env = {"DB_DSN": database.dsn, "TRADING_RESEND_WINDOW_SECONDS": "60"}
     await run_one_cycle(env, signals, wrap_broker=wrap(broker))  # the answer is lost: pending
     # The window has passed: not sent again.
-    late = await run_one_cycle({**env, "TRADING_RESEND_WINDOW_SECONDS": "0"}, signals,
-                               wrap_broker=wrap(broker))
+    late = await run_one_cycle(
+        {**env, "TRADING_RESEND_WINDOW_SECONDS": "0"}, signals, wrap_broker=wrap(broker)
+    )
     assert (late.committed, late.submitted, late.rejected) == (True, 0, {"broker_no_answer": 1})
     assert [[str(o.qty) for o in batch] for batch in broker.sent] == [["10"]]
     [row] = await decisions(database)
     assert (row.status, row.reason, row.pending_order_json) == (
-        "rejected", "broker_no_answer", None
+        "rejected",
+        "broker_no_answer",
+        None,
     )

@@ -27,8 +27,15 @@ from torghut.trading.pipeline import CycleResult
 def _buys(tmp_path: Path, n: int) -> Path:
     path = tmp_path / f"buys-{n}.jsonl"
     lines = [
-        {"event_ts": "2026-03-02T15:00:00Z", "symbol": f"S{i:03d}", "timeframe": "1Min",
-         "macd": 0.4, "macd_signal": 0.1, "rsi14": 28.0, "price": 100.0}
+        {
+            "event_ts": "2026-03-02T15:00:00Z",
+            "symbol": f"S{i:03d}",
+            "timeframe": "1Min",
+            "macd": 0.4,
+            "macd_signal": 0.1,
+            "rsi14": 28.0,
+            "price": 100.0,
+        }
         for i in range(n)
     ]
     path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
@@ -36,12 +43,17 @@ def _buys(tmp_path: Path, n: int) -> Path:
 
 
 async def run_one_cycle(
-    env: dict[str, str], signals: Path, provider: FakeProvider | None = None,
+    env: dict[str, str],
+    signals: Path,
+    provider: FakeProvider | None = None,
     wrap_broker: Callable[[Broker], Broker] | None = None,
 ) -> CycleResult:
     """One cycle of a fresh process (a restart, the next leader) with these settings."""
     container = await build_container(
-        load_settings(env, None), signals_path=signals, trading_enabled=True, provider=provider,
+        load_settings(env, None),
+        signals_path=signals,
+        trading_enabled=True,
+        provider=provider,
         wrap_broker=wrap_broker,
     )
     try:
@@ -51,8 +63,7 @@ async def run_one_cycle(
 
 
 def _env(dsn: str, **extra: str) -> dict[str, str]:
-    return {"DB_DSN": dsn, "JANGAR_BASE_URL": "http://127.0.0.1:9", "LLM_ENABLED": "true",
-            **extra}
+    return {"DB_DSN": dsn, "JANGAR_BASE_URL": "http://127.0.0.1:9", "LLM_ENABLED": "true", **extra}
 
 
 class GatedProvider(FakeProvider):
@@ -117,9 +128,7 @@ async def test_shadow_submits_before_the_review_finishes(
         await container.aclose()
 
 
-async def test_reviews_run_concurrently_up_to_the_limit(
-    database: Database, tmp_path: Path
-) -> None:
+async def test_reviews_run_concurrently_up_to_the_limit(database: Database, tmp_path: Path) -> None:
     settings = load_settings(
         _env(database.dsn, LLM_SHADOW_MODE="false", LLM_MAX_CONCURRENCY="4"), None
     )
@@ -146,7 +155,9 @@ async def test_reviews_run_concurrently_up_to_the_limit(
 async def test_failed_audit_write_means_no_order(database: Database, tmp_path: Path) -> None:
     settings = load_settings(_env(database.dsn, LLM_SHADOW_MODE="false"), None)
     summary = await run_replay(
-        settings, _buys(tmp_path, 2), provider=FakeProvider("approve"),
+        settings,
+        _buys(tmp_path, 2),
+        provider=FakeProvider("approve"),
         wrap_store=lambda inner: FaultyAuditStore(
             inner, always={"record_review": OSError("disk full")}
         ),
@@ -164,8 +175,12 @@ async def test_adjusted_decision_is_risk_checked_again(database: Database, tmp_p
     class Upsize(FakeProvider):
         async def complete(self, messages: Sequence[ChatMessage]) -> Completion:
             self.calls += 1
-            body = {"verdict": "adjust", "confidence": 0.9, "adjusted_qty": 12,
-                    "rationale": "bigger"}
+            body = {
+                "verdict": "adjust",
+                "confidence": 0.9,
+                "adjusted_qty": 12,
+                "rationale": "bigger",
+            }
             return Completion(json.dumps(body), "", None, latency_ms=5, ttft_ms=1)
 
     env = _env(database.dsn, LLM_SHADOW_MODE="false", LLM_ADJUSTMENT_ALLOWED="true")
@@ -193,8 +208,14 @@ async def test_gateway_echoing_the_key_never_reaches_the_audit_row(
         '"type":"auth","code":"unauthorized"}}\n\ndata: [DONE]\n\n'
     ).encode()
     async with RawServer([respond(body, 401)]) as server:
-        env = {"DB_DSN": database.dsn, "JANGAR_BASE_URL": server.url, "JANGAR_API_KEY": key,
-               "LLM_ENABLED": "true", "LLM_SHADOW_MODE": "false", "LLM_FAIL_MODE": "veto"}
+        env = {
+            "DB_DSN": database.dsn,
+            "JANGAR_BASE_URL": server.url,
+            "JANGAR_API_KEY": key,
+            "LLM_ENABLED": "true",
+            "LLM_SHADOW_MODE": "false",
+            "LLM_FAIL_MODE": "veto",
+        }
         summary = await run_replay(load_settings(env, None), _buys(tmp_path, 1))
         assert server.requests[0].headers.get("authorization") == f"Bearer {key}"
     assert summary["rejected"] == {"llm_error:http_error": 1}
@@ -260,7 +281,8 @@ async def test_placed_order_whose_record_fails_is_adopted_not_rejected(
     database: Database, tmp_path: Path
 ) -> None:
     summary = await run_replay(
-        load_settings({"DB_DSN": database.dsn}, None), _buys(tmp_path, 1),
+        load_settings({"DB_DSN": database.dsn}, None),
+        _buys(tmp_path, 1),
         wrap_store=lambda inner: FaultyAuditStore(
             inner, fail={"record_executions": [OSError("database went away")]}
         ),
@@ -271,14 +293,16 @@ async def test_placed_order_whose_record_fails_is_adopted_not_rejected(
 
 @pytest.mark.parametrize("placed_before_failing", [True, False])
 async def test_broker_timeout_asks_the_broker_before_deciding(
-    database: Database, tmp_path: Path, placed_before_failing: bool,
+    database: Database,
+    tmp_path: Path,
+    placed_before_failing: bool,
 ) -> None:
     brokers: list[FaultyBroker] = []
 
     def wrap(inner: Broker) -> Broker:
-        brokers.append(FaultyBroker(
-            inner, submit_faults=[lost() if placed_before_failing else unanswered()]
-        ))
+        brokers.append(
+            FaultyBroker(inner, submit_faults=[lost() if placed_before_failing else unanswered()])
+        )
         return brokers[-1]
 
     summary = await run_replay(
@@ -291,15 +315,18 @@ async def test_broker_timeout_asks_the_broker_before_deciding(
     assert await _one_buy_outcome(database) == (["filled"], 1, 1)
 
 
-async def test_model_text_is_redacted_in_the_audit_row(
-    database: Database, tmp_path: Path
-) -> None:
+async def test_model_text_is_redacted_in_the_audit_row(database: Database, tmp_path: Path) -> None:
     key = "sk-jangar-model-echo-55"
 
     class Leaky(FakeProvider):
         async def complete(self, messages: Sequence[ChatMessage]) -> Completion:
-            body = {"verdict": "approve", "confidence": 0.9, "rationale": f"saw Bearer {key}",
-                    "risk_flags": [key], "note": key}
+            body = {
+                "verdict": "approve",
+                "confidence": 0.9,
+                "rationale": f"saw Bearer {key}",
+                "risk_flags": [key],
+                "note": key,
+            }
             return Completion(json.dumps(body), f"thinking about {key}", None, 5, 1)
 
     env = _env(database.dsn, LLM_SHADOW_MODE="false", JANGAR_API_KEY=key)
@@ -332,10 +359,18 @@ async def test_a_batch_shares_its_broker_and_database_writes(
 
     # $1,000 a trade (10 shares at 100) from $30,000 of cash: risk lets 30 through (counting
     # the reservations of the batch) and rejects the other 10, each with its reason.
-    env = {"DB_DSN": database.dsn, "TRADING_SIM_CASH": "30000",
-           "TRADING_MAX_POSITION_PCT_EQUITY": "1", "TRADING_MAX_NOTIONAL_PER_TRADE": "1000"}
-    summary = await run_replay(load_settings(env, None), _buys(tmp_path, 40),
-                               wrap_broker=wrap_broker, wrap_store=wrap_store)
+    env = {
+        "DB_DSN": database.dsn,
+        "TRADING_SIM_CASH": "30000",
+        "TRADING_MAX_POSITION_PCT_EQUITY": "1",
+        "TRADING_MAX_NOTIONAL_PER_TRADE": "1000",
+    }
+    summary = await run_replay(
+        load_settings(env, None),
+        _buys(tmp_path, 40),
+        wrap_broker=wrap_broker,
+        wrap_store=wrap_store,
+    )
     assert (summary["submitted"], summary["rejected"]) == (30, {"insufficient_buying_power": 10})
     calls = stores[0].calls
     assert [len(batch) for batch in brokers[0].sent] == [30]
@@ -348,7 +383,9 @@ async def test_a_batch_shares_its_broker_and_database_writes(
 
 
 async def test_shutdown_keeps_the_lock_while_a_cancelled_audit_write_still_runs(
-    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    database: Database,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A shadow review cancelled at shutdown may already have handed its audit row to a
@@ -361,7 +398,10 @@ async def test_shutdown_keeps_the_lock_while_a_cancelled_audit_write_still_runs(
     settings = load_settings(_env(database.dsn, LLM_SHADOW_MODE="true"), None)
     provider = GatedProvider("approve")
     container = await build_container(
-        settings, signals_path=_buys(tmp_path, 1), trading_enabled=True, provider=provider,
+        settings,
+        signals_path=_buys(tmp_path, 1),
+        trading_enabled=True,
+        provider=provider,
         wrap_store=lambda inner: FaultyAuditStore(
             inner, stall={"record_review": (started, release)}
         ),
@@ -402,18 +442,27 @@ async def test_a_batch_counts_its_own_orders_per_symbol_for_position_size(
     symbols, whatever the size of the batch, and the third in each is turned away."""
     path = tmp_path / "same-symbols.jsonl"
     lines = [
-        {"event_ts": f"2026-03-02T15:{minute:02d}:00Z", "symbol": symbol, "timeframe": "1Min",
-         "macd": 0.4, "macd_signal": 0.1, "rsi14": 28.0, "price": 100.0}
+        {
+            "event_ts": f"2026-03-02T15:{minute:02d}:00Z",
+            "symbol": symbol,
+            "timeframe": "1Min",
+            "macd": 0.4,
+            "macd_signal": 0.1,
+            "rsi14": 28.0,
+            "price": 100.0,
+        }
         for minute in range(4)
         for symbol in ("AAA", "BBB", "CCC")
     ]
     path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
-    env = {"DB_DSN": database.dsn, "TRADING_SIM_CASH": "100000",
-           "TRADING_MAX_POSITION_PCT_EQUITY": "0.025", "TRADING_MAX_NOTIONAL_PER_TRADE": "1000"}
+    env = {
+        "DB_DSN": database.dsn,
+        "TRADING_SIM_CASH": "100000",
+        "TRADING_MAX_POSITION_PCT_EQUITY": "0.025",
+        "TRADING_MAX_NOTIONAL_PER_TRADE": "1000",
+    }
     summary = await run_replay(load_settings(env, None), path)
-    assert (summary["submitted"], summary["rejected"]) == (
-        6, {"max_position_pct_exceeded": 6}
-    )
+    assert (summary["submitted"], summary["rejected"]) == (6, {"max_position_pct_exceeded": 6})
     async with database.sessions() as session:
         filled = (
             await session.execute(
@@ -443,8 +492,10 @@ async def test_a_cancelled_cycle_sends_nothing_afterwards_and_the_next_leader_fi
         return slow[0]
 
     old = await build_container(
-        load_settings({"DB_DSN": database.dsn}, None), signals_path=signals,
-        trading_enabled=True, wrap_broker=wrap,
+        load_settings({"DB_DSN": database.dsn}, None),
+        signals_path=signals,
+        trading_enabled=True,
+        wrap_broker=wrap,
     )
     try:
         cycle = asyncio.create_task(old.pipeline.run_cycle())
@@ -495,7 +546,9 @@ async def test_an_unfinished_batch_waits_for_the_next_poll(
     One pass of the loop runs that batch once (not again and again at once) and says why."""
     env = {"DB_DSN": database.dsn, "TRADING_BATCH_SIZE": "1"}
     container = await build_container(
-        load_settings(env, None), signals_path=_buys(tmp_path, 1), trading_enabled=True,
+        load_settings(env, None),
+        signals_path=_buys(tmp_path, 1),
+        trading_enabled=True,
         wrap_store=lambda inner: FaultyAuditStore(
             inner, always={"record_executions": OSError("database went away")}
         ),
@@ -532,11 +585,15 @@ async def test_an_order_with_no_known_outcome_is_resent_as_it_was_not_reviewed_a
         return broker[0]
 
     provider = FakeProvider("adjust")
-    env = _env(database.dsn, LLM_SHADOW_MODE="false", LLM_FAIL_MODE="veto",
-               LLM_ADJUSTMENT_ALLOWED="true")
+    env = _env(
+        database.dsn, LLM_SHADOW_MODE="false", LLM_FAIL_MODE="veto", LLM_ADJUSTMENT_ALLOWED="true"
+    )
     container = await build_container(
-        load_settings(env, None), signals_path=_buys(tmp_path, 1), trading_enabled=True,
-        provider=provider, wrap_broker=wrap,
+        load_settings(env, None),
+        signals_path=_buys(tmp_path, 1),
+        trading_enabled=True,
+        provider=provider,
+        wrap_broker=wrap,
     )
     try:
         first = await container.pipeline.run_cycle()
@@ -567,8 +624,7 @@ async def test_the_kill_switch_stops_a_resend_too(database: Database, tmp_path: 
     signals = _buys(tmp_path, 1)
     env = {"DB_DSN": database.dsn}
     await run_one_cycle(env, signals, wrap_broker=wrap)  # the answer is lost: pending
-    stopped = await run_one_cycle({**env, "TRADING_KILL_SWITCH": "true"}, signals,
-                                  wrap_broker=wrap)
+    stopped = await run_one_cycle({**env, "TRADING_KILL_SWITCH": "true"}, signals, wrap_broker=wrap)
     assert (stopped.committed, stopped.submitted, len(sent)) == (False, 0, 1)
     resumed = await run_one_cycle(env, signals, wrap_broker=wrap)
     assert (resumed.committed, resumed.submitted, len(sent)) == (True, 1, 2)

@@ -351,15 +351,28 @@ async def test_the_sweep_asks_a_broker_that_cannot_list_order_by_order(
     async with database.sessions() as session, session.begin():
         session.add(Strategy(id="s1", params={}))
         await session.flush()
-        for coid, rejected in (("th-late", NOW - timedelta(minutes=5)),
-                               ("th-none", NOW - timedelta(minutes=5)),
-                               ("th-old", NOW - timedelta(hours=2))):
-            session.add(TradeDecisionRow(
-                id=uuid.uuid4(), strategy_id="s1", symbol="AAPL", timeframe="1Min",
-                action="buy", qty=Decimal(10), decision_json={}, decision_hash=coid,
-                status="rejected", reason="broker_no_answer", event_ts=rejected,
-                created_at=rejected, updated_at=rejected,
-            ))
+        for coid, rejected in (
+            ("th-late", NOW - timedelta(minutes=5)),
+            ("th-none", NOW - timedelta(minutes=5)),
+            ("th-old", NOW - timedelta(hours=2)),
+        ):
+            session.add(
+                TradeDecisionRow(
+                    id=uuid.uuid4(),
+                    strategy_id="s1",
+                    symbol="AAPL",
+                    timeframe="1Min",
+                    action="buy",
+                    qty=Decimal(10),
+                    decision_json={},
+                    decision_hash=coid,
+                    status="rejected",
+                    reason="broker_no_answer",
+                    event_ts=rejected,
+                    created_at=rejected,
+                    updated_at=rejected,
+                )
+            )
     broker = FakeBroker()
     broker.set("th-late", "accepted", side="buy", type="market", time_in_force="day", qty="10")
     broker.set("th-old", "filled", filled="10", price="99")
@@ -368,13 +381,19 @@ async def test_the_sweep_asks_a_broker_that_cannot_list_order_by_order(
     assert sorted(broker.asked) == ["th-late", "th-none"]
     execution, decision = await load(database, "th-late")
     assert (execution.status, execution.broker, execution.broker_order_id) == (
-        "accepted", "fake", "b-th-late")
+        "accepted",
+        "fake",
+        "b-th-late",
+    )
     assert (decision.status, decision.reason) == ("submitted", FOUND_REASON)
     async with database.sessions() as session:
-        others = (await session.execute(
-            select(TradeDecisionRow.status, TradeDecisionRow.reason)
-            .where(TradeDecisionRow.decision_hash.in_(["th-none", "th-old"]))
-        )).all()
+        others = (
+            await session.execute(
+                select(TradeDecisionRow.status, TradeDecisionRow.reason).where(
+                    TradeDecisionRow.decision_hash.in_(["th-none", "th-old"])
+                )
+            )
+        ).all()
     assert [tuple(row) for row in others] == [("rejected", "broker_no_answer")] * 2
     # The next pass polls the recorded execution like any other, and sweeps th-none again.
     broker.asked.clear()

@@ -300,8 +300,13 @@ async def test_json_and_table(database: Database) -> None:
     failed = evaluate(report, Criteria(max_error_rate=0.01))
     doc = json.loads(render_json(report, failed))
     assert doc["status"].startswith("NOT READY")
-    assert doc["checked"] == [{"criterion": "max_error_rate", "passed": False,
-                               "detail": "error_rate 0.250 > max 0.010 (1/4 errors)"}]
+    assert doc["checked"] == [
+        {
+            "criterion": "max_error_rate",
+            "passed": False,
+            "detail": "error_rate 0.250 > max 0.010 (1/4 errors)",
+        }
+    ]
     assert doc["window"] == {"since": "2026-03-02T08:00:00Z", "until": "2026-03-03T09:00:00Z"}
     assert doc["reviews"] == 4
     assert doc["ready"] is False
@@ -314,8 +319,10 @@ async def test_json_and_table(database: Database) -> None:
     table = render_table(report, failed)
     assert "NOT READY: error_rate 0.250 > max 0.010" in table
     ready = evaluate(report, Criteria(max_error_rate=0.5, min_reviews=4))
-    assert render_table(report, ready).rstrip().endswith(
-        "READY (checked: reviews 4 >= min 4; error_rate 0.250 <= max 0.500 (1/4 errors))"
+    assert (
+        render_table(report, ready)
+        .rstrip()
+        .endswith("READY (checked: reviews 4 >= min 4; error_rate 0.250 <= max 0.500 (1/4 errors))")
     )
     nothing = evaluate(report, Criteria())
     assert not nothing.ready and nothing.failures == ["NO CRITERIA"]
@@ -350,10 +357,23 @@ def _empty_report() -> Report:
 
     none = Percentiles(0, None, None, None, None)
     return Report(
-        since=T0, until=UNTIL, reviews=0, verdicts={}, llm_verdicts={}, errors_by_code={},
-        effective_actions={}, latency_ms=none, ttft_ms=none, tokens=TokenSummary(0, 0, 0, 0),
-        breaker_openings=0, shadow=ShadowSummary(0, 0, {}, Decimal(0), 0), models=[],
-        latency_histogram=[], timeline_bucket_seconds=60, timeline=[], samples=[],
+        since=T0,
+        until=UNTIL,
+        reviews=0,
+        verdicts={},
+        llm_verdicts={},
+        errors_by_code={},
+        effective_actions={},
+        latency_ms=none,
+        ttft_ms=none,
+        tokens=TokenSummary(0, 0, 0, 0),
+        breaker_openings=0,
+        shadow=ShadowSummary(0, 0, {}, Decimal(0), 0),
+        models=[],
+        latency_histogram=[],
+        timeline_bucket_seconds=60,
+        timeline=[],
+        samples=[],
     )
 
 
@@ -368,7 +388,16 @@ async def test_chart_labels_never_collide(database: Database) -> None:
     report = await report_of(database, rows)
     histogram = histogram_chart(report.latency_histogram)
     assert [label.text for label in histogram.labels] == [
-        "0", "250", "500", "1s", "2s", "4s", "8s", "15s", "20s", "+",
+        "0",
+        "250",
+        "500",
+        "1s",
+        "2s",
+        "4s",
+        "8s",
+        "15s",
+        "20s",
+        "+",
     ]
     assert _overlaps(histogram.labels) == []
     timeline = timeline_chart(report)
@@ -377,7 +406,7 @@ async def test_chart_labels_never_collide(database: Database) -> None:
     # And in the page: every axis label its own <text> element.
     page = render_html(report, evaluate(report, Criteria()))
     assert "4000-80008000-15000" not in page
-    assert '>8s</text>' in page and '>15s</text>' in page
+    assert ">8s</text>" in page and ">15s</text>" in page
 
 
 async def test_the_disagreement_rule_is_the_gates(database: Database) -> None:
@@ -385,8 +414,9 @@ async def test_the_disagreement_rule_is_the_gates(database: Database) -> None:
     # enforcing would have changed the order.
     cells = [(v, f) for v in Verdict for f in FailMode]
     rows = [
-        Row(verdict=v.value, fail_mode=f.value,
-            error_code="timeout" if v is Verdict.ERROR else None)
+        Row(
+            verdict=v.value, fail_mode=f.value, error_code="timeout" if v is Verdict.ERROR else None
+        )
         for v, f in cells
     ]
     report = await report_of(database, rows)

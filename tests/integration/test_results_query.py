@@ -17,28 +17,50 @@ from torghut.domain import Account, Book, Position
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
 
-async def _decision(database: Database, minute: int, price: Any, status: str,
-                    fill: tuple[str, int, int] | None = None) -> None:
+async def _decision(
+    database: Database,
+    minute: int,
+    price: Any,
+    status: str,
+    fill: tuple[str, int, int] | None = None,
+) -> None:
     async with database.sessions() as session, session.begin():
         if await session.get(Strategy, "s") is None:
             session.add(Strategy(id="s"))
             await session.flush()
         decision_id = uuid.uuid4()
-        session.add(TradeDecisionRow(
-            id=decision_id, strategy_id="s", symbol="X", timeframe="1Min", action="buy",
-            qty=D(10), decision_json={"params": {"price": price}},
-            decision_hash=f"h-{uuid.uuid4().hex}", status=status,
-            event_ts=T0 + timedelta(minutes=minute),
-        ))
+        session.add(
+            TradeDecisionRow(
+                id=decision_id,
+                strategy_id="s",
+                symbol="X",
+                timeframe="1Min",
+                action="buy",
+                qty=D(10),
+                decision_json={"params": {"price": price}},
+                decision_hash=f"h-{uuid.uuid4().hex}",
+                status=status,
+                event_ts=T0 + timedelta(minutes=minute),
+            )
+        )
         await session.flush()
         if fill is not None:
             side, qty, fill_price = fill
-            session.add(ExecutionRow(
-                trade_decision_id=decision_id, client_order_id=f"c-{uuid.uuid4().hex}",
-                broker="sim", symbol="X", side=side, order_type="market",
-                time_in_force="day", submitted_qty=D(qty), filled_qty=D(qty),
-                avg_fill_price=D(fill_price), status="filled",
-            ))
+            session.add(
+                ExecutionRow(
+                    trade_decision_id=decision_id,
+                    client_order_id=f"c-{uuid.uuid4().hex}",
+                    broker="sim",
+                    symbol="X",
+                    side=side,
+                    order_type="market",
+                    time_in_force="day",
+                    submitted_qty=D(qty),
+                    filled_qty=D(qty),
+                    avg_fill_price=D(fill_price),
+                    status="filled",
+                )
+            )
 
 
 async def test_rejected_decisions_mark_the_curve_and_the_broker_marks_last(

@@ -26,15 +26,19 @@ from torghut.trading.pipeline import CycleResult
 
 
 async def cycle(
-    database: Database, signals: Path, provider: FakeProvider,
-    wrap: Callable[[Broker], Broker] | None = None, **env: str,
+    database: Database,
+    signals: Path,
+    provider: FakeProvider,
+    wrap: Callable[[Broker], Broker] | None = None,
+    **env: str,
 ) -> CycleResult:
     """One cycle of a fresh process, enforcing the gate with `veto` on failure."""
     settings = load_settings(
         _env(database.dsn, LLM_SHADOW_MODE="false", LLM_FAIL_MODE="veto", **env), None
     )
-    container = await build_container(settings, signals_path=signals, trading_enabled=True,
-                                      provider=provider, wrap_broker=wrap)
+    container = await build_container(
+        settings, signals_path=signals, trading_enabled=True, provider=provider, wrap_broker=wrap
+    )
     try:
         return await container.pipeline.run_cycle()
     finally:
@@ -70,8 +74,9 @@ async def test_a_crash_after_the_review_never_reviews_again(
         _env(database.dsn, LLM_SHADOW_MODE="false", LLM_FAIL_MODE="veto"), None
     )
     first = FakeProvider("approve")
-    container = await build_container(settings, signals_path=signals, trading_enabled=True,
-                                      provider=first, wrap_broker=wrap)
+    container = await build_container(
+        settings, signals_path=signals, trading_enabled=True, provider=first, wrap_broker=wrap
+    )
     try:
         task = asyncio.create_task(container.pipeline.run_cycle())
         await broker[0].held.wait()
@@ -103,16 +108,20 @@ async def test_a_crash_right_after_the_review_row_is_committed_never_reviews_aga
     stores: list[FaultyAuditStore] = []
 
     def wrap(inner: AuditStore) -> AuditStore:
-        stores.append(FaultyAuditStore(inner, hold={"record_review": committed},
-                                       hold_after=frozenset({"record_review"})))
+        stores.append(
+            FaultyAuditStore(
+                inner, hold={"record_review": committed}, hold_after=frozenset({"record_review"})
+            )
+        )
         return stores[0]
 
     settings = load_settings(
         _env(database.dsn, LLM_SHADOW_MODE="false", LLM_FAIL_MODE="veto"), None
     )
     first = FakeProvider("approve")
-    container = await build_container(settings, signals_path=signals, trading_enabled=True,
-                                      provider=first, wrap_store=wrap)
+    container = await build_container(
+        settings, signals_path=signals, trading_enabled=True, provider=first, wrap_store=wrap
+    )
     try:
         task = asyncio.create_task(container.pipeline.run_cycle())
         await stores[0].held.wait()  # the review row's transaction has committed
@@ -133,9 +142,16 @@ async def test_the_review_row_and_its_order_are_written_together_or_not_at_all(
     """The order written ahead cannot be stored (its decision is gone): the review row is
     rolled back with it, so no row ever claims an order that has no pending record."""
     row: dict[str, Any] = {
-        "trade_decision_id": uuid.uuid4(), "provider": "jangar", "model": "m",
-        "prompt_version": "v1", "input_json": {}, "verdict": "approve", "shadow": False,
-        "fail_mode": "veto", "trading_mode": "paper", "effective_action": "submitted_original",
+        "trade_decision_id": uuid.uuid4(),
+        "provider": "jangar",
+        "model": "m",
+        "prompt_version": "v1",
+        "input_json": {},
+        "verdict": "approve",
+        "shadow": False,
+        "fail_mode": "veto",
+        "trading_mode": "paper",
+        "effective_action": "submitted_original",
     }
     with pytest.raises(Exception):  # noqa: B017 - either database's own error
         await repo.record_review(database.db, row, pending=(uuid.uuid4(), {"qty": "1"}))
@@ -167,8 +183,12 @@ async def test_a_refused_order_turns_the_review_row_to_rejected(
     database: Database, tmp_path: Path
 ) -> None:
     provider = FakeProvider("approve")
-    result = await cycle(database, _buys(tmp_path, 1), provider,
-                         lambda inner: FaultyBroker(inner, submit_faults=[refused()]))
+    result = await cycle(
+        database,
+        _buys(tmp_path, 1),
+        provider,
+        lambda inner: FaultyBroker(inner, submit_faults=[refused()]),
+    )
     assert [r.split(":")[0] for r in result.rejected] == ["broker_rejected"]
     assert await reviews(database) == [("approve", False, "rejected")]
 
@@ -178,8 +198,9 @@ async def test_a_lost_answer_is_adopted_and_the_review_row_stays_submitted(
 ) -> None:
     signals = _buys(tmp_path, 1)
     provider = FakeProvider("approve")
-    first = await cycle(database, signals, provider,
-                        lambda inner: FaultyBroker(inner, submit_faults=[lost()]))
+    first = await cycle(
+        database, signals, provider, lambda inner: FaultyBroker(inner, submit_faults=[lost()])
+    )
     assert first.submitted == 1  # asked at once: the broker has it
     assert await reviews(database) == [("approve", False, "submitted_original")]
 
@@ -200,15 +221,15 @@ async def test_the_reviewer_sees_no_decision_from_after_its_own_signal(
 
         async def complete(self, messages: Any) -> Any:
             user = messages[-1]["content"]
-            body = _json.JSONDecoder().raw_decode(user[user.index("{"):])[0]
+            body = _json.JSONDecoder().raw_decode(user[user.index("{") :])[0]
             self.recent.append(sorted(d["event_ts"] for d in body.get("recent_decisions", [])))
             return await super().complete(messages)
 
     provider = Recording()
-    path = write(tmp_path, "three", [tick(0, "100", BUY), tick(1, "100", BUY),
-                                     tick(2, "100", BUY)])
+    path = write(tmp_path, "three", [tick(0, "100", BUY), tick(1, "100", BUY), tick(2, "100", BUY)])
     await cycle(database, path, provider, TRADING_MAX_POSITION_PCT_EQUITY="1")
     assert sorted(provider.recent, key=len) == [
-        [], ["2026-03-02T15:00:00Z"],
+        [],
+        ["2026-03-02T15:00:00Z"],
         ["2026-03-02T15:00:00Z", "2026-03-02T15:01:00Z"],
     ]

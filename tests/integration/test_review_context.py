@@ -84,16 +84,19 @@ async def test_no_request_of_a_replay_holds_anything_after_its_decision(
         "TRADING_BATCH_SIZE": "400",
     }
     provider = RecordingProvider()
-    summary = await run_replay(load_settings(env, env_file=None), bundled_signals(),
-                               provider=provider)
+    summary = await run_replay(
+        load_settings(env, env_file=None), bundled_signals(), provider=provider
+    )
     assert summary["complete"]
     assert len(provider.requests) == sum(summary["reviews"].values()) > 50
     prices = _sample_prices()
     checked = with_history = with_recent = valued = 0
     for request in provider.requests:
         t = datetime.fromisoformat(request["decision"]["event_ts"].replace("Z", "+00:00"))
-        assert request["as_of"] and datetime.fromisoformat(
-            request["as_of"].replace("Z", "+00:00")) == t
+        assert (
+            request["as_of"]
+            and datetime.fromisoformat(request["as_of"].replace("Z", "+00:00")) == t
+        )
         found = list(_datetimes(request))
         for where, moment in found:
             assert moment <= t, f"{where} = {moment.isoformat()} is after the decision at {t}"
@@ -107,7 +110,8 @@ async def test_no_request_of_a_replay_holds_anything_after_its_decision(
         with_history += bool(request["history"]["bars"])
         with_recent += bool(request["recent_decisions"])
         assert request["history"]["bars"][-1]["ts"] == request["decision"]["event_ts"].replace(
-            "+00:00", "Z")
+            "+00:00", "Z"
+        )
         assert len(request["history"]["bars"]) == 30  # every decision of the sample has 30
     # The check saw real content: bars and earlier decisions in most requests.
     assert with_history == len(provider.requests)
@@ -126,38 +130,59 @@ def _sample_prices() -> dict[str, list[tuple[datetime, Decimal]]]:
     return {symbol: sorted(points) for symbol, points in series.items()}
 
 
-def _price_at(prices: dict[str, list[tuple[datetime, Decimal]]], symbol: str,
-              t: datetime) -> Decimal:
+def _price_at(
+    prices: dict[str, list[tuple[datetime, Decimal]]], symbol: str, t: datetime
+) -> Decimal:
     return [price for moment, price in prices[symbol] if moment <= t][-1]
 
 
 def _signal(ts: str, price: str, symbol: str = "AMZN") -> Signal:
-    return Signal(event_ts=datetime.fromisoformat(ts), symbol=symbol, timeframe="1Min",
-                  macd=0.1, macd_signal=0.0, rsi14=30.0, price=Decimal(price))
+    return Signal(
+        event_ts=datetime.fromisoformat(ts),
+        symbol=symbol,
+        timeframe="1Min",
+        macd=0.1,
+        macd_signal=0.0,
+        rsi14=30.0,
+        price=Decimal(price),
+    )
 
 
 async def test_a_later_bar_fed_first_is_not_shown_and_the_book_is_valued_at_t() -> None:
     """The AMZN case of the issue: the batch holds bars after the decision; the builder shows
     none of them and values the position at the last price at or before t."""
     history = BarHistory(100)
-    history.add([
-        _signal("2025-03-03T16:18:00+00:00", "200"),
-        _signal("2025-03-03T16:19:00+00:00", "201"),
-        _signal("2025-03-03T16:20:00+00:00", "202"),
-        _signal("2025-03-03T17:23:00+00:00", "250"),  # later in the same batch
-    ])
+    history.add(
+        [
+            _signal("2025-03-03T16:18:00+00:00", "200"),
+            _signal("2025-03-03T16:19:00+00:00", "201"),
+            _signal("2025-03-03T16:20:00+00:00", "202"),
+            _signal("2025-03-03T17:23:00+00:00", "250"),  # later in the same batch
+        ]
+    )
     asked: list[datetime] = []
 
     async def recent(symbol: str, before: datetime, limit: int) -> list[dict[str, Any]]:
         asked.append(before)
         return []
 
-    builder = PointInTimeContext(bounds=PolicyBounds(), trading_mode=TradingMode.PAPER,
-                                 prompt_version="v2", history=history,
-                                 recent_decisions=recent, risk_limits={"cooldown_seconds": 0})
-    decision = TradeDecision(strategy_id="s", symbol="AMZN", action="buy", qty=Decimal(5),
-                             event_ts=datetime.fromisoformat("2025-03-03T16:20:00+00:00"),
-                             timeframe="1Min", params={"price": "202"})
+    builder = PointInTimeContext(
+        bounds=PolicyBounds(),
+        trading_mode=TradingMode.PAPER,
+        prompt_version="v2",
+        history=history,
+        recent_decisions=recent,
+        risk_limits={"cooldown_seconds": 0},
+    )
+    decision = TradeDecision(
+        strategy_id="s",
+        symbol="AMZN",
+        action="buy",
+        qty=Decimal(5),
+        event_ts=datetime.fromisoformat("2025-03-03T16:20:00+00:00"),
+        timeframe="1Min",
+        params={"price": "202"},
+    )
     facts = ReviewFacts(
         account=Account(cash=Decimal(1000), equity=Decimal(99999), buying_power=Decimal(1000)),
         positions=[Position("AMZN", Decimal(2), Decimal(190), Decimal(500))],

@@ -75,8 +75,14 @@ def test_parse_signal_line_keeps_extra_keys_and_defaults_seq_to_line_number() ->
 
 def test_parse_signal_line_accepts_nulls_and_epoch_and_explicit_seq() -> None:
     raw = json.dumps(
-        {"event_ts": T0.timestamp(), "symbol": "SPY", "timeframe": "1Min", "seq": 3,
-         "macd": None, "price": None}
+        {
+            "event_ts": T0.timestamp(),
+            "symbol": "SPY",
+            "timeframe": "1Min",
+            "seq": 3,
+            "macd": None,
+            "price": None,
+        }
     )
     signal = parse_signal_line(raw, 1)
     assert (signal.event_ts, signal.seq, signal.macd, signal.price) == (T0, 3, None, None)
@@ -110,8 +116,9 @@ def test_parse_signal_line_names_line_and_field(raw: str, pattern: str) -> None:
     assert str(info.value).startswith("line 4:")
 
 
-_numbers = st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False),
-                     st.integers(-10**6, 10**6))
+_numbers = st.one_of(
+    st.none(), st.floats(allow_nan=False, allow_infinity=False), st.integers(-(10**6), 10**6)
+)
 # Identifiers must be printable: control characters (a NUL stops PostgreSQL), format
 # characters and unassigned code points are refused; lone surrogates are not text at all.
 _printable = st.characters(exclude_categories=("Cc", "Cs"))
@@ -119,8 +126,11 @@ _valid_lines = st.fixed_dictionaries(
     {
         "event_ts": st.one_of(
             st.integers(0, 4_000_000_000),
-            st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1),
-                         timezones=st.sampled_from([UTC, None])).map(lambda d: d.isoformat()),
+            st.datetimes(
+                min_value=datetime(1971, 1, 1),
+                max_value=datetime(2100, 1, 1),
+                timezones=st.sampled_from([UTC, None]),
+            ).map(lambda d: d.isoformat()),
         ),
         "symbol": st.text(_printable, min_size=1, max_size=32).filter(
             lambda t: t.strip() != "" and t.isprintable()
@@ -133,9 +143,10 @@ _valid_lines = st.fixed_dictionaries(
         "rsi14": _numbers,
     },
     optional={
-        "price": st.one_of(st.none(), st.decimals(min_value=Decimal("0.0001"),
-                                                  max_value=Decimal(10**9), places=4)
-                           .map(float)),
+        "price": st.one_of(
+            st.none(),
+            st.decimals(min_value=Decimal("0.0001"), max_value=Decimal(10**9), places=4).map(float),
+        ),
         "seq": st.integers(0, 2**40),
         "volume": st.integers(0, 10**9),
     },
@@ -161,9 +172,17 @@ def test_parse_signal_line_builds_what_full_validation_builds(data: dict[str, An
 
 @pytest.mark.parametrize(
     ("duration", "timeframe"),
-    [("PT1S", "1Sec"), ("PT1M", "1Min"), ("PT5M", "5Min"), ("PT1H", "1Hour"),
-     ("PT15M", "15Min"), ("P1D", "1Day"), ("PT1H30M", "90Min"), ("PT90S", "90Sec"),
-     ("pt1m", "1Min")],
+    [
+        ("PT1S", "1Sec"),
+        ("PT1M", "1Min"),
+        ("PT5M", "5Min"),
+        ("PT1H", "1Hour"),
+        ("PT15M", "15Min"),
+        ("P1D", "1Day"),
+        ("PT1H30M", "90Min"),
+        ("PT90S", "90Sec"),
+        ("pt1m", "1Min"),
+    ],
 )
 def test_iso_duration_to_timeframe(duration: str, timeframe: str) -> None:
     assert iso_duration_to_timeframe(duration) == timeframe
@@ -311,9 +330,7 @@ async def test_bad_lines_are_skipped_counted_and_logged(
     assert "line 6: duplicate" in messages
 
 
-async def test_missing_file_is_an_input_error_naming_it(
-    database: Database, tmp_path: Path
-) -> None:
+async def test_missing_file_is_an_input_error_naming_it(database: Database, tmp_path: Path) -> None:
     missing = tmp_path / "nope.jsonl"
     source = ReplaySignalSource(missing, database.db)
     with pytest.raises(InputError, match=str(missing)):
@@ -328,9 +345,7 @@ async def test_long_paths_get_a_bounded_cursor_key(database: Database, tmp_path:
     source = ReplaySignalSource(path, database.db)
     assert len(source.source_key) <= 256
     await source.commit(await source.fetch(1))
-    assert keys(await ReplaySignalSource(path, database.db).fetch(5)) == [
-        ("14:30", "MSFT", 2)
-    ]
+    assert keys(await ReplaySignalSource(path, database.db).fetch(5)) == [("14:30", "MSFT", 2)]
 
 
 async def test_the_file_is_read_once_off_the_event_loop(
@@ -428,7 +443,12 @@ def run(sess: ChSession, cursor: tuple[datetime, str, int], limit: int = 100) ->
 def test_query_orders_joins_price_and_maps_timeframes(clickhouse: ChSession) -> None:
     signals = run(clickhouse, (T0, "", 0))
     assert [(s.symbol, s.seq) for s in signals] == [
-        ("AAPL", 1), ("AAPL", 7), ("O'REILLY", 2), ("AAPL", 3), ("MSFT", 4), ("NVDA", 5)
+        ("AAPL", 1),
+        ("AAPL", 7),
+        ("O'REILLY", 2),
+        ("AAPL", 3),
+        ("MSFT", 4),
+        ("NVDA", 5),
     ]
     by_seq = {s.seq: s for s in signals}
     assert by_seq[1].price == Decimal("238.5")  # the bar's latest version
@@ -495,8 +515,9 @@ class FakeClickHouse:
     hang: bool = False
 
 
-async def _serve(fake: FakeClickHouse, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+async def _serve(
+    fake: FakeClickHouse, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
     try:
         head = await reader.readuntil(b"\r\n\r\n")
         request_line, *header_lines = head.decode("latin-1").split("\r\n")
@@ -527,9 +548,7 @@ async def _serve(fake: FakeClickHouse, reader: asyncio.StreamReader,
 @pytest.fixture
 async def fake_clickhouse() -> AsyncIterator[FakeClickHouse]:
     fake = FakeClickHouse(handler=lambda _r: (200, ""))
-    server = await asyncio.start_server(
-        lambda r, w: _serve(fake, r, w), host="127.0.0.1", port=0
-    )
+    server = await asyncio.start_server(lambda r, w: _serve(fake, r, w), host="127.0.0.1", port=0)
     port = server.sockets[0].getsockname()[1]
     fake.url = f"http://127.0.0.1:{port}"
     try:
@@ -541,8 +560,14 @@ async def fake_clickhouse() -> AsyncIterator[FakeClickHouse]:
 
 def ch_row(ts: str, symbol: str, seq: int, **extra: Any) -> str:
     row: dict[str, Any] = {
-        "event_ts": ts, "seq": str(seq), "symbol": symbol, "window_size": "PT1M",
-        "macd": 0.5, "macd_signal": 0.2, "rsi14": 30, "price": 101.5,
+        "event_ts": ts,
+        "seq": str(seq),
+        "symbol": symbol,
+        "window_size": "PT1M",
+        "macd": 0.5,
+        "macd_signal": 0.2,
+        "rsi14": 30,
+        "price": 101.5,
     }
     row.update(extra)
     return json.dumps(row)
@@ -550,7 +575,9 @@ def ch_row(ts: str, symbol: str, seq: int, **extra: Any) -> str:
 
 def source_for(fake: FakeClickHouse, database: Database, **config: Any) -> ClickHouseSignalSource:
     settings: dict[str, Any] = {
-        "url": fake.url, "username": "trader", "password": "s3cret-pw",
+        "url": fake.url,
+        "username": "trader",
+        "password": "s3cret-pw",
         "initial_lookback": timedelta(days=3650),
     }
     settings.update(config)
@@ -571,7 +598,8 @@ async def test_transport_params_credentials_and_bad_rows(
     try:
         signals = await source.fetch(50)
         assert [(s.symbol, s.seq, s.price) for s in signals] == [
-            ("AAPL", 1, Decimal("101.5")), ("O'REILLY", 3, None)
+            ("AAPL", 1, Decimal("101.5")),
+            ("O'REILLY", 3, None),
         ]
         assert source.skipped == 2
         request = fake_clickhouse.requests[0]
@@ -599,13 +627,14 @@ async def test_a_trailing_run_of_bad_rows_does_not_stall_the_source(
     database: Database, fake_clickhouse: FakeClickHouse
 ) -> None:
     pages = {
-        "": [ch_row("2025-03-03T14:30:00Z", "AAPL", 1),
-             ch_row("2025-03-03T14:30:00Z", "MSFT", 2, rsi14="bad")],
+        "": [
+            ch_row("2025-03-03T14:30:00Z", "AAPL", 1),
+            ch_row("2025-03-03T14:30:00Z", "MSFT", 2, rsi14="bad"),
+        ],
         "AAPL": [ch_row("2025-03-03T14:30:00Z", "MSFT", 2, rsi14="bad")],
         "MSFT": [ch_row("2025-03-03T14:31:00Z", "NVDA", 3)],
         "NVDA": [],
     }
-
 
     def answer(request: Request) -> tuple[int, str]:
         # Past the data, a range after the last row (cursor symbol "") holds nothing.
@@ -622,9 +651,7 @@ async def test_a_trailing_run_of_bad_rows_does_not_stall_the_source(
         second = await source.fetch(2)  # starts past the bad MSFT row, not on it
         assert [s.symbol for s in second] == ["NVDA"]
         assert source.skipped == 1
-        assert [r.query["param_cursor_symbol"] for r in fake_clickhouse.requests] == [
-            "", "MSFT"
-        ]
+        assert [r.query["param_cursor_symbol"] for r in fake_clickhouse.requests] == ["", "MSFT"]
         # A page of nothing but bad rows is followed to the next page in the same fetch.
         await source.commit(second)
         assert await source.fetch(2) == []
@@ -636,7 +663,8 @@ async def test_server_error_is_a_source_error_without_the_password(
     database: Database, fake_clickhouse: FakeClickHouse
 ) -> None:
     fake_clickhouse.handler = lambda _r: (
-        500, "Code: 516. DB::Exception: trader: Authentication failed: password s3cret-pw"
+        500,
+        "Code: 516. DB::Exception: trader: Authentication failed: password s3cret-pw",
     )
     source = source_for(fake_clickhouse, database)
     try:
@@ -755,8 +783,7 @@ async def test_catch_up_reads_each_latest_signal_once_and_a_page_reads_a_page_of
 
     def answer(request: Request) -> tuple[int, str]:
         params = {
-            k.removeprefix("param_"): v for k, v in request.query.items()
-            if k.startswith("param_")
+            k.removeprefix("param_"): v for k, v in request.query.items() if k.startswith("param_")
         }
         sql = request.body.replace("FORMAT JSONEachRow", "")
         result = clickhouse.query(sql, "JSONEachRow", params=params)
@@ -835,8 +862,12 @@ async def test_an_https_clickhouse_signed_by_a_private_ca_is_trusted_with_its_ca
         from torghut.bootstrap import build_container
         from torghut.config import load_settings
 
-        env = {"DB_DSN": database.dsn, "TRADING_SIGNAL_SOURCE": "clickhouse",
-               "CLICKHOUSE_URL": fake.url, "CLICKHOUSE_CA_FILE": str(TLS_DIR / "ca.pem")}
+        env = {
+            "DB_DSN": database.dsn,
+            "TRADING_SIGNAL_SOURCE": "clickhouse",
+            "CLICKHOUSE_URL": fake.url,
+            "CLICKHOUSE_CA_FILE": str(TLS_DIR / "ca.pem"),
+        }
         container = await build_container(load_settings(env, None))
         try:
             assert [s.symbol for s in await container.source.fetch(10)] == ["AAPL"]

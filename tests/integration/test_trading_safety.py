@@ -43,8 +43,12 @@ async def decisions(database: Database) -> list[tuple[str, Decimal, str, str | N
     """(action, qty, status, reason) of every decision, in signal order."""
     async with database.sessions() as session:
         rows = await session.execute(
-            select(TradeDecisionRow.action, TradeDecisionRow.qty, TradeDecisionRow.status,
-                   TradeDecisionRow.reason).order_by(TradeDecisionRow.event_ts)
+            select(
+                TradeDecisionRow.action,
+                TradeDecisionRow.qty,
+                TradeDecisionRow.status,
+                TradeDecisionRow.reason,
+            ).order_by(TradeDecisionRow.event_ts)
         )
         return [(a, Decimal(q), s, r) for a, q, s, r in rows]
 
@@ -61,8 +65,11 @@ async def held(database: Database, symbol: str = "ACME") -> Decimal:
 async def test_one_bad_tick_buys_nothing(database: Database, tmp_path: Path) -> None:
     """$50 a share, then one tick at $0.05 with a buy signal: refused before any sizing (it
     was a market order for 20,000 shares, filled), and the tick is not the reference."""
-    path = write(tmp_path, "tick", [tick(0, "50", QUIET), tick(1, "0.05", BUY),
-                                    tick(2, "1e-8", BUY), tick(3, "50.10", QUIET)])
+    path = write(
+        tmp_path,
+        "tick",
+        [tick(0, "50", QUIET), tick(1, "0.05", BUY), tick(2, "1e-8", BUY), tick(3, "50.10", QUIET)],
+    )
     summary = await replay(database, path)
     assert summary["submitted"] == 0
     assert summary["rejected"] == {"price_out_of_band": 2}
@@ -88,10 +95,17 @@ async def test_a_level_shift_is_followed_after_three_agreeing_ticks(
     """$100, then $130 three times (each within the band of the first $130): the first two
     are refused, the third becomes the reference and trades; the next tick, $131, is in
     band of it."""
-    path = write(tmp_path, "shift", [
-        tick(0, "100", QUIET), tick(1, "130", BUY), tick(2, "131", BUY), tick(3, "130.5", BUY),
-        tick(4, "131", BUY),
-    ])
+    path = write(
+        tmp_path,
+        "shift",
+        [
+            tick(0, "100", QUIET),
+            tick(1, "130", BUY),
+            tick(2, "131", BUY),
+            tick(3, "130.5", BUY),
+            tick(4, "131", BUY),
+        ],
+    )
     summary = await replay(database, path, TRADING_MAX_POSITION_PCT_EQUITY="1")
     rows = await decisions(database)
     assert [r[3] for r in rows] == ["price_out_of_band", "price_out_of_band", None, None]
@@ -102,10 +116,18 @@ async def test_a_level_shift_is_followed_after_three_agreeing_ticks(
 async def test_ticks_that_disagree_with_each_other_never_move_the_reference(
     database: Database, tmp_path: Path
 ) -> None:
-    path = write(tmp_path, "noise", [
-        tick(0, "100", QUIET), tick(1, "150", BUY), tick(2, "60", BUY), tick(3, "150", BUY),
-        tick(4, "60", BUY), tick(5, "101", BUY),
-    ])
+    path = write(
+        tmp_path,
+        "noise",
+        [
+            tick(0, "100", QUIET),
+            tick(1, "150", BUY),
+            tick(2, "60", BUY),
+            tick(3, "150", BUY),
+            tick(4, "60", BUY),
+            tick(5, "101", BUY),
+        ],
+    )
     await replay(database, path)
     rows = await decisions(database)
     assert [r[3] for r in rows] == ["price_out_of_band"] * 4 + [None]
@@ -119,7 +141,8 @@ async def test_the_share_cap_holds_when_there_is_no_reference_yet(
     summary = await replay(database, write(tmp_path, "first", [tick(0, "0.05", BUY)]))
     assert summary["rejected"] == {"max_shares_exceeded": 1}
     summary = await replay(
-        database, write(tmp_path, "cap", [tick(1, "0.05", BUY)]),
+        database,
+        write(tmp_path, "cap", [tick(1, "0.05", BUY)]),
         TRADING_MAX_SHARES_PER_ORDER="30000",
     )
     assert summary["submitted"] == 1
@@ -148,9 +171,16 @@ async def test_an_exit_above_the_notional_cap_is_not_refused(
 ) -> None:
     """Bought at the $1,000 cap, closed after a gain (three ticks up, each in band): the exit
     is worth $1,200, and goes out all the same."""
-    path = write(tmp_path, "gain", [
-        tick(0, "100", BUY), tick(1, "108", QUIET), tick(2, "115", QUIET), tick(3, "120", SELL),
-    ])
+    path = write(
+        tmp_path,
+        "gain",
+        [
+            tick(0, "100", BUY),
+            tick(1, "108", QUIET),
+            tick(2, "115", QUIET),
+            tick(3, "120", SELL),
+        ],
+    )
     await replay(database, path)
     rows = await decisions(database)
     assert rows[-1] == ("sell", Decimal(10), "filled", None)
@@ -165,15 +195,25 @@ async def test_partial_exits_sell_no_more_than_the_sizing(
         "strategies:\n  - name: steps\n    partial_exits: true\n"
         "    max_notional_per_trade: 500\n    max_position_pct_equity: 0.5\n"
     )
-    path = write(tmp_path, "steps", [
-        tick(0, "100", BUY), tick(1, "100", BUY), tick(2, "100", SELL), tick(3, "100", SELL),
-        tick(4, "100", SELL),
-    ])
+    path = write(
+        tmp_path,
+        "steps",
+        [
+            tick(0, "100", BUY),
+            tick(1, "100", BUY),
+            tick(2, "100", SELL),
+            tick(3, "100", SELL),
+            tick(4, "100", SELL),
+        ],
+    )
     await replay(database, path, TRADING_STRATEGY_CONFIG_PATH=str(catalog))
     rows = await decisions(database)
     assert [(a, q, s) for a, q, s, _ in rows] == [
-        ("buy", 5, "filled"), ("buy", 5, "filled"), ("sell", 5, "filled"),
-        ("sell", 5, "filled"), ("sell", 5, "rejected"),
+        ("buy", 5, "filled"),
+        ("buy", 5, "filled"),
+        ("sell", 5, "filled"),
+        ("sell", 5, "filled"),
+        ("sell", 5, "rejected"),
     ]
 
 
@@ -185,18 +225,27 @@ async def test_the_bundled_sample_leaves_no_position_open_after_a_sell(
 
     await replay(database, bundled_signals())
     async with database.sessions() as session:
-        rows = (await session.execute(
-            select(TradeDecisionRow.symbol, TradeDecisionRow.action, ExecutionRow.filled_qty)
-            .join(ExecutionRow, ExecutionRow.trade_decision_id == TradeDecisionRow.id)
-            .order_by(TradeDecisionRow.event_ts, TradeDecisionRow.symbol)
-        )).all()
+        rows = (
+            await session.execute(
+                select(TradeDecisionRow.symbol, TradeDecisionRow.action, ExecutionRow.filled_qty)
+                .join(ExecutionRow, ExecutionRow.trade_decision_id == TradeDecisionRow.id)
+                .order_by(TradeDecisionRow.event_ts, TradeDecisionRow.symbol)
+            )
+        ).all()
     position: dict[str, Decimal] = {}
     sells = 0
     async with database.sessions() as session:
-        opening = (await session.execute(
-            select(ExecutionRow.submitted_qty * ExecutionRow.avg_fill_price)
-            .where(ExecutionRow.side == "buy")
-        )).scalars().all()
+        opening = (
+            (
+                await session.execute(
+                    select(ExecutionRow.submitted_qty * ExecutionRow.avg_fill_price).where(
+                        ExecutionRow.side == "buy"
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
     # No opening order's notional at its reference price (the fill) is over the $1,000 cap.
     assert opening and max(Decimal(n) for n in opening) <= 1000
     for symbol, action, qty in rows:
@@ -214,10 +263,12 @@ async def test_the_bundled_sample_leaves_no_position_open_after_a_sell(
 async def test_the_cooldown_holds_inside_one_batch(database: Database, tmp_path: Path) -> None:
     """Three buys of one symbol within 60 s, cooldown 300 s, one batch: one order (it was
     three; batch size 1 gave one)."""
-    path = write(tmp_path, "cool", [tick(0, "100", BUY), tick(0.33, "100", BUY),
-                                    tick(0.66, "100", BUY)])
-    summary = await replay(database, path, TRADING_COOLDOWN_SECONDS="300",
-                           TRADING_MAX_POSITION_PCT_EQUITY="1")
+    path = write(
+        tmp_path, "cool", [tick(0, "100", BUY), tick(0.33, "100", BUY), tick(0.66, "100", BUY)]
+    )
+    summary = await replay(
+        database, path, TRADING_COOLDOWN_SECONDS="300", TRADING_MAX_POSITION_PCT_EQUITY="1"
+    )
     assert summary["submitted"] == 1
     assert summary["rejected"] == {"cooldown_active": 2}
 
@@ -227,8 +278,11 @@ async def test_a_strategy_cap_replaces_the_global_one(database: Database, tmp_pa
     risk judges them against its $2,500, not the global $1,000 (every order was rejected)."""
     catalog = tmp_path / "catalog.yaml"
     catalog.write_text("strategies:\n  - name: big\n    max_notional_per_trade: 2500\n")
-    summary = await replay(database, write(tmp_path, "big", [tick(0, "100", BUY)]),
-                           TRADING_STRATEGY_CONFIG_PATH=str(catalog))
+    summary = await replay(
+        database,
+        write(tmp_path, "big", [tick(0, "100", BUY)]),
+        TRADING_STRATEGY_CONFIG_PATH=str(catalog),
+    )
     assert summary["submitted"] == 1
     assert await decisions(database) == [("buy", Decimal(25), "filled", None)]
 
@@ -238,9 +292,11 @@ async def test_a_strategy_position_cap_is_enforced(database: Database, tmp_path:
     second would make $2,000 (the global 10 % would have let it through)."""
     catalog = tmp_path / "catalog.yaml"
     catalog.write_text("strategies:\n  - name: small\n    max_position_pct_equity: 0.015\n")
-    summary = await replay(database, write(tmp_path, "small", [tick(0, "100", BUY),
-                                                               tick(1, "100", BUY)]),
-                           TRADING_STRATEGY_CONFIG_PATH=str(catalog))
+    summary = await replay(
+        database,
+        write(tmp_path, "small", [tick(0, "100", BUY), tick(1, "100", BUY)]),
+        TRADING_STRATEGY_CONFIG_PATH=str(catalog),
+    )
     assert summary["rejected"] == {"max_position_pct_exceeded": 1}
 
 
@@ -249,15 +305,20 @@ async def test_a_disabled_strategy_decides_and_is_rejected_as_such(
 ) -> None:
     catalog = tmp_path / "catalog.yaml"
     catalog.write_text("strategies:\n  - name: live-one\n  - name: paused\n    enabled: false\n")
-    summary = await replay(database, write(tmp_path, "two", [tick(0, "100", BUY)]),
-                           TRADING_STRATEGY_CONFIG_PATH=str(catalog))
+    summary = await replay(
+        database,
+        write(tmp_path, "two", [tick(0, "100", BUY)]),
+        TRADING_STRATEGY_CONFIG_PATH=str(catalog),
+    )
     assert (summary["submitted"], summary["rejected"]) == (1, {"strategy_disabled": 1})
 
 
 async def test_the_kill_switch_comes_first_and_alone(database: Database, tmp_path: Path) -> None:
-    summary = await replay(database, write(tmp_path, "kill", [tick(0, "100", QUIET),
-                                                              tick(1, "0.05", BUY)]),
-                           TRADING_KILL_SWITCH="true")
+    summary = await replay(
+        database,
+        write(tmp_path, "kill", [tick(0, "100", QUIET), tick(1, "0.05", BUY)]),
+        TRADING_KILL_SWITCH="true",
+    )
     assert summary["rejected"] == {"kill_switch": 1}
 
 
@@ -272,9 +333,18 @@ async def test_replay_judges_the_session_on_the_signal_time(
     path = write(tmp_path, "session", [night, premarket, saturday])
     summary = await replay(database, path)
     assert summary["rejected"] == {"market_closed": 3}
-    summary = await replay(database, write(tmp_path, "ext", [
-        {**premarket, "symbol": "EXT"}, {**night, "symbol": "EXT2"},
-    ]), TRADING_EXTENDED_HOURS="true")
+    summary = await replay(
+        database,
+        write(
+            tmp_path,
+            "ext",
+            [
+                {**premarket, "symbol": "EXT"},
+                {**night, "symbol": "EXT2"},
+            ],
+        ),
+        TRADING_EXTENDED_HOURS="true",
+    )
     assert (summary["submitted"], summary["rejected"]) == (1, {"market_closed": 1})
 
 
@@ -285,8 +355,15 @@ async def _serve_cycle(database: Database, path: Path, now: datetime, **env: str
     """One cycle as `serve` runs it, with the wall clock at `now`."""
     from torghut.bootstrap import build_container
 
-    settings = load_settings({"DB_DSN": database.dsn, "TRADING_SIGNALS_PATH": str(path),
-                              "TRADING_ENABLED": "true", **env}, None)
+    settings = load_settings(
+        {
+            "DB_DSN": database.dsn,
+            "TRADING_SIGNALS_PATH": str(path),
+            "TRADING_ENABLED": "true",
+            **env,
+        },
+        None,
+    )
     container = await build_container(settings, clock=lambda: now)
     try:
         return await container.pipeline.run_cycle()
@@ -312,8 +389,12 @@ async def test_serve_after_the_close_sends_nothing(database: Database, tmp_path:
     old = {**tick(0, "100", BUY, "OLDER"), "event_ts": "2026-03-02T20:50:00Z"}
     result = await _serve_cycle(database, write(tmp_path, "close", [old, fresh]), close)
     assert dict(result.rejected) == {"signal_stale": 1, "market_closed": 1}
-    result = await _serve_cycle(database, write(tmp_path, "ext", [
-        {**fresh, "symbol": "AFTER"}]), close, TRADING_EXTENDED_HOURS="true")
+    result = await _serve_cycle(
+        database,
+        write(tmp_path, "ext", [{**fresh, "symbol": "AFTER"}]),
+        close,
+        TRADING_EXTENDED_HOURS="true",
+    )
     assert result.submitted == 1
 
 
@@ -331,8 +412,10 @@ async def test_a_planned_decision_gone_stale_is_not_sent_but_a_sent_one_is_finis
 
     lines = [tick(0, "100", BUY, "NEVER"), tick(0, "100", BUY, "SENT")]
     path = write(tmp_path, "left", lines)
-    decided = [evaluate(DEFAULT_STRATEGY, parse_signal_line(json.dumps(x), 1),
-                        equity=Decimal(100_000)) for x in lines]
+    decided = [
+        evaluate(DEFAULT_STRATEGY, parse_signal_line(json.dumps(x), 1), equity=Decimal(100_000))
+        for x in lines
+    ]
     assert all(d is not None for d in decided)
     judged = [(d, decision_hash(d), None) for d in decided if d is not None]
     await StrategyCatalog(None, "merge", database.db).load()  # the strategies row
@@ -340,8 +423,9 @@ async def test_a_planned_decision_gone_stale_is_not_sent_but_a_sent_one_is_finis
     sent = judged[1]
     order = OrderRequest.for_decision(sent[0], sent[1])
     stored = await repo.existing_decisions(database.db, [sent[1]])
-    await repo.record_pending_orders(database.db, [(stored[sent[1]].id, {
-        **order.to_json(), "sent_at": T0.isoformat()})])
+    await repo.record_pending_orders(
+        database.db, [(stored[sent[1]].id, {**order.to_json(), "sent_at": T0.isoformat()})]
+    )
     await SimBroker(database.db, starting_cash=Decimal(100_000)).submit_order(order)
 
     result = await _serve_cycle(database, path, T0 + timedelta(hours=3))
@@ -352,7 +436,11 @@ async def test_a_planned_decision_gone_stale_is_not_sent_but_a_sent_one_is_finis
 
 async def _statuses(database: Database) -> list[tuple[str, str]]:
     async with database.sessions() as session:
-        return [tuple(r) for r in (await session.execute(  # type: ignore[misc]
-            select(TradeDecisionRow.symbol, TradeDecisionRow.status)
-        )).all()]
-
+        return [
+            tuple(r)
+            for r in (
+                await session.execute(  # type: ignore[misc]
+                    select(TradeDecisionRow.symbol, TradeDecisionRow.status)
+                )
+            ).all()
+        ]

@@ -12,22 +12,50 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "torghut"
 
 PURE_CORE = [
-    "errors.py", "limits.py", "domain.py", "ports.py", "trading/strategy.py", "trading/risk.py",
-    "trading/ledger.py", "trading/orders.py", "trading/session.py", "trading/judge.py",
-    "trading/gate.py", "trading/llm/sse.py", "trading/llm/schema.py", "trading/llm/answer.py",
-    "trading/llm/prompts.py", "trading/llm/policy.py", "trading/llm/circuit.py",
-    "trading/llm/anonymize.py", "evaluation/evaluate.py", "evaluation/render.py",
+    "errors.py",
+    "limits.py",
+    "domain.py",
+    "ports.py",
+    "trading/strategy.py",
+    "trading/risk.py",
+    "trading/ledger.py",
+    "trading/orders.py",
+    "trading/session.py",
+    "trading/judge.py",
+    "trading/gate.py",
+    "trading/llm/sse.py",
+    "trading/llm/schema.py",
+    "trading/llm/answer.py",
+    "trading/llm/prompts.py",
+    "trading/llm/policy.py",
+    "trading/llm/circuit.py",
+    "trading/llm/anonymize.py",
+    "evaluation/evaluate.py",
+    "evaluation/render.py",
     "evaluation/prices.py",
     "trading/results.py",
 ]
 ORCHESTRATION = [
-    "trading/llm/review_engine.py", "trading/pipeline.py", "trading/scheduler.py",
-    "trading/reconcile.py", "trading/group_commit.py", "trading/audit_rows.py",
+    "trading/llm/review_engine.py",
+    "trading/pipeline.py",
+    "trading/scheduler.py",
+    "trading/reconcile.py",
+    "trading/group_commit.py",
+    "trading/audit_rows.py",
 ]
 ADAPTER_FILES = [
-    "trading/llm/jangar.py", "trading/llm/openai.py", "trading/llm/client.py",
-    "trading/llm/retry.py", "db/engine.py", "db/tables.py", "db/repo.py", "trading/signals.py",
-    "trading/catalog.py", "trading/brokers.py", "trading/alpaca.py", "metrics.py",
+    "trading/llm/jangar.py",
+    "trading/llm/openai.py",
+    "trading/llm/client.py",
+    "trading/llm/retry.py",
+    "db/engine.py",
+    "db/tables.py",
+    "db/repo.py",
+    "trading/signals.py",
+    "trading/catalog.py",
+    "trading/brokers.py",
+    "trading/alpaca.py",
+    "metrics.py",
 ]
 # The README's departures, each named: the scheduler holds the leader lock's SQL itself, and
 # reconciliation reads and writes executions through the tables directly. Anything else an
@@ -38,12 +66,35 @@ ORCHESTRATION_EXCEPTIONS: dict[str, tuple[str, ...]] = {
 }
 # Metrics is a sink every ring above the core may write to.
 SHARED = ("torghut.metrics",)
-IO_LIBRARIES = ("asyncio", "httpx", "sqlalchemy", "fastapi", "starlette", "uvicorn", "openai",
-                "alpaca", "psycopg", "aiosqlite", "socket", "os", "subprocess")
-ADAPTERS = ("torghut.db", "torghut.config", "torghut.metrics", "torghut.bootstrap",
-            "torghut.cli", "torghut.main", "torghut.trading.llm.jangar",
-            "torghut.trading.llm.openai", "torghut.trading.llm.client",
-            "torghut.trading.brokers", "torghut.trading.alpaca", "torghut.trading.signals")
+IO_LIBRARIES = (
+    "asyncio",
+    "httpx",
+    "sqlalchemy",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "openai",
+    "alpaca",
+    "psycopg",
+    "aiosqlite",
+    "socket",
+    "os",
+    "subprocess",
+)
+ADAPTERS = (
+    "torghut.db",
+    "torghut.config",
+    "torghut.metrics",
+    "torghut.bootstrap",
+    "torghut.cli",
+    "torghut.main",
+    "torghut.trading.llm.jangar",
+    "torghut.trading.llm.openai",
+    "torghut.trading.llm.client",
+    "torghut.trading.brokers",
+    "torghut.trading.alpaca",
+    "torghut.trading.signals",
+)
 
 
 def runtime_imports(path: Path) -> set[str]:
@@ -91,7 +142,8 @@ def _module(path: str) -> str:
 def test_the_core_imports_only_the_core(module: str) -> None:
     core = (*(_module(m) for m in PURE_CORE), "torghut.trading.risk")
     names = {
-        n for n in runtime_imports(PACKAGE / module)
+        n
+        for n in runtime_imports(PACKAGE / module)
         if n.startswith("torghut.") and n not in ("torghut.trading", "torghut.trading.llm")
     }
     assert sorted(n for n in names if not _hits({n}, core)) == []
@@ -121,7 +173,8 @@ def test_the_orchestration_check_catches_a_new_adapter_import(tmp_path: Path) ->
     broken.write_text("from torghut.db import repo\n" + source)
     names = runtime_imports(broken)
     assert _hits(names, tuple(a for a in ADAPTERS if a not in SHARED)) == [
-        "torghut.db", "torghut.db.repo",
+        "torghut.db",
+        "torghut.db.repo",
     ]
 
 

@@ -169,9 +169,15 @@ def test_postgres_scheme_accepted() -> None:
 
 @pytest.mark.parametrize(
     "variable",
-    ["LLM_TIMEOUT_SECONDS", "LLM_FIRST_TOKEN_TIMEOUT_SECONDS", "LLM_IDLE_TIMEOUT_SECONDS",
-     "LLM_CONNECT_TIMEOUT_SECONDS", "LLM_CIRCUIT_COOLDOWN_SECONDS", "TRADING_SIM_CASH",
-     "TRADING_RESEND_WINDOW_SECONDS"],
+    [
+        "LLM_TIMEOUT_SECONDS",
+        "LLM_FIRST_TOKEN_TIMEOUT_SECONDS",
+        "LLM_IDLE_TIMEOUT_SECONDS",
+        "LLM_CONNECT_TIMEOUT_SECONDS",
+        "LLM_CIRCUIT_COOLDOWN_SECONDS",
+        "TRADING_SIM_CASH",
+        "TRADING_RESEND_WINDOW_SECONDS",
+    ],
 )
 @pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e400"])
 def test_clocks_and_amounts_must_be_finite(variable: str, value: str) -> None:
@@ -181,9 +187,7 @@ def test_clocks_and_amounts_must_be_finite(variable: str, value: str) -> None:
     assert info.value.variable == variable
 
 
-@pytest.mark.parametrize(
-    "dsn", ["mysql://u:s3cretpw@h/db", "postgresql://u:s3cretpw@h:badport/db"]
-)
+@pytest.mark.parametrize("dsn", ["mysql://u:s3cretpw@h/db", "postgresql://u:s3cretpw@h:badport/db"])
 def test_bad_dsn_is_named_without_its_password(dsn: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings({"DB_DSN": dsn}, env_file=None)

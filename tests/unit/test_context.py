@@ -31,11 +31,20 @@ from torghut.trading.llm.schema import LLMReviewRequest, PolicyBounds
 T0 = datetime(2025, 3, 3, 15, 0, tzinfo=UTC)  # a Monday, 10:00 in New York
 
 
-def _signal(minute: int, price: str, *, seq: int = 0, symbol: str = "AAPL",
-            **payload: Any) -> Signal:
-    return Signal(event_ts=T0 + timedelta(minutes=minute), symbol=symbol, timeframe="1Min",
-                  macd=0.5, macd_signal=0.25, rsi14=40.0, price=Decimal(price), seq=seq,
-                  payload=payload)
+def _signal(
+    minute: int, price: str, *, seq: int = 0, symbol: str = "AAPL", **payload: Any
+) -> Signal:
+    return Signal(
+        event_ts=T0 + timedelta(minutes=minute),
+        symbol=symbol,
+        timeframe="1Min",
+        macd=0.5,
+        macd_signal=0.25,
+        rsi14=40.0,
+        price=Decimal(price),
+        seq=seq,
+        payload=payload,
+    )
 
 
 def test_history_reads_up_to_t_whatever_the_order_it_was_fed_in() -> None:
@@ -70,11 +79,17 @@ def test_history_keeps_its_bars_plus_what_the_last_feeds_brought() -> None:
 
 def test_bar_keeps_known_and_numeric_payload_indicators_only() -> None:
     history = BarHistory(keep=3)
-    history.add([_signal(0, "100", volume=1200, vwap=99.5, note="x", flag=True,
-                         bad=float("nan"))])
+    history.add([_signal(0, "100", volume=1200, vwap=99.5, note="x", flag=True, bad=float("nan"))])
     row = history.until("AAPL", "1Min", T0, 1)[0].as_json()
-    assert row == {"ts": "2025-03-03T15:00:00Z", "price": "100", "macd": 0.5,
-                   "macd_signal": 0.25, "rsi14": 40.0, "volume": 1200.0, "vwap": 99.5}
+    assert row == {
+        "ts": "2025-03-03T15:00:00Z",
+        "price": "100",
+        "macd": 0.5,
+        "macd_signal": 0.25,
+        "rsi14": 40.0,
+        "volume": 1200.0,
+        "vwap": 99.5,
+    }
 
 
 def test_returns_and_volatility() -> None:
@@ -108,7 +123,10 @@ def test_returns_and_volatility() -> None:
 def test_session_clock(utc: str, phase: str, since: float | None, until: float | None) -> None:
     clock = session_clock(datetime.fromisoformat(utc).replace(tzinfo=UTC))
     assert (clock["phase"], clock["minutes_since_open"], clock["minutes_to_close"]) == (
-        phase, since, until)
+        phase,
+        since,
+        until,
+    )
 
 
 class _Recorder:
@@ -128,8 +146,13 @@ class _Recorder:
 
     async def complete(self, messages: Sequence[ChatMessage]) -> Completion:
         self.messages.append(messages)
-        return Completion('{"verdict":"approve","confidence":0.9,"rationale":"ok"}', "",
-                          Usage(1, 1, 2), latency_ms=1, ttft_ms=1)
+        return Completion(
+            '{"verdict":"approve","confidence":0.9,"rationale":"ok"}',
+            "",
+            Usage(1, 1, 2),
+            latency_ms=1,
+            ttft_ms=1,
+        )
 
     async def aclose(self) -> None:
         return None
@@ -143,18 +166,26 @@ class _BrokenContext:
         raise AssertionError("not called here")
 
 
-DECISION = TradeDecision(strategy_id="s", symbol="AAPL", action="buy", qty=Decimal(1),
-                         event_ts=T0 + timedelta(minutes=2), timeframe="1Min",
-                         params={"price": "102"})
+DECISION = TradeDecision(
+    strategy_id="s",
+    symbol="AAPL",
+    action="buy",
+    qty=Decimal(1),
+    event_ts=T0 + timedelta(minutes=2),
+    timeframe="1Min",
+    params={"price": "102"},
+)
 
 
 async def test_the_engine_asks_the_context_and_survives_a_broken_one() -> None:
     bounds = PolicyBounds()
     provider = _Recorder()
-    context = PointInTimeContext(bounds=bounds, trading_mode=TradingMode.LIVE,
-                                 prompt_version="v2", context_bars=2)
-    engine = ReviewEngine(provider, CircuitBreaker(3, 60, 60), load_prompt("v2"), bounds,
-                          context=context)
+    context = PointInTimeContext(
+        bounds=bounds, trading_mode=TradingMode.LIVE, prompt_version="v2", context_bars=2
+    )
+    engine = ReviewEngine(
+        provider, CircuitBreaker(3, 60, 60), load_prompt("v2"), bounds, context=context
+    )
     engine.observe([_signal(i, str(100 + i)) for i in range(5)])
     outcome = await engine.review_decision(DECISION, ReviewFacts(signal=_signal(2, "102")))
     assert outcome.verdict.value == "approve" and outcome.real_request_json is None
@@ -164,8 +195,9 @@ async def test_the_engine_asks_the_context_and_survives_a_broken_one() -> None:
     assert sent["trading_mode"] == "live" and sent["as_of"] == "2025-03-03T15:02:00Z"
     assert sent["missing"] == ["portfolio", "recent_decisions", "risk_limits"]
 
-    broken = ReviewEngine(provider, CircuitBreaker(3, 60, 60), load_prompt("v2"), bounds,
-                          context=_BrokenContext())
+    broken = ReviewEngine(
+        provider, CircuitBreaker(3, 60, 60), load_prompt("v2"), bounds, context=_BrokenContext()
+    )
     outcome = await broken.review_decision(DECISION, ReviewFacts())
     assert outcome.verdict.value == "approve"
     text = provider.messages[-1][-1]["content"]
@@ -177,16 +209,22 @@ async def test_recent_decisions_that_fail_to_load_are_labelled_missing() -> None
     async def failing(symbol: str, before: datetime, limit: int) -> list[dict[str, Any]]:
         raise OSError("database away")
 
-    context = PointInTimeContext(bounds=PolicyBounds(), trading_mode=TradingMode.PAPER,
-                                 prompt_version="v2", recent_decisions=failing, risk_limits={})
+    context = PointInTimeContext(
+        bounds=PolicyBounds(),
+        trading_mode=TradingMode.PAPER,
+        prompt_version="v2",
+        recent_decisions=failing,
+        risk_limits={},
+    )
     request = await context.build(DECISION, ReviewFacts())
     assert request.missing == ["history", "market", "portfolio", "recent_decisions"]
     assert request.recent_decisions == []
 
 
 async def test_the_signal_payload_is_bounded_in_the_request() -> None:
-    context = PointInTimeContext(bounds=PolicyBounds(), trading_mode=TradingMode.PAPER,
-                                 prompt_version="v2", context_bars=30)
+    context = PointInTimeContext(
+        bounds=PolicyBounds(), trading_mode=TradingMode.PAPER, prompt_version="v2", context_bars=30
+    )
     extra: dict[str, Any] = {f"k{i:03d}": "x" * 10_000 for i in range(200)}
     extra["nested"] = {"deep": ["x" * 10_000]}
     signals = [_signal(i, str(100 + i), **extra) for i in range(40)]

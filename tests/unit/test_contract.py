@@ -7,8 +7,16 @@ from torghut.domain import EffectiveAction, Verdict
 from torghut.errors import ReviewErrorCode
 
 ERROR_CODES = {
-    "connect_error", "http_error", "gateway_error", "stream_incomplete", "timeout",
-    "response_too_large", "protocol_error", "invalid_json", "invalid_schema", "circuit_open",
+    "connect_error",
+    "http_error",
+    "gateway_error",
+    "stream_incomplete",
+    "timeout",
+    "response_too_large",
+    "protocol_error",
+    "invalid_json",
+    "invalid_schema",
+    "circuit_open",
 }
 
 
@@ -19,7 +27,9 @@ def test_review_error_codes_are_the_contracts() -> None:
 def test_verdicts_and_effective_actions() -> None:
     assert {v.value for v in Verdict} == {"approve", "veto", "adjust", "error"}
     assert {a.value for a in EffectiveAction} == {
-        "submitted_original", "submitted_adjusted", "rejected",
+        "submitted_original",
+        "submitted_adjusted",
+        "rejected",
     }
 
 
@@ -49,8 +59,15 @@ def test_http_routes() -> None:
         finally:
             await container.aclose()
 
-    assert {"/healthz", "/readyz", "/trading/status", "/trading/decisions",
-            "/trading/executions", "/trading/reviews", "/metrics"} <= asyncio.run(routes())
+    assert {
+        "/healthz",
+        "/readyz",
+        "/trading/status",
+        "/trading/decisions",
+        "/trading/executions",
+        "/trading/reviews",
+        "/metrics",
+    } <= asyncio.run(routes())
 
 
 def test_operator_surface_names() -> None:
@@ -69,8 +86,16 @@ def test_operator_surface_names() -> None:
         finally:
             await container.aclose()
 
-    assert {"/trading/halt", "/trading/resume", "/", "/llm/report", "/llm/report.json",
-            "/trading/account", "/trading/positions", "/trading/pnl"} <= asyncio.run(routes())
+    assert {
+        "/trading/halt",
+        "/trading/resume",
+        "/",
+        "/llm/report",
+        "/llm/report.json",
+        "/trading/account",
+        "/trading/positions",
+        "/trading/pnl",
+    } <= asyncio.run(routes())
     assert {"torghut_api_token", "torghut_api_public_reads"} <= set(Settings.model_fields)
 
 
@@ -88,18 +113,31 @@ def test_llm_eval_flags_of_contract_section_8() -> None:
     sub = next(a for a in parser._actions if a.dest == "command")
     llm_sub = next(a for a in sub.choices["llm"]._actions if a.dest == "llm_command")
     flags = {o for a in llm_sub.choices["eval"]._actions for o in a.option_strings}
-    assert {"--signals", "--horizons", "--cost-bps", "--json", "--html",
-            "--min-veto-value-bps"} <= flags
+    assert {
+        "--signals",
+        "--horizons",
+        "--cost-bps",
+        "--json",
+        "--html",
+        "--min-veto-value-bps",
+    } <= flags
     for command in ("replay", "serve"):
-        assert "--anonymize" in {o for a in sub.choices[command]._actions
-                                 for o in a.option_strings}
+        assert "--anonymize" in {o for a in sub.choices[command]._actions for o in a.option_strings}
 
 
 def test_section_8_reject_reasons() -> None:
     from torghut.trading import risk, session
 
-    assert (risk.PRICE_OUT_OF_BAND, risk.MAX_SHARES_EXCEEDED, session.SIGNAL_STALE,
-            session.MARKET_CLOSED, risk.STRATEGY_DISABLED) == (
-        "price_out_of_band", "max_shares_exceeded", "signal_stale", "market_closed",
+    assert (
+        risk.PRICE_OUT_OF_BAND,
+        risk.MAX_SHARES_EXCEEDED,
+        session.SIGNAL_STALE,
+        session.MARKET_CLOSED,
+        risk.STRATEGY_DISABLED,
+    ) == (
+        "price_out_of_band",
+        "max_shares_exceeded",
+        "signal_stale",
+        "market_closed",
         "strategy_disabled",
     )

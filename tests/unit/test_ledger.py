@@ -44,36 +44,64 @@ def test_a_level_shift_is_taken_after_n_agreeing_ticks() -> None:
 
 def test_an_in_band_tick_breaks_the_run() -> None:
     assert walk(["100", "130", "131", "101", "130", "131"]) == [
-        True, False, False, True, False, False,
+        True,
+        False,
+        False,
+        True,
+        False,
+        False,
     ]
 
 
 def test_ticks_that_disagree_start_a_new_run() -> None:
     assert walk(["100", "130", "60", "130", "60", "130", "131", "130"]) == [
-        True, False, False, False, False, False, False, True,
+        True,
+        False,
+        False,
+        False,
+        False,
+        False,
+        False,
+        True,
     ]
 
 
-def decision(action: Action = Action.BUY, qty: str = "10", price: str = "100",
-             minute: int = 0) -> TradeDecision:
+def decision(
+    action: Action = Action.BUY, qty: str = "10", price: str = "100", minute: int = 0
+) -> TradeDecision:
     return TradeDecision(
-        strategy_id="s", symbol="ACME", action=action, qty=Decimal(qty),
-        order_type=OrderType.MARKET, event_ts=NOW + timedelta(minutes=minute),
-        timeframe="1Min", params={"price": price},
+        strategy_id="s",
+        symbol="ACME",
+        action=action,
+        qty=Decimal(qty),
+        order_type=OrderType.MARKET,
+        event_ts=NOW + timedelta(minutes=minute),
+        timeframe="1Min",
+        params={"price": price},
     )
 
 
 def ledger(*, fills: bool = True, held: str = "0", cooldown: float = 0) -> BatchLedger:
-    positions = [] if held == "0" else [
-        Position("ACME", Decimal(held), Decimal(100), Decimal(held) * 100)
-    ]
+    positions = (
+        [] if held == "0" else [Position("ACME", Decimal(held), Decimal(100), Decimal(held) * 100)]
+    )
     cash = Decimal(10_000)
-    book = Book(Account(cash, cash + sum((p.market_value for p in positions), Decimal(0)), cash),
-                positions, [])
+    book = Book(
+        Account(cash, cash + sum((p.market_value for p in positions), Decimal(0)), cash),
+        positions,
+        [],
+    )
     return BatchLedger.open(
-        book, limits=RiskLimits(max_position_pct_equity=Decimal(1), cooldown_seconds=cooldown,
-                          max_notional_per_trade=Decimal(1200)),
-        max_price_move=BAND, fills_at_once=fills, references={}, last_trade_at={},
+        book,
+        limits=RiskLimits(
+            max_position_pct_equity=Decimal(1),
+            cooldown_seconds=cooldown,
+            max_notional_per_trade=Decimal(1200),
+        ),
+        max_price_move=BAND,
+        fills_at_once=fills,
+        references={},
+        last_trade_at={},
     )
 
 
@@ -92,9 +120,7 @@ def test_an_approved_buy_is_an_open_order_with_a_live_broker() -> None:
     assert book.position("ACME") == 0
     assert book.closing("ACME", Action.BUY) == 10
     assert book.snapshot().buying_power == Decimal(9_000)
-    assert book.check(decision(Action.SELL, "10", minute=1), "b").reasons == (
-        "shorts_not_allowed",
-    )
+    assert book.check(decision(Action.SELL, "10", minute=1), "b").reasons == ("shorts_not_allowed",)
 
 
 def test_marks_revalue_what_is_held() -> None:
@@ -148,11 +174,23 @@ def test_judge_checks_in_contract_order_first_match_alone() -> None:
     saturday = datetime(2026, 3, 7, 15, 0, tzinfo=UTC)
     old = decision()  # signal at NOW, a Monday in session
 
-    def reason(*, limits: RiskLimits | None = None, now: datetime = NOW,
-               accepted: bool = True, the_decision: TradeDecision = old) -> str | None:
-        return judge(the_decision, "k", now=now, price_accepted=accepted, spec=None,
-                     ledger=ledger(), limits=limits or RiskLimits(),
-                     settings=settings).reason
+    def reason(
+        *,
+        limits: RiskLimits | None = None,
+        now: datetime = NOW,
+        accepted: bool = True,
+        the_decision: TradeDecision = old,
+    ) -> str | None:
+        return judge(
+            the_decision,
+            "k",
+            now=now,
+            price_accepted=accepted,
+            spec=None,
+            ledger=ledger(),
+            limits=limits or RiskLimits(),
+            settings=settings,
+        ).reason
 
     assert reason(limits=RiskLimits(kill_switch=True), now=saturday, accepted=False) == (
         "kill_switch"

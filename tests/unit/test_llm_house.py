@@ -44,7 +44,9 @@ def test_each_provider_imports_only_its_own_library(module: str, allowed: set[st
     assert top(names) & HTTP_LIBRARIES == allowed
     # No provider borrows from the other: shared code is in stream.py.
     assert not {n for n in names if n.startswith("torghut.trading.llm.")} & {
-        "torghut.trading.llm.jangar", "torghut.trading.llm.openai"}
+        "torghut.trading.llm.jangar",
+        "torghut.trading.llm.openai",
+    }
 
 
 def _declared() -> set[str]:

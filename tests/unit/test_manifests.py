@@ -598,7 +598,8 @@ def build_kustomization(directory: Path = MANIFEST_DIR) -> list[Doc]:
             if entry:
                 name = entry.get("newName", entry["name"])
                 c["image"] = (
-                    f"{name}@{entry['digest']}" if "digest" in entry
+                    f"{name}@{entry['digest']}"
+                    if "digest" in entry
                     else f"{name}:{entry.get('newTag', 'latest')}"
                 )
     return docs
@@ -971,12 +972,18 @@ def test_the_build_matches_kubectl_kustomize() -> None:
     if kubectl is None:
         pytest.skip("kubectl is not installed: the build is checked by build_kustomization only")
     out = subprocess.run(
-        [kubectl, "kustomize", str(MANIFEST_DIR)], capture_output=True, text=True, timeout=60,
-        check=False, env={**os.environ, "KUBECONFIG": os.devnull},
+        [kubectl, "kustomize", str(MANIFEST_DIR)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "KUBECONFIG": os.devnull},
     )
     assert out.returncode == 0, out.stderr
+
     def canonical(docs: list[Doc]) -> list[str]:
         return sorted(json.dumps(d, sort_keys=True) for d in docs)
+
     real = [d for d in yaml.safe_load_all(out.stdout) if d]
     assert canonical(real) == canonical(build_kustomization())
 
@@ -1005,8 +1012,11 @@ def test_the_build_check_bites() -> None:
 
 
 def test_an_unknown_kind_has_no_schema() -> None:
-    odd = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w",
-           "namespace": NAMESPACE}}
+    odd = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w", "namespace": NAMESPACE},
+    }
     assert check_built([odd]) == ["Widget/w: no schema for example.com/v1 Widget (vendor one)"]
 
 
@@ -1070,8 +1080,19 @@ def test_the_startup_probe_check_bites(service: Doc) -> None:
         ),
         lambda j: j["spec"].update({"backofLimit": 1}),
     ],
-    ids=["no-presync", "no-delete-policy", "deadline", "command", "image", "dsn-literal",
-         "misspelt-env", "bad-settings", "restart", "root", "schema"],
+    ids=[
+        "no-presync",
+        "no-delete-policy",
+        "deadline",
+        "command",
+        "image",
+        "dsn-literal",
+        "misspelt-env",
+        "bad-settings",
+        "restart",
+        "root",
+        "schema",
+    ],
 )
 def test_the_migration_job_check_bites(
     documents: dict[str, list[Doc]], mutate: Callable[[Doc], object]
@@ -1095,8 +1116,16 @@ def test_the_migration_job_check_bites(
         lambda p, m: m["spec"]["selector"].update({"matchLabels": {"app": "x"}}),
         lambda p, m: p["spec"]["ingress"][0]["ports"][0].update({"protocl": "TCP"}),
     ],
-    ids=["selector", "egress-only", "from-everyone", "every-port", "no-scrape",
-         "podmonitor-port", "podmonitor-selector", "schema"],
+    ids=[
+        "selector",
+        "egress-only",
+        "from-everyone",
+        "every-port",
+        "no-scrape",
+        "podmonitor-port",
+        "podmonitor-selector",
+        "schema",
+    ],
 )
 def test_the_network_policy_check_bites(
     documents: dict[str, list[Doc]], mutate: Callable[[Doc, Doc], object]

@@ -39,11 +39,16 @@ def test_every_review_error_code_is_exported_at_zero_before_the_first_error() ->
 def test_every_labelled_counter_starts_with_every_known_label() -> None:
     m = Metrics()
     assert set(labelled(m, "torghut_llm_reviews_total", "verdict")) == {
-        "approve", "veto", "adjust", "error"
+        "approve",
+        "veto",
+        "adjust",
+        "error",
     }
     assert set(labelled(m, "torghut_llm_tokens_total", "kind")) == {"prompt", "completion"}
     assert set(labelled(m, "torghut_llm_circuit_transitions_total", "to_state")) == {
-        "closed", "open", "half_open"
+        "closed",
+        "open",
+        "half_open",
     }
     assert set(labelled(m, "torghut_decisions_total", "status")) == {"submitted", "rejected"}
     assert set(labelled(m, "torghut_orders_submitted_total", "broker")) == {"sim", "alpaca"}

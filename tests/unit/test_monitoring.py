@@ -143,7 +143,11 @@ def run_promtool(
     (workdir / "rules.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), "utf-8")
     shutil.copy(RULES_TEST, workdir / "rules_test.yaml")
     return subprocess.run(
-        [_promtool(), *args], cwd=workdir, capture_output=True, text=True, timeout=120,
+        [_promtool(), *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
         check=False,
     )
 
@@ -176,9 +180,16 @@ def test_every_dashboard_query_parses(tmp_path: Path) -> None:
     """promtool parses each panel's PromQL, posed as a recording rule."""
     dashboard = json.loads(DASHBOARD_FILE.read_text("utf-8"))
     queries = dashboard_expressions(dashboard)
-    spec = {"groups": [{"name": "dashboard", "rules": [
-        {"record": f"dashboard:query_{i}", "expr": q} for i, q in enumerate(queries)
-    ]}]}
+    spec = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"dashboard:query_{i}", "expr": q} for i, q in enumerate(queries)
+                ],
+            }
+        ]
+    }
     out = run_promtool(spec, tmp_path, "check", "rules", "rules.yaml")
     assert out.returncode == 0, out.stdout + out.stderr
     broken = {"groups": [{"name": "d", "rules": [{"record": "d:q", "expr": "sum(rate(x[5m])"}]}]}

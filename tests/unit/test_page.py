@@ -18,8 +18,7 @@ GATEWAY = {"JANGAR_BASE_URL": "http://jangar.test"}
         ({}, 0),
         ({"LLM_ENABLED": "true", **GATEWAY}, 1),
         ({"LLM_ENABLED": "true", "LLM_SHADOW_MODE": "false", **GATEWAY}, 3),
-        ({"LLM_ENABLED": "true", "LLM_SHADOW_MODE": "false", "TRADING_MODE": "live",
-          **GATEWAY}, 4),
+        ({"LLM_ENABLED": "true", "LLM_SHADOW_MODE": "false", "TRADING_MODE": "live", **GATEWAY}, 4),
     ],
 )
 def test_the_gate_stage_is_the_runbooks(env: dict[str, str], number: int) -> None:
@@ -28,8 +27,6 @@ def test_the_gate_stage_is_the_runbooks(env: dict[str, str], number: int) -> Non
 
 def test_filters_and_autoescaping() -> None:
     env = templates()
-    render = env.from_string(
-        "{{ q | qty }} {{ m | money }} {{ s | ago }} {{ text }}"
-    ).render
+    render = env.from_string("{{ q | qty }} {{ m | money }} {{ s | ago }} {{ text }}").render
     out = render(q=Decimal("1E+1"), m=Decimal("-1234.5"), s=5400, text="<b>x</b>")
     assert out == "10 -1,234.50 1.5 h &lt;b&gt;x&lt;/b&gt;"

@@ -110,11 +110,23 @@ def test_v2_states_the_inputs_the_schema_and_the_bounds(adjust: bool) -> None:
     system, _ = build_messages(load_prompt("v2"), _request(bounds))
     text = system["content"]
     assert "$" not in text
-    for key in (*RESPONSE_KEYS, "as_of", "history", "session", "open_orders", "risk_limits",
-                "recent_decisions", "missing"):
+    for key in (
+        *RESPONSE_KEYS,
+        "as_of",
+        "history",
+        "session",
+        "open_orders",
+        "risk_limits",
+        "recent_decisions",
+        "missing",
+    ):
         assert key in text
-    for concern in ("Regime", "Momentum against the order", "disagrees with its history",
-                    "last minutes of the session"):
+    for concern in (
+        "Regime",
+        "Momentum against the order",
+        "disagrees with its history",
+        "last minutes of the session",
+    ):
         assert concern in text
     assert "0.65" in text
     assert ("Adjustments are allowed" in text) is adjust
@@ -132,10 +144,14 @@ def test_a_model_echoing_the_v2_prompt_gives_no_valid_review(adjust: bool) -> No
     from torghut.errors import ReviewError
     from torghut.trading.llm.answer import extract_review
 
-    system, user = build_messages(load_prompt("v2"), _request(PolicyBounds(
-        adjustment_allowed=adjust)))
-    for echo in (system["content"], system["content"] + "\n" + user["content"],
-                 user["content"] + "\n" + system["content"]):
+    system, user = build_messages(
+        load_prompt("v2"), _request(PolicyBounds(adjustment_allowed=adjust))
+    )
+    for echo in (
+        system["content"],
+        system["content"] + "\n" + user["content"],
+        user["content"] + "\n" + system["content"],
+    ):
         with pytest.raises(ReviewError) as info:
             extract_review(echo)
         assert info.value.code.value in ("invalid_json", "invalid_schema")

@@ -18,12 +18,16 @@ _noise = st.text(st.characters(exclude_characters="S"), max_size=400)
 @given(before=_noise, after=_noise, limit=st.integers(2, 700), cut=st.integers(0, 60))
 def test_no_prefix_of_8_survives_any_cut(before: str, after: str, limit: int, cut: int) -> None:
     # A body already cut by a byte cap somewhere inside or after the secret...
-    text = (before + SECRET + after)[: len(before) + cut] if cut < len(SECRET) else (
-        before + SECRET + after
+    text = (
+        (before + SECRET + after)[: len(before) + cut]
+        if cut < len(SECRET)
+        else (before + SECRET + after)
     )
-    for out in (redact(text, [SECRET], limit=limit, cut=True),
-                redact(before + SECRET + after, [SECRET], limit=limit),
-                redact(before + SECRET + after, [SECRET], limit=limit, one_line=True)):
+    for out in (
+        redact(text, [SECRET], limit=limit, cut=True),
+        redact(before + SECRET + after, [SECRET], limit=limit),
+        redact(before + SECRET + after, [SECRET], limit=limit, one_line=True),
+    ):
         assert SECRET[:8] not in out
         assert limit is None or len(out) <= limit
 
@@ -42,7 +46,8 @@ def test_sanitized_text_has_no_control_nul_or_surrogate(text: str) -> None:
 def test_json_keys_are_redacted_too() -> None:
     value = {SECRET: [f"Bearer {SECRET}", {"k\x00": SECRET}], "n": 1}
     assert redact_json(value, [SECRET]) == {
-        REDACTED: [f"Bearer {REDACTED}", {"k\ufffd": REDACTED}], "n": 1,
+        REDACTED: [f"Bearer {REDACTED}", {"k\ufffd": REDACTED}],
+        "n": 1,
     }
 
 

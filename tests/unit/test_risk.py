@@ -293,8 +293,9 @@ def test_open_order_from_a_typed_broker_order_never_from_its_raw_json() -> None:
     assert OpenOrder.from_broker_order(order) == OpenOrder(
         "AAPL", Action.BUY, Decimal(6), Decimal("101.5"), "c1"
     )
-    untyped = replace(order, side=None, qty=None,
-                      raw={"side": "buy", "qty": "10", "limit_price": "101.5"})
+    untyped = replace(
+        order, side=None, qty=None, raw={"side": "buy", "qty": "10", "limit_price": "101.5"}
+    )
     assert OpenOrder.from_broker_order(untyped) is None
 
 

@@ -15,8 +15,14 @@ from torghut.trading.scheduler import TradingScheduler
 def _scheduler(pipeline: Any) -> TradingScheduler:
     engine = create_async_engine("sqlite+aiosqlite://")
     scheduler = TradingScheduler(
-        pipeline=pipeline, broker=SimpleNamespace(), engine=engine, metrics=Metrics(),
-        enabled=True, poll_interval=5, reconcile_interval=15, work_deadline=20,
+        pipeline=pipeline,
+        broker=SimpleNamespace(),
+        engine=engine,
+        metrics=Metrics(),
+        enabled=True,
+        poll_interval=5,
+        reconcile_interval=15,
+        work_deadline=20,
     )
     scheduler.status.running = True
     scheduler.status.leader = True

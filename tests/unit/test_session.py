@@ -55,18 +55,29 @@ def test_always_open_needs_no_calendar() -> None:
 
 def test_stale_comes_before_closed_and_age_is_inclusive() -> None:
     saturday = utc("2025-03-08T15:00:00")
-    assert admission(saturday - timedelta(seconds=121), saturday, max_age_seconds=120,
-                     calendar=REGULAR) == "signal_stale"
-    assert admission(saturday, saturday, max_age_seconds=120, calendar=REGULAR) == (
-        "market_closed"
+    assert (
+        admission(
+            saturday - timedelta(seconds=121), saturday, max_age_seconds=120, calendar=REGULAR
+        )
+        == "signal_stale"
     )
+    assert admission(saturday, saturday, max_age_seconds=120, calendar=REGULAR) == ("market_closed")
     monday = utc("2025-03-03T15:00:00")
-    assert admission(monday - timedelta(seconds=120), monday, max_age_seconds=120,
-                     calendar=REGULAR) is None
+    assert (
+        admission(monday - timedelta(seconds=120), monday, max_age_seconds=120, calendar=REGULAR)
+        is None
+    )
 
 
-ORDER = OrderRequest("th-x", "ACME", Action.BUY, Decimal(10), OrderType.MARKET,
-                     TimeInForce.DAY, reference_price=Decimal(100))
+ORDER = OrderRequest(
+    "th-x",
+    "ACME",
+    Action.BUY,
+    Decimal(10),
+    OrderType.MARKET,
+    TimeInForce.DAY,
+    reference_price=Decimal(100),
+)
 NOW = utc("2025-03-03T15:00:00")
 SENT = PendingOrder(OrderState.SENT, ORDER, NOW - timedelta(seconds=30))
 
@@ -87,12 +98,22 @@ SENT = PendingOrder(OrderState.SENT, ORDER, NOW - timedelta(seconds=30))
     ],
 )
 def test_recovery_table(
-    pending: PendingOrder, has_it: bool | None, stopped: bool, window: float,
+    pending: PendingOrder,
+    has_it: bool | None,
+    stopped: bool,
+    window: float,
     step: RecoveryStep,
 ) -> None:
-    assert recovery_step(pending, broker_has_it=has_it, now=NOW,
-                         resend_window=timedelta(seconds=window),
-                         sending_stopped=stopped) is step
+    assert (
+        recovery_step(
+            pending,
+            broker_has_it=has_it,
+            now=NOW,
+            resend_window=timedelta(seconds=window),
+            sending_stopped=stopped,
+        )
+        is step
+    )
 
 
 def test_a_stored_pending_order_is_read_or_called_unreadable() -> None:

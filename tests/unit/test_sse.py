@@ -230,7 +230,10 @@ def test_named_events_without_data_are_reported_in_place_when_asked() -> None:
     decoder = SSEDecoder(report_empty_named=True)
     events = decoder.feed(b"data: a\n\nevent: ping\n\nevent: error\n\ndata: b\n\n")
     assert [(e.event, e.data) for e in events] == [
-        ("message", "a"), ("ping", ""), ("error", ""), ("message", "b"),
+        ("message", "a"),
+        ("ping", ""),
+        ("error", ""),
+        ("message", "b"),
     ]
 
 

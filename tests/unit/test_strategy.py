@@ -272,9 +272,7 @@ def test_duplicate_names_are_named() -> None:
             r"field 'max_position_pct_equity'",
             id="pct-above-1",
         ),
-        pytest.param(
-            "strategies: [{name: a, enabled: maybe}]\n", r"field 'enabled'", id="bool"
-        ),
+        pytest.param("strategies: [{name: a, enabled: maybe}]\n", r"field 'enabled'", id="bool"),
         pytest.param(
             "strategies: [{name: a, buy_rsi_bellow: 30}]\n",
             r"field 'buy_rsi_bellow': Extra inputs",
@@ -288,9 +286,7 @@ def test_duplicate_names_are_named() -> None:
         pytest.param(
             "strategies: [{name: a, params: [1]}]\n", r"'params' must be a mapping", id="params"
         ),
-        pytest.param(
-            "strategies: [{name: 'bad name!'}]\n", r"field 'name'", id="name-pattern"
-        ),
+        pytest.param("strategies: [{name: 'bad name!'}]\n", r"field 'name'", id="name-pattern"),
         pytest.param("strategies: [{name: off}]\n", r"quote the name", id="yaml-bool-name"),
     ],
 )
@@ -319,9 +315,20 @@ def test_exits_are_sized_to_the_position(
     from torghut.domain import Action, TradeDecision
     from torghut.trading.strategy import size_exit
 
-    decision = TradeDecision(strategy_id="s", symbol="ACME", action=Action(action),
-                             qty=Decimal(sized), event_ts=sig().event_ts, timeframe="1Min",
-                             params={"price": "100"})
-    resized = size_exit(decision, position=Decimal(position), closing=Decimal(closing),
-                        partial=partial, max_shares=Decimal(10_000))
+    decision = TradeDecision(
+        strategy_id="s",
+        symbol="ACME",
+        action=Action(action),
+        qty=Decimal(sized),
+        event_ts=sig().event_ts,
+        timeframe="1Min",
+        params={"price": "100"},
+    )
+    resized = size_exit(
+        decision,
+        position=Decimal(position),
+        closing=Decimal(closing),
+        partial=partial,
+        max_shares=Decimal(10_000),
+    )
     assert resized.qty == Decimal(expected)

@@ -79,7 +79,10 @@ def _stored(session: Session, decision_hash: str) -> StoredDecision:
         ).where(TradeDecisionRow.decision_hash == decision_hash)
     ).one()
     return StoredDecision(
-        existing.id, existing.status, False, existing.decision_json,
+        existing.id,
+        existing.status,
+        False,
+        existing.decision_json,
         existing.pending_order_json,
     )
 
@@ -100,12 +103,16 @@ async def insert_decisions(
         for start in range(0, len(hashes), 500):
             chunk = hashes[start : start + 500]
             found = conn.execute(
-                select(c.id, c.status, c.decision_json, c.decision_hash, c.pending_order_json)
-                .where(c.decision_hash.in_(chunk))
+                select(
+                    c.id, c.status, c.decision_json, c.decision_hash, c.pending_order_json
+                ).where(c.decision_hash.in_(chunk))
             )
             for existing in found:
                 out[existing.decision_hash] = StoredDecision(
-                    existing.id, existing.status, False, existing.decision_json,
+                    existing.id,
+                    existing.status,
+                    False,
+                    existing.decision_json,
                     existing.pending_order_json,
                 )
         rows: list[dict[str, Any]] = []
@@ -125,9 +132,7 @@ async def insert_decisions(
         return {h: await insert_decision(db, d, h) for d, h in decisions}
 
 
-async def existing_decisions(
-    db: Database, hashes: Sequence[str]
-) -> dict[str, StoredDecision]:
+async def existing_decisions(db: Database, hashes: Sequence[str]) -> dict[str, StoredDecision]:
     """The decisions already stored under these hashes (a replay, a restart, another loop)."""
     if not hashes:
         return {}
@@ -139,8 +144,9 @@ async def existing_decisions(
         c = _DECISIONS.c
         for start in range(0, len(unique), 500):
             found = conn.execute(
-                select(c.id, c.status, c.decision_json, c.decision_hash, c.pending_order_json)
-                .where(c.decision_hash.in_(unique[start : start + 500]))
+                select(
+                    c.id, c.status, c.decision_json, c.decision_hash, c.pending_order_json
+                ).where(c.decision_hash.in_(unique[start : start + 500]))
             )
             for row in found:
                 out[row.decision_hash] = StoredDecision(
@@ -260,9 +266,11 @@ async def record_review(
         if reject is not None:
             _mark(session, reject[0], "rejected", reject[1])
         if pending is not None:
-            _update_rows(session, _DECISIONS, [
-                {"id": pending[0], "pending_order_json": pending[1], "updated_at": utcnow()}
-            ])
+            _update_rows(
+                session,
+                _DECISIONS,
+                [{"id": pending[0], "pending_order_json": pending[1], "updated_at": utcnow()}],
+            )
 
     await db.run(work)
     return row.id
@@ -288,9 +296,7 @@ async def record_execution(
     await record_executions(db, [(decision_id, order, placed)], broker=broker)
 
 
-async def record_executions(
-    db: Database, executions: Sequence[Execution], *, broker: str
-) -> None:
+async def record_executions(db: Database, executions: Sequence[Execution], *, broker: str) -> None:
     """`record_execution` for several orders in one transaction: all of them or none."""
     if executions:
         await db.run(lambda session: _record_executions(session, executions, broker))
@@ -304,7 +310,7 @@ def _record_executions(session: Session, executions: Sequence[Execution], broker
     c = _EXECUTIONS.c
     for start in range(0, len(ids), 500):
         found = conn.execute(
-            select(c.client_order_id, c.id).where(c.client_order_id.in_(ids[start:start + 500]))
+            select(c.client_order_id, c.id).where(c.client_order_id.in_(ids[start : start + 500]))
         )
         existing.update((coid, row_id) for coid, row_id in found)
     new_rows: dict[str, dict[str, Any]] = {}
@@ -345,42 +351,35 @@ def _record_executions(session: Session, executions: Sequence[Execution], broker
                 "updated_at": now,
             }
         working = placed.status in ("new", "accepted", "pending_new")
-        decision_updates[decision_id] = (
-            {
-                "id": decision_id,
-                "status": "submitted" if working else placed.status,
-                "reason": placed.reject_reason,
-                "updated_at": now,
-                "executed_at": now if placed.status == "filled" else None,
-                "pending_order_json": None,  # the broker's answer is recorded now
-            }
-        )
+        decision_updates[decision_id] = {
+            "id": decision_id,
+            "status": "submitted" if working else placed.status,
+            "reason": placed.reject_reason,
+            "updated_at": now,
+            "executed_at": now if placed.status == "filled" else None,
+            "pending_order_json": None,  # the broker's answer is recorded now
+        }
     if new_rows:
         conn.execute(_EXECUTIONS.insert(), list(new_rows.values()))
     _update_rows(session, _EXECUTIONS, list(execution_updates.values()))
     _mark_many(session, list(decision_updates.values()))
-    _reviews_rejected(session, [
-        u["id"] for u in decision_updates.values() if u["status"] in _REJECTED_STATUSES
-    ])
+    _reviews_rejected(
+        session, [u["id"] for u in decision_updates.values() if u["status"] in _REJECTED_STATUSES]
+    )
 
 
 _REJECTED_STATUSES = frozenset({"rejected", "broker_rejected"})
 
 
-async def price_references(
-    db: Database, symbols: Sequence[str]
-) -> dict[str, PriceReference]:
+async def price_references(db: Database, symbols: Sequence[str]) -> dict[str, PriceReference]:
     """The stored reference prices of `symbols` (those that have one)."""
     if not symbols:
         return {}
     c = _REFERENCES.c
-    stmt = select(c.symbol, c.price, c.candidate_price, c.streak).where(
-        c.symbol.in_(list(symbols))
-    )
+    stmt = select(c.symbol, c.price, c.candidate_price, c.streak).where(c.symbol.in_(list(symbols)))
     rows = await db.run(lambda session: session.connection().execute(stmt).all())
     return {
-        row.symbol: PriceReference(row.price, row.candidate_price, row.streak or 0)
-        for row in rows
+        row.symbol: PriceReference(row.price, row.candidate_price, row.streak or 0) for row in rows
     }
 
 
@@ -390,8 +389,13 @@ async def save_price_references(db: Database, references: Mapping[str, PriceRefe
         return
     now = utcnow()
     values = {
-        symbol: {"symbol": symbol, "price": ref.price, "candidate_price": ref.candidate,
-                 "streak": ref.streak, "updated_at": now}
+        symbol: {
+            "symbol": symbol,
+            "price": ref.price,
+            "candidate_price": ref.candidate,
+            "streak": ref.streak,
+            "updated_at": now,
+        }
         for symbol, ref in references.items()
     }
 
@@ -403,9 +407,15 @@ async def save_price_references(db: Database, references: Mapping[str, PriceRefe
         if new:
             conn.execute(_REFERENCES.insert(), new)
         changed = [
-            {"b_key": v["symbol"], "b_price": v["price"], "b_candidate_price":
-             v["candidate_price"], "b_streak": v["streak"], "b_updated_at": now}
-            for s, v in values.items() if s in known
+            {
+                "b_key": v["symbol"],
+                "b_price": v["price"],
+                "b_candidate_price": v["candidate_price"],
+                "b_streak": v["streak"],
+                "b_updated_at": now,
+            }
+            for s, v in values.items()
+            if s in known
         ]
         if changed:
             conn.execute(
@@ -434,10 +444,16 @@ async def reject_decisions(db: Database, rejections: Sequence[tuple[uuid.UUID, s
     """Mark several decisions `rejected`, each with its reason, in one transaction."""
     now = utcnow()
     rows = [
-        {"id": decision_id, "status": "rejected", "reason": reason, "updated_at": now,
-         "pending_order_json": None}
+        {
+            "id": decision_id,
+            "status": "rejected",
+            "reason": reason,
+            "updated_at": now,
+            "pending_order_json": None,
+        }
         for decision_id, reason in rejections
     ]
+
     def work(session: Session) -> None:
         _mark_many(session, rows)
         _reviews_rejected(session, [decision_id for decision_id, _ in rejections])
@@ -465,8 +481,12 @@ def _mark_many(session: Session, updates: Sequence[dict[str, Any]]) -> None:
     _update_rows(
         session,
         _DECISIONS,
-        [u if u.get("executed_at") is not None
-         else {k: v for k, v in u.items() if k != "executed_at"} for u in updates],
+        [
+            u
+            if u.get("executed_at") is not None
+            else {k: v for k, v in u.items() if k != "executed_at"}
+            for u in updates
+        ],
     )
 
 
@@ -507,9 +527,9 @@ async def recent_decisions(
         stmt = stmt.where(TradeDecisionRow.decision_hash != exclude_hash)
     if before is not None:
         stmt = stmt.where(TradeDecisionRow.event_ts < before)
-    stmt = stmt.order_by(
-        TradeDecisionRow.event_ts.desc(), TradeDecisionRow.decision_hash
-    ).limit(limit)
+    stmt = stmt.order_by(TradeDecisionRow.event_ts.desc(), TradeDecisionRow.decision_hash).limit(
+        limit
+    )
     rows = await db.run(lambda session: session.execute(stmt).scalars().all())
     return [
         {
@@ -539,20 +559,67 @@ def _row_dict(row: Any, columns: Sequence[str]) -> dict[str, Any]:
 
 
 DECISION_COLUMNS = (
-    "id", "strategy_id", "symbol", "timeframe", "action", "qty", "status", "reason",
-    "decision_hash", "decision_json", "event_ts", "created_at", "executed_at",
+    "id",
+    "strategy_id",
+    "symbol",
+    "timeframe",
+    "action",
+    "qty",
+    "status",
+    "reason",
+    "decision_hash",
+    "decision_json",
+    "event_ts",
+    "created_at",
+    "executed_at",
 )
 EXECUTION_COLUMNS = (
-    "id", "trade_decision_id", "client_order_id", "broker_order_id", "broker", "symbol", "side",
-    "order_type", "time_in_force", "submitted_qty", "limit_price", "filled_qty",
-    "avg_fill_price", "status", "reject_reason", "created_at", "updated_at",
+    "id",
+    "trade_decision_id",
+    "client_order_id",
+    "broker_order_id",
+    "broker",
+    "symbol",
+    "side",
+    "order_type",
+    "time_in_force",
+    "submitted_qty",
+    "limit_price",
+    "filled_qty",
+    "avg_fill_price",
+    "status",
+    "reject_reason",
+    "created_at",
+    "updated_at",
 )
 REVIEW_COLUMNS = (
-    "id", "trade_decision_id", "provider", "model", "prompt_version", "prompt_hash",
-    "llm_verdict", "verdict", "reason", "confidence", "adjusted_qty", "adjusted_order_type",
-    "rationale", "risk_flags", "tokens_prompt", "tokens_completion", "latency_ms", "ttft_ms",
-    "shadow", "fail_mode", "trading_mode", "effective_action", "error_code", "error_message",
-    "input_json", "response_json", "created_at",
+    "id",
+    "trade_decision_id",
+    "provider",
+    "model",
+    "prompt_version",
+    "prompt_hash",
+    "llm_verdict",
+    "verdict",
+    "reason",
+    "confidence",
+    "adjusted_qty",
+    "adjusted_order_type",
+    "rationale",
+    "risk_flags",
+    "tokens_prompt",
+    "tokens_completion",
+    "latency_ms",
+    "ttft_ms",
+    "shadow",
+    "fail_mode",
+    "trading_mode",
+    "effective_action",
+    "error_code",
+    "error_message",
+    "input_json",
+    "response_json",
+    "created_at",
 )
 
 

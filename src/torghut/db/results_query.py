@@ -36,8 +36,9 @@ def _fills_and_marks(session: Session) -> tuple[list[Fill], list[Mark]]:
     fills = [
         Fill(as_utc(ts), strategy_id, symbol, side, Decimal(qty), Decimal(str(price)))
         for ts, strategy_id, symbol, side, qty, price in session.execute(
-            select(_D.event_ts, _D.strategy_id, _E.symbol, _E.side, _E.filled_qty,
-                   _E.avg_fill_price)
+            select(
+                _D.event_ts, _D.strategy_id, _E.symbol, _E.side, _E.filled_qty, _E.avg_fill_price
+            )
             .join(_D, _D.id == _E.trade_decision_id)
             .where(_E.filled_qty > 0, _E.avg_fill_price.is_not(None))
         )
@@ -59,9 +60,7 @@ async def current_results(db: Database, book: Book) -> Results:
     that equity here is the broker's equity when it holds only what we traded. The starting
     cash is what makes the fills end at the broker's cash now."""
     fills, marks = await db.run(_fills_and_marks)
-    flows = sum(
-        ((f.qty if f.side == "buy" else -f.qty) * f.price for f in fills), Decimal(0)
-    )
+    flows = sum(((f.qty if f.side == "buy" else -f.qty) * f.price for f in fills), Decimal(0))
     last = {p.symbol: p.market_value / p.qty for p in book.positions if p.qty}
     return compute_results(book.account.cash + flows, fills, marks, last)
 
@@ -86,10 +85,14 @@ async def latest_decisions(db: Database, limit: int = 20) -> list[RecentDecision
     """The decisions of the newest signals, with their latest review (if any)."""
 
     def read(session: Session) -> list[RecentDecision]:
-        rows = session.execute(
-            # By signal time: a replay writes a batch at one wall-clock moment.
-            select(_D).order_by(_D.event_ts.desc(), _D.created_at.desc()).limit(limit)
-        ).scalars().all()
+        rows = (
+            session.execute(
+                # By signal time: a replay writes a batch at one wall-clock moment.
+                select(_D).order_by(_D.event_ts.desc(), _D.created_at.desc()).limit(limit)
+            )
+            .scalars()
+            .all()
+        )
         ids = [r.id for r in rows]
         reviews: dict[Any, LLMDecisionReview] = {}
         if ids:
@@ -100,14 +103,22 @@ async def latest_decisions(db: Database, limit: int = 20) -> list[RecentDecision
         out = []
         for r in rows:
             found = reviews.get(r.id)
-            out.append(RecentDecision(
-                created_at=r.created_at, event_ts=r.event_ts, strategy_id=r.strategy_id,
-                symbol=r.symbol, action=r.action, qty=r.qty, status=r.status, reason=r.reason,
-                verdict=found.verdict if found else None,
-                effective_action=found.effective_action if found else None,
-                rationale=(found.rationale or found.error_message) if found else None,
-                shadow=found.shadow if found else None,
-            ))
+            out.append(
+                RecentDecision(
+                    created_at=r.created_at,
+                    event_ts=r.event_ts,
+                    strategy_id=r.strategy_id,
+                    symbol=r.symbol,
+                    action=r.action,
+                    qty=r.qty,
+                    status=r.status,
+                    reason=r.reason,
+                    verdict=found.verdict if found else None,
+                    effective_action=found.effective_action if found else None,
+                    rationale=(found.rationale or found.error_message) if found else None,
+                    shadow=found.shadow if found else None,
+                )
+            )
         return out
 
     return await db.run(read)

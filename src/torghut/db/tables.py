@@ -76,8 +76,10 @@ def storable_json(value: Any) -> Any:
     if isinstance(value, str):
         return storable_text(value)
     if isinstance(value, dict):
-        return {storable_json(k) if isinstance(k, str) else k: storable_json(v)
-                for k, v in value.items()}
+        return {
+            storable_json(k) if isinstance(k, str) else k: storable_json(v)
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return [storable_json(v) for v in value]
     return value

@@ -67,8 +67,14 @@ def parse_prices(text: str) -> PricePaths:
             if not math.isfinite(price) or price <= 0:
                 continue
             moment = datetime.fromisoformat(str(row["event_ts"]).replace("Z", "+00:00"))
-            signals.append(Signal(event_ts=moment, symbol=str(row["symbol"]), timeframe="bar",
-                                  price=str(row["price"])))
+            signals.append(
+                Signal(
+                    event_ts=moment,
+                    symbol=str(row["symbol"]),
+                    timeframe="bar",
+                    price=str(row["price"]),
+                )
+            )
         except (ValueError, KeyError, TypeError, json.JSONDecodeError):
             continue
     return PricePaths.from_signals(signals)
@@ -103,9 +109,12 @@ async def clickhouse_prices(
     try:
         async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_seconds)) as client:
             async with asyncio.timeout(timeout_seconds):
-                response = await client.post(f"{url.rstrip('/')}/", params=params,
-                                             content=build_prices_query(database).encode(),
-                                             headers=headers)
+                response = await client.post(
+                    f"{url.rstrip('/')}/",
+                    params=params,
+                    content=build_prices_query(database).encode(),
+                    headers=headers,
+                )
     except (TimeoutError, httpx.TimeoutException):
         raise PriceSourceError(f"clickhouse query timed out after {timeout_seconds:g}s") from None
     except httpx.HTTPError as exc:

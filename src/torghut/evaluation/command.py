@@ -41,8 +41,10 @@ async def run_eval(
     if not math.isfinite(cost_bps) or cost_bps < 0:
         raise InputError(f"--cost-bps: must be a number >= 0 (got {cost_bps})")
     if signals is None and clickhouse is None:
-        raise InputError("--signals: a price source is required (a JSON Lines signal file, "
-                         "or CLICKHOUSE_URL for the ClickHouse bars)")
+        raise InputError(
+            "--signals: a price source is required (a JSON Lines signal file, "
+            "or CLICKHOUSE_URL for the ClickHouse bars)"
+        )
     path = sqlite_path(dsn)
     if path is not None and not path.exists():
         # Opening it would create an empty database: say what is wrong instead.
@@ -65,6 +67,4 @@ async def run_eval(
         start = min((d.event_ts for d in decisions), default=datetime.now(UTC))
         end = max((d.event_ts for d in decisions), default=start) + longest + timedelta(days=3)
         paths = await clickhouse_prices(clickhouse, symbols, start, end)
-    return await asyncio.to_thread(
-        evaluate, decisions, paths, parsed, cost_bps=cost_bps, seed=seed
-    )
+    return await asyncio.to_thread(evaluate, decisions, paths, parsed, cost_bps=cost_bps, seed=seed)

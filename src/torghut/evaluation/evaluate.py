@@ -66,8 +66,9 @@ def _round(value: float | None, places: int = 2) -> float | None:
     return None if value is None else round(value, places)
 
 
-def bootstrap_ci(values: Sequence[float], rng: random.Random,
-                 resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float] | None:
+def bootstrap_ci(
+    values: Sequence[float], rng: random.Random, resamples: int = BOOTSTRAP_RESAMPLES
+) -> tuple[float, float] | None:
     """95 % percentile interval of the mean of `values` (None without values)."""
     if not values:
         return None
@@ -76,8 +77,9 @@ def bootstrap_ci(values: Sequence[float], rng: random.Random,
     return _percentile(means, 0.025), _percentile(means, 0.975)
 
 
-def random_veto_ci(values: Sequence[float], k: int, rng: random.Random,
-                   resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float] | None:
+def random_veto_ci(
+    values: Sequence[float], k: int, rng: random.Random, resamples: int = BOOTSTRAP_RESAMPLES
+) -> tuple[float, float] | None:
     """95 % interval of the veto value of `k` decisions vetoed at random among `values`."""
     if k <= 0 or not values:
         return None
@@ -108,13 +110,18 @@ def _reliability(pairs: Sequence[tuple[float, bool]]) -> list[dict[str, Any]]:
     bins: list[dict[str, Any]] = []
     for i in range(RELIABILITY_BINS):
         lo, hi = i / RELIABILITY_BINS, (i + 1) / RELIABILITY_BINS
-        inside = [(c, ok) for c, ok in pairs
-                  if lo <= c < hi or (i == RELIABILITY_BINS - 1 and c == 1.0)]
-        bins.append({
-            "lo": lo, "hi": hi, "n": len(inside),
-            "mean_confidence": _round(_mean([c for c, _ in inside]), 3),
-            "right_rate": _round(_mean([1.0 if ok else 0.0 for _, ok in inside]), 3),
-        })
+        inside = [
+            (c, ok) for c, ok in pairs if lo <= c < hi or (i == RELIABILITY_BINS - 1 and c == 1.0)
+        ]
+        bins.append(
+            {
+                "lo": lo,
+                "hi": hi,
+                "n": len(inside),
+                "mean_confidence": _round(_mean([c for c, _ in inside]), 3),
+                "right_rate": _round(_mean([1.0 if ok else 0.0 for _, ok in inside]), 3),
+            }
+        )
     return bins
 
 
@@ -131,8 +138,9 @@ def evaluate_horizon(
     returns: list[tuple[ReviewedDecision, float]] = []
     # In signal-time order, so the seeded bootstraps give the same numbers for the same rows
     # whatever order the database returns them in.
-    for d in sorted(decisions, key=lambda d: (d.event_ts, d.symbol, d.action, d.qty,
-                                              d.decision_id)):
+    for d in sorted(
+        decisions, key=lambda d: (d.event_ts, d.symbol, d.action, d.qty, d.decision_id)
+    ):
         status, r = forward_return_bps(d, paths, horizon, cost_bps)
         if r is None:
             counts[status] += 1
@@ -159,9 +167,12 @@ def evaluate_horizon(
         for d, r in returns
         if d.verdict == "adjust" and d.adjusted_qty is not None and d.qty > 0
     ]
-    pairs = [(d.confidence, _right(d.llm_verdict or d.verdict, r)) for d, r in returns
-             if d.confidence is not None and (d.llm_verdict or d.verdict) in
-             ("approve", "veto", "adjust")]
+    pairs = [
+        (d.confidence, _right(d.llm_verdict or d.verdict, r))
+        for d, r in returns
+        if d.confidence is not None
+        and (d.llm_verdict or d.verdict) in ("approve", "veto", "adjust")
+    ]
     brier = _mean([(c - (1.0 if ok else 0.0)) ** 2 for c, ok in pairs])
     return {
         **counts,
@@ -229,9 +240,13 @@ def gate_failures(report: dict[str, Any], min_veto_value_bps: float) -> list[str
     for label, h in report["horizons"].items():
         ci = h["veto_value_bps"]["ci95"]
         if ci is None:
-            failures.append(f"{label}: no vetoed decision to measure, "
-                            f"--min-veto-value-bps {min_veto_value_bps:g} not met")
+            failures.append(
+                f"{label}: no vetoed decision to measure, "
+                f"--min-veto-value-bps {min_veto_value_bps:g} not met"
+            )
         elif ci[0] < min_veto_value_bps:
-            failures.append(f"{label}: veto value lower bound {ci[0]:g} bps is below "
-                            f"--min-veto-value-bps {min_veto_value_bps:g}")
+            failures.append(
+                f"{label}: veto value lower bound {ci[0]:g} bps is below "
+                f"--min-veto-value-bps {min_veto_value_bps:g}"
+            )
     return failures

@@ -33,9 +33,18 @@ def _read(session: Session, since: datetime | None) -> list[ReviewedDecision]:
     # Only the columns needed: cheaper, and it reads databases of older schema versions too.
     review, decision = LLMDecisionReview, TradeDecisionRow
     stmt = (
-        select(decision.id, decision.symbol, decision.action, decision.event_ts, decision.qty,
-               decision.decision_json, review.verdict, review.llm_verdict, review.confidence,
-               review.adjusted_qty)
+        select(
+            decision.id,
+            decision.symbol,
+            decision.action,
+            decision.event_ts,
+            decision.qty,
+            decision.decision_json,
+            review.verdict,
+            review.llm_verdict,
+            review.confidence,
+            review.adjusted_qty,
+        )
         .join(decision, review.trade_decision_id == decision.id)
         .order_by(review.created_at)
     )

@@ -383,8 +383,7 @@ async def build_report(
         openings = 0
         previous_open = False
         rows = await session.stream(
-            select(_R.created_at, _R.verdict, _R.error_code, _R.latency_ms, _R.ttft_ms,
-                   _D.event_ts)
+            select(_R.created_at, _R.verdict, _R.error_code, _R.latency_ms, _R.ttft_ms, _D.event_ts)
             .select_from(_R)
             .outerjoin(_D, _D.id == _R.trade_decision_id)
             .where(window)

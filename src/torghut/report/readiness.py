@@ -104,34 +104,47 @@ def evaluate(report: Report, criteria: Criteria) -> Readiness:
     if criteria.min_reviews is not None:
         ok = report.reviews >= criteria.min_reviews
         sign = ">=" if ok else "<"
-        checks.append(Check("min_reviews", ok,
-                            f"reviews {report.reviews} {sign} min {criteria.min_reviews}"))
+        checks.append(
+            Check("min_reviews", ok, f"reviews {report.reviews} {sign} min {criteria.min_reviews}")
+        )
     if criteria.max_error_rate is not None:
         rate = report.error_rate
         if rate is None:
-            checks.append(Check(
-                "max_error_rate", False,
-                f"error_rate unknown (no reviews) - max {criteria.max_error_rate:.3f}",
-            ))
+            checks.append(
+                Check(
+                    "max_error_rate",
+                    False,
+                    f"error_rate unknown (no reviews) - max {criteria.max_error_rate:.3f}",
+                )
+            )
         else:
             shown, limit = _pair(rate, criteria.max_error_rate)
             ok = rate <= criteria.max_error_rate
-            checks.append(Check(
-                "max_error_rate", ok,
-                f"error_rate {shown} {'<=' if ok else '>'} max {limit} "
-                f"({report.errors}/{report.reviews} errors)",
-            ))
+            checks.append(
+                Check(
+                    "max_error_rate",
+                    ok,
+                    f"error_rate {shown} {'<=' if ok else '>'} max {limit} "
+                    f"({report.errors}/{report.reviews} errors)",
+                )
+            )
     if criteria.max_p95_ms is not None:
         p95 = report.latency_ms.p95
         if p95 is None:
-            checks.append(Check(
-                "max_p95_ms", False,
-                f"latency_p95_ms unknown (no latency recorded) - max {criteria.max_p95_ms:g}",
-            ))
+            checks.append(
+                Check(
+                    "max_p95_ms",
+                    False,
+                    f"latency_p95_ms unknown (no latency recorded) - max {criteria.max_p95_ms:g}",
+                )
+            )
         else:
             ok = p95 <= criteria.max_p95_ms
-            checks.append(Check(
-                "max_p95_ms", ok,
-                f"latency_p95_ms {p95} {'<=' if ok else '>'} max {criteria.max_p95_ms:g}",
-            ))
+            checks.append(
+                Check(
+                    "max_p95_ms",
+                    ok,
+                    f"latency_p95_ms {p95} {'<=' if ok else '>'} max {criteria.max_p95_ms:g}",
+                )
+            )
     return Readiness(checks)

@@ -115,6 +115,7 @@ def render_json(report: Report, readiness: Readiness) -> str:
 def _status_line(failures: Sequence[str]) -> str:
     return "READY" if not failures else "NOT READY: " + "; ".join(failures)
 
+
 def render_table(report: Report, readiness: Readiness) -> str:
     """Fixed-width text for a terminal."""
     lines: list[str] = [
@@ -175,8 +176,6 @@ def render_table(report: Report, readiness: Readiness) -> str:
             lines.append(f"  {name:<48}{m.reviews:>8}")
     lines += ["", readiness.status]
     return "\n".join(lines) + "\n"
-
-
 
 
 # --------------------------------------------------------------------------- HTML
@@ -265,9 +264,18 @@ def histogram_chart(bins: Sequence[HistogramBin]) -> Chart:
         labels.append(Label(x, base + 14, _fmt_ms(b.low_ms)))
     if bins and bins[-1].high_ms is None:
         labels.append(Label(pad + len(bins) * slot, base + 14, "+", "start"))
-    return Chart(width, height, base, pad, width - pad, "latency histogram", bars, labels,
-                 values, "latency (ms at each bin edge; 1s = 1000 ms), circuit_open rows "
-                 "excluded")
+    return Chart(
+        width,
+        height,
+        base,
+        pad,
+        width - pad,
+        "latency histogram",
+        bars,
+        labels,
+        values,
+        "latency (ms at each bin edge; 1s = 1000 ms), circuit_open rows excluded",
+    )
 
 
 def _step_name(seconds: int) -> str:
@@ -313,8 +321,16 @@ def timeline_chart(report: Report) -> Chart:
                 continue
             h = usable * n / top
             y -= h
-            bars.append(Bar(pad + i * slot + 0.5, y, max(slot - 1, 0.5), h, COLOURS[verdict],
-                            f"{_iso(start)} {verdict}: {n}"))
+            bars.append(
+                Bar(
+                    pad + i * slot + 0.5,
+                    y,
+                    max(slot - 1, 0.5),
+                    h,
+                    COLOURS[verdict],
+                    f"{_iso(start)} {verdict}: {n}",
+                )
+            )
     labels: list[Label] = []
     if starts:
         days = starts[0].date() != starts[-1].date()
@@ -324,25 +340,40 @@ def timeline_chart(report: Report) -> Chart:
             labels.append(Label(pad + i * slot, base + 14, _tick_text(starts[i], step, days)))
     values = [Label(pad - 4, base - usable + 4, str(top), "end")]
     caption = f"reviews per {_step_name(step)} of signal time (UTC), stacked by verdict"
-    return Chart(width, height, base, pad, width - pad, "verdicts over signal time", bars,
-                 labels, values, caption)
+    return Chart(
+        width,
+        height,
+        base,
+        pad,
+        width - pad,
+        "verdicts over signal time",
+        bars,
+        labels,
+        values,
+        caption,
+    )
 
 
 def render_html(report: Report, readiness: Readiness) -> str:
     """One self-contained page (inline CSS and SVG, no script, no external asset)."""
+
     def mix(counts: Mapping[str, int]) -> list[tuple[str, int, str]]:
         return [(k, n, f"{report.share(n):.1%}") for k, n in counts.items()]
 
-    return templates().get_template("report.html").render(
-        report=report,
-        readiness=readiness,
-        since=_iso(report.since),
-        until=_iso(report.until),
-        timeline=timeline_chart(report),
-        histogram=histogram_chart(report.latency_histogram),
-        colours=COLOURS,
-        verdicts=VERDICTS,
-        mix=mix,
-        num=_num,
-        iso=_iso,
+    return (
+        templates()
+        .get_template("report.html")
+        .render(
+            report=report,
+            readiness=readiness,
+            since=_iso(report.since),
+            until=_iso(report.until),
+            timeline=timeline_chart(report),
+            histogram=histogram_chart(report.latency_histogram),
+            colours=COLOURS,
+            verdicts=VERDICTS,
+            mix=mix,
+            num=_num,
+            iso=_iso,
+        )
     )

@@ -159,9 +159,7 @@ class RequestBudget:
         if pause is None and (status == 429 or remaining == 0):
             reset = _header_number(headers.get("X-RateLimit-Reset"))
             # An epoch in seconds (Alpaca's); a small number would be seconds from now.
-            pause = 1.0 if reset is None else (
-                reset - self._wall_clock() if reset > 1e9 else reset
-            )
+            pause = 1.0 if reset is None else (reset - self._wall_clock() if reset > 1e9 else reset)
         with self._lock:
             now = self._refill()
             if remaining is not None:
@@ -406,9 +404,7 @@ class AlpacaBroker:
             )
         return ticked
 
-    async def _call(
-        self, fn: Callable[..., T], *args: Any, posting: str | None = None
-    ) -> T:
+    async def _call(self, fn: Callable[..., T], *args: Any, posting: str | None = None) -> T:
         """One alpaca-py call: a token from the budget, then one HTTP request (`_send`). A 429
         (refused unread) is sent again once the budget's pause is over, as long as that pause
         ends within one deadline of the first refusal; otherwise the 429 is raised."""
@@ -430,9 +426,7 @@ class AlpacaBroker:
                     raise
                 log.warning("alpaca: 429, sending again in %.1fs", self.budget.pause_left())
 
-    async def _send(
-        self, fn: Callable[..., T], *args: Any, posting: str | None = None
-    ) -> T:
+    async def _send(self, fn: Callable[..., T], *args: Any, posting: str | None = None) -> T:
         """One alpaca-py call (one HTTP request) on our threads, within its wall-clock
         deadline (the connect timeout plus one read timeout), counted from when it is handed
         to a thread, not while it waits for one of the `_PARALLEL_REQUESTS` slots (that wait

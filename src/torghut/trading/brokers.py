@@ -119,9 +119,7 @@ def _columns(row: _OrderRow | _PositionRow) -> dict[str, Any]:
 
 
 def _orders(conn: Connection, *where: ColumnElement[bool]) -> list[_OrderRow]:
-    query = select(_ORDERS).where(*where).order_by(
-        _ORDERS.c.created_at, _ORDERS.c.client_order_id
-    )
+    query = select(_ORDERS).where(*where).order_by(_ORDERS.c.created_at, _ORDERS.c.client_order_id)
     return [_OrderRow(**row._mapping) for row in conn.execute(query)]
 
 
@@ -211,9 +209,7 @@ class SimBroker:
             raise outcome
         return outcome
 
-    async def submit_orders(
-        self, orders: Sequence[OrderRequest]
-    ) -> list[BrokerOrder | Exception]:
+    async def submit_orders(self, orders: Sequence[OrderRequest]) -> list[BrokerOrder | Exception]:
         """`submit_order` for several orders in one transaction, in the given order (each sees
         the cash and positions the earlier ones left). A refusal is that order's
         `BrokerError`, in its place in the result; it leaves nothing behind."""
@@ -325,6 +321,7 @@ class SimBroker:
     async def _ensure_account(self) -> None:
         if self._account_ready:
             return
+
         def create(session: Session) -> None:
             if session.get(SimAccount, self._account_id) is None:
                 session.add(SimAccount(id=self._account_id, cash=self._starting_cash))
@@ -396,9 +393,7 @@ class _Book:
             result = conn.execute(
                 _UPDATE_POSITION, [_position_changes(p) for p in self.changed_positions.values()]
             )
-            expect_all_matched(
-                result.rowcount, len(self.changed_positions), _POSITIONS.name, conn
-            )
+            expect_all_matched(result.rowcount, len(self.changed_positions), _POSITIONS.name, conn)
         if self.new_orders:
             conn.execute(insert(_ORDERS), [_columns(o) for o in self.new_orders.values()])
         if self.changed_orders:

@@ -86,15 +86,18 @@ def judge(
     if limits.kill_switch:
         return Judgment(risk.KILL_SWITCH)
     reason = admission(
-        decision.event_ts, now,
-        max_age_seconds=settings.max_signal_age_seconds, calendar=settings.calendar,
+        decision.event_ts,
+        now,
+        max_age_seconds=settings.max_signal_age_seconds,
+        calendar=settings.calendar,
     )
     if reason is not None:
         return Judgment(reason)
     if not price_accepted:
         return Judgment(risk.PRICE_OUT_OF_BAND)
     checked = ledger.check(
-        decision, key,
+        decision,
+        key,
         strategy_enabled=spec is not None and spec.enabled,
         strategy_limits=strategy_limits(spec),
     )

@@ -153,8 +153,7 @@ class BatchLedger:
         holdings = {
             p.symbol.upper(): _Holding(
                 p.qty,
-                book.last_prices.get(p.symbol)
-                or (p.market_value / p.qty if p.qty else None),
+                book.last_prices.get(p.symbol) or (p.market_value / p.qty if p.qty else None),
             )
             for p in book.positions
         }
@@ -295,21 +294,25 @@ class BatchLedger:
             price=price,
             client_order_id=key,
         )
-        fills = (
-            decision.order_type is OrderType.MARKET
-            or (decision.order_type is OrderType.LIMIT
+        fills = decision.order_type is OrderType.MARKET or (
+            decision.order_type is OrderType.LIMIT
             and decision.reference_price is not None
             and decision.limit_price is not None
-            and (decision.reference_price <= decision.limit_price
-                 if decision.action is Action.BUY
-                 else decision.reference_price >= decision.limit_price))
+            and (
+                decision.reference_price <= decision.limit_price
+                if decision.action is Action.BUY
+                else decision.reference_price >= decision.limit_price
+            )
         )
         held = self.fills_at_once and fills and decision.reference_price is not None
         if held:
             # Filled at the reference price, as the simulated broker does.
             order = OpenOrder(order.symbol, order.side, order.qty, decision.reference_price, key)
         reservation = Reservation(
-            ledger=self, key=key, order=order, held=held,
+            ledger=self,
+            key=key,
+            order=order,
+            held=held,
             previous_trade=self.last_trade_at.get(order.symbol),
         )
         self._apply(reservation, +1)
@@ -328,8 +331,10 @@ class BatchLedger:
         """Re-check an adjusted decision in place of what `reservation` holds; when risk
         approves, the reservation now holds the adjusted order (else it is unchanged)."""
         risk = self.check(
-            decision, reservation.key,
-            strategy_enabled=strategy_enabled, strategy_limits=strategy_limits,
+            decision,
+            reservation.key,
+            strategy_enabled=strategy_enabled,
+            strategy_limits=strategy_limits,
         )
         if risk.approved:
             self._apply(reservation, -1)

@@ -203,12 +203,8 @@ class TradingPipeline:
         self._orders: GroupCommit[OrderRequest, BrokerOrder] = GroupCommit(
             self.broker.submit_orders
         )
-        self._executions: GroupCommit[Execution, None] = GroupCommit(
-            self._record_executions
-        )
-        self._rejections: GroupCommit[tuple[Any, str], None] = GroupCommit(
-            self._record_rejections
-        )
+        self._executions: GroupCommit[Execution, None] = GroupCommit(self._record_executions)
+        self._rejections: GroupCommit[tuple[Any, str], None] = GroupCommit(self._record_rejections)
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._reviewing = 0
         self.totals = CycleResult()
@@ -304,8 +300,7 @@ class TradingPipeline:
         # write of this leader lands after another one took over.
         writes = await self.store.settle(max(0.0, deadline - loop.time()))
         if writes:
-            log.error("%d database transactions still running after %gs", writes,
-                      grace_seconds)
+            log.error("%d database transactions still running after %gs", writes, grace_seconds)
         return requests + writes
 
     @property
@@ -377,8 +372,9 @@ class TradingPipeline:
                         result.duplicates += 1
                     continue
                 seen.add(h)
-                item = _Item(decision, signal, h, row.id if row else None, spec,
-                             resumed=row is not None)
+                item = _Item(
+                    decision, signal, h, row.id if row else None, spec, resumed=row is not None
+                )
                 if row is not None:
                     if row.decision_json is not None:
                         # Finish the decision as it was first made, not as re-sized today.
@@ -386,17 +382,25 @@ class TradingPipeline:
                     item.strategy = by_name.get(item.decision.strategy_id)
                     item.pending = PendingOrder.from_row(row.pending_order_json)
                     if item.pending.state is OrderState.UNREADABLE:
-                        log.error("decision %s: its pending order cannot be read; it is "
-                                  "neither re-sent nor rejected until an operator looks", h)
+                        log.error(
+                            "decision %s: its pending order cannot be read; it is "
+                            "neither re-sent nor rejected until an operator looks",
+                            h,
+                        )
                     if item.pending.state is not OrderState.NEVER_SENT:
                         items.append(item)  # recovered as it was sent, not judged again
                         continue
                 else:
                     item.decision = exit_sized(decision, spec, ledger, self.limits)
                 judgment = judge(
-                    item.decision, h,
-                    now=self._now(signal), price_accepted=accepted, spec=item.strategy,
-                    ledger=ledger, limits=self.limits, settings=self.judging,
+                    item.decision,
+                    h,
+                    now=self._now(signal),
+                    price_accepted=accepted,
+                    spec=item.strategy,
+                    ledger=ledger,
+                    limits=self.limits,
+                    settings=self.judging,
                     with_view=self.reviewer is not None and self.gate.enabled,
                 )
                 item.rejection, item.reservation = judgment.reason, judgment.reservation
@@ -504,9 +508,7 @@ class TradingPipeline:
                 return
             await self._enforced_review(item, ledger, result)
 
-    async def _enforced_review(
-        self, item: _Item, ledger: BatchLedger, result: CycleResult
-    ) -> None:
+    async def _enforced_review(self, item: _Item, ledger: BatchLedger, result: CycleResult) -> None:
         assert item.reservation is not None
         outcome = await self._review(item)
         gate = self._enforced_gate(outcome)
@@ -661,8 +663,7 @@ class TradingPipeline:
                 if resend:
                     # The first attempt may still be live: keep the decision `planned` (its
                     # pending order is on disk already) and try again next cycle.
-                    log.exception("pending order %s not rewritten: re-send postponed",
-                                  item.hash)
+                    log.exception("pending order %s not rewritten: re-send postponed", item.hash)
                     return
                 log.exception("pending order %s not written: order not sent", item.hash)
                 await self._reject(item, "order_write_failed", result)
@@ -723,8 +724,9 @@ class TradingPipeline:
             log.warning("order %s: outcome unknown and the broker cannot be asked", item.hash)
             return None
         if placed is None:
-            log.warning("order %s: outcome unknown (%s); asked again next cycle", item.hash,
-                        str(exc)[:200])
+            log.warning(
+                "order %s: outcome unknown (%s); asked again next cycle", item.hash, str(exc)[:200]
+            )
         return placed
 
     async def _recover(self, item: _Item, ledger: BatchLedger, result: CycleResult) -> bool:
@@ -802,9 +804,7 @@ class TradingPipeline:
     def _sending_stopped(self) -> bool:
         limits = self.limits
         live_blocked = limits.trading_mode is TradingMode.LIVE and not limits.live_enabled
-        return (
-            limits.kill_switch or not limits.trading_enabled or live_blocked or self._halted()
-        )
+        return limits.kill_switch or not limits.trading_enabled or live_blocked or self._halted()
 
     def _halted(self) -> bool:
         return self.halt is not None and self.halt.halted
@@ -814,8 +814,13 @@ class TradingPipeline:
         self, item: _Item, outcome: ReviewOutcome, action: EffectiveAction, *, shadow: bool
     ) -> dict[str, Any]:
         return review_row(
-            item.decision_id, outcome, action, shadow=shadow, fail_mode=self.gate.fail_mode,
-            trading_mode=self.gate.trading_mode, notional=item.decision.notional,
+            item.decision_id,
+            outcome,
+            action,
+            shadow=shadow,
+            fail_mode=self.gate.fail_mode,
+            trading_mode=self.gate.trading_mode,
+            notional=item.decision.notional,
         )
 
     def _observe(self, outcome: ReviewOutcome) -> None:
@@ -838,4 +843,3 @@ class TradingPipeline:
         result.rejected[reason] += 1
         self.metrics.decisions.labels(status="rejected").inc()
         self.metrics.rejections.labels(reason=reason.split(":", 1)[0]).inc()
-

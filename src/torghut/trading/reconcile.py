@@ -129,7 +129,12 @@ async def reconcile(
     async def one(execution_id: uuid.UUID, client_order_id: str) -> _Outcome:
         async with gate:
             return await _reconcile_one(
-                db, broker, execution_id, client_order_id, stamp, max_missing_polls,
+                db,
+                broker,
+                execution_id,
+                client_order_id,
+                stamp,
+                max_missing_polls,
                 None if listed is None else listed.get(client_order_id),
             )
 
@@ -183,9 +188,7 @@ async def _reconcile_one(
         try:
             order = await broker.get_order(client_order_id)
         except Exception as exc:  # one order's failure never stops the pass
-            log.warning(
-                "reconcile: broker %s failed for %s: %s", broker.name, client_order_id, exc
-            )
+            log.warning("reconcile: broker %s failed for %s: %s", broker.name, client_order_id, exc)
             await _touch(db, execution_id, now)
             return _Outcome(error=True, asked=True)
 
@@ -249,16 +252,19 @@ async def _sweep_unanswered(
             return 0, requests
         found = {o.client_order_id: o for o in orders if o.client_order_id in wanted}
         # A full page may have stopped short of some: those are asked for one by one.
-        unlisted = [] if len(orders) < _LIST_PAGE else [
-            row for row in candidates if row.decision_hash not in found
-        ]
+        unlisted = (
+            []
+            if len(orders) < _LIST_PAGE
+            else [row for row in candidates if row.decision_hash not in found]
+        )
     for row in unlisted:
         requests += 1
         try:
             order = await broker.get_order(row.decision_hash)
         except Exception as exc:
-            log.warning("reconcile: broker %s failed for %s: %s", broker.name,
-                        row.decision_hash, exc)
+            log.warning(
+                "reconcile: broker %s failed for %s: %s", broker.name, row.decision_hash, exc
+            )
             continue
         if order is not None:
             found[row.decision_hash] = order
@@ -267,8 +273,11 @@ async def _sweep_unanswered(
         if row.decision_hash not in found:
             continue
         record = functools.partial(
-            _record_found, decision_id=row.id, order=found[row.decision_hash],
-            broker=broker.name, now=now,
+            _record_found,
+            decision_id=row.id,
+            order=found[row.decision_hash],
+            broker=broker.name,
+            now=now,
         )
         try:
             recorded += await db.run(record)
@@ -290,32 +299,36 @@ def _record_found(
         return 0
     log.warning(
         "reconcile: order %s, rejected as broker_no_answer, is at the broker (%s): recorded",
-        decision.decision_hash, order.status,
+        decision.decision_hash,
+        order.status,
     )
     raw: Mapping[str, Any] = order.raw or {}
     asked: Mapping[str, Any] = decision.decision_json or {}
-    session.add(ExecutionRow(
-        trade_decision_id=decision.id,
-        client_order_id=decision.decision_hash,
-        broker_order_id=order.broker_order_id,
-        broker=broker,
-        symbol=order.symbol,
-        side=str(raw.get("side") or decision.action),
-        order_type=str(raw.get("type") or raw.get("order_type") or asked.get("order_type")
-                       or "market"),
-        time_in_force=str(raw.get("time_in_force") or asked.get("time_in_force") or "day"),
-        submitted_qty=_amount(raw.get("qty")) or decision.qty,
-        limit_price=_amount(raw.get("limit_price")),
-        stop_price=_amount(raw.get("stop_price")),
-        filled_qty=order.filled_qty,
-        avg_fill_price=order.avg_fill_price,
-        status=order.status,
-        reject_reason=order.reject_reason,
-        raw_json=dict(raw) or None,
-        created_at=now,
-        updated_at=now,
-        last_polled_at=now,
-    ))
+    session.add(
+        ExecutionRow(
+            trade_decision_id=decision.id,
+            client_order_id=decision.decision_hash,
+            broker_order_id=order.broker_order_id,
+            broker=broker,
+            symbol=order.symbol,
+            side=str(raw.get("side") or decision.action),
+            order_type=str(
+                raw.get("type") or raw.get("order_type") or asked.get("order_type") or "market"
+            ),
+            time_in_force=str(raw.get("time_in_force") or asked.get("time_in_force") or "day"),
+            submitted_qty=_amount(raw.get("qty")) or decision.qty,
+            limit_price=_amount(raw.get("limit_price")),
+            stop_price=_amount(raw.get("stop_price")),
+            filled_qty=order.filled_qty,
+            avg_fill_price=order.avg_fill_price,
+            status=order.status,
+            reject_reason=order.reject_reason,
+            raw_json=dict(raw) or None,
+            created_at=now,
+            updated_at=now,
+            last_polled_at=now,
+        )
+    )
     decision.reason = FOUND_REASON
     _follow(decision, order, now)
     return 1

@@ -233,8 +233,11 @@ def compute_results(
             fills=before.fills + lot.fills,
         )
         if lot.qty != 0:
-            holdings.append(Holding(strategy_id, symbol, lot.qty, lot.avg_cost, price,
-                                    lot.qty * price, unrealised))
+            holdings.append(
+                Holding(
+                    strategy_id, symbol, lot.qty, lot.avg_cost, price, lot.qty * price, unrealised
+                )
+            )
     strategies = list(per_strategy.values())
     return Results(
         starting_cash=starting_cash,

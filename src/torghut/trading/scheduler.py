@@ -249,8 +249,10 @@ class TradingScheduler:
         if still_sending:
             # A request still on its way could place an order after another leader looked
             # for it: the lock goes with this process (its database connection), not before.
-            log.error("shutdown: broker requests or database writes still running; the "
-                      "leader lock is kept until this process exits")
+            log.error(
+                "shutdown: broker requests or database writes still running; the "
+                "leader lock is kept until this process exits"
+            )
         else:
             await self.lock.release()
         self.status.running = False
@@ -401,22 +403,29 @@ class TradingScheduler:
             return
         self._failing = None
         if len(batch) > 1:
-            log.error("a batch of %d signals failed %d times the same way (%s); trying its "
-                      "signals one at a time", len(batch), failing.count, signature)
+            log.error(
+                "a batch of %d signals failed %d times the same way (%s); trying its "
+                "signals one at a time",
+                len(batch),
+                failing.count,
+                signature,
+            )
             self._narrow_until = last
             self.pipeline.batch_size = 1
             return
         if self._quarantine is None:
-            log.error("signal %s keeps failing (%s); no quarantine store: retrying", first,
-                      signature)
+            log.error(
+                "signal %s keeps failing (%s); no quarantine store: retrying", first, signature
+            )
             return
         key = getattr(source, "source_key", type(source).__name__)
         await self._quarantine(key, batch, signature, failing.count)
         await source.commit(batch)
         self.status.quarantined += 1
         self.metrics.quarantined_batches.inc()
-        log.error("signal %s quarantined after %d identical failures: %s", first,
-                  failing.count, signature)
+        log.error(
+            "signal %s quarantined after %d identical failures: %s", first, failing.count, signature
+        )
         await self._widen_after(passed=first)
 
     async def _widen_after(self, passed: Key | None = None) -> None:
@@ -451,4 +460,3 @@ class TradingScheduler:
             "last_reconcile_at": s.last_reconcile_at.isoformat() if s.last_reconcile_at else None,
             "cycles": s.cycles,
         }
-

@@ -207,6 +207,7 @@ class _CursorStore:
     async def advance(self, to: CursorKey) -> None:
         """Move the cursor to `to`, never backwards (a late commit of an old batch must not
         make the source repeat what came after it)."""
+
         def advance(session: Session) -> None:
             row = session.get(SignalCursor, self.key, with_for_update=True)
             if row is None:
@@ -227,7 +228,7 @@ def _bounded_key(key: str) -> str:
     if len(key) <= _SOURCE_KEY_MAX:
         return key
     digest = hashlib.sha256(key.encode()).hexdigest()
-    return f"{key[:_SOURCE_KEY_MAX - 66]}..{digest}"
+    return f"{key[: _SOURCE_KEY_MAX - 66]}..{digest}"
 
 
 # --- replay ------------------------------------------------------------------------------
@@ -346,8 +347,14 @@ class ReplaySignalSource:
                     "INSERT INTO signals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT DO NOTHING",
                     (
-                        _ts_key(ts), symbol, seq, lineno, signal.timeframe, signal.macd,
-                        signal.macd_signal, signal.rsi14,
+                        _ts_key(ts),
+                        symbol,
+                        seq,
+                        lineno,
+                        signal.timeframe,
+                        signal.macd,
+                        signal.macd_signal,
+                        signal.rsi14,
                         None if signal.price is None else str(signal.price),
                         json.dumps(signal.payload) if signal.payload else None,
                     ),
@@ -438,9 +445,14 @@ def _row_signal(row: tuple[Any, ...]) -> Signal:
     # validated again, which cost as much as parsing the line (pydantic's `model_copy`).
     return _TEMPLATE.model_copy(
         update={
-            "event_ts": _EPOCH + timedelta(microseconds=ts), "symbol": symbol,
-            "timeframe": timeframe, "macd": macd, "macd_signal": macd_signal, "rsi14": rsi14,
-            "price": None if price is None else Decimal(price), "seq": seq,
+            "event_ts": _EPOCH + timedelta(microseconds=ts),
+            "symbol": symbol,
+            "timeframe": timeframe,
+            "macd": macd,
+            "macd_signal": macd_signal,
+            "rsi14": rsi14,
+            "price": None if price is None else Decimal(price),
+            "seq": seq,
             "payload": json.loads(payload) if payload else {},
         }
     )

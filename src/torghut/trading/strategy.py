@@ -35,9 +35,7 @@ from torghut.errors import InputError
 DEFAULT_STRATEGY_NAME = "macd-rsi-default"
 
 # Keys a catalog entry may carry under `params:`; they are the rule's knobs.
-RULE_PARAMS = (
-    "buy_rsi_below", "sell_rsi_above", "order_type", "time_in_force", "partial_exits"
-)
+RULE_PARAMS = ("buy_rsi_below", "sell_rsi_above", "order_type", "time_in_force", "partial_exits")
 
 
 class StrategySpec(BaseModel):

@@ -21,8 +21,10 @@ from typing import Any
 # 2087 weeks (about 40 years) forward: far past any model's training data, same weekday.
 DATE_SHIFT = timedelta(weeks=2087)
 _SALT = "torghut-anonymize-v1"
-_ISO = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?"
-                  r"(?:Z|[+-]\d{2}:?\d{2})?")
+_ISO = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?"
+    r"(?:Z|[+-]\d{2}:?\d{2})?"
+)
 
 
 def symbol_token(symbol: str) -> str:
@@ -61,9 +63,13 @@ def anonymize(request: dict[str, Any]) -> dict[str, Any]:
     _symbols(request, symbols)
     # Longest first, so BRK.B is not half-replaced by BRK.
     pattern = (
-        re.compile(r"(?<![A-Za-z0-9])(" + "|".join(
-            re.escape(s) for s in sorted(symbols, key=len, reverse=True)) + r")(?![A-Za-z0-9])")
-        if symbols else None
+        re.compile(
+            r"(?<![A-Za-z0-9])("
+            + "|".join(re.escape(s) for s in sorted(symbols, key=len, reverse=True))
+            + r")(?![A-Za-z0-9])"
+        )
+        if symbols
+        else None
     )
 
     def text(value: str) -> str:

@@ -309,8 +309,9 @@ class PointInTimeContext:
             as_of=iso(t),
             history=history,
             session=session_clock(t),
-            open_orders=[_order_json(o) for o in facts.open_orders
-                         if o.symbol == decision.symbol][:_OPEN_ORDERS_MAX],
+            open_orders=[_order_json(o) for o in facts.open_orders if o.symbol == decision.symbol][
+                :_OPEN_ORDERS_MAX
+            ],
             risk_limits=self._risk_limits,
             missing=sorted(missing),
         )
@@ -330,14 +331,16 @@ class PointInTimeContext:
                 price, priced_at = p.avg_entry_price, "entry_price"
             value = p.qty * price
             equity += value
-            positions.append({
-                "symbol": p.symbol,
-                "qty": str(p.qty),
-                "avg_entry_price": str(p.avg_entry_price),
-                "price": str(price),
-                "priced_at": priced_at,
-                "market_value": str(value.quantize(Decimal("0.01"))),
-            })
+            positions.append(
+                {
+                    "symbol": p.symbol,
+                    "qty": str(p.qty),
+                    "avg_entry_price": str(p.avg_entry_price),
+                    "price": str(price),
+                    "priced_at": priced_at,
+                    "market_value": str(value.quantize(Decimal("0.01"))),
+                }
+            )
         return PortfolioSnapshot(
             equity=equity.quantize(Decimal("0.01")),
             cash=account.cash,

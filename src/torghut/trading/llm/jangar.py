@@ -156,7 +156,9 @@ class JangarProvider:
                 # The outer guard is the total clock's last word, whatever happens inside.
                 async with asyncio.timeout_at(clocks.total_deadline):
                     completion = await with_retries(
-                        attempt, policy=self._policy, deadline=clocks.total_deadline,
+                        attempt,
+                        policy=self._policy,
+                        deadline=clocks.total_deadline,
                         clock=loop.time,
                     )
             except TimeoutError:
@@ -183,7 +185,10 @@ class JangarProvider:
         deadline, name = clocks.next_deadline()
         try:
             with mapped_errors(
-                HTTPX_ERRORS, status_received=False, label=self.label, clocks=clocks,
+                HTTPX_ERRORS,
+                status_received=False,
+                label=self.label,
+                clocks=clocks,
                 secrets=self._secrets,
             ):
                 async with asyncio.timeout_at(deadline):
@@ -213,7 +218,12 @@ class JangarProvider:
         ctype = media_type(response.headers.get("content-type"))
         if not 200 <= status < 300:
             raw, cut = await read_limited(
-                chunks, clocks, ERROR_BODY_LIMIT, HTTPX_ERRORS, label=label, secrets=secrets,
+                chunks,
+                clocks,
+                ERROR_BODY_LIMIT,
+                HTTPX_ERRORS,
+                label=label,
+                secrets=secrets,
                 partial_ok=True,
             )
             error = http_error(status, ctype, raw, label=label, secrets=secrets, cut=cut)
@@ -222,8 +232,14 @@ class JangarProvider:
                 raise RetryableFailure(error, retry_after)
             raise error
         return await read_answer(
-            status, ctype, media_type(response.headers.get("content-encoding")), chunks, clocks,
-            HTTPX_ERRORS, max_bytes=self._config.max_response_bytes, label=label,
+            status,
+            ctype,
+            media_type(response.headers.get("content-encoding")),
+            chunks,
+            clocks,
+            HTTPX_ERRORS,
+            max_bytes=self._config.max_response_bytes,
+            label=label,
             secrets=secrets,
         )
 
@@ -242,7 +258,9 @@ class JangarProvider:
                 async with asyncio.timeout_at(deadline):
                     response = await self._client.send(
                         self._client.build_request(
-                            "GET", f"{self._config.base_url}{MODELS_PATH}", headers=headers,
+                            "GET",
+                            f"{self._config.base_url}{MODELS_PATH}",
+                            headers=headers,
                             timeout=self._timeout,
                         ),
                         stream=True,
@@ -251,8 +269,13 @@ class JangarProvider:
             raise clocks.expired(name) from None
         try:
             raw, cut = await read_limited(
-                response.aiter_raw(), clocks, ERROR_BODY_LIMIT * 16, HTTPX_ERRORS, label=label,
-                secrets=secrets, partial_ok=False,
+                response.aiter_raw(),
+                clocks,
+                ERROR_BODY_LIMIT * 16,
+                HTTPX_ERRORS,
+                label=label,
+                secrets=secrets,
+                partial_ok=False,
             )
             ctype = media_type(response.headers.get("content-type"))
             if not 200 <= response.status_code < 300:

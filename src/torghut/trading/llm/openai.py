@@ -121,7 +121,12 @@ class _ClockedTransport(httpx2.AsyncBaseTransport):
         try:
             body = aiter(cast(httpx2.AsyncByteStream, response.stream))
             raw, cut = await read_limited(
-                body, clocks, ERROR_BODY_LIMIT, HTTPX2_ERRORS, label=label, secrets=secrets,
+                body,
+                clocks,
+                ERROR_BODY_LIMIT,
+                HTTPX2_ERRORS,
+                label=label,
+                secrets=secrets,
                 partial_ok=True,
             )
         finally:
@@ -224,7 +229,9 @@ class OpenAIProvider:
             try:
                 async with asyncio.timeout_at(clocks.total_deadline):
                     completion = await with_retries(
-                        attempt, policy=self._policy, deadline=clocks.total_deadline,
+                        attempt,
+                        policy=self._policy,
+                        deadline=clocks.total_deadline,
                         clock=loop.time,
                     )
             except TimeoutError:
@@ -269,9 +276,14 @@ class OpenAIProvider:
         chunks = http.aiter_raw()
         try:
             completion = await read_answer(
-                http.status_code, media_type(http.headers.get("content-type")),
-                media_type(http.headers.get("content-encoding")), chunks, clocks,
-                HTTPX2_ERRORS, max_bytes=cfg.max_response_bytes, label=self.label,
+                http.status_code,
+                media_type(http.headers.get("content-type")),
+                media_type(http.headers.get("content-encoding")),
+                chunks,
+                clocks,
+                HTTPX2_ERRORS,
+                max_bytes=cfg.max_response_bytes,
+                label=self.label,
                 secrets=self._secrets,
             )
             succeeded = True
@@ -296,7 +308,11 @@ class OpenAIProvider:
             return http_error(exc.status_code, ctype, raw, label=label, secrets=secrets)
         if cause is not None and isinstance(cause, (*HTTPX2_ERRORS.every, OSError)):
             return map_transport_error(
-                cause, HTTPX2_ERRORS, status_received=False, label=label, clocks=clocks,
+                cause,
+                HTTPX2_ERRORS,
+                status_received=False,
+                label=label,
+                clocks=clocks,
                 secrets=secrets,
             )
         if isinstance(exc, openai.APITimeoutError):
@@ -309,8 +325,7 @@ class OpenAIProvider:
             )
         return ReviewError(
             ReviewErrorCode.PROTOCOL_ERROR,
-            f"{label} SDK failed: {type(exc).__name__}: "
-            f"{redact(str(exc), secrets, one_line=True)}",
+            f"{label} SDK failed: {type(exc).__name__}: {redact(str(exc), secrets, one_line=True)}",
         )
 
     async def served_models(self) -> list[str]:
@@ -324,8 +339,13 @@ class OpenAIProvider:
                 extra_headers={"accept-encoding": "identity"}
             ) as response:
                 raw, cut = await read_limited(
-                    response.http_response.aiter_raw(), clocks, ERROR_BODY_LIMIT * 16,
-                    HTTPX2_ERRORS, label=label, secrets=secrets, partial_ok=False,
+                    response.http_response.aiter_raw(),
+                    clocks,
+                    ERROR_BODY_LIMIT * 16,
+                    HTTPX2_ERRORS,
+                    label=label,
+                    secrets=secrets,
+                    partial_ok=False,
                 )
         except openai.OpenAIError as exc:
             raise self._map_error(exc, clocks) from None

@@ -186,8 +186,10 @@ class ReviewEngine:
             # A bug in the context must not cost the review: the decision alone, labelled.
             logger.exception("review context of %s failed", decision.symbol)
             request = LLMReviewRequest(
-                decision=decision.model_dump(mode="json"), policy=self._bounds,
-                prompt_version=self._prompt.version, missing=["context"],
+                decision=decision.model_dump(mode="json"),
+                policy=self._bounds,
+                prompt_version=self._prompt.version,
+                missing=["context"],
             )
         return await self.review(decision, request)
 

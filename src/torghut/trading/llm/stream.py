@@ -211,7 +211,11 @@ def mapped_errors(
         raise  # an OSError too, but one of our clocks: the caller names it
     except (*kinds.every, OSError) as exc:  # type: ignore[misc]  # mypy: star in a tuple
         raise map_transport_error(
-            exc, kinds, status_received=status_received, label=label, clocks=clocks,
+            exc,
+            kinds,
+            status_received=status_received,
+            label=label,
+            clocks=clocks,
             secrets=secrets,
         ) from None
 
