@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from torghut.domain import Signal, TradeDecision, TradingMode, Usage
+from torghut.domain import Action, BrokerOrder, Signal, TradeDecision, TradingMode, Usage
 from torghut.ports import ChatMessage, Completion
 from torghut.trading.llm.circuit import CircuitBreaker
 from torghut.trading.llm.context import (
@@ -234,3 +234,35 @@ async def test_the_signal_payload_is_bounded_in_the_request() -> None:
     assert len(body) < 8_000
     payload = request.market["payload"] if request.market else {}
     assert len(payload) == 16 and all(len(v) == 64 for v in payload.values())
+
+
+async def test_open_orders_of_the_symbol_reach_the_request_from_their_typed_fields() -> None:
+    # The pipeline hands over the orders open at the decision's signal time as typed
+    # BrokerOrders (no broker JSON): their side, quantity and limit must reach the reviewer.
+    context = PointInTimeContext(
+        bounds=PolicyBounds(), trading_mode=TradingMode.PAPER, prompt_version="v2"
+    )
+    orders = [
+        BrokerOrder(
+            broker_order_id="",
+            client_order_id="a",
+            symbol="AAPL",
+            status="open",
+            side=Action.SELL,
+            qty=Decimal(5),
+            limit_price=Decimal("101.5"),
+        ),
+        BrokerOrder(broker_order_id="", client_order_id="b", symbol="MSFT", status="open"),
+    ]
+    request = await context.build(DECISION, ReviewFacts(open_orders=orders))
+    assert request.open_orders == [
+        {
+            "symbol": "AAPL",
+            "side": "sell",
+            "qty": "5",
+            "order_type": None,
+            "limit_price": "101.5",
+            "status": "open",
+            "filled_qty": "0",
+        }
+    ]

@@ -149,6 +149,7 @@ class _Item:
     # The book as the decision saw it, for its review (point in time).
     account: Account | None = None
     positions: list[Position] = field(default_factory=list)
+    open_orders: list[BrokerOrder] = field(default_factory=list)
     pending: PendingOrder = field(default_factory=lambda: PendingOrder(OrderState.NEVER_SENT))
     final: bool = False
     placed: bool = False  # the broker holds its order: never to be marked rejected
@@ -405,6 +406,21 @@ class TradingPipeline:
                 )
                 item.rejection, item.reservation = judgment.reason, judgment.reservation
                 item.account, item.positions = judgment.account, list(judgment.positions)
+                # Orders of its symbol still open at its signal time (a live broker's, and the
+                # batch's earlier ones), for its review.
+                item.open_orders = [
+                    BrokerOrder(
+                        broker_order_id="",
+                        client_order_id=order.client_order_id or "",
+                        symbol=order.symbol,
+                        status="open",
+                        side=order.side,
+                        qty=order.qty,
+                        limit_price=order.price,
+                    )
+                    for order in ledger.open_orders.get(item.decision.symbol, ())
+                    if order.client_order_id != h
+                ]
                 items.append(item)
         items = await self._store_new(items, result)
         self._chain_by_symbol(items)
@@ -620,6 +636,7 @@ class TradingPipeline:
             signal=item.signal,
             account=item.account,
             positions=item.positions,
+            open_orders=item.open_orders,
         )
         async with self._review_slots:
             self.metrics.reviews_in_flight.inc()

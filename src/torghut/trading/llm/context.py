@@ -369,10 +369,12 @@ def _order_json(order: BrokerOrder) -> dict[str, Any]:
     raw: Mapping[str, Any] = order.raw or {}
     return {
         "symbol": order.symbol,
-        "side": raw.get("side"),
-        "qty": raw.get("qty"),
+        "side": str(order.side) if order.side is not None else raw.get("side"),
+        "qty": str(order.qty) if order.qty is not None else raw.get("qty"),
         "order_type": raw.get("order_type") or raw.get("type"),
-        "limit_price": raw.get("limit_price"),
+        "limit_price": (
+            str(order.limit_price) if order.limit_price is not None else raw.get("limit_price")
+        ),
         "status": order.status,
         "filled_qty": str(order.filled_qty),
     }
