@@ -153,7 +153,12 @@ async def _serve(settings: Settings, host: str, port: int, listener: socket.sock
         startup_banner(settings, "serve")
         app = create_app(container)
         config = uvicorn.Config(
-            app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
             timeout_graceful_shutdown=10,
         )
         server = _GracefulServer(config)
@@ -181,8 +186,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     progress.finish(summary)
     print(json.dumps(summary, ensure_ascii=True, sort_keys=False))
     if summary.get("halted"):
-        print("torghut: trading is halted on this database (POST /trading/halt); no signal "
-              "was read; POST /trading/resume lifts it", file=sys.stderr)
+        print(
+            "torghut: trading is halted on this database (POST /trading/halt); no signal "
+            "was read; POST /trading/resume lifts it",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     # An incomplete run left signals unprocessed (their decisions could not be finished).
     return EXIT_OK if summary["complete"] else EXIT_FAILED
@@ -317,9 +325,7 @@ def cmd_llm_report(args: argparse.Namespace) -> int:
             Path(args.html).write_text(report.render_html(rep, readiness), encoding="utf-8")
         except OSError as exc:
             raise InputError(f"--html: cannot write {args.html}: {exc.strerror}") from None
-    print(
-        report.render_json(rep, readiness) if args.json else report.render_table(rep, readiness)
-    )
+    print(report.render_json(rep, readiness) if args.json else report.render_table(rep, readiness))
     # Not ready, or nothing checked (NO CRITERIA): a gate that cannot pass without evidence.
     return EXIT_OK if readiness.ready else EXIT_FAILED
 
@@ -364,7 +370,8 @@ def cmd_llm_eval(args: argparse.Namespace) -> int:
 
         password = settings.clickhouse_password
         clickhouse = ClickHouseAccess(
-            url=settings.clickhouse_url, username=settings.clickhouse_username,
+            url=settings.clickhouse_url,
+            username=settings.clickhouse_username,
             password=password.get_secret_value() if password else None,
             timeout_seconds=max(30.0, settings.clickhouse_timeout_seconds),
         )
@@ -383,9 +390,17 @@ def cmd_llm_eval(args: argparse.Namespace) -> int:
     from torghut.evaluation.clickhouse import PriceSourceError
 
     try:
-        rep = asyncio.run(run_eval(settings.db_dsn, signals, horizons=args.horizons,
-                                   cost_bps=args.cost_bps, since=since, seed=args.seed,
-                                   clickhouse=clickhouse))
+        rep = asyncio.run(
+            run_eval(
+                settings.db_dsn,
+                signals,
+                horizons=args.horizons,
+                cost_bps=args.cost_bps,
+                since=since,
+                seed=args.seed,
+                clickhouse=clickhouse,
+            )
+        )
     except PriceSourceError as exc:
         print(f"torghut: llm eval: price source: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
@@ -514,19 +529,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
     s = sub.add_parser(
-        "serve", help="HTTP API plus the trading loop when TRADING_ENABLED=true",
+        "serve",
+        help="HTTP API plus the trading loop when TRADING_ENABLED=true",
         description="Brings the database to head, then serves the HTTP API (/trading/*, "
         "/metrics, /healthz, /readyz) and, with TRADING_ENABLED=true, runs the trading loop "
         "(one leader per database). Stops cleanly on SIGTERM.",
     )
     s.add_argument("--host", help="bind address (default TORGHUT_HOST, 0.0.0.0)")
     s.add_argument("--port", type=_port, help="port, 1..65535 (default TORGHUT_PORT, 8181)")
-    s.add_argument("--anonymize", action="store_true",
-                   help="send the reviewer tokens for symbols and dates shifted by weeks")
+    s.add_argument(
+        "--anonymize",
+        action="store_true",
+        help="send the reviewer tokens for symbols and dates shifted by weeks",
+    )
     s.set_defaults(func=cmd_serve)
 
     d = sub.add_parser(
-        "demo", help="the whole system on one machine: no network, no keys",
+        "demo",
+        help="the whole system on one machine: no network, no keys",
         description="Starts a local Jangar-compatible gateway and replays the bundled signals "
         "through the full pipeline twice on SQLite (the review in shadow mode, then "
         "enforcing), printing each run's JSON summary and llm report. Ignores the environment; "
@@ -537,76 +557,101 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     r = sub.add_parser(
-        "replay", help="run recorded signals through the full pipeline",
+        "replay",
+        help="run recorded signals through the full pipeline",
         description="Reads a JSON Lines signal file through strategy, risk, review and the "
         "simulated broker (never a real one), writing to DB_DSN; prints one JSON summary line. "
         "Progress goes to stderr when it is a terminal; a final line always.",
     )
     r.add_argument("--signals", required=True, metavar="FILE", help="JSON Lines signal file")
     r.add_argument("--verbose", action="store_true", help="log at TORGHUT_LOG_LEVEL")
-    r.add_argument("--anonymize", action="store_true",
-                   help="send the reviewer tokens for symbols and dates shifted by weeks")
+    r.add_argument(
+        "--anonymize",
+        action="store_true",
+        help="send the reviewer tokens for symbols and dates shifted by weeks",
+    )
     r.set_defaults(func=cmd_replay)
 
     llm = sub.add_parser(
-        "llm", help="the LLM review gate",
+        "llm",
+        help="the LLM review gate",
         description="Check the review gate: one review end to end, or the rollout readiness "
         "of the recorded reviews.",
     )
     lsub = llm.add_subparsers(dest="llm_command", required=True, parser_class=_Parser)
     lr = lsub.add_parser(
-        "review", help="review one decision; prints one JSON object",
+        "review",
+        help="review one decision; prints one JSON object",
         description="Sends one decision through the configured provider and policy (whatever "
         "LLM_ENABLED says); writes no audit row, places no order. Exit 0, 1 on a review error, "
         "2 on bad input.",
     )
     lr.add_argument("--decision", required=True, metavar="FILE", help="decision JSON, or -")
-    lr.add_argument("--signals", metavar="FILE",
-                    help="JSON Lines signals: the bar history up to the decision's time")
-    lr.add_argument("--anonymize", action="store_true",
-                   help="send the reviewer tokens for symbols and dates shifted by weeks")
+    lr.add_argument(
+        "--signals",
+        metavar="FILE",
+        help="JSON Lines signals: the bar history up to the decision's time",
+    )
+    lr.add_argument(
+        "--anonymize",
+        action="store_true",
+        help="send the reviewer tokens for symbols and dates shifted by weeks",
+    )
     lr.set_defaults(func=cmd_llm_review)
     rp = lsub.add_parser(
-        "report", help="rollout readiness from the audit rows",
+        "report",
+        help="rollout readiness from the audit rows",
         description="Reads the review audit rows of a window (read only: creates nothing) and "
         "prints verdicts, errors, latency and breaker openings; exit 1 when a criterion fails.",
     )
     rp.add_argument("--since", default="24h", help="window start: 24h, 90m, 7d or ISO 8601")
-    rp.add_argument("--max-error-rate", type=_rate,
-                    help="fail above this error share, in [0, 1] (0.01 is 1 %%)")
-    rp.add_argument("--max-p95-ms", type=_milliseconds,
-                    help="fail above this p95 latency (ms, >= 0)")
-    rp.add_argument("--min-reviews", type=_count,
-                    help="fail below this many reviews (>= 0); never READY with fewer")
+    rp.add_argument(
+        "--max-error-rate", type=_rate, help="fail above this error share, in [0, 1] (0.01 is 1 %%)"
+    )
+    rp.add_argument(
+        "--max-p95-ms", type=_milliseconds, help="fail above this p95 latency (ms, >= 0)"
+    )
+    rp.add_argument(
+        "--min-reviews",
+        type=_count,
+        help="fail below this many reviews (>= 0); never READY with fewer",
+    )
     rp.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     rp.add_argument("--html", metavar="FILE", help="also write a one-page HTML report")
     rp.set_defaults(func=cmd_llm_report)
 
     ev = lsub.add_parser(
-        "eval", help="were the verdicts right? forward returns of reviews",
+        "eval",
+        help="were the verdicts right? forward returns of reviews",
         description="Forward returns of the reviewed decisions in DB_DSN at each horizon, "
         "signed by side and net of costs: per verdict, the veto value with a bootstrap 95 %% "
         "interval against a random-veto baseline, the adjust value and the confidence's "
         "calibration (README, Reading llm eval).",
     )
-    ev.add_argument("--signals", metavar="FILE",
-                    help="JSON Lines signals: the price source (else the bars of CLICKHOUSE_URL)")
+    ev.add_argument(
+        "--signals",
+        metavar="FILE",
+        help="JSON Lines signals: the price source (else the bars of CLICKHOUSE_URL)",
+    )
     ev.add_argument("--horizons", default="5m,30m,1d", help="comma-separated, e.g. 5m,30m,1d")
     ev.add_argument("--cost-bps", type=float, default=2.0, help="cost per trade in bps (2)")
     ev.add_argument("--since", help="decisions from: 24h, 7d or ISO 8601 (default: all)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the bootstraps (0)")
     ev.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     ev.add_argument("--html", metavar="FILE", help="also write a one-page HTML report")
-    ev.add_argument("--min-veto-value-bps", type=float, metavar="X",
-                    help="exit 1 when a horizon's veto value lower bound is below X")
+    ev.add_argument(
+        "--min-veto-value-bps",
+        type=float,
+        metavar="X",
+        help="exit 1 when a horizon's veto value lower bound is below X",
+    )
     ev.set_defaults(func=cmd_llm_eval)
 
-    db = sub.add_parser(
-        "db", help="database", description="The database named by DB_DSN."
-    )
+    db = sub.add_parser("db", help="database", description="The database named by DB_DSN.")
     dsub = db.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
     up = dsub.add_parser(
-        "upgrade", help="apply migrations (Alembic) to head",
+        "upgrade",
+        help="apply migrations (Alembic) to head",
         description="Applies the Alembic migrations to DB_DSN up to head (serve, replay and "
         "demo do it on start; the cluster runs it as a PreSync Job).",
     )
@@ -614,7 +659,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Listed for --help only: main() hands `dev-gateway ...` to the gateway's own parser.
     sub.add_parser(
-        "dev-gateway", help="a local Jangar-compatible gateway (see its --help)",
+        "dev-gateway",
+        help="a local Jangar-compatible gateway (see its --help)",
         description="See `torghut dev-gateway --help`.",
     )
     return p
