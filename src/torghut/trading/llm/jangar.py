@@ -21,13 +21,13 @@ import httpx
 
 from torghut.errors import ReviewError, ReviewErrorCode, redact
 from torghut.ports import ChatMessage, Completion
-from torghut.trading.llm.retry import RetryableFailure, RetryPolicy, parse_retry_after, with_retries
+from torghut.trading.llm.retry import RetryableFailure, RetryPolicy, parse_retry_after
 from torghut.trading.llm.stream import (
     ERROR_BODY_LIMIT,
     Closer,
     ReviewClocks,
     TransportErrors,
-    drain,
+    complete_in_time,
     http_error,
     mapped_errors,
     media_type,
@@ -140,7 +140,6 @@ class JangarProvider:
         )
 
     async def complete(self, messages: Sequence[ChatMessage]) -> Completion:
-        loop = asyncio.get_running_loop()
         clocks = self._clocks()
         content = json.dumps(
             self.request_body(messages), ensure_ascii=False, separators=(",", ":")
@@ -151,25 +150,12 @@ class JangarProvider:
         async def attempt(_: int) -> Completion:
             return await self._attempt(content, clocks, answered)
 
-        try:
-            try:
-                # The outer guard is the total clock's last word, whatever happens inside.
-                async with asyncio.timeout_at(clocks.total_deadline):
-                    completion = await with_retries(
-                        attempt,
-                        policy=self._policy,
-                        deadline=clocks.total_deadline,
-                        clock=loop.time,
-                    )
-            except TimeoutError:
-                raise clocks.expired("total") from None
-            # The answer is complete at [DONE]: what follows is drained on its own short clock,
-            # after the review's clocks, so an answer that came in time is never lost to it.
-            await drain(answered[0][1])
-            return completion
-        finally:
-            for response, _ in answered:
-                await self._closer.close(response.aclose)
+        async def release(response: httpx.Response) -> None:
+            await self._closer.close(response.aclose)
+
+        return await complete_in_time(
+            attempt, clocks=clocks, policy=self._policy, answered=answered, release=release
+        )
 
     async def _attempt(
         self,

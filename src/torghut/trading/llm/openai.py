@@ -26,13 +26,13 @@ import openai
 
 from torghut.errors import ReviewError, ReviewErrorCode, redact
 from torghut.ports import ChatMessage, Completion
-from torghut.trading.llm.retry import RetryableFailure, RetryPolicy, parse_retry_after, with_retries
+from torghut.trading.llm.retry import RetryableFailure, RetryPolicy, parse_retry_after
 from torghut.trading.llm.stream import (
     ERROR_BODY_LIMIT,
     Closer,
     ReviewClocks,
     TransportErrors,
-    drain,
+    complete_in_time,
     http_error,
     map_transport_error,
     mapped_errors,
@@ -216,7 +216,6 @@ class OpenAIProvider:
         )
 
     async def complete(self, messages: Sequence[ChatMessage]) -> Completion:
-        loop = asyncio.get_running_loop()
         clocks = self._clocks()
         wire_messages = [{"role": m["role"], "content": m["content"]} for m in messages]
         answered: list[tuple[Any, AsyncIterator[bytes]]] = []
@@ -224,25 +223,16 @@ class OpenAIProvider:
         async def attempt(_: int) -> Completion:
             return await self._attempt(wire_messages, clocks, answered)
 
+        async def release(response: Any) -> None:
+            await self._closer.close(response.close)
+
         token = _CLOCKS.set(clocks)
         try:
-            try:
-                async with asyncio.timeout_at(clocks.total_deadline):
-                    completion = await with_retries(
-                        attempt,
-                        policy=self._policy,
-                        deadline=clocks.total_deadline,
-                        clock=loop.time,
-                    )
-            except TimeoutError:
-                raise clocks.expired("total") from None
-            # Past [DONE], on its own short clock (stream.py: the rule after [DONE]).
-            await drain(answered[0][1])
-            return completion
+            return await complete_in_time(
+                attempt, clocks=clocks, policy=self._policy, answered=answered, release=release
+            )
         finally:
             _CLOCKS.reset(token)
-            for response, _ in answered:
-                await self._closer.close(response.close)
 
     async def _attempt(
         self,

@@ -29,6 +29,7 @@ from typing import Any
 from torghut.domain import Usage
 from torghut.errors import ReviewError, ReviewErrorCode, redact, retryable_status
 from torghut.ports import Completion
+from torghut.trading.llm.retry import RetryPolicy, with_retries
 from torghut.trading.llm.sse import SSEDecoder, SSEEventTooLarge
 
 # An error body is only read for its message: never more than this, whatever the peer sends.
@@ -381,6 +382,35 @@ async def read_limited(
             parts.append(chunk[: len(chunk) - (size - limit)])
             return b"".join(parts), True
         parts.append(chunk)
+
+
+async def complete_in_time(
+    attempt: Callable[[int], Awaitable[Completion]],
+    *,
+    clocks: ReviewClocks,
+    policy: RetryPolicy,
+    answered: list[tuple[Any, AsyncIterator[bytes]]],
+    release: Callable[[Any], Awaitable[None]],
+) -> Completion:
+    """One review for both providers: attempts (retried by `policy`) under the total clock,
+    then the drain past [DONE]; every response that answered is released, whatever happens."""
+    loop = asyncio.get_running_loop()
+    try:
+        try:
+            # The outer guard is the total clock's last word, whatever happens inside.
+            async with asyncio.timeout_at(clocks.total_deadline):
+                completion = await with_retries(
+                    attempt, policy=policy, deadline=clocks.total_deadline, clock=loop.time
+                )
+        except TimeoutError:
+            raise clocks.expired("total") from None
+        # The answer is complete at [DONE]: what follows is drained on its own short clock,
+        # after the review's clocks, so an answer that came in time is never lost to it.
+        await drain(answered[0][1])
+        return completion
+    finally:
+        for response, _ in answered:
+            await release(response)
 
 
 async def drain(chunks: AsyncIterator[bytes], seconds: float = DRAIN_SECONDS) -> None:
