@@ -162,6 +162,18 @@ def _wait(driver: Any, condition: Any, what: str, timeout: float = 60) -> Any:
     return WebDriverWait(driver, timeout, ignored_exceptions=ignored).until(condition, message=what)
 
 
+def _text(driver: Any, element_id: str) -> str | None:
+    """The element's visible text read in one script call: the page re-renders itself, and
+    chromedriver reports a node replaced between find_element and .text as a generic
+    WebDriverException ("Node with given id does not belong to the document"), not as a
+    stale element, so the find and the read must be one atomic step."""
+    value = driver.execute_script(
+        "const e = document.getElementById(arguments[0]); return e ? e.innerText : null;",
+        element_id,
+    )
+    return None if value is None else str(value).strip()
+
+
 def test_the_page_renders_a_replays_decision_and_its_halt_button_halts(
     browser: Any, service: str, tmp_path: Path
 ) -> None:
@@ -173,17 +185,23 @@ def test_the_page_renders_a_replays_decision_and_its_halt_button_halts(
     browser.find_element(By.ID, "signin-button").click()
     _wait(browser, lambda d: d.find_elements(By.ID, "decisions"), "the page after sign-in")
 
-    assert browser.find_element(By.ID, "halt-state").text == "TRADING"
-    rows = browser.find_elements(By.CSS_SELECTOR, "#decisions tr.decision")
+    # Every read is one script call: the page reloads itself (every 15 s, and after a halt).
+    assert _text(browser, "halt-state") == "TRADING"
+    rows = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#decisions tr.decision'))"
+        ".map((r) => r.innerText);"
+    )
     assert len(rows) == 1
-    row = rows[0].text
+    row = rows[0]
     assert "ZBRA" in row and "approve" in row and "filled" in row and "fine" in row
-    assert "approve 1" in browser.find_element(By.ID, "verdict-mix").text
-    assert browser.find_element(By.ID, "equity").text == "100,000.00"
-    assert "ZBRA" in browser.find_element(By.ID, "positions").text
+    assert "approve 1" in (_text(browser, "verdict-mix") or "")
+    assert _text(browser, "equity") == "100,000.00"
+    assert "ZBRA" in (_text(browser, "positions") or "")
     # The stylesheet and the script come from the service itself and were applied.
-    banner = browser.find_element(By.ID, "halt-banner")
-    assert banner.value_of_css_property("border-top-style") == "solid"
+    border = browser.execute_script(
+        "return getComputedStyle(document.getElementById('halt-banner')).borderTopStyle;"
+    )
+    assert border == "solid"
     browser.save_screenshot(str(tmp_path / "page-before-halt.png"))
 
     browser.find_element(By.ID, "control-token").send_keys(TOKEN)
@@ -191,12 +209,12 @@ def test_the_page_renders_a_replays_decision_and_its_halt_button_halts(
     browser.find_element(By.ID, "halt-button").click()
     _wait(
         browser,
-        lambda d: d.find_element(By.ID, "halt-state").text == "HALTED",
+        lambda d: _text(d, "halt-state") == "HALTED",
         "the page to show HALTED",
     )
     _wait(
         browser,
-        lambda d: d.find_element(By.ID, "halt-reason").text == "browser test halt",
+        lambda d: _text(d, "halt-reason") == "browser test halt",
         "the halt's reason on the page",
     )
     browser.save_screenshot(str(tmp_path / "page-halted.png"))
@@ -221,7 +239,7 @@ def test_a_wrong_token_does_not_halt(browser: Any, service: str) -> None:
     browser.find_element(By.ID, "halt-button").click()
     _wait(
         browser,
-        lambda d: "refused (401)" in d.find_element(By.ID, "control-result").text,
+        lambda d: "refused (401)" in (_text(d, "control-result") or ""),
         "the refusal to show",
     )
     status = httpx.get(f"{service}/trading/status", headers=auth, timeout=5).json()
