@@ -12,7 +12,7 @@ import enum
 import functools
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -32,6 +32,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.pool import NullPool
+
+from torghut.db.jsontext import JSONText
 
 T = TypeVar("T")
 
@@ -75,6 +77,8 @@ def jsonable(value: Any) -> Any:
 
 
 def json_dumps(value: Any) -> str:
+    if type(value) is JSONText:
+        return str(value)  # serialized (and made storable) by the column's bind step
     return json.dumps(jsonable(value), ensure_ascii=False, separators=(",", ":"))
 
 
@@ -194,6 +198,87 @@ def update_by_key(table: Table, key: str, columns: tuple[str, ...]) -> Update:
         .where(table.c[key] == bindparam("b_key"))
         .values({name: bindparam(f"b_{name}") for name in columns})
     )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _ManyPlan:
+    """A statement compiled once for executemany with one set of parameter names: its SQL,
+    the names in the driver's order, and each one's bind processor (None: bound as is)."""
+
+    sql: str
+    names: tuple[str, ...]
+    processors: tuple[tuple[int, Callable[[Any], Any]], ...]
+    positional: bool
+
+
+_MANY_PLANS: dict[tuple[Any, ...], _ManyPlan | None] = {}
+_MANY_PLANS_KEPT = 256
+
+
+def _many_plan(statement: Any, dialect: Any, keys: tuple[str, ...]) -> _ManyPlan | None:
+    """The plan, or None when the statement needs more than the rows' values bound as they
+    are (defaults computed per row, literal or expanding parameters, RETURNING, renamed
+    binds, insertmanyvalues): those go through `Connection.execute`."""
+    compiled: Any = statement.compile(
+        dialect=dialect, column_keys=sorted(keys), for_executemany=True
+    )
+    if (
+        compiled.insert_prefetch
+        or compiled.update_prefetch
+        or compiled.literal_execute_params
+        or compiled.post_compile_params
+        or compiled.escaped_bind_names
+        or compiled.schema_translate_map
+        or compiled.effective_returning
+        or compiled._insertmanyvalues
+    ):
+        return None
+    names = tuple(compiled.positiontup) if compiled.positional else tuple(compiled.bind_names.values())
+    if not set(names) <= set(keys):
+        return None  # a bind with a value of its own (a literal): SQLAlchemy binds it
+    processors = compiled._bind_processors
+    if any(not callable(processors[n]) for n in names if n in processors):
+        return None  # tuple types
+    return _ManyPlan(
+        sql=compiled.string,
+        names=names,
+        processors=tuple((i, processors[n]) for i, n in enumerate(names) if n in processors),
+        positional=bool(compiled.positional),
+    )
+
+
+def executemany(conn: Connection, statement: Any, rows: Sequence[Mapping[str, Any]]) -> int:
+    """`conn.execute(statement, rows).rowcount`, for the statements the pipeline runs on
+    every batch (`statement` a module constant: plans are kept by statement): compiled once per set of names, and the rows bound in one pass through the
+    columns' own bind processors (the NUL guard included), without SQLAlchemy's per-row
+    parameter dictionaries. A statement this cannot bind exactly as SQLAlchemy would, or rows
+    whose names differ, go through `conn.execute`."""
+    if len(rows) < 2:
+        return conn.execute(statement, list(rows)).rowcount
+    keys = tuple(rows[0])
+    plan_key = (statement, conn.dialect, keys)
+    try:
+        plan = _MANY_PLANS[plan_key]
+    except KeyError:
+        if len(_MANY_PLANS) >= _MANY_PLANS_KEPT:  # statements are meant to be constants
+            _MANY_PLANS.clear()
+        plan = _MANY_PLANS[plan_key] = _many_plan(statement, conn.dialect, keys)
+    width = len(keys)
+    if plan is None or any(len(row) != width for row in rows):
+        return conn.execute(statement, list(rows)).rowcount
+    names, processors = plan.names, plan.processors
+    params: list[Any] = []
+    try:
+        for row in rows:
+            values = [row[name] for name in names]
+            for at, process in processors:
+                values[at] = process(values[at])
+            params.append(tuple(values) if plan.positional else dict(zip(names, values)))
+    except Exception:
+        # Not the same names in every row, or a value its column refuses: SQLAlchemy says
+        # which, in its own words.
+        return conn.execute(statement, list(rows)).rowcount
+    return conn.exec_driver_sql(plan.sql, params).rowcount
 
 
 def expect_all_matched(matched: int, expected: int, table: str, conn: Connection) -> None:

@@ -15,7 +15,13 @@ from sqlalchemy import Table, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from torghut.db.engine import Database, expect_all_matched, jsonable, update_by_key
+from torghut.db.engine import (
+    Database,
+    executemany,
+    expect_all_matched,
+    jsonable,
+    update_by_key,
+)
 from torghut.db.tables import (
     ExecutionRow,
     LLMDecisionReview,
@@ -34,6 +40,8 @@ _DECISIONS: Table = TradeDecisionRow.__table__  # type: ignore[assignment]
 _EXECUTIONS: Table = ExecutionRow.__table__  # type: ignore[assignment]
 _REVIEWS: Table = LLMDecisionReview.__table__  # type: ignore[assignment]
 _REFERENCES: Table = PriceReferenceRow.__table__  # type: ignore[assignment]
+_INSERT_DECISIONS = _DECISIONS.insert()
+_INSERT_EXECUTIONS = _EXECUTIONS.insert()
 
 
 def _update_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -46,8 +54,8 @@ def _update_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any
         )
     conn = session.connection()
     for columns, params in groups.items():
-        result = conn.execute(update_by_key(table, "id", columns), params)
-        expect_all_matched(result.rowcount, len(params), table.name, conn)
+        matched = executemany(conn, update_by_key(table, "id", columns), params)
+        expect_all_matched(matched, len(params), table.name, conn)
 
 
 async def insert_decision(
@@ -168,7 +176,7 @@ async def insert_judged_decisions(
 
     def work(session: Session) -> dict[str, StoredDecision]:
         rows = [_decision_row(d, h, reason) for d, h, reason in decisions]
-        session.connection().execute(_DECISIONS.insert(), rows)
+        executemany(session.connection(), _INSERT_DECISIONS, rows)
         return {r["decision_hash"]: StoredDecision(r["id"], r["status"], True) for r in rows}
 
     try:
@@ -206,7 +214,8 @@ def _decision_row(
         "timeframe": decision.timeframe,
         "action": decision.action.value,
         "qty": decision.qty,
-        "decision_json": jsonable(decision.model_dump(mode="json")),
+        # mode="json" dumps only JSON types already: no `jsonable` walk needed.
+        "decision_json": decision.model_dump(mode="json"),
         "decision_hash": decision_hash,
         "status": "planned" if reason is None else "rejected",
         "reason": reason,
@@ -360,7 +369,7 @@ def _record_executions(session: Session, executions: Sequence[Execution], broker
             "pending_order_json": None,  # the broker's answer is recorded now
         }
     if new_rows:
-        conn.execute(_EXECUTIONS.insert(), list(new_rows.values()))
+        executemany(conn, _INSERT_EXECUTIONS, list(new_rows.values()))
     _update_rows(session, _EXECUTIONS, list(execution_updates.values()))
     _mark_many(session, list(decision_updates.values()))
     _reviews_rejected(

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -27,10 +29,18 @@ from sqlalchemy import (
     Uuid,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeEngine
 
+from torghut.db.jsontext import JSONText
 from torghut.domain import as_utc, utcnow
+
+_BindProcessor = Callable[[Any], Any]
+
+
+def _or_none(convert: _BindProcessor) -> _BindProcessor:
+    return lambda value: None if value is None else convert(value)
 
 # Stable constraint names, so that Alembic can alter them on both databases.
 NAMING_CONVENTION = {
@@ -54,6 +64,32 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else as_utc(value)
 
+    def bind_processor(self, dialect: Dialect) -> _BindProcessor | None:
+        # Every row of every write binds two or three of these: one function instead of this
+        # decorator's call chain, and on SQLite (default storage format) the text SQLite's
+        # DATETIME would make, from one C call instead of a dict and a %-format per value.
+        inner = self.impl_instance.bind_processor(dialect)
+        if inner is None:
+            return _or_none(as_utc)
+        if isinstance(self.impl_instance, SQLITE_DATETIME) and (
+            self.impl_instance._storage_format == SQLITE_DATETIME._storage_format
+        ):
+
+            def sqlite_text(value: Any) -> Any:
+                if value is None:
+                    return None
+                if type(value) is datetime:
+                    # "YYYY-MM-DD HH:MM:SS.ffffff" (the offset sliced off): SQLite's format.
+                    return as_utc(value).isoformat(" ", "microseconds")[:26]
+                return inner(as_utc(value))
+
+            return sqlite_text
+
+        def process(value: Any) -> Any:
+            return None if value is None else inner(as_utc(value))
+
+        return process
+
 
 # --- No NUL reaches a text or JSON column ---------------------------------------------------
 # PostgreSQL refuses U+0000 in text and in jsonb, and no driver can encode a lone surrogate:
@@ -71,6 +107,44 @@ def storable_text(value: str) -> str:
     return _UNSTORABLE.sub("\ufffd", value) if _UNSTORABLE.search(value) else value
 
 
+# In JSON text made with ensure_ascii=False, a NUL shows as its escape and a lone surrogate
+# as itself (a literal backslash before "u0000" also matches: that only costs the slow path).
+_UNSTORABLE_IN_JSON = re.compile("\\\\u0000|[\ud800-\udfff]")
+_PLAIN_SCALARS = frozenset({str, int, bool, float, type(None)})
+
+
+def _is_plain(value: Any) -> bool:
+    """Only dicts with str keys, lists, tuples, str, int, bool, float and None, exactly (no
+    subclass): data on which `json.dumps` and `json_dumps(storable_json(...))` agree."""
+    kind = type(value)
+    if kind in _PLAIN_SCALARS:
+        return True
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or (type(item) not in _PLAIN_SCALARS and not _is_plain(item)):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        for item in value:
+            if type(item) not in _PLAIN_SCALARS and not _is_plain(item):
+                return False
+        return True
+    return False
+
+
+def _plain_json_text(value: Any) -> str | None:
+    """The JSON text `json_dumps(storable_json(value))` would make, when `value` is plain JSON
+    data with no NUL, lone surrogate or non-finite float in it; None otherwise (the caller
+    takes the general path)."""
+    if not _is_plain(value):
+        return None
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # NaN or infinity: json_dumps writes them as strings
+        return None
+    return None if _UNSTORABLE_IN_JSON.search(text) else text
+
+
 def storable_json(value: Any) -> Any:
     """JSON data with `storable_text` applied to every string, dict keys included."""
     if isinstance(value, str):
@@ -85,6 +159,19 @@ def storable_json(value: Any) -> Any:
     return value
 
 
+def _storable_text_or_none(value: Any) -> Any:
+    # storable_text inlined: this runs for every text value of every row written.
+    if value is None or not _UNSTORABLE.search(value):
+        return value
+    return _UNSTORABLE.sub("\ufffd", value)
+
+
+def _safe_text_processor(inner: _BindProcessor | None) -> _BindProcessor:
+    if inner is None:
+        return _storable_text_or_none
+    return lambda value: inner(_storable_text_or_none(value))
+
+
 class SafeString(TypeDecorator[str]):
     """VARCHAR that never binds a NUL or a lone surrogate."""
 
@@ -93,6 +180,10 @@ class SafeString(TypeDecorator[str]):
 
     def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
         return value if value is None else storable_text(value)
+
+    def bind_processor(self, dialect: Dialect) -> _BindProcessor | None:
+        # `process_bind_param` in one function (the decorator's chain costs more than it).
+        return _safe_text_processor(self.impl_instance.bind_processor(dialect))
 
 
 class SafeText(TypeDecorator[str]):
@@ -103,6 +194,9 @@ class SafeText(TypeDecorator[str]):
 
     def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
         return value if value is None else storable_text(value)
+
+    def bind_processor(self, dialect: Dialect) -> _BindProcessor | None:
+        return _safe_text_processor(self.impl_instance.bind_processor(dialect))
 
 
 class SafeJSON(TypeDecorator[Any]):
@@ -123,7 +217,13 @@ class SafeJSON(TypeDecorator[Any]):
         return dialect.type_descriptor(JSON(none_as_null=self.none_as_null))
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
-        return value if value is None else storable_json(value)
+        if value is None:
+            return None
+        # Plain JSON data (the pipeline's rows: dumped models, orders, broker answers) is
+        # serialized here, once, and the text checked as a whole; the engine's serializer
+        # passes it through. Anything else takes the walk that makes every string storable.
+        text = _plain_json_text(value)
+        return storable_json(value) if text is None else JSONText(text)
 
 
 JSONType = SafeJSON()

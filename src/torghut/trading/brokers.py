@@ -42,7 +42,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
-from torghut.db.engine import Database, expect_all_matched, update_by_key
+from torghut.db.engine import Database, executemany, expect_all_matched, update_by_key
 from torghut.db.tables import SimAccount, SimOrder, SimPosition
 from torghut.domain import (
     Account,
@@ -140,6 +140,8 @@ _ORDER_CHANGES = ("status", "filled_qty", "avg_fill_price", "reject_reason", "up
 _POSITION_CHANGES = ("qty", "avg_entry_price", "last_price", "updated_at")
 _UPDATE_ORDER = update_by_key(_ORDERS, "client_order_id", _ORDER_CHANGES)
 _UPDATE_POSITION = update_by_key(_POSITIONS, "symbol", _POSITION_CHANGES)
+_INSERT_ORDER = insert(_ORDERS)
+_INSERT_POSITION = insert(_POSITIONS)
 
 
 class SimBroker:
@@ -388,19 +390,21 @@ class _Book:
         for row in (*self.changed_positions.values(), *self.new_positions.values()):
             row.updated_at = now
         if self.new_positions:
-            conn.execute(insert(_POSITIONS), [_columns(p) for p in self.new_positions.values()])
+            executemany(conn, _INSERT_POSITION, [_columns(p) for p in self.new_positions.values()])
         if self.changed_positions:
-            result = conn.execute(
-                _UPDATE_POSITION, [_position_changes(p) for p in self.changed_positions.values()]
+            matched = executemany(
+                conn,
+                _UPDATE_POSITION,
+                [_position_changes(p) for p in self.changed_positions.values()],
             )
-            expect_all_matched(result.rowcount, len(self.changed_positions), _POSITIONS.name, conn)
+            expect_all_matched(matched, len(self.changed_positions), _POSITIONS.name, conn)
         if self.new_orders:
-            conn.execute(insert(_ORDERS), [_columns(o) for o in self.new_orders.values()])
+            executemany(conn, _INSERT_ORDER, [_columns(o) for o in self.new_orders.values()])
         if self.changed_orders:
-            result = conn.execute(
-                _UPDATE_ORDER, [_order_changes(o) for o in self.changed_orders.values()]
+            matched = executemany(
+                conn, _UPDATE_ORDER, [_order_changes(o) for o in self.changed_orders.values()]
             )
-            expect_all_matched(result.rowcount, len(self.changed_orders), _ORDERS.name, conn)
+            expect_all_matched(matched, len(self.changed_orders), _ORDERS.name, conn)
         self.new_orders.clear()
         self.changed_orders.clear()
         self.new_positions.clear()
