@@ -27,6 +27,7 @@ from torghut.db.tables import (
     LLMDecisionReview,
     PriceReferenceRow,
     TradeDecisionRow,
+    is_plain_json,
 )
 from torghut.domain import EffectiveAction, TradeDecision, utcnow
 from torghut.ports import Execution, JudgedDecision, StoredDecision
@@ -47,8 +48,12 @@ _INSERT_EXECUTIONS = _EXECUTIONS.insert()
 def _update_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """UPDATE by primary key, one executemany per set of columns (each row: `id` + values)."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    sorted_columns: dict[tuple[str, ...], tuple[str, ...]] = {}  # the rows' keys, as they come
     for row in rows:
-        columns = tuple(sorted(k for k in row if k != "id"))
+        keys = tuple(row)
+        columns = sorted_columns.get(keys)
+        if columns is None:
+            columns = sorted_columns[keys] = tuple(sorted(k for k in keys if k != "id"))
         groups.setdefault(columns, []).append(
             {"b_key" if k == "id" else f"b_{k}": v for k, v in row.items()}
         )
@@ -355,7 +360,8 @@ def _record_executions(session: Session, executions: Sequence[Execution], broker
                 "avg_fill_price": placed.avg_fill_price,
                 "status": placed.status,
                 "reject_reason": placed.reject_reason,
-                "raw_json": jsonable(placed.raw) if placed.raw else None,
+                # Plain JSON already (the simulated broker's, a parsed answer): no copy.
+                "raw_json": _json_value(placed.raw) if placed.raw else None,
                 "created_at": now,
                 "updated_at": now,
             }
@@ -378,6 +384,11 @@ def _record_executions(session: Session, executions: Sequence[Execution], broker
 
 
 _REJECTED_STATUSES = frozenset({"rejected", "broker_rejected"})
+
+
+def _json_value(value: Any) -> Any:
+    # `jsonable` makes a deep copy that is equal to plain JSON data: skip it for those.
+    return value if is_plain_json(value) else jsonable(value)
 
 
 async def price_references(db: Database, symbols: Sequence[str]) -> dict[str, PriceReference]:

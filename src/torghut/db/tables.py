@@ -75,13 +75,23 @@ class UTCDateTime(TypeDecorator[datetime]):
             self.impl_instance._storage_format == SQLITE_DATETIME._storage_format
         ):
 
+            # The last value and its text, as one tuple (read and replaced atomically: the
+            # database's threads share this function): a batch's rows share their `now`.
+            last: list[tuple[Any, Any]] = [(None, None)]
+
             def sqlite_text(value: Any) -> Any:
                 if value is None:
                     return None
+                seen, text = last[0]
+                if seen is value:
+                    return text
                 if type(value) is datetime:
                     # "YYYY-MM-DD HH:MM:SS.ffffff" (the offset sliced off): SQLite's format.
-                    return as_utc(value).isoformat(" ", "microseconds")[:26]
-                return inner(as_utc(value))
+                    text = as_utc(value).isoformat(" ", "microseconds")[:26]
+                else:
+                    text = inner(as_utc(value))
+                last[0] = (value, text)
+                return text
 
             return sqlite_text
 
@@ -113,7 +123,7 @@ _UNSTORABLE_IN_JSON = re.compile("\\\\u0000|[\ud800-\udfff]")
 _PLAIN_SCALARS = frozenset({str, int, bool, float, type(None)})
 
 
-def _is_plain(value: Any) -> bool:
+def is_plain_json(value: Any) -> bool:
     """Only dicts with str keys, lists, tuples, str, int, bool, float and None, exactly (no
     subclass): data on which `json.dumps` and `json_dumps(storable_json(...))` agree."""
     kind = type(value)
@@ -121,12 +131,12 @@ def _is_plain(value: Any) -> bool:
         return True
     if kind is dict:
         for key, item in value.items():
-            if type(key) is not str or (type(item) not in _PLAIN_SCALARS and not _is_plain(item)):
+            if type(key) is not str or (type(item) not in _PLAIN_SCALARS and not is_plain_json(item)):
                 return False
         return True
     if kind is list or kind is tuple:
         for item in value:
-            if type(item) not in _PLAIN_SCALARS and not _is_plain(item):
+            if type(item) not in _PLAIN_SCALARS and not is_plain_json(item):
                 return False
         return True
     return False
@@ -136,7 +146,7 @@ def _plain_json_text(value: Any) -> str | None:
     """The JSON text `json_dumps(storable_json(value))` would make, when `value` is plain JSON
     data with no NUL, lone surrogate or non-finite float in it; None otherwise (the caller
     takes the general path)."""
-    if not _is_plain(value):
+    if not is_plain_json(value):
         return None
     try:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)

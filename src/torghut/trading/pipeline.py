@@ -190,6 +190,9 @@ class TradingPipeline:
         self.bounds = review.bounds
         self.prompt_version = review.prompt_version
         self.metrics = metrics
+        # Counted on every order: the labelled series looked up once.
+        self._orders_sent = metrics.orders.labels(broker=broker.name)
+        self._decisions_submitted = metrics.decisions.labels(status="submitted")
         self.batch_size = batch_size
         max_concurrency = review.max_concurrency
         # Reviews are bounded by `_review_slots`. The work slots bound decisions in flight:
@@ -360,11 +363,14 @@ class TradingPipeline:
                 accepted = ledger.mark(signal.symbol, price)
             if at not in fired:
                 continue
+            # The same rules fire as in `run_cycle` (firing does not depend on the book), in
+            # the same order: their hashes were computed there.
+            hashes = iter(fired[at])
             for spec in strategies:
                 decision = evaluate(spec, signal, equity=ledger.equity, defaults=self.sizing)
                 if decision is None:
                     continue
-                h = decision_hash(decision)
+                h = next(hashes, None) or decision_hash(decision)
                 row = stored.get(h)
                 if h in seen or (row is not None and row.status != "planned"):
                     # Already decided: a replay, or another loop got there first (not this
@@ -720,8 +726,8 @@ class TradingPipeline:
             self._count_rejection(result, "broker_rejected")
             return
         result.submitted += 1
-        self.metrics.orders.labels(broker=self.broker.name).inc()
-        self.metrics.decisions.labels(status="submitted").inc()
+        self._orders_sent.inc()
+        self._decisions_submitted.inc()
         logs.order_submitted(order, placed, broker=self.broker.name)
 
     @staticmethod
