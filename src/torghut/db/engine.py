@@ -233,7 +233,9 @@ def _many_plan(statement: Any, dialect: Any, keys: tuple[str, ...]) -> _ManyPlan
         or compiled._insertmanyvalues
     ):
         return None
-    names = tuple(compiled.positiontup) if compiled.positional else tuple(compiled.bind_names.values())
+    names = (
+        tuple(compiled.positiontup) if compiled.positional else tuple(compiled.bind_names.values())
+    )
     if not set(names) <= set(keys):
         return None  # a bind with a value of its own (a literal): SQLAlchemy binds it
     processors = compiled._bind_processors
@@ -249,10 +251,11 @@ def _many_plan(statement: Any, dialect: Any, keys: tuple[str, ...]) -> _ManyPlan
 
 def executemany(conn: Connection, statement: Any, rows: Sequence[Mapping[str, Any]]) -> int:
     """`conn.execute(statement, rows).rowcount`, for the statements the pipeline runs on
-    every batch (`statement` a module constant: plans are kept by statement): compiled once per set of names, and the rows bound in one pass through the
-    columns' own bind processors (the NUL guard included), without SQLAlchemy's per-row
-    parameter dictionaries. A statement this cannot bind exactly as SQLAlchemy would, or rows
-    whose names differ, go through `conn.execute`."""
+    every batch (`statement` a module constant: plans are kept by statement). Compiled once
+    per set of names, the rows bound in one pass through the columns' own bind processors
+    (the NUL guard included), without SQLAlchemy's per-row parameter dictionaries. A
+    statement this cannot bind exactly as SQLAlchemy would, or rows whose names differ, go
+    through `conn.execute`."""
     if len(rows) < 2:
         return conn.execute(statement, list(rows)).rowcount
     keys = tuple(rows[0])
@@ -273,7 +276,9 @@ def executemany(conn: Connection, statement: Any, rows: Sequence[Mapping[str, An
             values = [row[name] for name in names]
             for at, process in processors:
                 values[at] = process(values[at])
-            params.append(tuple(values) if plan.positional else dict(zip(names, values)))
+            params.append(
+                tuple(values) if plan.positional else dict(zip(names, values, strict=True))
+            )
     except Exception:
         # Not the same names in every row, or a value its column refuses: SQLAlchemy says
         # which, in its own words.

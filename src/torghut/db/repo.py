@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -41,6 +41,17 @@ _DECISIONS: Table = TradeDecisionRow.__table__  # type: ignore[assignment]
 _EXECUTIONS: Table = ExecutionRow.__table__  # type: ignore[assignment]
 _REVIEWS: Table = LLMDecisionReview.__table__  # type: ignore[assignment]
 _REFERENCES: Table = PriceReferenceRow.__table__  # type: ignore[assignment]
+# Statements run on every cycle are built once (building one costs more than running it
+# on a small table); `expanding`: the IN list is rendered at execution, as `in_(list)` is.
+_REFERENCES_OF = select(
+    _REFERENCES.c.symbol,
+    _REFERENCES.c.price,
+    _REFERENCES.c.candidate_price,
+    _REFERENCES.c.streak,
+).where(_REFERENCES.c.symbol.in_(bindparam("symbols", expanding=True)))
+_REFERENCED = select(_REFERENCES.c.symbol).where(
+    _REFERENCES.c.symbol.in_(bindparam("symbols", expanding=True))
+)
 _INSERT_DECISIONS = _DECISIONS.insert()
 _INSERT_EXECUTIONS = _EXECUTIONS.insert()
 
@@ -395,9 +406,8 @@ async def price_references(db: Database, symbols: Sequence[str]) -> dict[str, Pr
     """The stored reference prices of `symbols` (those that have one)."""
     if not symbols:
         return {}
-    c = _REFERENCES.c
-    stmt = select(c.symbol, c.price, c.candidate_price, c.streak).where(c.symbol.in_(list(symbols)))
-    rows = await db.run(lambda session: session.connection().execute(stmt).all())
+    params = {"symbols": list(symbols)}
+    rows = await db.run(lambda session: session.connection().execute(_REFERENCES_OF, params).all())
     return {
         row.symbol: PriceReference(row.price, row.candidate_price, row.streak or 0) for row in rows
     }
@@ -421,8 +431,7 @@ async def save_price_references(db: Database, references: Mapping[str, PriceRefe
 
     def work(session: Session) -> None:
         conn = session.connection()
-        c = _REFERENCES.c
-        known = set(conn.execute(select(c.symbol).where(c.symbol.in_(list(values)))).scalars())
+        known = set(conn.execute(_REFERENCED, {"symbols": list(values)}).scalars())
         new = [v for s, v in values.items() if s not in known]
         if new:
             conn.execute(_REFERENCES.insert(), new)

@@ -42,6 +42,7 @@ _BindProcessor = Callable[[Any], Any]
 def _or_none(convert: _BindProcessor) -> _BindProcessor:
     return lambda value: None if value is None else convert(value)
 
+
 # Stable constraint names, so that Alembic can alter them on both databases.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -74,7 +75,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         if isinstance(self.impl_instance, SQLITE_DATETIME) and (
             self.impl_instance._storage_format == SQLITE_DATETIME._storage_format
         ):
-
             # The last value and its text, as one tuple (read and replaced atomically: the
             # database's threads share this function): a batch's rows share their `now`.
             last: list[tuple[Any, Any]] = [(None, None)]
@@ -131,7 +131,9 @@ def is_plain_json(value: Any) -> bool:
         return True
     if kind is dict:
         for key, item in value.items():
-            if type(key) is not str or (type(item) not in _PLAIN_SCALARS and not is_plain_json(item)):
+            if type(key) is not str or (
+                type(item) not in _PLAIN_SCALARS and not is_plain_json(item)
+            ):
                 return False
         return True
     if kind is list or kind is tuple:

@@ -181,6 +181,9 @@ class TradingPipeline:
         self.source = source
         self.strategies = strategies
         self.broker = broker
+        # A runtime-checkable Protocol's isinstance walks its members: asked once, not twice
+        # a cycle.
+        self._marks_prices = isinstance(broker, MarksPrices)
         self.limits = rules.limits
         self.sizing = rules.sizing
         self.judging = rules.judging
@@ -331,7 +334,7 @@ class TradingPipeline:
             book,
             limits=self.limits,
             max_price_move=self.judging.max_price_move,
-            fills_at_once=isinstance(self.broker, MarksPrices),
+            fills_at_once=self._marks_prices,
             references=references,
             last_trade_at=last_trades,
         )
@@ -467,8 +470,8 @@ class TradingPipeline:
         """Once every decision of the batch is final: the simulated broker learns the prices
         the band accepted (the last of each symbol), and the symbols' references are stored,
         both before the cursor moves past the batch."""
-        if isinstance(self.broker, MarksPrices) and ledger.marked:
-            await self.broker.mark_prices(ledger.marked)
+        if self._marks_prices and ledger.marked:
+            await self.broker.mark_prices(ledger.marked)  # type: ignore[attr-defined]
         await self.store.save_price_references(
             {s: ledger.references[s] for s in sorted(ledger.changed_references)}
         )
