@@ -202,7 +202,7 @@ class TradingPipeline:
         # their own reads queue on the connection pool and must not outwait its timeout. They
         # are wide, so that a batch's orders and rows go to the broker and the database in a
         # few group commits rather than one transaction per decision.
-        self._work_slots = asyncio.Semaphore(max(4 * max_concurrency, _DECISIONS_IN_FLIGHT))
+        self._work_slots = max(4 * max_concurrency, _DECISIONS_IN_FLIGHT)
         self._review_slots = asyncio.Semaphore(max_concurrency)
         self._pending: GroupCommit[tuple[Any, dict[str, Any]], None] = GroupCommit(
             self._record_pending
@@ -250,9 +250,7 @@ class TradingPipeline:
         ledger = await self._open_ledger(signals, with_book=bool(fired))
         items = await self._judge(signals, strategies, ledger, fired, result)
         try:
-            await asyncio.gather(
-                *(self._guarded(item, ledger, result) for item in items if not item.final)
-            )
+            await self._run_bounded([item for item in items if not item.final], ledger, result)
         except asyncio.CancelledError:
             # A cancelled cycle (shutdown past its grace) sends nothing more: its queued and
             # in-flight group writes are cancelled with it, before the scheduler lets another
@@ -480,30 +478,44 @@ class TradingPipeline:
         if item.reservation is not None:
             item.reservation.ledger.release(item.reservation)
 
+    async def _run_bounded(
+        self, items: Sequence[_Item], ledger: BatchLedger, result: CycleResult
+    ) -> None:
+        """Every item through `_guarded`, at most `_work_slots` at once, started in order: a
+        fixed set of workers, each taking the next item when it is done with one. (As a
+        semaphore did, without one task per item waiting on it: asyncio's semaphore wakes its
+        next waiter by walking all of them, quadratic in a batch's size.)"""
+        queue = iter(items)
+
+        async def worker() -> None:
+            for item in queue:
+                await self._guarded(item, ledger, result)
+
+        await asyncio.gather(*(worker() for _ in range(min(self._work_slots, len(items)))))
+
     async def _guarded(self, item: _Item, ledger: BatchLedger, result: CycleResult) -> None:
         """One decision, whatever happens: a bug here rejects this decision only."""
-        async with self._work_slots:
+        try:
+            await self._process(item, ledger, result)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("decision %s failed", item.hash)
+            if item.placed:
+                # The broker has its order: leave the decision `planned` for the next cycle
+                # to adopt, never rejected with a live order.
+                return
+            self._give_back(item)
+            reason = f"internal_error:{type(exc).__name__}"
             try:
-                await self._process(item, ledger, result)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.exception("decision %s failed", item.hash)
-                if item.placed:
-                    # The broker has its order: leave the decision `planned` for the next
-                    # cycle to adopt, never rejected with a live order.
-                    return
-                self._give_back(item)
-                reason = f"internal_error:{type(exc).__name__}"
-                try:
-                    await self.store.reject_decisions([(item.decision_id, reason)])
-                    item.final = True
-                    self._count_rejection(result, reason)
-                except Exception:
-                    log.exception("could not mark decision %s rejected", item.hash)
-            finally:
-                item.turn.set()
-                self.last_progress = time.monotonic()
+                await self.store.reject_decisions([(item.decision_id, reason)])
+                item.final = True
+                self._count_rejection(result, reason)
+            except Exception:
+                log.exception("could not mark decision %s rejected", item.hash)
+        finally:
+            item.turn.set()
+            self.last_progress = time.monotonic()
 
     async def _process(self, item: _Item, ledger: BatchLedger, result: CycleResult) -> None:
         if item.resumed and await self._recover(item, ledger, result):

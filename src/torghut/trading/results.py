@@ -18,6 +18,7 @@ Method, so that the numbers can be checked by hand:
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -191,6 +192,10 @@ class _Book:
         return self.cash + self.market_value
 
 
+# Time, then marks before fills at one instant (a C key: the sort runs once per event).
+_BY_TIME_THEN_KIND = operator.itemgetter(0, 1)
+
+
 def compute_results(
     starting_cash: Decimal,
     fills: Iterable[Fill],
@@ -205,7 +210,7 @@ def compute_results(
             continue  # nothing was filled
         events.append((f.ts, 1, f))
         fill_count += 1
-    events.sort(key=lambda e: (e[0], e[1]))
+    events.sort(key=_BY_TIME_THEN_KIND)
     book = _Book(cash=starting_cash)
     curve = _Curve(peak=starting_cash)
     for _ts, _kind, event in events:
