@@ -37,7 +37,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Table, insert, select, update
+from sqlalchemy import Connection, Select, Table, bindparam, insert, select, update
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
@@ -118,22 +118,56 @@ def _columns(row: _OrderRow | _PositionRow) -> dict[str, Any]:
     return {f.name: getattr(row, f.name) for f in fields(row)}
 
 
-def _orders(conn: Connection, *where: ColumnElement[bool]) -> list[_OrderRow]:
-    query = select(_ORDERS).where(*where).order_by(_ORDERS.c.created_at, _ORDERS.c.client_order_id)
-    return [_OrderRow(**row._mapping) for row in conn.execute(query)]
+# The book's statements are built once: building one (and its cache key) costs more than
+# running it on a small book, and the book is read on every cycle. Parameters by name.
+def _orders_where(where: ColumnElement[bool]) -> Select[Any]:
+    return select(_ORDERS).where(where).order_by(_ORDERS.c.created_at, _ORDERS.c.client_order_id)
 
 
-def _positions(conn: Connection, *where: ColumnElement[bool]) -> list[_PositionRow]:
-    query = select(_POSITIONS).where(*where).order_by(_POSITIONS.c.symbol)
-    return [_PositionRow(**row._mapping) for row in conn.execute(query)]
+_OPEN_ORDERS = _orders_where(_ORDERS.c.status == NEW)
+_ORDER = _orders_where(_ORDERS.c.client_order_id == bindparam("id"))
+_ORDERS_IN = _orders_where(_ORDERS.c.client_order_id.in_(bindparam("ids", expanding=True)))
+_POSITIONS_IN = (
+    select(_POSITIONS)
+    .where(_POSITIONS.c.symbol.in_(bindparam("symbols", expanding=True)))
+    .order_by(_POSITIONS.c.symbol)
+)
+_ALL_POSITIONS = select(_POSITIONS).order_by(_POSITIONS.c.symbol)
+_HELD = select(_POSITIONS).where(_POSITIONS.c.qty != 0).order_by(_POSITIONS.c.symbol)
+_ACCOUNT = select(_ACCOUNTS).where(_ACCOUNTS.c.id == bindparam("account"))
+_TOUCH_ACCOUNT = (
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.id == bindparam("account"))
+    .values(updated_at=bindparam("now", type_=_ACCOUNTS.c.updated_at.type))
+)
+_WRITE_ACCOUNT = (
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.id == bindparam("account"))
+    .values(
+        cash=bindparam("cash", type_=_ACCOUNTS.c.cash.type),
+        updated_at=bindparam("now", type_=_ACCOUNTS.c.updated_at.type),
+    )
+)
+
+
+def _orders(
+    conn: Connection, query: Select[Any], params: dict[str, Any] | None = None
+) -> list[_OrderRow]:
+    return [_OrderRow(**row._mapping) for row in conn.execute(query, params)]
+
+
+def _positions(
+    conn: Connection, query: Select[Any], params: dict[str, Any] | None = None
+) -> list[_PositionRow]:
+    return [_PositionRow(**row._mapping) for row in conn.execute(query, params)]
 
 
 def _open_orders(conn: Connection) -> list[_OrderRow]:
-    return _orders(conn, _ORDERS.c.status == NEW)
+    return _orders(conn, _OPEN_ORDERS)
 
 
 def _held(conn: Connection) -> list[_PositionRow]:
-    return _positions(conn, _POSITIONS.c.qty != 0)
+    return _positions(conn, _HELD)
 
 
 _ORDER_CHANGES = ("status", "filled_qty", "avg_fill_price", "reject_reason", "updated_at")
@@ -180,7 +214,7 @@ class SimBroker:
         def read(session: Session) -> Book:
             conn = session.connection()
             row = conn.execute(
-                select(_ACCOUNTS).where(_ACCOUNTS.c.id == self._account_id)
+                _ACCOUNT, {"account": self._account_id}
             ).one()  # created above, never deleted
             return _as_book(_AccountRow(**row._mapping), _held(conn), _open_orders(conn))
 
@@ -197,7 +231,7 @@ class SimBroker:
 
     async def get_order(self, client_order_id: str) -> BrokerOrder | None:
         def read(session: Session) -> BrokerOrder | None:
-            found = _orders(session.connection(), _ORDERS.c.client_order_id == client_order_id)
+            found = _orders(session.connection(), _ORDER, {"id": client_order_id})
             return _to_broker_order(found[0]) if found else None
 
         return await self._db.run(read)
@@ -223,10 +257,7 @@ class SimBroker:
             conn = session.connection()
             book = self._open_book(conn, {o.symbol.upper() for o in orders})
             ids = list(dict.fromkeys(o.client_order_id for o in orders))
-            existing = {
-                row.client_order_id: row
-                for row in _orders(conn, _ORDERS.c.client_order_id.in_(ids))
-            }
+            existing = {row.client_order_id: row for row in _orders(conn, _ORDERS_IN, {"ids": ids})}
             outcomes: list[BrokerOrder | Exception] = []
             for order in orders:
                 known = existing.get(order.client_order_id)
@@ -306,7 +337,7 @@ class SimBroker:
         def cancel(session: Session) -> BrokerOrder | None:
             conn = session.connection()
             self._lock_book(conn)
-            found = _orders(conn, _ORDERS.c.client_order_id == client_order_id)
+            found = _orders(conn, _ORDER, {"id": client_order_id})
             if not found:
                 return None
             row = found[0]
@@ -335,10 +366,8 @@ class SimBroker:
 
     def _lock_book(self, conn: Connection) -> _AccountRow:
         """Take the book's write lock (see the module docstring), then read the account."""
-        conn.execute(
-            update(_ACCOUNTS).where(_ACCOUNTS.c.id == self._account_id).values(updated_at=utcnow())
-        )
-        row = conn.execute(select(_ACCOUNTS).where(_ACCOUNTS.c.id == self._account_id)).one()
+        conn.execute(_TOUCH_ACCOUNT, {"account": self._account_id, "now": utcnow()})
+        row = conn.execute(_ACCOUNT, {"account": self._account_id}).one()
         return _AccountRow(**row._mapping)
 
     def _open_book(self, conn: Connection, symbols: set[str] | None) -> _Book:
@@ -346,10 +375,14 @@ class SimBroker:
         positions (every position with None) and every resting order (resting buys reserve
         cash across symbols)."""
         account = self._lock_book(conn)
-        where = () if symbols is None else (_POSITIONS.c.symbol.in_(symbols),)
+        positions = (
+            _positions(conn, _ALL_POSITIONS)
+            if symbols is None
+            else _positions(conn, _POSITIONS_IN, {"symbols": list(symbols)})
+        )
         return _Book(
             account=account,
-            positions={p.symbol: p for p in _positions(conn, *where)},
+            positions={p.symbol: p for p in positions},
             resting=_open_orders(conn),
         )
 
@@ -383,9 +416,7 @@ class _Book:
         now = utcnow()
         if self.account_changed:
             conn.execute(
-                update(_ACCOUNTS)
-                .where(_ACCOUNTS.c.id == self.account.id)
-                .values(cash=self.account.cash, updated_at=now)
+                _WRITE_ACCOUNT, {"account": self.account.id, "cash": self.account.cash, "now": now}
             )
         for row in (*self.changed_positions.values(), *self.new_positions.values()):
             row.updated_at = now
