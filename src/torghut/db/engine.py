@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.pool import NullPool
 
-from torghut.db.jsontext import JSONText
+from torghut.db.jsontext import JSONText, passes_json_text
 
 T = TypeVar("T")
 
@@ -76,6 +76,7 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
+@passes_json_text
 def json_dumps(value: Any) -> str:
     if type(value) is JSONText:
         return str(value)  # serialized (and made storable) by the column's bind step

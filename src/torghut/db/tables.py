@@ -33,7 +33,7 @@ from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeEngine
 
-from torghut.db.jsontext import JSONText
+from torghut.db.jsontext import JSONText, serializer_passes
 from torghut.domain import as_utc, utcnow
 
 _BindProcessor = Callable[[Any], Any]
@@ -227,6 +227,18 @@ class SafeJSON(TypeDecorator[Any]):
         if dialect.name == "postgresql":
             return dialect.type_descriptor(JSONB(none_as_null=self.none_as_null))
         return dialect.type_descriptor(JSON(none_as_null=self.none_as_null))
+
+    def bind_processor(self, dialect: Dialect) -> _BindProcessor | None:
+        if serializer_passes(getattr(dialect, "_json_serializer", None)):
+            return super().bind_processor(dialect)
+        # An engine whose serializer would write a `JSONText` as a JSON string: the walk only.
+        inner = self.impl_instance.bind_processor(dialect)
+
+        def process(value: Any) -> Any:
+            storable = None if value is None else storable_json(value)
+            return storable if inner is None else inner(storable)
+
+        return process
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
