@@ -141,6 +141,17 @@ _READ_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or wrong bearer token", **_REFUSED},
     403: {"description": "No token configured (reads not public)", **_REFUSED},
 }
+# A state change's refusals: always JSON (no sign-in page for a POST).
+_WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {
+        "description": "Missing or wrong bearer token",
+        "content": {"application/json": {"schema": _ERROR}},
+    },
+    403: {
+        "description": "No TORGHUT_API_TOKEN configured: state changes are off",
+        "content": {"application/json": {"schema": _ERROR}},
+    },
+}
 _BROKER_ERRORS: dict[int | str, dict[str, Any]] = {
     **_READ_ERRORS,
     503: {
@@ -395,13 +406,13 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
         f = _filter(symbol, since, limit, verdict.value if verdict else None)
         return await repo.list_reviews(container.db, f)
 
-    @app.post("/trading/halt", dependencies=Write)
+    @app.post("/trading/halt", dependencies=Write, responses=_WRITE_ERRORS)
     async def halt(body: ControlRequest) -> dict[str, Any]:
         """Stop trading from the next decision on; stored, so restarts keep it."""
         state = await container.halt.halt(body.reason.strip())
         return {"halt": state.as_dict()}
 
-    @app.post("/trading/resume", dependencies=Write)
+    @app.post("/trading/resume", dependencies=Write, responses=_WRITE_ERRORS)
     async def resume(body: ControlRequest) -> dict[str, Any]:
         state = await container.halt.resume(body.reason.strip())
         return {"halt": state.as_dict()}
@@ -586,7 +597,7 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
         rep, failures = await _eval(since, horizons, cost_bps)
         return HTMLResponse(render.render_html(rep, failures))
 
-    @app.post("/signin")
+    @app.post("/signin", responses=_WRITE_ERRORS)
     async def signin(request: Request) -> JSONResponse:
         """Bearer token in, a read-only cookie out (see web/auth.py)."""
         if auth().token is None:
