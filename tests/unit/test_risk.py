@@ -275,6 +275,16 @@ def test_cooldown_never_counts_the_decision_under_evaluation() -> None:
     assert evaluate_risk(d, limits, other).reasons == (risk.COOLDOWN_ACTIVE,)
 
 
+def test_a_hash_the_caller_has_already_is_the_one_risk_would_compute() -> None:
+    d = decision()
+    limits = RiskLimits(cooldown_seconds=300)
+    itself = ctx(last_trade_at={"AAPL": RecentTrade(at=NOW, decision_hash=decision_hash(d))})
+    mine = OpenOrder("AAPL", Action.BUY, Decimal(95), Decimal(100), decision_hash(d))
+    for context in (itself, ctx(open_orders=[mine]), ctx()):
+        given = evaluate_risk(d, limits, context, own_hash=decision_hash(d))
+        assert given == evaluate_risk(d, limits, context)
+
+
 def test_first_decision_with_cooldown_set_passes() -> None:
     assert evaluate_risk(decision(), RiskLimits(cooldown_seconds=3600), ctx()).approved
 

@@ -174,10 +174,19 @@ class RiskContext:
     last_trade_at: Mapping[str, datetime | RecentTrade] = field(default_factory=dict)
 
 
-def evaluate_risk(decision: TradeDecision, limits: RiskLimits, ctx: RiskContext) -> RiskResult:
-    """Every check, every failing reason (in `REASONS` order); approved when none fails."""
+def evaluate_risk(
+    decision: TradeDecision,
+    limits: RiskLimits,
+    ctx: RiskContext,
+    *,
+    own_hash: str | None = None,
+) -> RiskResult:
+    """Every check, every failing reason (in `REASONS` order); approved when none fails.
+    `own_hash`: `decision_hash(decision)`, when the caller has it already (it is computed
+    otherwise)."""
     reasons: list[str] = []
-    own_hash = decision_hash(decision)
+    if own_hash is None:
+        own_hash = decision_hash(decision)
     symbol = decision.symbol
     strategy = ctx.strategy_limits or StrategyLimits()
 
