@@ -125,7 +125,8 @@ _PLAIN_SCALARS = frozenset({str, int, bool, float, type(None)})
 
 def is_plain_json(value: Any) -> bool:
     """Only dicts with str keys, lists, tuples, str, int, bool, float and None, exactly (no
-    subclass): data on which `json.dumps` and `json_dumps(storable_json(...))` agree."""
+    subclass): data on which `json.dumps` and `json_dumps(storable_json(...))` agree, but for
+    non-finite floats (refused by `_plain_json_text`'s `allow_nan=False`)."""
     kind = type(value)
     if kind in _PLAIN_SCALARS:
         return True
