@@ -31,7 +31,9 @@ that falls within the run; signal times are years before it) is replaced by a ma
 "set" still differs from "unset". Numbers are compared by value, JSON by content (key order
 aside), SQLite datetimes as stored text. Rows are sorted; the replay's JSON summary (without
 `duration_ms`) and exit status are compared too. A difference in the schema (Alembic version,
-columns) is printed as a note and does not fail the run.
+columns) is printed as a note and does not fail the run. Review rows: what depends on timing
+even between two runs of the same code is left out (see `REVIEW_TIMING_COLUMNS` and
+`SHADOW_CONTEXT_COLUMNS`; `--strict-reviews` compares them whole).
 
 Exit 0 when every seed gives identical results on every database, 1 with the first differences
 otherwise, 2 on a usage error. PostgreSQL (`--pg-url`, default TORGHUT_TEST_DATABASE_URL or
@@ -97,6 +99,18 @@ VOLATILE_JSON_KEYS = frozenset(
         "ttft_ms",
     }
 )
+# The order tables are compared and printed in: causes before consequences.
+TABLE_ORDER = (
+    "signal_cursors",
+    "strategies",
+    "trade_decisions",
+    "llm_decision_reviews",
+    "executions",
+    "sim_orders",
+    "sim_accounts",
+    "sim_positions",
+    "price_references",
+)
 # How a table's rows are told apart in a diff (whole rows otherwise).
 TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "trade_decisions": ("decision_hash",),
@@ -131,6 +145,12 @@ _RESETS = re.compile(r"resets [A-Z][a-z]{2} \d{1,2}, \d{4}, \d{1,2}:\d{2} [AP]M"
 #   orders, cash, positions).
 # `--strict-reviews` compares review rows whole, masking nothing.
 REVIEW_TIMING_COLUMNS = frozenset({"tokens_prompt"})
+# The summary's equity curve (`results`): at e8053e4 fills and marks of one signal time are
+# read with no ORDER BY and the curve takes a point after each, so its peak and drawdown
+# follow the order the database returns rows in (two PostgreSQL runs of the same code differ
+# on about one seed in ten). A difference there is printed as a note, not a failure; the
+# rows it is computed from are compared in full.
+_ORDER_DEPENDENT = re.compile(r"^summary\.results\.(peak_equity|max_drawdown|max_drawdown_pct)$")
 REVIEW_TIMING_KEYS = frozenset({"status", "reason"})  # of each `recent_decisions` entry
 SHADOW_CONTEXT_COLUMNS = frozenset(
     {
@@ -385,7 +405,7 @@ def _catalog(rng: random.Random) -> str:
     entries = []
     for i in range(rng.randint(1, 4)):
         lines = [f"  - name: s{i}-{rng.choice(['momo', 'rev', 'lim'])}"]
-        if rng.random() < 0.15:
+        if i and rng.random() < 0.2:  # the first one trades: a disabled one is recorded only
             lines.append("    enabled: false")
         if rng.random() < 0.2:
             lines.append(f"    base_timeframe: {rng.choice(['1Min', '5Min'])}")
@@ -422,7 +442,7 @@ def make_scenario(seed: int, llm: str) -> Scenario:
         "TRADING_SIM_CASH": rng.choice(["100000", "100000", "20000", "3000"]),
         "TRADING_MAX_NOTIONAL_PER_TRADE": rng.choice(["1000", "1000", "250", "5000"]),
         "TRADING_MAX_POSITION_PCT_EQUITY": rng.choice(["0.1", "0.1", "0.02", "0.5"]),
-        "TRADING_MAX_SHARES_PER_ORDER": rng.choice(["10000", "10000", "50", "5"]),
+        "TRADING_MAX_SHARES_PER_ORDER": rng.choice(["10000", "10000", "10000", "200", "20"]),
         "TRADING_MAX_PRICE_MOVE_PCT": rng.choice(["0.1", "0.1", "0.02", "0.5"]),
         "TRADING_CALENDAR": rng.choice(["XNYS", "XNYS", "always"]),
     }
@@ -895,13 +915,17 @@ def _diff_values(where: str, old: Any, new: Any) -> list[str]:
 
 
 def compare(old: RunResult, new: RunResult) -> tuple[list[str], list[str]]:
-    """(differences, notes): the notes are schema changes, which do not fail the comparison."""
+    """(differences, notes): the notes (schema changes, the summary's order-dependent curve)
+    do not fail the comparison. Tables come first, those that cause the others first: the
+    first lines printed are the likeliest root cause."""
     diffs: list[str] = []
     notes: list[str] = []
-    for i, (a, b) in enumerate(zip(old.summaries, new.summaries, strict=True)):
-        if a != b:
-            diffs.extend(_diff_values(f"replay {i + 1} summary", a, b))
-    for table in sorted(set(old.dump) | set(new.dump)):
+
+    def rank(table: str) -> tuple[int, str]:
+        at = TABLE_ORDER.index(table) if table in TABLE_ORDER else len(TABLE_ORDER)
+        return at, table
+
+    for table in sorted(set(old.dump) | set(new.dump), key=rank):
         if table not in new.dump or table not in old.dump:
             side = "NEW" if table in old.dump else "OLD"
             notes.append(f"table {table} is missing in {side}")
@@ -918,7 +942,27 @@ def compare(old: RunResult, new: RunResult) -> tuple[list[str], list[str]]:
             notes.append(f"{table}: OLD {_short(a_rows)} NEW {_short(b_rows)}")
             continue
         diffs.extend(_diff_rows(table, a_rows, b_rows))
+    for i, (a, b) in enumerate(zip(old.summaries, new.summaries, strict=True)):
+        if a == b:
+            continue
+        flat_a, flat_b = dict(_flatten(a)), dict(_flatten(b))
+        for line in _diff_values(f"replay {i + 1}", a, b):
+            path = line.split(":", 1)[0].removeprefix(f"replay {i + 1}.")
+            numbers = all(isinstance(f.get(path), int | float) for f in (flat_a, flat_b))
+            if numbers and _ORDER_DEPENDENT.search(path):
+                notes.append(f"{line} (depends on row order, as between two runs of OLD)")
+            else:
+                diffs.append(line)
     return diffs, notes
+
+
+def sections(diffs: Sequence[str]) -> str:
+    """How many differences each table (or replay summary) has, in order of appearance."""
+    counts: dict[str, int] = {}
+    for line in diffs:
+        name = re.split(r"[\[.:]", line, maxsplit=1)[0]
+        counts[name] = counts.get(name, 0) + 1
+    return ", ".join(f"{name} {n}" for name, n in counts.items())
 
 
 def _diff_rows(table: str, a_rows: list[dict[str, Any]], b_rows: list[dict[str, Any]]) -> list[str]:
@@ -1045,7 +1089,29 @@ def run_seed(
             left_out = SHADOW_CONTEXT_COLUMNS if shadow else REVIEW_TIMING_COLUMNS
             _drop_columns(result.dump, "llm_decision_reviews", left_out)
     diffs, notes = compare(old, new_result)
-    return SeedOutcome(seed, db, scenario.describe(), diffs, notes, old.seconds, new_result.seconds)
+    text = f"{scenario.describe()}; OLD left {_counts(old)}"
+    return SeedOutcome(seed, db, text, diffs, notes, old.seconds, new_result.seconds)
+
+
+def _counts(result: RunResult) -> str:
+    """What the old code's replays left, in short: the work the seed really did."""
+    summaries = [s["summary"] for s in result.summaries if s.get("summary")]
+    if not summaries:
+        return "no summary (the replay failed)"
+    rows = {t: len(d.rows) for t, d in result.dump.items()}
+    rejected = sum(sum(s["rejected"].values()) for s in summaries)
+    filled = sum(
+        1
+        for r in result.dump.get("executions", TableDump([], [])).rows
+        if r.get("status") == "filled"
+    )
+    text = (
+        f"{rows.get('trade_decisions', 0)} decisions, {filled} filled orders, "
+        f"{rejected} rejections, {sum(s['skipped_lines'] for s in summaries)} skipped lines"
+    )
+    if rows.get("llm_decision_reviews"):
+        text += f", {rows['llm_decision_reviews']} reviews"
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1132,13 +1198,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"    note: {note}", flush=True)
                 if outcome.diffs:
                     failed += 1
+                    print(f"    differences: {sections(outcome.diffs)}", flush=True)
                     for line in outcome.diffs[: args.max_diffs]:
                         print(f"    {line}", flush=True)
                     if len(outcome.diffs) > args.max_diffs:
                         print(f"    ... {len(outcome.diffs) - args.max_diffs} more", flush=True)
     for db, (old_s, new_s) in totals.items():
         ratio = old_s / new_s if new_s else float("nan")
-        print(f"{db}: replays took {old_s:.1f} s OLD, {new_s:.1f} s NEW (NEW {ratio:.2f}x faster)")
+        print(
+            f"{db}: the replays took {old_s:.1f} s OLD, {new_s:.1f} s NEW "
+            f"(OLD / NEW {ratio:.2f}; one process per replay, start-up included)"
+        )
     elapsed = time.perf_counter() - started
     if failed:
         print(f"DIFFERENT: {failed} of {len(jobs)} runs differ ({elapsed:.0f} s)")
