@@ -277,7 +277,8 @@ def _bad_price(rng: random.Random, price: float) -> tuple[bool, Any]:
     return True, values[kind]
 
 
-def _signal_lines(rng: random.Random, max_lines: int) -> tuple[list[bytes], list[str]]:
+def _signal_lines(rng: random.Random, max_lines: int) -> tuple[list[bytes], list[str], list[str]]:
+    """(the lines of a file, notes on what it holds, the symbols it trades)."""
     n_symbols = rng.randint(3, 40)
     symbols = _symbols(rng, n_symbols)
     explicit_seq = {s for s in symbols if rng.random() < 0.3}
@@ -318,7 +319,7 @@ def _signal_lines(rng: random.Random, max_lines: int) -> tuple[list[bytes], list
                     seqs[symbol] += 1
                     records[-1] = _with_seq(rng, records[-1], seqs[symbol])
     lines = _mess_up(rng, records, notes)
-    return lines, notes
+    return lines, notes, symbols
 
 
 def _record(
@@ -434,7 +435,7 @@ def make_scenario(seed: int, llm: str) -> Scenario:
     batch = rng.choice([1, 7, 50, 500])
     with_review = llm in ("only", "shadow", "enforcing") or (llm == "mix" and rng.random() < 0.25)
     budget = {1: 300, 7: 1200, 50: 3000, 500: 4000}[batch] // (3 if with_review else 1)
-    lines, notes = _signal_lines(rng, rng.randint(budget // 4, budget))
+    lines, notes, symbols = _signal_lines(rng, rng.randint(budget // 4, budget))
     env = {
         "TRADING_BATCH_SIZE": str(batch),
         "TRADING_COOLDOWN_SECONDS": str(rng.choice([0, 120])),
@@ -447,7 +448,6 @@ def make_scenario(seed: int, llm: str) -> Scenario:
         "TRADING_CALENDAR": rng.choice(["XNYS", "XNYS", "always"]),
     }
     if rng.random() < 0.2:
-        symbols = sorted({json.loads(x)["symbol"].strip().upper() for x in lines if _is_obj(x)})
         env["TRADING_UNIVERSE"] = ",".join(rng.sample(symbols, max(1, len(symbols) // 2)))
         notes.append("universe")
     if rng.random() < 0.03:
@@ -491,14 +491,6 @@ def make_scenario(seed: int, llm: str) -> Scenario:
         files = files * 2  # a restart on the same file: nothing new to do
         notes.append("restart, same file")
     return Scenario(seed, env, files, catalog, gateway_args, notes)
-
-
-def _is_obj(line: bytes) -> bool:
-    try:
-        data = json.loads(line)
-    except ValueError:
-        return False
-    return isinstance(data, dict) and isinstance(data.get("symbol"), str) and bool(data["symbol"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -1183,8 +1175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 pool.submit(run_seed, seed, db, args.llm, base, new, pg, keep, args.strict_reviews)
                 for seed, db in jobs
             ]
-            for future in futures:
-                outcome = future.result()
+            for future, (seed, db) in zip(futures, jobs, strict=True):
+                try:
+                    outcome = future.result()
+                except Exception as exc:  # one broken run is reported, the others still run
+                    error = f"error: {type(exc).__name__}: {exc}"
+                    outcome = SeedOutcome(seed, db, "the run itself failed", [error], [], 0, 0)
                 totals[outcome.db][0] += outcome.old_seconds
                 totals[outcome.db][1] += outcome.new_seconds
                 verdict = "DIFFERENT" if outcome.diffs else "identical"
