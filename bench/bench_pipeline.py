@@ -349,7 +349,7 @@ def bench_floor(
 def _profile_replay(dbs: Databases, kind: str, signals: Path) -> str:
     dsn = dbs.fresh(kind)
     meter = Meter(profile=True)
-    profiler = cProfile.Profile()
+    profiler = cProfile.Profile(time.thread_time)
 
     def run() -> dict[str, Any]:
         profiler.enable()
@@ -362,11 +362,13 @@ def _profile_replay(dbs: Databases, kind: str, signals: Path) -> str:
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).strip_dirs().sort_stats("tottime").print_stats(15)
     return (
-        f"under cProfile: wall {measured.wall:.3f} s, process CPU {measured.cpu:.3f} s, "
-        f"in transactions {_s(measured.db_wall)} s (CPU {_s(measured.db_cpu)}), "
-        f"in the driver {_s(measured.driver_wall)} s\n"
-        f"main thread, top 15 by own time:\n{out.getvalue()}\n"
-        f"database threads, top 15 by own time:\n{meter.thread_stats(15)}"
+        f"under cProfile (CPU time per thread): wall {measured.wall:.3f} s, process CPU "
+        f"{measured.cpu:.3f} s, main thread {measured.main_cpu:.3f} s, in transactions "
+        f"{_s(measured.db_wall)} s (CPU {_s(measured.db_cpu)}), in the driver "
+        f"{_s(measured.driver_wall)} s\n"
+        f"main thread (event loop), top 15 by own CPU time:\n{out.getvalue()}\n"
+        f"database threads, top 15 by own CPU time:\n{meter.thread_stats(True, 15)}\n"
+        f"other threads (signal file), top 15 by own CPU time:\n{meter.thread_stats(False, 15)}"
     )
 
 
@@ -395,13 +397,14 @@ def _attribution_rows(results: list[FloorResult]) -> list[list[str]]:
     for r in results:
         m, c = r.torghut, r.census
         share = "-" if m.driver_wall is None else f"{m.driver_wall / m.wall:.0%}"
+        others = None if m.db_cpu is None else m.cpu - m.main_cpu - m.db_cpu
         rows.append(
             [
                 r.kind,
                 r.label,
                 f"{m.wall:.3f}",
-                f"{m.cpu:.3f}",
-                f"{_s(m.db_wall)} / {_s(m.db_cpu)}",
+                f"{m.cpu:.3f} = {m.main_cpu:.3f} + {_s(m.db_cpu)} + {_s(others)}",
+                _s(m.db_wall),
                 f"{_s(m.driver_wall)} ({share})",
                 f"{c.commits} / {c.write_transactions}",
                 f"{c.reads} / {c.writes}",
@@ -734,8 +737,8 @@ def _part_c(results: list[FloorResult]) -> None:
                 "database",
                 "file",
                 "wall s",
-                "process CPU s",
-                "in transactions wall / CPU s",
+                "process CPU s = main + db threads + others",
+                "in transactions wall s",
                 "of it in driver + database s",
                 "torghut commits / with writes",
                 "torghut reads / writes",
@@ -745,9 +748,10 @@ def _part_c(results: list[FloorResult]) -> None:
         )
     )
     print(
-        "driver + database: wall time inside the driver's calls (statements, commits, pings, "
-        "connects) on the database threads; the rest of the process's CPU is Python: "
-        "SQLAlchemy, torghut, asyncio"
+        "main: the event loop's thread (strategy, risk, pipeline, asyncio); db threads: CPU "
+        "inside torghut's transactions (SQLAlchemy, driver, SQLite's engine); others: reading "
+        "the signal file. driver + database: wall time inside the driver's calls (statements, "
+        "commits, pings, connects): the database's part of the run"
     )
     print()
 

@@ -10,9 +10,11 @@ threads: `getrusage(RUSAGE_SELF)`), and, from wrappers installed for the run onl
   `do_executemany`, `do_commit`, `do_rollback`, `do_ping` and connecting: the statements'
   round trips, the database engine itself, the commits' waits for the disk).
 
-So "the database" is the driver time, "our Python" the rest of the process's CPU. With
-`profile=True`, each database thread also runs a cProfile of its transactions (merged by
-`thread_stats`), beside the caller's own profile of the main thread.
+So "the database" is the driver time, "our Python" the rest of the process's CPU; the main
+thread's CPU (the event loop: strategy, risk, pipeline) is measured apart, and what is left is
+the other threads' (reading the signal file). With `profile=True`, every thread started during
+the run gets a cProfile of its CPU time (`thread_stats`, by thread name), beside the caller's
+own profile of the main thread.
 
 The wrappers cost a few microseconds per transaction and statement. When torghut's internals
 they wrap are renamed, the columns they feed read "-" instead of failing the bench.
@@ -24,6 +26,7 @@ import cProfile
 import io
 import pstats
 import resource
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -49,6 +52,7 @@ _DRIVER_CALLS = (
 class Measurement:
     wall: float
     cpu: float  # the whole process, every thread
+    main_cpu: float  # the calling thread (the event loop of `asyncio.run`)
     db_wall: float | None  # inside database transactions, summed over the worker threads
     db_cpu: float | None
     driver_wall: float | None  # of db_wall: inside the driver and the database
@@ -85,7 +89,7 @@ class Meter:
         self._db_cpu = 0.0
         self._driver = 0.0
         self._transactions = 0
-        self.profiles: list[cProfile.Profile] = []
+        self.profiles: list[tuple[str, cProfile.Profile]] = []
         self.available = True
 
     # -- wrappers --------------------------------------------------------------------------
@@ -93,21 +97,11 @@ class Meter:
         meter = self
 
         def timed(db: Any, work: Any) -> T:
-            profiler = None
-            if meter.profile:
-                profiler = getattr(meter._local, "profiler", None)
-                if profiler is None:
-                    profiler = meter._local.profiler = cProfile.Profile()
-                    with meter._lock:
-                        meter.profiles.append(profiler)
-                profiler.enable()
             wall, cpu = time.perf_counter(), time.thread_time()
             try:
                 return original(db, work)
             finally:
                 wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
-                if profiler is not None:
-                    profiler.disable()
                 with meter._lock:
                     meter._db_wall += wall
                     meter._db_cpu += cpu
@@ -134,9 +128,20 @@ class Meter:
 
         return timed
 
+    def _thread_hook(self, frame: Any, event: str, arg: Any) -> None:
+        # Installed by `threading.setprofile` in every new thread: swap itself for a cProfile
+        # of that thread's CPU time.
+        sys.setprofile(None)
+        profiler = cProfile.Profile(time.thread_time)
+        with self._lock:
+            self.profiles.append((threading.current_thread().name, profiler))
+        profiler.enable()
+
     @contextmanager
     def installed(self) -> Iterator[Meter]:
         patched: list[tuple[type, str, Any]] = []
+        if self.profile:
+            threading.setprofile(self._thread_hook)
         try:
             from torghut.db.engine import Database
 
@@ -154,6 +159,7 @@ class Meter:
                         setattr(cls, name, self._wrap_driver(fn))
             yield self
         finally:
+            threading.setprofile(None)  # type: ignore[arg-type]
             for cls, name, fn in reversed(patched):
                 setattr(cls, name, fn)
 
@@ -163,14 +169,16 @@ class Meter:
             self._db_wall = self._db_cpu = self._driver = 0.0
             self._transactions = 0
         with self.installed():
-            cpu, wall = _cpu(), time.perf_counter()
+            cpu, main, wall = _cpu(), time.thread_time(), time.perf_counter()
             result = fn()
             wall, cpu = time.perf_counter() - wall, _cpu() - cpu
+            main = time.thread_time() - main
         ok = self.available
         return (
             Measurement(
                 wall,
                 cpu,
+                main,
                 self._db_wall if ok else None,
                 self._db_cpu if ok else None,
                 self._driver if ok else None,
@@ -178,13 +186,16 @@ class Meter:
             result,
         )
 
-    def thread_stats(self, top: int = 15) -> str:
-        """The database threads' cProfile (with `profile=True`), top `top` by own time."""
-        if not self.profiles:
-            return "(no database thread profile)"
+    def thread_stats(self, database: bool, top: int = 15) -> str:
+        """The cProfile (CPU time) of the threads started during the run (`profile=True`):
+        torghut's database threads, or all the others; top `top` by own time."""
+        chosen = [p for name, p in self.profiles if name.startswith("torghut-db") == database]
+        chosen = [p for p in chosen if p.getstats()]
+        if not chosen:
+            return "(no such thread)\n"
         out = io.StringIO()
-        stats = pstats.Stats(self.profiles[0], stream=out)
-        for more in self.profiles[1:]:
+        stats = pstats.Stats(chosen[0], stream=out)
+        for more in chosen[1:]:
             stats.add(more)
         stats.strip_dirs().sort_stats("tottime").print_stats(top)
         return out.getvalue()
