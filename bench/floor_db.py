@@ -81,7 +81,7 @@ class Census:
     writes: int = 0  # write statements (an executemany counts once)
     rows: dict[str, int] = field(default_factory=dict)  # rows written, per table
     _open: dict[int, list[Op]] = field(default_factory=dict)
-    _seen: dict[int, int] = field(default_factory=dict)
+    _seen: dict[int, Any] = field(default_factory=dict)  # each connection's last context
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @contextmanager
@@ -117,9 +117,10 @@ class Census:
                 return
             # An INSERT of many rows may reach the driver in several statements (SQLAlchemy's
             # "insertmanyvalues"): its rows are those of the one execution context.
-            if self._seen.get(id(conn)) == id(context):
+            # (The context itself is kept, not its id: a freed one's id can come back.)
+            if self._seen.get(id(conn)) is context:
                 return
-            self._seen[id(conn)] = id(context)
+            self._seen[id(conn)] = context
             self.writes += 1
             op = _parse(statement, context, getattr(cursor, "rowcount", -1))
             if op is not None:
@@ -326,8 +327,9 @@ def _converters(table: str, columns: tuple[str, ...], sqlite: bool) -> list[Conv
 
 
 def _python_type(column: Any) -> Any:
+    # A TypeDecorator (torghut's UTCDateTime, SafeString...) says `object`: ask what it wraps.
     try:
-        return column.type.python_type
+        return getattr(column.type, "impl_instance", column.type).python_type
     except NotImplementedError:
         return None
 
@@ -493,6 +495,42 @@ def row_counts(dsn: str) -> dict[str, int]:
             row = conn.execute(f"SELECT count(*) FROM {t}").fetchone()
             counts[t] = 0 if row is None else int(row[0])
         return counts
+
+
+def contents(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table of torghut's schema, in primary-key order."""
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    if dsn.startswith("sqlite"):
+        db = sqlite3.connect(dsn.removeprefix("sqlite:///"))
+        try:
+            for t in _tables():
+                columns = ", ".join(c.name for c in Base.metadata.tables[t].columns)
+                order = ", ".join(c.name for c in Base.metadata.tables[t].primary_key.columns)
+                out[t] = db.execute(f"SELECT {columns} FROM {t} ORDER BY {order}").fetchall()
+        finally:
+            db.close()
+        return out
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        for t in _tables():
+            columns = ", ".join(c.name for c in Base.metadata.tables[t].columns)
+            order = ", ".join(c.name for c in Base.metadata.tables[t].primary_key.columns)
+            out[t] = conn.execute(f"SELECT {columns} FROM {t} ORDER BY {order}").fetchall()
+    return out
+
+
+def check_same_contents(
+    torghut: dict[str, list[tuple[Any, ...]]], floor: dict[str, list[tuple[Any, ...]]], label: str
+) -> None:
+    """The floor writes the values torghut wrote in the replay it was derived from: the two
+    databases must then be equal, row for row (an UPDATE the floor missed shows here, not in
+    the row counts)."""
+    for t in sorted(torghut):
+        if torghut[t] != floor.get(t):
+            mine, theirs = set(torghut[t]), set(floor.get(t, []))
+            sample = sorted(mine - theirs, key=repr)[:1] + sorted(theirs - mine, key=repr)[:1]
+            raise FloorError(f"{label}: table {t} differs from torghut's: {sample}")
 
 
 def check_same_rows(torghut: dict[str, int], floor: dict[str, int], label: str) -> None:
