@@ -689,7 +689,7 @@ def _part_b(
     )
     print(
         "    floor: the same rows, one transaction per commit point of a batch, one statement "
-        "per table and kind of write (sqlite3 executemany; psycopg INSERT/UPDATE ... unnest); "
+        "per table and kind of write (executemany; psycopg's in pipeline mode); "
         "SQLite WAL synchronous=NORMAL as torghut's connections, PostgreSQL as the server is set"
     )
     results: list[FloorResult] = []

@@ -16,8 +16,10 @@ INSERTs and UPDATEs with their values as Python objects (before SQLAlchemy's bin
 
 Then `write_sqlite` / `write_postgres` replay the plan on a fresh database migrated with
 torghut's own migrations (`torghut.db.engine.upgrade`, so every index and foreign key is paid
-for): `executemany` on sqlite3; one `INSERT ... SELECT FROM unnest(...)` or
-`UPDATE ... FROM unnest(...)` per statement on psycopg 3 (one round trip each). The values are
+for): `executemany` on both drivers, which psycopg 3 sends in pipeline mode (one round trip
+for a statement's rows). `INSERT ... SELECT FROM unnest(...)` and `UPDATE ... FROM unnest(...)`,
+one statement each, were measured too: 1.5 to 2x slower on this server for these rows (psycopg
+builds the arrays, the server casts and joins them), so the floor does not use them. The values are
 converted in the timed region, with the least a writer must do (JSON text, SQLite's datetime
 text, floats for SQLite's numerics, UUID hex), and each writer first reads the file and
 `json.loads` each line, as any writer must read its input.
@@ -339,23 +341,21 @@ class _Prepared:
     sql: str
     converters: list[tuple[int, Convert]]
     rows: list[list[Any]]  # in the statement's column order
-    columnar: bool  # PostgreSQL: one array per column
 
 
-def _prepare(floor_plan: list[list[Op]], sqlite: bool, types: dict[tuple[str, str], str]) -> Any:
+def _prepare(floor_plan: list[list[Op]], sqlite: bool) -> list[list[_Prepared]]:
     prepared: list[list[_Prepared]] = []
     for ops in floor_plan:
         txn: list[_Prepared] = []
         for op in ops:
             columns = op.columns if op.kind == "insert" else (*op.columns, op.key or "")
             convert = _converters(op.table, columns, sqlite)
-            sql = _sqlite_sql(op) if sqlite else _postgres_sql(op, columns, types)
+            sql = _sqlite_sql(op) if sqlite else _postgres_sql(op)
             txn.append(
                 _Prepared(
                     sql,
                     [(i, f) for i, f in enumerate(convert) if f is not None],
                     [[row[c] for c in columns] for row in op.rows],
-                    not sqlite,
                 )
             )
         prepared.append(txn)
@@ -370,15 +370,12 @@ def _sqlite_sql(op: Op) -> str:
     return f"UPDATE {op.table} SET {sets} WHERE {op.key} = ?"
 
 
-def _postgres_sql(op: Op, columns: tuple[str, ...], types: dict[tuple[str, str], str]) -> str:
-    arrays = ", ".join(f"%s::{types[(op.table, c)]}[]" for c in columns)
+def _postgres_sql(op: Op) -> str:
     if op.kind == "insert":
-        return f"INSERT INTO {op.table} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
-    sets = ", ".join(f"{c} = v.{c}" for c in op.columns)
-    return (
-        f"UPDATE {op.table} AS t SET {sets} FROM unnest({arrays}) AS v({', '.join(columns)}) "
-        f"WHERE t.{op.key} = v.{op.key}"
-    )
+        marks = ", ".join("%s" for _ in op.columns)
+        return f"INSERT INTO {op.table} ({', '.join(op.columns)}) VALUES ({marks})"
+    sets = ", ".join(f"{c} = %s" for c in op.columns)
+    return f"UPDATE {op.table} SET {sets} WHERE {op.key} = %s"
 
 
 def _converted(p: _Prepared) -> list[Any]:
@@ -388,8 +385,6 @@ def _converted(p: _Prepared) -> list[Any]:
         for row in rows:
             for i, convert in p.converters:
                 row[i] = convert(row[i])
-    if p.columnar:
-        return [list(column) for column in zip(*rows, strict=True)]
     return rows
 
 
@@ -410,7 +405,7 @@ class FloorError(AssertionError):
 
 def write_sqlite(path: Path, database: Path, floor_plan: list[list[Op]]) -> float:
     """Seconds to read `path` and write the plan to `database` (migrated, empty)."""
-    prepared = _prepare(floor_plan, True, {})
+    prepared = _prepare(floor_plan, True)
     started = time.perf_counter()
     read_input(path)
     db = sqlite3.connect(database, isolation_level=None)
@@ -436,37 +431,21 @@ def write_sqlite(path: Path, database: Path, floor_plan: list[list[Op]]) -> floa
     return time.perf_counter() - started
 
 
-def postgres_types(dsn: str, tables: set[str]) -> dict[tuple[str, str], str]:
-    import psycopg
-
-    with psycopg.connect(dsn) as conn:
-        rows = conn.execute(
-            "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) "
-            "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-            "WHERE c.oid = ANY(%s::regclass[]) AND a.attnum > 0 AND NOT a.attisdropped",
-            [sorted(tables)],
-        ).fetchall()
-    return {(t, c): kind for t, c, kind in rows}
-
-
 def write_postgres(path: Path, dsn: str, floor_plan: list[list[Op]]) -> float:
     """Seconds to read `path` and write the plan through `dsn` (a migrated, empty schema)."""
     import psycopg
 
-    tables = {op.table for ops in floor_plan for op in ops}
-    prepared = _prepare(floor_plan, False, postgres_types(dsn, tables))
+    prepared = _prepare(floor_plan, False)
     started = time.perf_counter()
     read_input(path)
     with psycopg.connect(dsn) as conn:
         for txn in prepared:
             with conn.cursor() as cursor:
                 for p in txn:
-                    columns = _converted(p)
-                    cursor.execute(p.sql, columns)
-                    if cursor.rowcount != len(columns[0]):
-                        raise FloorError(
-                            f"floor: {p.sql[:60]} wrote {cursor.rowcount}/{len(columns[0])}"
-                        )
+                    rows = _converted(p)
+                    cursor.executemany(p.sql, rows)
+                    if cursor.rowcount != len(rows):
+                        raise FloorError(f"floor: {p.sql[:60]} wrote {cursor.rowcount}/{len(rows)}")
             conn.commit()
     return time.perf_counter() - started
 
