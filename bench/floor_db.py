@@ -17,12 +17,11 @@ INSERTs and UPDATEs with their values as Python objects (before SQLAlchemy's bin
 Then `write_sqlite` / `write_postgres` replay the plan on a fresh database migrated with
 torghut's own migrations (`torghut.db.engine.upgrade`, so every index and foreign key is paid
 for): `executemany` on both drivers, which psycopg 3 sends in pipeline mode (one round trip
-for a statement's rows). `INSERT ... SELECT FROM unnest(...)` and `UPDATE ... FROM unnest(...)`,
-one statement each, were measured too: 1.5 to 2x slower on this server for these rows (psycopg
-builds the arrays, the server casts and joins them), so the floor does not use them. The values are
-converted in the timed region, with the least a writer must do (JSON text, SQLite's datetime
-text, floats for SQLite's numerics, UUID hex), and each writer first reads the file and
-`json.loads` each line, as any writer must read its input.
+for a statement's rows). One `INSERT ... SELECT FROM unnest(...)` / `UPDATE ... FROM unnest(...)`
+per statement was measured too, and was 1.5 to 2x slower on this server for these rows. The
+values are converted in the timed region, with the least a writer must do (JSON text, SQLite's
+datetime text, floats for SQLite's numerics, UUID hex), and each writer first reads the file
+and `json.loads` each line, as any writer must read its input.
 
 Durability is torghut's: SQLite in WAL mode with synchronous=NORMAL, as torghut's connections
 set it (a commit survives a process crash; the last commits may be lost on power loss);
@@ -30,7 +29,8 @@ PostgreSQL with the server's settings (`synchronous_commit`, `fsync`: printed by
 which every commit waits for its WAL flush by default.
 
 `row_counts` counts the rows of every table of torghut's schema, so that the bench can check
-that the floor's database holds exactly what torghut's does.
+that the floor's database holds as many as torghut's; `contents` reads them all, so that it can
+check that the floor wrote, row for row, the values of the replay it was derived from.
 """
 
 from __future__ import annotations
