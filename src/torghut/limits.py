@@ -58,6 +58,17 @@ def _check_text(text: str, what: str = "text") -> None:
 
 
 def check_identifier(value: Any, longest: int) -> str:
+    # Printable ASCII that is not all spaces passes every check below (no NUL, no surrogate,
+    # no control or unprintable character): the usual symbol or timeframe, taken in one look.
+    if (
+        type(value) is str
+        and len(value) <= longest
+        and value.isascii()
+        and value.isprintable()
+        and not value.isspace()
+        and value
+    ):
+        return value
     if not isinstance(value, str):
         raise ValueError("expected a string")
     if not value.strip():
