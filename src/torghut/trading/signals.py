@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 from pydantic import ValidationError
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -273,6 +274,24 @@ def iso_duration_to_timeframe(value: str) -> str:
 # --- cursor ------------------------------------------------------------------------------
 
 
+_CURSORS: Table = SignalCursor.__table__  # type: ignore[assignment]
+_CURSOR_COLUMNS = (_CURSORS.c.event_ts, _CURSORS.c.symbol, _CURSORS.c.seq)
+# Core statements on the session's connection: each cycle reads the cursor and moves it, and
+# the ORM's identity map and unit of work cost several times the statement itself.
+_READ_CURSOR = select(*_CURSOR_COLUMNS).where(_CURSORS.c.source == bindparam("source"))
+_LOCK_CURSOR = _READ_CURSOR.with_for_update()
+_INSERT_CURSOR = insert(_CURSORS)
+_MOVE_CURSOR = (
+    update(_CURSORS)
+    .where(_CURSORS.c.source == bindparam("b_source"))
+    .values(
+        event_ts=bindparam("b_event_ts"),
+        symbol=bindparam("b_symbol"),
+        seq=bindparam("b_seq"),
+    )
+)
+
+
 class _CursorStore:
     """One row of `signal_cursors`."""
 
@@ -282,8 +301,8 @@ class _CursorStore:
 
     async def get(self) -> CursorKey | None:
         def read(session: Session) -> CursorKey | None:
-            row = session.get(SignalCursor, self.key)
-            return None if row is None else (as_utc(row.event_ts), row.symbol, row.seq)
+            row = session.connection().execute(_READ_CURSOR, {"source": self.key}).first()
+            return None if row is None else (as_utc(row[0]), row[1], row[2])
 
         return await self._db.run(read)
 
@@ -292,11 +311,18 @@ class _CursorStore:
         make the source repeat what came after it)."""
 
         def advance(session: Session) -> None:
-            row = session.get(SignalCursor, self.key, with_for_update=True)
+            conn = session.connection()
+            row = conn.execute(_LOCK_CURSOR, {"source": self.key}).first()
             if row is None:
-                session.add(SignalCursor(source=self.key, event_ts=to[0], symbol=to[1], seq=to[2]))
-            elif (as_utc(row.event_ts), row.symbol, row.seq) < to:
-                row.event_ts, row.symbol, row.seq = to
+                conn.execute(
+                    _INSERT_CURSOR,
+                    {"source": self.key, "event_ts": to[0], "symbol": to[1], "seq": to[2]},
+                )
+            elif (as_utc(row[0]), row[1], row[2]) < to:
+                conn.execute(
+                    _MOVE_CURSOR,
+                    {"b_source": self.key, "b_event_ts": to[0], "b_symbol": to[1], "b_seq": to[2]},
+                )
 
         for attempt in (1, 2):
             try:
