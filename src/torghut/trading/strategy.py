@@ -166,12 +166,13 @@ def evaluate(
     if strategy.base_timeframe is not None and strategy.base_timeframe != signal.timeframe:
         return None
     symbols = strategy.universe_symbols
+    universe: frozenset[str] | None = None
     if symbols is not None:
-        if signal.symbol not in _universe(symbols):
-            return None
-    elif defaults is not None and defaults.universe is not None:
-        if signal.symbol not in defaults.universe:
-            return None
+        universe = _universe(symbols)
+    elif defaults is not None:
+        universe = defaults.universe
+    if universe is not None and signal.symbol not in universe:
+        return None
     macd, macd_signal, rsi = signal.macd, signal.macd_signal, signal.rsi14
     if (
         macd is None
