@@ -32,6 +32,7 @@ from torghut.trading.signals import (
     _COLUMNS,
     ReplaySignalSource,
     _row_signal,
+    _rows_signals,
     parse_signal_line,
     signal_from_fields,
 )
@@ -439,10 +440,16 @@ def test_a_file_indexes_as_it_did_before(
         new = after._build_index()
     try:
         assert _index_state(after, new) == _index_state(before, old)
-        for _line, *columns in new.execute(f"SELECT line, {_COLUMNS} FROM signals"):
-            signal = _row_signal(tuple(columns))
-            text = path.read_bytes().split(b"\n")[_line - 1].decode()
-            assert _exactly(signal) == _exactly(ref_parse_signal_line(text, _line))
+        rows = new.execute(f"SELECT line, {_COLUMNS} FROM signals ORDER BY ts, symbol, seq")
+        lines, columns = [], []
+        for row in rows:
+            lines.append(row[0])
+            columns.append(row[1:])
+        read = _rows_signals(columns)
+        assert [_exactly(s) for s in read] == [_exactly(_row_signal(c)) for c in columns]
+        for lineno, signal in zip(lines, read, strict=True):
+            text = path.read_bytes().split(b"\n")[lineno - 1].decode()
+            assert _exactly(signal) == _exactly(ref_parse_signal_line(text, lineno))
     finally:
         old.close()
         new.close()

@@ -17,7 +17,7 @@ import math
 import re
 import sqlite3
 import ssl
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -519,7 +519,7 @@ class ReplaySignalSource:
                     " ORDER BY ts, symbol, seq LIMIT ?",
                     (_ts_key(cursor[0]), cursor[1], cursor[2], limit),
                 )
-            return [_row_signal(row) for row in rows]
+            return _rows_signals(rows)
 
         async with self._lock:  # one thread at a time on the index's connection
             return await asyncio.to_thread(read)
@@ -606,6 +606,32 @@ def _row_signal(row: tuple[Any, ...]) -> Signal:
             json.loads(payload) if payload else {},
         )
     )
+
+
+def _rows_signals(rows: Iterable[tuple[Any, ...]]) -> list[Signal]:
+    """`_row_signal` of each row; rows of one instant (a minute's symbols, read in key order)
+    share its datetime, which is immutable."""
+    signals: list[Signal] = []
+    last_ts, event_ts = None, _EPOCH
+    for ts, symbol, seq, timeframe, macd, macd_signal, rsi14, price, payload in rows:
+        if ts != last_ts:
+            last_ts, event_ts = ts, _EPOCH + timedelta(microseconds=ts)
+        signals.append(
+            signal_from_fields(
+                (
+                    event_ts,
+                    symbol,
+                    timeframe,
+                    macd,
+                    macd_signal,
+                    rsi14,
+                    None if price is None else Decimal(price),
+                    seq,
+                    json.loads(payload) if payload else {},
+                )
+            )
+        )
+    return signals
 
 
 def _ts_key(ts: datetime) -> int:
