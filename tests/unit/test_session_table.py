@@ -1,4 +1,4 @@
-"""The session table (`torghut/data/exchange_sessions.txt`) answers as `exchange_calendars`
+"""The session table (`torghut/data/exchange_sessions.jsonl`) answers as `exchange_calendars`
 does (issue 16: the library cost half a second per process). Day by day over the years the
 table holds, holidays and early closes included, in regular and extended hours; and the days
 the table leaves to the library are exactly those the library's own calendar does not cover.
@@ -8,6 +8,7 @@ After an upgrade of exchange_calendars changes a session, rewrite the table with
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections.abc import Iterator
@@ -64,12 +65,13 @@ def _library_table(exchange: str) -> dict[int, tuple[list[date], dict[date, time
 
 
 def _render() -> str:
-    lines = [
-        "# Exchange sessions, as exchange_calendars gives them (tests/unit/test_session_table.py",
-        "# writes and checks this file). A section names the exchanges that share its table; a",
-        "# line is a year, its weekday holidays (MMDD), then after ';' its early closes",
-        "# (MMDD=HHMM). Every other weekday is a session from 09:30 to 16:00 New York time.",
-    ]
+    header = {
+        "about": "Exchange sessions as exchange_calendars gives them; written and checked by "
+        "tests/unit/test_session_table.py. A record is a year of the exchanges that share it: "
+        "its weekday holidays (MMDD) and early closes (MMDD: HHMM). Every other weekday is a "
+        "session from 09:30 to 16:00 New York time."
+    }
+    lines = [json.dumps(header)]
     tables = {exchange: _library_table(exchange) for exchange in EXCHANGES}
     groups: list[tuple[list[str], Any]] = []
     for exchange, table in tables.items():
@@ -80,11 +82,14 @@ def _render() -> str:
         else:
             groups.append(([exchange], table))
     for names, table in groups:
-        lines.append(f"[{' '.join(names)}]")
         for year, (holidays, closes) in sorted(table.items()):
-            text = " ".join([str(year), *(d.strftime("%m%d") for d in holidays)])
-            early = " ".join(f"{d:%m%d}={t:%H%M}" for d, t in sorted(closes.items()))
-            lines.append(f"{text} ; {early}" if early else text)
+            record = {
+                "exchanges": names,
+                "year": year,
+                "holidays": [f"{d:%m%d}" for d in holidays],
+                "early_closes": {f"{d:%m%d}": f"{t:%H%M}" for d, t in sorted(closes.items())},
+            }
+            lines.append(json.dumps(record))
     return "\n".join(lines) + "\n"
 
 
@@ -212,3 +217,10 @@ def test_the_table_is_read_without_the_library(monkeypatch: pytest.MonkeyPatch) 
     assert calendar.loaded()
     assert calendar.is_open(datetime(2025, 11, 28, 17, 30, tzinfo=UTC))
     assert not calendar.is_open(datetime(2025, 12, 25, 15, tzinfo=UTC))
+
+
+def test_a_table_with_a_missing_year_is_not_used() -> None:
+    text = _render().splitlines()
+    assert read_session_tables("\n".join(text))["XNYS"][:2] == (FIRST_YEAR, LAST_YEAR)
+    gap = [line for line in text if '"year": 2000,' not in line]
+    assert "XNYS" not in read_session_tables("\n".join(gap))

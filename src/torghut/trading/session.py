@@ -4,7 +4,7 @@ Pure decisions (a time in, a reason or None out) over an exchange calendar. The 
 `exchange_calendars`' (a maintained library of exchange holidays and early closes). Importing it
 pulls in pandas and building a calendar costs about half a second, once per process: every
 `replay` paid it. So the sessions it gives for the exchanges Torghut offers are kept in a table
-(`torghut/data/exchange_sessions.txt`: the holidays and early closes of each year, 1990-2060),
+(`torghut/data/exchange_sessions.jsonl`: the holidays and early closes of each year, 1990-2060),
 read in a millisecond; tests/unit/test_session_table.py checks the table against the library
 day by day, regular and extended hours. A day the table cannot answer exactly as the library
 would (outside the range the library's own calendar covers today, or outside the table) is
@@ -18,6 +18,7 @@ or 17:00 on an early-close day), on the exchange's session days only.
 
 from __future__ import annotations
 
+import json
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -134,7 +135,7 @@ _CALENDARS: dict[str, Any] = {}
 
 # --- the session table ---------------------------------------------------------------------
 
-SESSION_TABLE_FILE = "exchange_sessions.txt"
+SESSION_TABLE_FILE = "exchange_sessions.jsonl"
 # Every session of the table's exchanges opens at 09:30 and closes at 16:00 New York time,
 # but on its early-close days (the table checks both against the library).
 _TABLE_ZONE = "America/New_York"
@@ -175,41 +176,34 @@ class SessionTable:
 
 
 def read_session_tables(text: str) -> dict[str, tuple[int, int, set[date], dict[date, time]]]:
-    """The tables of `exchange_sessions.txt`: `[XNYS XNAS]` starts the table those exchanges
-    share; each line after it is a year, its weekday holidays (`MMDD`), then after `;` its
-    early closes (`MMDD=HHMM`), New York time. Returns, by exchange, (first year, last year,
-    holidays, early closes)."""
+    """The tables of `exchange_sessions.jsonl`: after a header (no `year`), one record per
+    year and group of exchanges sharing it: `{"exchanges": [...], "year": 2025, "holidays":
+    ["0101", ...], "early_closes": {"1128": "1300", ...}}` (weekday holidays and early closes,
+    New York time). Returns, by exchange, (first year, last year, holidays, early closes);
+    an exchange whose years are not contiguous gets no table."""
     tables: dict[str, tuple[int, int, set[date], dict[date, time]]] = {}
-    names: list[str] = []
-    years: list[int] = []
-    holidays: set[date] = set()
-    closes: dict[date, time] = {}
-
-    def finish() -> None:
-        for name in names:
-            tables[name] = (min(years), max(years), holidays, closes)
-
+    years: dict[str, set[int]] = {}
     for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
+        if not line.strip():
             continue
-        if line.startswith("["):
-            if names:
-                finish()
-            names, years, holidays, closes = line.strip("[]").split(), [], set(), {}
-            continue
-        head, _, early = line.partition(";")
-        year, *days = head.split()
-        years.append(int(year))
-        for mmdd in days:
-            holidays.add(date(int(year), int(mmdd[:2]), int(mmdd[2:])))
-        for item in early.split():
-            mmdd, _, hhmm = item.partition("=")
-            day = date(int(year), int(mmdd[:2]), int(mmdd[2:]))
-            closes[day] = time(int(hhmm[:2]), int(hhmm[2:]))
-    if names:
-        finish()
-    return tables
+        record = json.loads(line)
+        if "year" not in record:
+            continue  # the header
+        year = int(record["year"])
+        holidays = {date(year, int(d[:2]), int(d[2:])) for d in record["holidays"]}
+        closes = {
+            date(year, int(d[:2]), int(d[2:])): time(int(t[:2]), int(t[2:]))
+            for d, t in record["early_closes"].items()
+        }
+        for name in record["exchanges"]:
+            first, last, known, early = tables.get(name, (year, year, set(), {}))
+            known |= holidays
+            early.update(closes)
+            tables[name] = (min(first, year), max(last, year), known, early)
+            years.setdefault(name, set()).add(year)
+    return {
+        name: table for name, table in tables.items() if len(years[name]) == table[1] - table[0] + 1
+    }
 
 
 def library_bounds(table: SessionTable | None, today: date) -> tuple[date, date] | None:
@@ -251,13 +245,17 @@ def session_table(exchange: str) -> SessionTable | None:
 
 
 def _build_tables() -> dict[str, SessionTable | None]:
-    text = (resources.files("torghut") / "data" / SESSION_TABLE_FILE).read_text("utf-8")
+    try:
+        text = (resources.files("torghut") / "data" / SESSION_TABLE_FILE).read_text("utf-8")
+        tables = read_session_tables(text)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}  # no table (an install without it): the library answers, as it always did
     # `exchange_calendars` takes today's date when it is imported; this stands for that
     # moment (a process that runs past midnight keeps the range it started with, as before).
     today = datetime.now().date()
     zone = ZoneInfo(_TABLE_ZONE)
     built: dict[str, SessionTable | None] = {}
-    for name, (first_year, last_year, holidays, closes) in read_session_tables(text).items():
+    for name, (first_year, last_year, holidays, closes) in tables.items():
         table = SessionTable(
             first_year, last_year, frozenset(holidays), closes, date.min, date.min, zone
         )
