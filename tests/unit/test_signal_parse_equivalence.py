@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from tests.unit.test_input_fuzz import _lines, _scalars
 from torghut.domain import Signal, as_utc
 from torghut.errors import InputError
-from torghut.limits import check_identifier
+from torghut.limits import check_identifier, check_price
 from torghut.trading import signals
 from torghut.trading.signals import (
     _COLUMNS,
@@ -479,3 +479,28 @@ def test_duplicates_across_chunks_are_named_in_line_order(tmp_path: Path) -> Non
         (5, "expected a JSON object"),
         (6, f"duplicate (event_ts, symbol, seq) {(epoch + timedelta(0), 'B', 1)}"),
     ]
+
+
+# Prices: floats and ints inside the band take a shortcut; whatever the value, the same answer.
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.one_of(
+        st.floats(),
+        st.floats(0, 2e9),
+        st.floats(0, 1e-6),
+        st.integers(-5, 2 * 10**9),
+        st.sampled_from(
+            [1e-8, 1.0000000000000002e-08, 9.999999999999999e-09, 1e9, 999999999.9999999, 1]
+        ),
+        st.sampled_from([10**9, 10**9 + 1, 0, True, False, "1e-8", "100", Decimal("1E+2")]),
+        _scalars,
+    )
+)
+def test_check_price_answers_as_before(value: Any) -> None:
+    def answer(check: Any) -> tuple[str, str]:
+        try:
+            return "ok", repr(check(value))
+        except ValueError as exc:
+            return "error", str(exc)
+
+    assert answer(check_price) == answer(_ref_check_price)
