@@ -199,6 +199,7 @@ def _build_broker(settings: Settings, db: Database) -> Broker:
                 base_url=settings.apca_api_base_url,
                 timeout_seconds=settings.trading_broker_timeout_seconds,
                 max_requests_per_minute=settings.alpaca_max_requests_per_minute,
+                extended_hours=settings.trading_extended_hours,
             )
         )
     from torghut.trading.brokers import SimBroker

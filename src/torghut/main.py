@@ -84,6 +84,16 @@ ReportSince = Annotated[
 Rate = Annotated[float | None, Query(ge=0, le=1, description="a share in [0, 1]")]
 Millis = Annotated[float | None, Query(ge=0)]
 Count = Annotated[int | None, Query(ge=0)]
+# `llm eval`'s horizons and costs as query parameters of /llm/eval.
+Horizons = Annotated[
+    str,
+    Query(
+        max_length=200,
+        description="forward-return horizons, comma-separated: a number and s, m, h or d",
+        json_schema_extra={"pattern": r"^[1-9][0-9]{0,4}[smhd](,[1-9][0-9]{0,4}[smhd]){0,9}$"},
+    ),
+]
+CostBps = Annotated[float, Query(ge=0, le=10_000, description="cost per trade, basis points")]
 
 
 class ControlRequest(BaseModel):
@@ -131,10 +141,33 @@ _READ_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or wrong bearer token", **_REFUSED},
     403: {"description": "No token configured (reads not public)", **_REFUSED},
 }
+# A state change's refusals: always JSON (no sign-in page for a POST).
+_WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {
+        "description": "Missing or wrong bearer token",
+        "content": {"application/json": {"schema": _ERROR}},
+    },
+    403: {
+        "description": "No TORGHUT_API_TOKEN configured: state changes are off",
+        "content": {"application/json": {"schema": _ERROR}},
+    },
+}
 _BROKER_ERRORS: dict[int | str, dict[str, Any]] = {
     **_READ_ERRORS,
     503: {
         "description": "The broker does not answer",
+        "content": {"application/json": {"schema": _ERROR}},
+    },
+}
+
+_EVAL_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_READ_ERRORS,
+    409: {
+        "description": "No price source (no signal file, no CLICKHOUSE_URL)",
+        "content": {"application/json": {"schema": _ERROR}},
+    },
+    502: {
+        "description": "The price source (ClickHouse) failed",
         "content": {"application/json": {"schema": _ERROR}},
     },
 }
@@ -373,13 +406,13 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
         f = _filter(symbol, since, limit, verdict.value if verdict else None)
         return await repo.list_reviews(container.db, f)
 
-    @app.post("/trading/halt", dependencies=Write)
+    @app.post("/trading/halt", dependencies=Write, responses=_WRITE_ERRORS)
     async def halt(body: ControlRequest) -> dict[str, Any]:
         """Stop trading from the next decision on; stored, so restarts keep it."""
         state = await container.halt.halt(body.reason.strip())
         return {"halt": state.as_dict()}
 
-    @app.post("/trading/resume", dependencies=Write)
+    @app.post("/trading/resume", dependencies=Write, responses=_WRITE_ERRORS)
     async def resume(body: ControlRequest) -> dict[str, Any]:
         state = await container.halt.resume(body.reason.strip())
         return {"halt": state.as_dict()}
@@ -494,7 +527,77 @@ def create_app(container: Container, *, run_scheduler: bool = True) -> FastAPI:
         rep, readiness = await _report(since, _criteria(max_error_rate, max_p95_ms, min_reviews))
         return HTMLResponse(report.render_html(rep, readiness))
 
-    @app.post("/signin")
+    async def _eval(
+        since: str | None, horizons: str, cost_bps: float
+    ) -> tuple[dict[str, Any], list[str]]:
+        """`llm eval` of the reviews stored here, priced from this service's own signals: the
+        replay file it reads, else the ClickHouse bars (CLICKHOUSE_URL)."""
+        from torghut.evaluation.clickhouse import PriceSourceError
+        from torghut.evaluation.command import clickhouse_access, evaluate_reviews
+        from torghut.evaluation.prices import parse_horizons
+        from torghut.trading.signals import ReplaySignalSource
+
+        try:
+            parse_horizons(horizons)
+        except InputError as exc:
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("query", "horizons"),
+                        "msg": str(exc).removeprefix("--horizons: "),
+                        "type": "value_error",
+                    }
+                ]
+            ) from None
+        source = container.source
+        signals = source.path if isinstance(source, ReplaySignalSource) else None
+        clickhouse = None if signals is not None else clickhouse_access(container.settings)
+        if signals is None and clickhouse is None:
+            raise HTTPException(
+                status_code=409,
+                detail="no price source: the service reads no signal file and CLICKHOUSE_URL "
+                "is not set (torghut llm eval --signals FILE evaluates offline)",
+            )
+        try:
+            rep = await evaluate_reviews(
+                container.db,
+                signals,
+                horizons=horizons,
+                cost_bps=cost_bps,
+                since=None if since is None else _report_since(since),
+                clickhouse=clickhouse,
+            )
+        except PriceSourceError as exc:
+            raise HTTPException(status_code=502, detail=f"price source: {exc}") from None
+        except InputError as exc:
+            # The signal file went missing or holds no price: the service's problem, said.
+            raise HTTPException(status_code=409, detail=f"price source: {exc}") from None
+        return rep, []
+
+    @app.get("/llm/eval.json", dependencies=Read, responses=_EVAL_ERRORS)
+    async def llm_eval_json(
+        since: ReportSince = None, horizons: Horizons = "5m,30m,1d", cost_bps: CostBps = 2.0
+    ) -> Response:
+        from torghut.evaluation import render
+
+        rep, failures = await _eval(since, horizons, cost_bps)
+        return Response(render.render_json(rep, failures), media_type="application/json")
+
+    @app.get(
+        "/llm/eval",
+        dependencies=Read,
+        response_class=HTMLResponse,
+        responses={200: _HTML, **_EVAL_ERRORS},
+    )
+    async def llm_eval_html(
+        since: ReportSince = None, horizons: Horizons = "5m,30m,1d", cost_bps: CostBps = 2.0
+    ) -> HTMLResponse:
+        from torghut.evaluation import render
+
+        rep, failures = await _eval(since, horizons, cost_bps)
+        return HTMLResponse(render.render_html(rep, failures))
+
+    @app.post("/signin", responses=_WRITE_ERRORS)
     async def signin(request: Request) -> JSONResponse:
         """Bearer token in, a read-only cookie out (see web/auth.py)."""
         if auth().token is None:

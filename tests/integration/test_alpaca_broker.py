@@ -69,6 +69,7 @@ def _order_json(body: dict[str, Any], status: str) -> dict[str, Any]:
         "filled_avg_price": None,
         "limit_price": body.get("limit_price"),
         "stop_price": body.get("stop_price"),
+        "extended_hours": body.get("extended_hours", False),
         "status": status,
         "asset_class": "us_equity",
         "created_at": "2026-03-02T15:30:00Z",
@@ -244,7 +245,12 @@ def fake(server: Served) -> FakeAlpaca:
 
 
 def make_broker(
-    url: str, *, timeout: float = 5.0, secret: str = SECRET, per_minute: int = 60_000
+    url: str,
+    *,
+    timeout: float = 5.0,
+    secret: str = SECRET,
+    per_minute: int = 60_000,
+    extended_hours: bool = False,
 ) -> AlpacaBroker:
     """A broker on the fake; its request budget is out of the way unless a test is about it."""
     return AlpacaBroker(
@@ -255,6 +261,7 @@ def make_broker(
             base_url=url,
             timeout_seconds=timeout,
             max_requests_per_minute=per_minute,
+            extended_hours=extended_hours,
         )
     )
 
@@ -271,6 +278,27 @@ def order(coid: str = "th-abc", **changes: Any) -> OrderRequest:
     }
     values.update(changes)
     return OrderRequest(**values)
+
+
+@pytest.mark.parametrize("configured", [True, False])
+async def test_extended_hours_flags_limit_day_orders_only(
+    server: Served, fake: FakeAlpaca, configured: bool
+) -> None:
+    broker = make_broker(server.url, extended_hours=configured)
+    limit_price = Decimal("101.50")
+    await broker.submit_order(order("lim-day", order_type=OrderType.LIMIT, limit_price=limit_price))
+    await broker.submit_order(
+        order(
+            "lim-gtc",
+            order_type=OrderType.LIMIT,
+            limit_price=limit_price,
+            time_in_force=TimeInForce.GTC,
+        )
+    )
+    await broker.submit_order(order("mkt-day"))
+    flags = {coid: fake.orders[coid]["extended_hours"] for coid in fake.orders}
+    assert flags == {"lim-day": configured, "lim-gtc": False, "mkt-day": False}
+    await broker.aclose()
 
 
 async def test_is_a_broker(server: Served, fake: FakeAlpaca) -> None:

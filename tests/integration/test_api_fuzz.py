@@ -29,9 +29,10 @@ EXAMPLES_PER_OPERATION = 25
 class _ServerThread(threading.Thread):
     """The service (API only, no trading loop) on 127.0.0.1 in its own event loop."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, token: str | None = None) -> None:
         super().__init__(daemon=True)
         self.dsn = dsn
+        self.token = token
         self.server: uvicorn.Server | None = None
         self.ready = threading.Event()
         self.error: BaseException | None = None
@@ -46,9 +47,10 @@ class _ServerThread(threading.Thread):
     async def _serve(self) -> None:
         # Reads open (TORGHUT_API_PUBLIC_READS): the fuzzing must reach the operations, not
         # stop at the token check.
-        container = await build_container(
-            load_settings({"DB_DSN": self.dsn, "TORGHUT_API_PUBLIC_READS": "true"}, env_file=None)
-        )
+        env = {"DB_DSN": self.dsn, "TORGHUT_API_PUBLIC_READS": "true"}
+        if self.token is not None:
+            env["TORGHUT_API_TOKEN"] = self.token
+        container = await build_container(load_settings(env, env_file=None))
         try:
             app = create_app(container, run_scheduler=False)
             config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on")
@@ -69,9 +71,10 @@ class _ServerThread(threading.Thread):
         return f"http://{host}:{port}"
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def api_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+def _serve_api(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    token: str | None = None,
 ) -> Iterator[str]:
     schema_name = None
     if request.param == "sqlite":
@@ -82,7 +85,7 @@ def api_url(
             pytest.skip(reason)
         dsn, schema_name = make_pg_schema_dsn()
     upgrade(dsn)
-    thread = _ServerThread(dsn)
+    thread = _ServerThread(dsn, token)
     thread.start()
     thread.ready.wait(60)
     if thread.error is not None:
@@ -97,11 +100,30 @@ def api_url(
             drop_pg_schema(schema_name)
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def api_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    yield from _serve_api(request, tmp_path_factory)
+
+
+TOKEN = "fuzz-token-0123456789abcdef"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def token_api_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The service with TORGHUT_API_TOKEN set: its state changes are on."""
+    yield from _serve_api(request, tmp_path_factory, TOKEN)
+
+
 # The read operations of the document, taken from the app without running it (building the
 # app touches no container); each test fuzzes one against the running service. Schemathesis'
 # own pytest loader is not used: it sets a private attribute pytest 9 no longer has.
 _DOCUMENT = create_app(cast(Container, None), run_scheduler=False).openapi()
 OPERATIONS = sorted(f"GET {path}" for path, item in _DOCUMENT["paths"].items() if "get" in item)
+WRITES = sorted(f"POST {path}" for path, item in _DOCUMENT["paths"].items() if "post" in item)
 
 
 @pytest.mark.parametrize("operation", OPERATIONS)
@@ -123,6 +145,39 @@ def test_every_operation_answers_as_documented(api_url: str, operation: str) -> 
     fuzz()
 
 
+@pytest.mark.parametrize("operation", WRITES)
+@pytest.mark.parametrize("bearer", ["right", "wrong", "none"])
+def test_every_state_change_answers_as_documented(
+    token_api_url: str, operation: str, bearer: str
+) -> None:
+    """Generated bodies with the right token, a wrong one and none: a documented answer
+    (200, 422 naming the field, 401), never a server error."""
+    method, path = operation.split(" ", 1)
+    schema = schemathesis.openapi.from_url(f"{token_api_url}/openapi.json", timeout=10)
+    target = schema[path][method]
+    presented = {"right": TOKEN, "wrong": "not-" + TOKEN}.get(bearer)
+    headers = {} if presented is None else {"Authorization": f"Bearer {presented}"}
+    statuses: set[int] = set()
+
+    @given(case=target.as_strategy())
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def fuzz(case: Any) -> None:
+        response = case.call(base_url=token_api_url, headers=headers, timeout=10)
+        case.validate_response(response)
+        statuses.add(response.status_code)
+
+    fuzz()
+    if bearer == "right":
+        assert statuses & {200}, statuses  # some generated body was a valid one
+    else:
+        assert statuses == {401}, statuses  # no body gets past a missing or wrong token
+
+
 def test_the_document_has_the_read_operations() -> None:
     assert {
         "GET /healthz",
@@ -138,6 +193,7 @@ def test_the_document_has_the_read_operations() -> None:
         if "get" in item and "422" in item["get"]["responses"]
     ]
     assert errors and all(e == {"$ref": "#/components/schemas/ErrorBody"} for e in errors)
+    assert {"POST /trading/halt", "POST /trading/resume", "POST /signin"} <= set(WRITES)
 
 
 @pytest.mark.parametrize("since", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])

@@ -109,3 +109,35 @@ async def test_nul_and_surrogates_never_reach_a_column(database: Database) -> No
     safe = "bad\ufffdbyte \ufffd end"
     assert decision.reason == safe
     assert review.response_json == {"error": {"message": safe, "k\ufffdey": [safe, 1]}}
+
+
+def test_every_text_column_of_the_schema_is_guarded() -> None:
+    # A column typed explicitly (`mapped_column(Text)`) bypasses the annotation map's safe
+    # types: the halt reason was one, and a NUL in it was a 500 on PostgreSQL (fuzzing).
+    from sqlalchemy import JSON, String
+
+    from torghut.db.tables import Base, SafeJSON, SafeString, SafeText
+
+    unguarded = [
+        f"{table.name}.{column.name}"
+        for table in Base.metadata.tables.values()
+        for column in table.columns
+        if isinstance(column.type, String | JSON)
+        and not isinstance(column.type, SafeString | SafeText | SafeJSON)
+    ]
+    assert unguarded == []
+
+
+async def test_a_halt_reason_with_a_nul_is_stored_replaced(database: Database) -> None:
+    from torghut.db.halt_store import DatabaseHaltStore
+    from torghut.db.tables import TradingHaltEvent
+    from torghut.trading.halt import HaltState
+
+    store = DatabaseHaltStore(database.db)
+    await store.save(HaltState(True, BAD, None), action="halt", reason=BAD)
+    state = await store.load()
+    assert state.halted and state.reason is not None and _clean(state.reason)
+    reasons = await database.db.run(
+        lambda session: list(session.execute(select(TradingHaltEvent.reason)).scalars())
+    )
+    assert len(reasons) == 1 and _clean(reasons[0]) and reasons[0].startswith("bad")

@@ -295,3 +295,97 @@ async def test_a_symbol_with_a_control_character_is_a_422_not_a_500(database: Da
             response = await client.get(path, params={"symbol": "AA\x00PL"})
             assert response.status_code == 422, (path, response.text)
             assert "symbol" in response.json()["error"]
+
+
+def _priced_signals(tmp_path: Path) -> Path:
+    """A buy of ZBRA at 100, then its price every minute for two hours (rising to 110)."""
+    lines = [
+        {
+            "event_ts": "2026-03-02T15:00:00Z",
+            "symbol": "ZBRA",
+            "macd": 0.4,
+            "macd_signal": 0.1,
+            "rsi14": 28.0,
+            "price": 100.0,
+        }
+    ]
+    for minute in range(1, 121):
+        lines.append(
+            {
+                "event_ts": f"2026-03-02T{15 + minute // 60:02d}:{minute % 60:02d}:00Z",
+                "symbol": "ZBRA",
+                "macd": 0.0,
+                "macd_signal": 0.1,
+                "rsi14": 50.0,
+                "price": 100.0 + minute / 12,
+            }
+        )
+    path = tmp_path / "priced.jsonl"
+    path.write_text("".join(json.dumps({**r, "timeframe": "1Min"}) + "\n" for r in lines))
+    return path
+
+
+async def test_llm_eval_over_http_prices_the_reviews_from_the_services_signals(
+    database: Database, tmp_path: Path
+) -> None:
+    from tests.integration.test_gate_table import FakeProvider
+
+    signals = _priced_signals(tmp_path)
+    env = {
+        "DB_DSN": database.dsn,
+        "TORGHUT_API_TOKEN": TOKEN,
+        "LLM_ENABLED": "true",
+        "JANGAR_BASE_URL": "http://127.0.0.1:9",
+        "TRADING_SIGNALS_PATH": str(signals),
+    }
+    summary = await run_replay(load_settings(env, None), signals, provider=FakeProvider("approve"))
+    assert summary["reviews"] == {"approve": 1}, summary
+    async with (
+        serve(env) as (base, _),
+        httpx.AsyncClient(base_url=base, timeout=30, headers=AUTH) as client,
+    ):
+        as_json = await client.get("/llm/eval.json", params={"horizons": "5m,1h"})
+        assert as_json.status_code == 200, as_json.text
+        body = as_json.json()
+        assert body["reviews"] == 1 and set(body["horizons"]) == {"5m", "1h"}
+        hour = body["horizons"]["1h"]
+        assert hour["evaluated"] == 1 and hour["by_verdict"]["approve"]["mean_bps"] > 0
+        html = await client.get("/llm/eval")
+        assert html.status_code == 200 and "Horizon 1d" in html.text
+        page = await client.get("/")
+        assert 'href="/llm/eval"' in page.text
+        for params, name in (({"horizons": "5x"}, "horizons"), ({"cost_bps": -1}, "cost_bps")):
+            bad = await client.get("/llm/eval.json", params=params)
+            assert bad.status_code == 422 and name in bad.json()["error"], bad.text
+        signals.unlink()  # the price source is gone: said, not a 500
+        gone = await client.get("/llm/eval.json")
+        assert gone.status_code == 409 and "price source" in gone.json()["error"], gone.text
+
+
+async def test_llm_eval_over_http_says_when_clickhouse_fails(
+    database: Database, tmp_path: Path
+) -> None:
+    from tests.integration.test_gate_table import FakeProvider
+
+    replayed = {
+        "DB_DSN": database.dsn,
+        "LLM_ENABLED": "true",
+        "JANGAR_BASE_URL": "http://127.0.0.1:9",
+    }
+    signals = _priced_signals(tmp_path)
+    await run_replay(load_settings(replayed, None), signals, provider=FakeProvider("veto"))
+    env = {
+        "DB_DSN": database.dsn,
+        "TORGHUT_API_TOKEN": TOKEN,
+        "TRADING_SIGNAL_SOURCE": "clickhouse",
+        "CLICKHOUSE_URL": "http://127.0.0.1:1",
+        "CLICKHOUSE_PASSWORD": "ch-secret-000111",
+    }
+    async with (
+        serve(env) as (base, _),
+        httpx.AsyncClient(base_url=base, timeout=60, headers=AUTH) as client,
+    ):
+        failed = await client.get("/llm/eval.json")
+        assert failed.status_code == 502, failed.text
+        assert failed.json()["error"].startswith("price source: clickhouse unreachable")
+        assert "ch-secret-000111" not in failed.text

@@ -263,7 +263,7 @@ class PriceReferenceRow(Base):
 
     __tablename__ = "price_references"
 
-    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    symbol: Mapped[str] = mapped_column(SafeString(32), primary_key=True)
     price: Mapped[Decimal]
     candidate_price: Mapped[Decimal | None]
     streak: Mapped[int] = mapped_column(Integer, default=0)
@@ -325,9 +325,9 @@ class TradingHaltRow(Base):
 
     __tablename__ = "trading_halt"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    id: Mapped[str] = mapped_column(SafeString(32), primary_key=True)
     halted: Mapped[bool] = mapped_column(Boolean)
-    reason: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(SafeText())
     since: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -338,8 +338,8 @@ class TradingHaltEvent(Base):
     __tablename__ = "trading_halt_events"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    action: Mapped[str] = mapped_column(String(8))
-    reason: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(SafeString(8))
+    reason: Mapped[str] = mapped_column(SafeText())
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
@@ -350,15 +350,15 @@ class QuarantinedBatch(Base):
     __tablename__ = "quarantined_batches"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    source: Mapped[str] = mapped_column(String(256))
+    source: Mapped[str] = mapped_column(SafeString(256))
     first_event_ts: Mapped[datetime]
-    first_symbol: Mapped[str] = mapped_column(String(32))
+    first_symbol: Mapped[str] = mapped_column(SafeString(32))
     first_seq: Mapped[int] = mapped_column(BigInteger)
     last_event_ts: Mapped[datetime]
-    last_symbol: Mapped[str] = mapped_column(String(32))
+    last_symbol: Mapped[str] = mapped_column(SafeString(32))
     last_seq: Mapped[int] = mapped_column(BigInteger)
     signal_count: Mapped[int] = mapped_column(Integer)
     signals_json: Mapped[list[Any]] = mapped_column(JSONType)
-    error: Mapped[str] = mapped_column(String(500))
+    error: Mapped[str] = mapped_column(SafeString(500))
     failures: Mapped[int] = mapped_column(Integer)
     quarantined_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

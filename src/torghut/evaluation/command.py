@@ -6,7 +6,7 @@ import asyncio
 import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torghut.db.engine import Database
 from torghut.errors import InputError
@@ -15,6 +15,22 @@ from torghut.evaluation.evaluate import evaluate
 from torghut.evaluation.prices import PricePaths, parse_horizons
 from torghut.evaluation.rows import load_reviewed
 from torghut.evaluation.signal_file import read_signal_file
+
+if TYPE_CHECKING:
+    from torghut.config import Settings
+
+
+def clickhouse_access(settings: Settings) -> ClickHouseAccess | None:
+    """The ClickHouse bars as a price source, when `CLICKHOUSE_URL` is set."""
+    if not settings.clickhouse_url:
+        return None
+    password = settings.clickhouse_password
+    return ClickHouseAccess(
+        url=settings.clickhouse_url,
+        username=settings.clickhouse_username,
+        password=password.get_secret_value() if password else None,
+        timeout_seconds=max(30.0, settings.clickhouse_timeout_seconds),
+    )
 
 
 def sqlite_path(dsn: str) -> Path | None:
@@ -37,6 +53,29 @@ async def run_eval(
     clickhouse: ClickHouseAccess | None = None,
 ) -> dict[str, Any]:
     """The evaluation of the reviews in `dsn`; prices from `signals`, else from `clickhouse`."""
+    _check_arguments(signals, clickhouse, horizons, cost_bps)
+    path = sqlite_path(dsn)
+    if path is not None and not path.exists():
+        # Opening it would create an empty database: say what is wrong instead.
+        raise InputError(f"DB_DSN: no such SQLite database: {path}")
+    db = Database(dsn)
+    try:
+        return await evaluate_reviews(
+            db,
+            signals,
+            horizons=horizons,
+            cost_bps=cost_bps,
+            since=since,
+            seed=seed,
+            clickhouse=clickhouse,
+        )
+    finally:
+        await db.aclose()
+
+
+def _check_arguments(
+    signals: Path | None, clickhouse: ClickHouseAccess | None, horizons: str, cost_bps: float
+) -> list[tuple[str, timedelta]]:
     parsed = parse_horizons(horizons)
     if not math.isfinite(cost_bps) or cost_bps < 0:
         raise InputError(f"--cost-bps: must be a number >= 0 (got {cost_bps})")
@@ -45,21 +84,28 @@ async def run_eval(
             "--signals: a price source is required (a JSON Lines signal file, "
             "or CLICKHOUSE_URL for the ClickHouse bars)"
         )
-    path = sqlite_path(dsn)
-    if path is not None and not path.exists():
-        # Opening it would create an empty database: say what is wrong instead.
-        raise InputError(f"DB_DSN: no such SQLite database: {path}")
+    return parsed
+
+
+async def evaluate_reviews(
+    db: Database,
+    signals: Path | None,
+    *,
+    horizons: str,
+    cost_bps: float,
+    since: datetime | None = None,
+    seed: int = 0,
+    clickhouse: ClickHouseAccess | None = None,
+) -> dict[str, Any]:
+    """`run_eval` on an open `Database` (the service's own, for `GET /llm/eval`)."""
+    parsed = _check_arguments(signals, clickhouse, horizons, cost_bps)
     paths: PricePaths | None = None
     if signals is not None:
         price_signals = await asyncio.to_thread(read_signal_file, signals)
         if not price_signals:
             raise InputError(f"--signals: no valid signal in {signals}")
         paths = PricePaths.from_signals(price_signals)
-    db = Database(dsn)
-    try:
-        decisions = await load_reviewed(db, since)
-    finally:
-        await db.aclose()
+    decisions = await load_reviewed(db, since)
     if paths is None:
         assert clickhouse is not None
         longest = max(delta for _, delta in parsed)

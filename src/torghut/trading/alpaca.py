@@ -68,7 +68,16 @@ from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
 
-from torghut.domain import Account, Action, Book, BrokerOrder, OrderRequest, Position
+from torghut.domain import (
+    Account,
+    Action,
+    Book,
+    BrokerOrder,
+    OrderRequest,
+    OrderType,
+    Position,
+    TimeInForce,
+)
 from torghut.errors import BrokerError, redact
 
 T = TypeVar("T")
@@ -97,10 +106,17 @@ class AlpacaConfig:
     timeout_seconds: float = 10.0
     # Requests a minute, every call together (Alpaca allows an account 200).
     max_requests_per_minute: int = 180
+    # TRADING_EXTENDED_HOURS: limit DAY orders may fill in the pre- and after-market sessions.
+    extended_hours: bool = False
 
     @property
     def secrets(self) -> tuple[str, str]:
         return (self.key_id, self.secret_key)
+
+
+def _extended_eligible(order: OrderRequest) -> bool:
+    """Whether Alpaca lets `order` trade in the extended session: a limit order, TIF day."""
+    return order.order_type is OrderType.LIMIT and order.time_in_force is TimeInForce.DAY
 
 
 class AlpacaError(BrokerError):
@@ -339,6 +355,10 @@ class AlpacaBroker:
             body["limit_price"] = _text(self._tick(order.limit_price, order.side, "limit"))
         if order.stop_price is not None:
             body["stop_price"] = _text(self._tick(order.stop_price, order.side, "stop"))
+        if self._config.extended_hours and _extended_eligible(order):
+            # Without the flag Alpaca holds a limit order outside the regular session until the
+            # open; it takes the flag on limit DAY orders only (422 on any other kind).
+            body["extended_hours"] = True
         only_throttled = False
         try:
             raw = await self._call(
