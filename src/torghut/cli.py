@@ -371,7 +371,7 @@ def cmd_llm_eval(args: argparse.Namespace) -> int:
     import asyncio
 
     from torghut.evaluation import render
-    from torghut.evaluation.command import run_eval
+    from torghut.evaluation.command import clickhouse_access, run_eval
     from torghut.evaluation.evaluate import gate_failures
 
     settings = _settings()
@@ -379,17 +379,7 @@ def cmd_llm_eval(args: argparse.Namespace) -> int:
     signals = Path(args.signals) if args.signals else None
     if signals is not None and not signals.is_file():
         raise InputError(f"--signals: no such file: {signals}")
-    clickhouse = None
-    if signals is None and settings.clickhouse_url:
-        from torghut.evaluation.clickhouse import ClickHouseAccess
-
-        password = settings.clickhouse_password
-        clickhouse = ClickHouseAccess(
-            url=settings.clickhouse_url,
-            username=settings.clickhouse_username,
-            password=password.get_secret_value() if password else None,
-            timeout_seconds=max(30.0, settings.clickhouse_timeout_seconds),
-        )
+    clickhouse = None if signals is not None else clickhouse_access(settings)
     gate = args.min_veto_value_bps
     if gate is not None and not math.isfinite(gate):
         raise InputError(f"--min-veto-value-bps: must be a finite number (got {gate})")

@@ -106,12 +106,6 @@ async def test_a_review_imports_only_what_it_uses(tmp_path: Path) -> None:
     assert {"httpx", "pydantic_settings", "asyncio"} <= set(loaded)  # what it does use
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dryrun.py imports SQLAlchemy, the database modules and torghut.bootstrap (the whole "
-    "service) at module level: outside the start-up lane (issue 16 report). Remove this mark "
-    "once they are imported only when the database file exists.",
-)
 async def test_a_review_without_a_database_imports_no_database_library(tmp_path: Path) -> None:
     (tmp_path / "decision.json").write_text(json.dumps(DECISION))
     async with DevGateway(DevGatewayConfig()) as gateway:
