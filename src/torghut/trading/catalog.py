@@ -233,7 +233,15 @@ class StrategyCatalog:
                     kept.extend(self._row_spec(row))
             return kept
 
-        kept = await self._db.run(sync)
+        for attempt in (1, 2):
+            try:
+                kept = await self._db.run(sync)
+                break
+            except IntegrityError:
+                # Two processes starting on a fresh database both inserted a strategy row:
+                # the loser's second pass finds it and updates it (as ensure_strategy_row).
+                if attempt == 2:
+                    raise
         active = list(specs) + kept
         log.info(
             "strategy catalog loaded (%s): %s",
