@@ -146,7 +146,7 @@ def parse_signal_line(line: str, lineno: int) -> Signal:
     `macd, macd_signal, rsi14, price` may be null or absent (the strategy and the risk engine
     say what that means); `seq` defaults to the line number; other keys go to `payload`.
     Raises `InputError` naming the line and the field; every line is judged alone, and
-    nothing it holds can raise anything else (tests/unit/test_signal_lines_fuzz.py)."""
+    nothing it holds can raise anything else (tests/unit/test_input_fuzz.py)."""
     where = f"line {lineno}"
     return signal_from_fields(_signal_fields(decode_line(line, where), lineno, where))
 
