@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
+# The benchmarks; the other modules of bench/ (tables.py, floor_db.py, floor_meter.py,
+# make_sample_signals.py) are helpers they import or tools run by hand.
 BENCHMARKS = (
     "bench_sse",
     "bench_provider",

@@ -13,13 +13,10 @@ from datetime import datetime
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from torghut.config import BrokerKind, Settings, SignalSourceKind
-from torghut.db import repo
 from torghut.db.engine import (
     Database,
     FileLeaderLock,
@@ -35,16 +32,13 @@ from torghut.trading import quarantine
 from torghut.trading.catalog import StrategyCatalog
 from torghut.trading.halt import HaltState, TradingHalt
 from torghut.trading.judge import JudgingSettings
-from torghut.trading.llm.circuit import CircuitBreaker
-from torghut.trading.llm.client import build_provider
-from torghut.trading.llm.context import PointInTimeContext, RecentDecisionsReader
-from torghut.trading.llm.model_check import ModelCheck
 from torghut.trading.llm.policy import bounds_from_settings
-from torghut.trading.llm.prompts import PromptTemplate, load_prompt
-from torghut.trading.llm.review_engine import ReviewEngine
-from torghut.trading.llm.schema import PolicyBounds
+from torghut.trading.llm.reviewer import (  # also `llm review`'s: apart, so it needs no service
+    Reviewer,
+    build_reviewer,
+    risk_limits,
+)
 from torghut.trading.pipeline import GateSettings, ReviewSetup, TradingPipeline, TradingRules
-from torghut.trading.risk import RiskLimits
 from torghut.trading.scheduler import LeaderLock, TradingLock, TradingScheduler
 from torghut.trading.session import SessionCalendar
 from torghut.trading.strategy import StrategyDefaults
@@ -65,68 +59,6 @@ def freeze_startup_heap() -> None:
 
 def bundled_signals() -> Path:
     return Path(str(resources.files("torghut") / "data" / "sample_signals.jsonl"))
-
-
-def recent_decisions_reader(db: Database) -> RecentDecisionsReader:
-    """The review context's view of earlier decisions: the service's database."""
-
-    async def read(symbol: str, before: datetime, limit: int) -> list[dict[str, Any]]:
-        return await repo.recent_decisions(db, symbol, before=before, limit=limit)
-
-    return read
-
-
-@dataclass
-class Reviewer:
-    """The review gate's parts, also used alone by `torghut llm review`."""
-
-    provider: ReviewProvider
-    breaker: CircuitBreaker
-    prompt: PromptTemplate
-    bounds: PolicyBounds
-    engine: ReviewEngine
-    model_check: ModelCheck
-    context: PointInTimeContext
-
-
-def build_reviewer(
-    settings: Settings,
-    metrics: Metrics | None = None,
-    *,
-    http_client: httpx.AsyncClient | None = None,
-    provider: ReviewProvider | None = None,
-    db: Database | None = None,
-    limits: RiskLimits | None = None,
-) -> Reviewer:
-    prompt = load_prompt(settings.llm_prompt_version)  # unknown version: ConfigError now
-    bounds = bounds_from_settings(settings)
-    breaker = CircuitBreaker(
-        settings.llm_circuit_max_errors,
-        settings.llm_circuit_window_seconds,
-        settings.llm_circuit_cooldown_seconds,
-        on_transition=metrics.on_circuit_transition if metrics else None,
-    )
-    if metrics is not None:
-        metrics.watch_circuit(breaker.snapshot)
-    provider = provider or build_provider(settings, http_client=http_client)
-    context = PointInTimeContext(
-        bounds=bounds,
-        trading_mode=settings.trading_mode,
-        prompt_version=prompt.version,
-        context_bars=settings.llm_context_bars,
-        recent_decisions=recent_decisions_reader(db) if db is not None else None,
-        risk_limits=limits,
-    )
-    engine = ReviewEngine(
-        provider,
-        breaker,
-        prompt,
-        bounds,
-        secrets=settings.secrets(),
-        context=context,
-        anonymize=settings.llm_anonymize,
-    )
-    return Reviewer(provider, breaker, prompt, bounds, engine, ModelCheck(provider), context)
 
 
 def trading_lock(dsn: str, engine: AsyncEngine) -> TradingLock:
@@ -155,21 +87,6 @@ class Container:
             with contextlib.suppress(Exception):
                 await close()
         self._closers.clear()
-
-
-def risk_limits(settings: Settings, *, trading_enabled: bool) -> RiskLimits:
-    return RiskLimits(
-        trading_enabled=trading_enabled,
-        trading_mode=settings.trading_mode,
-        live_enabled=settings.trading_live_enabled,
-        kill_switch=settings.trading_kill_switch,
-        allow_shorts=settings.trading_allow_shorts,
-        max_notional_per_trade=Decimal(str(settings.trading_max_notional_per_trade)),
-        max_position_pct_equity=Decimal(str(settings.trading_max_position_pct_equity)),
-        cooldown_seconds=settings.trading_cooldown_seconds,
-        max_shares_per_order=Decimal(settings.trading_max_shares_per_order),
-        universe=settings.universe,
-    )
 
 
 def judging_settings(settings: Settings, clock: Callable[[], datetime] | None) -> JudgingSettings:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import functools
-from importlib import metadata, resources
 
 BUILD_COMMIT_FILE = "BUILD_COMMIT"  # written into the package by the image build (Dockerfile)
 UNKNOWN = "unknown"
@@ -14,6 +13,9 @@ UNKNOWN = "unknown"
 def build_details() -> dict[str, str]:
     """`version` and `git_commit` ("unknown" outside an image build, which writes the commit
     into the package as `BUILD_COMMIT`)."""
+    # Imported here, when asked: `--help` and the logging set-up import this module too.
+    from importlib import metadata, resources
+
     try:
         version = metadata.version("torghut")
     except metadata.PackageNotFoundError:

@@ -6,13 +6,11 @@ line on stderr, no traceback)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import errno
 import json
 import math
 import os
-import socket
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -28,7 +26,10 @@ __all__ = ["RedactingFilter", "build_parser", "main", "setup_logging"]
 
 if TYPE_CHECKING:
     # Settings pull in pydantic-settings and SQLAlchemy: a tenth of a second `--help` and
-    # bad usage need not pay. Every command imports what it uses when it runs.
+    # bad usage need not pay. Every command imports what it uses when it runs (asyncio too:
+    # a quarter of what `--help` would import).
+    import socket
+
     from sqlalchemy.exc import SQLAlchemyError
 
     from torghut.config import Settings
@@ -98,6 +99,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port = settings.torghut_port if args.port is None else args.port
     host = settings.torghut_host if args.host is None else args.host
     listener = _listen(host, port)  # before anything else: a taken port is a usage error
+    import asyncio
+
     try:
         return asyncio.run(_serve(settings, host, port, listener))
     finally:
@@ -107,6 +110,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _listen(host: str, port: int) -> socket.socket:
     """The server's listening socket, bound here so that a bad host or a port in use is one
     line and exit 2 (uvicorn would log a traceback and exit 3); uvicorn serves on it."""
+    import socket
+
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError) as exc:
@@ -126,6 +131,8 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 async def _serve(settings: Settings, host: str, port: int, listener: socket.socket) -> int:
+    import asyncio
+
     import uvicorn
 
     class _GracefulServer(uvicorn.Server):
@@ -177,6 +184,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise InputError(f"--signals: not a regular file: {path}")
     startup_banner(settings, "replay")
+    import asyncio
+
     from torghut.bootstrap import freeze_startup_heap
     from torghut.replay import run_replay
 
@@ -263,6 +272,8 @@ def cmd_llm_review(args: argparse.Namespace) -> int:
         signals = Path(args.signals)
         if not signals.is_file():
             raise InputError(f"--signals: no such file: {signals}")
+    import asyncio
+
     from torghut.dryrun import review_with_context
 
     out = asyncio.run(review_with_context(settings, decision, signals))
@@ -303,6 +314,8 @@ def parse_decision(raw: str, *, max_shares: Decimal) -> Any:
 
 
 def cmd_llm_report(args: argparse.Namespace) -> int:
+    import asyncio
+
     from torghut import report
     from torghut.domain import utcnow
 
@@ -355,8 +368,10 @@ async def _build_report(settings: Settings, since: datetime, until: datetime) ->
 
 
 def cmd_llm_eval(args: argparse.Namespace) -> int:
+    import asyncio
+
     from torghut.evaluation import render
-    from torghut.evaluation.command import run_eval
+    from torghut.evaluation.command import clickhouse_access, run_eval
     from torghut.evaluation.evaluate import gate_failures
 
     settings = _settings()
@@ -364,17 +379,7 @@ def cmd_llm_eval(args: argparse.Namespace) -> int:
     signals = Path(args.signals) if args.signals else None
     if signals is not None and not signals.is_file():
         raise InputError(f"--signals: no such file: {signals}")
-    clickhouse = None
-    if signals is None and settings.clickhouse_url:
-        from torghut.evaluation.clickhouse import ClickHouseAccess
-
-        password = settings.clickhouse_password
-        clickhouse = ClickHouseAccess(
-            url=settings.clickhouse_url,
-            username=settings.clickhouse_username,
-            password=password.get_secret_value() if password else None,
-            timeout_seconds=max(30.0, settings.clickhouse_timeout_seconds),
-        )
+    clickhouse = None if signals is not None else clickhouse_access(settings)
     gate = args.min_veto_value_bps
     if gate is not None and not math.isfinite(gate):
         raise InputError(f"--min-veto-value-bps: must be a finite number (got {gate})")

@@ -19,6 +19,8 @@ DEPTH_MAX = 16  # far more than a signal or a decision needs
 PRICE_MIN = Decimal("0.00000001")  # the scale of the `Money` columns
 PRICE_MAX = Decimal("1000000000")  # far below their 16 integer digits, far above any share
 RATIONALE_MAX = 4000  # characters of a decision's rationale a reviewer is sent
+_FLOAT_MIN, _FLOAT_MAX = float(PRICE_MIN), float(PRICE_MAX)  # `check_price`'s shortcut
+_INT_PRICE_MAX = int(PRICE_MAX)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -58,6 +60,17 @@ def _check_text(text: str, what: str = "text") -> None:
 
 
 def check_identifier(value: Any, longest: int) -> str:
+    # Printable ASCII that is not all spaces passes every check below (no NUL, no surrogate,
+    # no control or unprintable character): the usual symbol or timeframe, taken in one look.
+    if (
+        type(value) is str
+        and len(value) <= longest
+        and value.isascii()
+        and value.isprintable()
+        and not value.isspace()
+        and value
+    ):
+        return value
     if not isinstance(value, str):
         raise ValueError("expected a string")
     if not value.strip():
@@ -78,6 +91,14 @@ def check_identifier(value: Any, longest: int) -> str:
 def check_price(value: Any) -> Decimal:
     """A positive price the `Money` columns hold exactly enough: a smaller one would round to
     0 (and stall every cycle that marks it), a larger one would overflow the column."""
+    # The usual price, taken in one look: a float strictly inside the band as floats has a
+    # shortest text strictly inside it as decimals (rounding is monotonic), and an int in it is
+    # its own text: both pass every check below, giving the same Decimal.
+    kind = type(value)
+    if kind is float and _FLOAT_MIN < value < _FLOAT_MAX:
+        return Decimal(repr(value))
+    if kind is int and 0 < value <= _INT_PRICE_MAX:
+        return Decimal(value)
     if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
         raise ValueError("expected a number")
     try:

@@ -217,3 +217,31 @@ async def test_an_unreadable_row_is_skipped_not_fatal(
         active = await StrategyCatalog(path, "merge", database.db).load()
     assert [s.name for s in active] == ["alpha"]
     assert "weird" in caplog.text
+
+
+class _LosesTheFirstInsertRace:
+    """The catalog's database, where another process inserts the strategy rows first: our
+    first transaction fails as a unique violation would, after theirs has committed."""
+
+    def __init__(self, db: object, rival: StrategyCatalog) -> None:
+        self._db = db
+        self._rival = rival
+        self.lost = 0
+
+    async def run(self, work: object) -> object:
+        if self.lost == 0:
+            self.lost += 1
+            await self._rival.load_all()  # the other process's sync commits first
+            from sqlalchemy.exc import IntegrityError
+
+            raise IntegrityError("INSERT INTO strategies", {}, Exception("unique violation"))
+        return await self._db.run(work)  # type: ignore[attr-defined]
+
+
+async def test_two_processes_syncing_a_fresh_database_both_start(database: Database) -> None:
+    rival = StrategyCatalog(None, "merge", database.db)
+    racing = _LosesTheFirstInsertRace(database.db, rival)
+    catalog = StrategyCatalog(None, "merge", racing)  # type: ignore[arg-type]
+    assert await catalog.load() == [DEFAULT_STRATEGY]
+    assert racing.lost == 1
+    assert (await rows(database))["macd-rsi-default"].enabled

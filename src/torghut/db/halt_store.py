@@ -3,6 +3,9 @@ history): the `HaltStore` of the service, shared by every process on the databas
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -12,9 +15,14 @@ from torghut.domain import utcnow
 from torghut.trading.halt import RUNNING, HaltState
 
 _KEY = "trading"
+_HALT: Table = TradingHaltRow.__table__  # type: ignore[assignment]
+# Read before every cycle: a Core statement on the session's connection, not an ORM `get`
+# (whose identity map and loading cost several times the statement).
+_READ = select(_HALT.c.halted, _HALT.c.reason, _HALT.c.since).where(_HALT.c.id == bindparam("id"))
 
 
-def _state(row: TradingHaltRow | None) -> HaltState:
+def _state(row: Any) -> HaltState:
+    """The state a `trading_halt` row (or a row of `_READ`) holds; None: never halted."""
     if row is None or not row.halted:
         return RUNNING
     return HaltState(True, row.reason, row.since)
@@ -26,7 +34,7 @@ class DatabaseHaltStore:
 
     async def load(self) -> HaltState:
         def read(session: Session) -> HaltState:
-            return _state(session.get(TradingHaltRow, _KEY))
+            return _state(session.connection().execute(_READ, {"id": _KEY}).first())
 
         return await self._db.run(read)
 

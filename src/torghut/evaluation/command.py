@@ -14,7 +14,7 @@ from torghut.evaluation.clickhouse import ClickHouseAccess, clickhouse_prices
 from torghut.evaluation.evaluate import evaluate
 from torghut.evaluation.prices import PricePaths, parse_horizons
 from torghut.evaluation.rows import load_reviewed
-from torghut.evaluation.signal_file import read_signal_file
+from torghut.evaluation.signal_file import read_signal_file, sqlite_path
 
 if TYPE_CHECKING:
     from torghut.config import Settings
@@ -31,15 +31,6 @@ def clickhouse_access(settings: Settings) -> ClickHouseAccess | None:
         password=password.get_secret_value() if password else None,
         timeout_seconds=max(30.0, settings.clickhouse_timeout_seconds),
     )
-
-
-def sqlite_path(dsn: str) -> Path | None:
-    """The file of a SQLite DSN (None for other databases and in-memory ones): opening a
-    missing one would create it, which a read-only command must not do."""
-    if not dsn.startswith("sqlite"):
-        return None
-    path = dsn.split("///", 1)[-1].split("?", 1)[0]
-    return None if path in ("", ":memory:") else Path(path)
 
 
 async def run_eval(

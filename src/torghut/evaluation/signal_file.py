@@ -9,6 +9,15 @@ from torghut.domain import Signal
 from torghut.errors import InputError
 
 
+def sqlite_path(dsn: str) -> Path | None:
+    """The file of a SQLite DSN (None for other databases and in-memory ones): opening a
+    missing one would create it, which a read-only command must not do."""
+    if not dsn.startswith("sqlite"):
+        return None
+    path = dsn.split("///", 1)[-1].split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
 def read_signal_file(path: Path) -> list[Signal]:
     """Every valid signal of a JSON Lines file (bad lines skipped, as replay does)."""
     from torghut.trading.signals import parse_signal_line

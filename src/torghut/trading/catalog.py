@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -41,18 +41,31 @@ CatalogMode = Literal["merge", "sync"]
 _Stamp = tuple[int, int]  # (mtime_ns, size)
 
 
-def _apply(row: Strategy, spec: StrategySpec, source: str) -> None:
-    row.description = spec.description
-    row.enabled = spec.enabled
-    row.base_timeframe = spec.base_timeframe
-    row.universe_symbols = list(spec.universe_symbols) if spec.universe_symbols else None
-    row.max_notional_per_trade = spec.max_notional_per_trade
-    row.max_position_pct_equity = spec.max_position_pct_equity
-    row.params = spec.rule_params()
-    row.source = source
+_STRATEGIES: Table = Strategy.__table__  # type: ignore[assignment]
+# Core statements on the session's connection: the sync runs at every start (and every
+# change of the file), and the ORM's first use of a mapper in a fresh engine cost several
+# times the statements.
+_READ_ONE = select(_STRATEGIES).where(_STRATEGIES.c.id == bindparam("b_id"))
+_INSERT = insert(_STRATEGIES)
+_UPDATE = update(_STRATEGIES).where(_STRATEGIES.c.id == bindparam("b_id"))
 
 
-def _changed(row: Strategy, spec: StrategySpec, source: str) -> bool:
+def _values(spec: StrategySpec, source: str) -> dict[str, Any]:
+    """The columns a spec sets (`updated_at` and, for a new row, `created_at` are the
+    columns' own defaults)."""
+    return {
+        "description": spec.description,
+        "enabled": spec.enabled,
+        "base_timeframe": spec.base_timeframe,
+        "universe_symbols": list(spec.universe_symbols) if spec.universe_symbols else None,
+        "max_notional_per_trade": spec.max_notional_per_trade,
+        "max_position_pct_equity": spec.max_position_pct_equity,
+        "params": spec.rule_params(),
+        "source": source,
+    }
+
+
+def _changed(row: Any, spec: StrategySpec, source: str) -> bool:
     universe = list(spec.universe_symbols) if spec.universe_symbols else None
     return (
         row.description != spec.description
@@ -67,13 +80,12 @@ def _changed(row: Strategy, spec: StrategySpec, source: str) -> bool:
 
 
 def _upsert(session: Session, spec: StrategySpec, source: str) -> None:
-    row = session.get(Strategy, spec.name)
+    conn = session.connection()
+    row = conn.execute(_READ_ONE, {"b_id": spec.name}).first()
     if row is None:
-        row = Strategy(id=spec.name)
-        _apply(row, spec, source)
-        session.add(row)
+        conn.execute(_INSERT, {"id": spec.name, **_values(spec, source)})
     elif _changed(row, spec, source):  # untouched rows keep their updated_at
-        _apply(row, spec, source)
+        conn.execute(_UPDATE, {"b_id": spec.name, **_values(spec, source)})
 
 
 def _stat(path: Path) -> _Stamp:
@@ -93,8 +105,9 @@ def _read(path: Path) -> str:
         raise InputError(f"{path}: cannot read strategy catalog: not UTF-8") from None
 
 
-def spec_from_row(row: Strategy) -> StrategySpec:
-    """A `strategies` row back to a spec; `InputError` when the row holds what no file could."""
+def spec_from_row(row: Any) -> StrategySpec:
+    """A `strategies` row (a `Strategy` or a row of its table) back to a spec; `InputError`
+    when the row holds what no file could."""
     entry: dict[str, Any] = {
         "name": row.id,
         "description": row.description,
@@ -202,18 +215,33 @@ class StrategyCatalog:
         def sync(session: Session) -> list[StrategySpec]:
             for spec in specs:
                 _upsert(session, spec, source)
-            query = select(Strategy).where(Strategy.id.not_in(names)) if names else select(Strategy)
+            query = select(_STRATEGIES)
+            if names:
+                query = query.where(_STRATEGIES.c.id.not_in(names))
+            conn = session.connection()
             kept: list[StrategySpec] = []
-            for row in session.execute(query).scalars().all():
+            for row in conn.execute(query).all():
                 if self._mode == "sync":
                     if row.enabled:
-                        row.enabled = False
+                        conn.execute(
+                            update(_STRATEGIES)
+                            .where(_STRATEGIES.c.id == row.id)
+                            .values(enabled=False)
+                        )
                         log.info("strategy %s is not in the catalog file: disabled", row.id)
                 elif row.enabled:
                     kept.extend(self._row_spec(row))
             return kept
 
-        kept = await self._db.run(sync)
+        for attempt in (1, 2):
+            try:
+                kept = await self._db.run(sync)
+                break
+            except IntegrityError:
+                # Two processes starting on a fresh database both inserted a strategy row:
+                # the loser's second pass finds it and updates it (as ensure_strategy_row).
+                if attempt == 2:
+                    raise
         active = list(specs) + kept
         log.info(
             "strategy catalog loaded (%s): %s",
@@ -223,7 +251,7 @@ class StrategyCatalog:
         return active
 
     @staticmethod
-    def _row_spec(row: Strategy) -> Iterable[StrategySpec]:
+    def _row_spec(row: Any) -> Iterable[StrategySpec]:
         try:
             return [spec_from_row(row)]
         except InputError as exc:

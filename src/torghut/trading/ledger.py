@@ -182,10 +182,24 @@ class BatchLedger:
         """A signal's price for `symbol`, in signal order: False when the band refuses it
         (then it changes neither the reference nor the valuation)."""
         symbol = symbol.upper()
-        accepted, reference = check_price(self.references.get(symbol), price, self.max_price_move)
-        if reference != self.references.get(symbol):
-            self.references[symbol] = reference
-            self.changed_references.add(symbol)
+        current = self.references.get(symbol)
+        if current is None or _within(price, current.price, self.max_price_move):
+            # `check_price`'s first case, inline (every signal comes here): accepted, and the
+            # reference becomes `PriceReference(price)`, a change unless it is that already.
+            accepted = True
+            if (
+                current is None
+                or current.price != price
+                or current.candidate is not None
+                or current.streak != 0
+            ):
+                self.references[symbol] = PriceReference(price)
+                self.changed_references.add(symbol)
+        else:
+            accepted, reference = check_price(current, price, self.max_price_move)
+            if reference != current:
+                self.references[symbol] = reference
+                self.changed_references.add(symbol)
         if accepted:
             self.marked[symbol] = price
             holding = self.holdings.get(symbol)

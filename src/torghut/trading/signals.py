@@ -14,10 +14,11 @@ import hashlib
 import json
 import logging
 import math
+import operator
 import re
 import sqlite3
 import ssl
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -26,6 +27,7 @@ from typing import Any
 
 import httpx
 from pydantic import ValidationError
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -53,6 +55,10 @@ class SignalSourceError(TorghutError):
 
 def signal_key(signal: Signal) -> CursorKey:
     return (signal.event_ts, signal.symbol, signal.seq)
+
+
+# `signal_key` in C, for a batch's worth of signals.
+_signal_key: Callable[[Signal], CursorKey] = operator.attrgetter("event_ts", "symbol", "seq")
 
 
 # --- parsing -----------------------------------------------------------------------------
@@ -140,32 +146,115 @@ def parse_signal_line(line: str, lineno: int) -> Signal:
     `macd, macd_signal, rsi14, price` may be null or absent (the strategy and the risk engine
     say what that means); `seq` defaults to the line number; other keys go to `payload`.
     Raises `InputError` naming the line and the field; every line is judged alone, and
-    nothing it holds can raise anything else (tests/unit/test_signal_lines_fuzz.py)."""
+    nothing it holds can raise anything else (tests/unit/test_input_fuzz.py)."""
     where = f"line {lineno}"
-    data = decode_line(line, where)
+    return signal_from_fields(_signal_fields(decode_line(line, where), lineno, where))
+
+
+# What `_signal_fields` gives: a `Signal`'s fields, in its order.
+_Number = float | None
+SignalFields = tuple[
+    datetime, str, str, _Number, _Number, _Number, Decimal | None, int, dict[str, Any]
+]
+
+
+def _signal_fields(data: dict[str, Any], lineno: int, where: str) -> SignalFields:
+    """The fields of the `Signal` a decoded line makes, checked by hand and left as `Signal`'s
+    own validators would leave them (the symbol stripped and upper-cased, the time in UTC).
+
+    Every constraint `Signal` declares is checked here, so that its validation, run again,
+    could only agree (tests/unit/test_signal_parse_equivalence.py compares both on random
+    lines): `event_ts` a datetime in UTC (`_parse_ts`); `symbol` and `timeframe` strings of
+    1 to 32 and 1 to 16 characters (`check_identifier`: not blank, at most `longest`);
+    `macd`, `macd_signal`, `rsi14` finite floats or None; `price` a finite positive Decimal
+    within the money band or None (`check_price`); `seq` an int in 0..INT_MAX; `payload` a
+    dict with string keys (JSON's) holding only what `check_json_value` allows."""
+    get = data.get
     for name in _REQUIRED:
-        if data.get(name) is None:
+        if get(name) is None:
             raise InputError(f"{where}: field {name!r} is required")
-    fields: dict[str, Any] = {}
     name = "event_ts"
     try:
-        fields["event_ts"] = _parse_ts(data["event_ts"])
+        event_ts = _parse_ts(data["event_ts"])
         name = "symbol"
-        fields["symbol"] = check_identifier(data["symbol"], _SYMBOL_MAX)
+        symbol = check_identifier(data["symbol"], _SYMBOL_MAX)
         name = "timeframe"
-        fields["timeframe"] = check_identifier(data["timeframe"], _TIMEFRAME_MAX)
-        for name in _NUMBERS:
-            fields[name] = _parse_float(data.get(name))
+        timeframe = check_identifier(data["timeframe"], _TIMEFRAME_MAX)
+        # A finite float (the usual case) is taken as it is; anything else is judged by
+        # `_parse_float`, which raises the field's error.
+        name = "macd"
+        macd = get(name)
+        if type(macd) is not float or not _isfinite(macd):
+            macd = _parse_float(macd)
+        name = "macd_signal"
+        macd_signal = get(name)
+        if type(macd_signal) is not float or not _isfinite(macd_signal):
+            macd_signal = _parse_float(macd_signal)
+        name = "rsi14"
+        rsi14 = get(name)
+        if type(rsi14) is not float or not _isfinite(rsi14):
+            rsi14 = _parse_float(rsi14)
         name = "price"
-        fields["price"] = _parse_price(data.get("price"))
+        price = get(name)
+        if price is not None:
+            price = check_price(price)
         name = "seq"
-        fields["seq"] = _parse_seq(data["seq"]) if data.get("seq") is not None else lineno
-        payload = {k: v for k, v in data.items() if k not in _KNOWN}
-        name = "payload"
-        check_json_value(payload)
+        seq = get(name)
+        seq = lineno if seq is None else _parse_seq(seq)
+        if data.keys() <= _KNOWN:
+            payload: dict[str, Any] = {}
+        else:
+            payload = {k: v for k, v in data.items() if k not in _KNOWN}
+            name = "payload"
+            check_json_value(payload)
     except (ValueError, OverflowError, OSError) as exc:
         raise InputError(f"{where}: field {name!r}: {exc}") from None
-    return _build_signal(fields, payload, where)
+    return (
+        event_ts,
+        symbol.strip().upper(),
+        timeframe,
+        macd,
+        macd_signal,
+        rsi14,
+        price,
+        seq,
+        payload,
+    )
+
+
+_isfinite = math.isfinite
+_SIGNAL_FIELDS = tuple(Signal.model_fields)
+_new_object = object.__new__
+_set_attribute = object.__setattr__
+
+
+def signal_from_fields(fields: SignalFields) -> Signal:
+    """A `Signal` of fields already checked (`_signal_fields`), or read back from where such
+    fields were stored, built without a second validation: pydantic's `model_validate` cost a
+    third of a line's parsing and could only agree, and `model_construct` costs more still. It
+    sets what `model_construct` sets: the fields, every one of them as set, no extra, no
+    private state (tests/unit/test_signal_parse_equivalence.py)."""
+    event_ts, symbol, timeframe, macd, macd_signal, rsi14, price, seq, payload = fields
+    signal = _new_object(Signal)
+    _set_attribute(
+        signal,
+        "__dict__",
+        {
+            "event_ts": event_ts,
+            "symbol": symbol,
+            "timeframe": timeframe,
+            "macd": macd,
+            "macd_signal": macd_signal,
+            "rsi14": rsi14,
+            "price": price,
+            "seq": seq,
+            "payload": payload,
+        },
+    )
+    _set_attribute(signal, "__pydantic_fields_set__", set(_SIGNAL_FIELDS))
+    _set_attribute(signal, "__pydantic_extra__", None)
+    _set_attribute(signal, "__pydantic_private__", None)
+    return signal
 
 
 _DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
@@ -190,6 +279,24 @@ def iso_duration_to_timeframe(value: str) -> str:
 # --- cursor ------------------------------------------------------------------------------
 
 
+_CURSORS: Table = SignalCursor.__table__  # type: ignore[assignment]
+_CURSOR_COLUMNS = (_CURSORS.c.event_ts, _CURSORS.c.symbol, _CURSORS.c.seq)
+# Core statements on the session's connection: each cycle reads the cursor and moves it, and
+# the ORM's identity map and unit of work cost several times the statement itself.
+_READ_CURSOR = select(*_CURSOR_COLUMNS).where(_CURSORS.c.source == bindparam("source"))
+_LOCK_CURSOR = _READ_CURSOR.with_for_update()
+_INSERT_CURSOR = insert(_CURSORS)
+_MOVE_CURSOR = (
+    update(_CURSORS)
+    .where(_CURSORS.c.source == bindparam("b_source"))
+    .values(
+        event_ts=bindparam("b_event_ts"),
+        symbol=bindparam("b_symbol"),
+        seq=bindparam("b_seq"),
+    )
+)
+
+
 class _CursorStore:
     """One row of `signal_cursors`."""
 
@@ -199,8 +306,8 @@ class _CursorStore:
 
     async def get(self) -> CursorKey | None:
         def read(session: Session) -> CursorKey | None:
-            row = session.get(SignalCursor, self.key)
-            return None if row is None else (as_utc(row.event_ts), row.symbol, row.seq)
+            row = session.connection().execute(_READ_CURSOR, {"source": self.key}).first()
+            return None if row is None else (as_utc(row[0]), row[1], row[2])
 
         return await self._db.run(read)
 
@@ -209,11 +316,18 @@ class _CursorStore:
         make the source repeat what came after it)."""
 
         def advance(session: Session) -> None:
-            row = session.get(SignalCursor, self.key, with_for_update=True)
+            conn = session.connection()
+            row = conn.execute(_LOCK_CURSOR, {"source": self.key}).first()
             if row is None:
-                session.add(SignalCursor(source=self.key, event_ts=to[0], symbol=to[1], seq=to[2]))
-            elif (as_utc(row.event_ts), row.symbol, row.seq) < to:
-                row.event_ts, row.symbol, row.seq = to
+                conn.execute(
+                    _INSERT_CURSOR,
+                    {"source": self.key, "event_ts": to[0], "symbol": to[1], "seq": to[2]},
+                )
+            elif (as_utc(row[0]), row[1], row[2]) < to:
+                conn.execute(
+                    _MOVE_CURSOR,
+                    {"b_source": self.key, "b_event_ts": to[0], "b_symbol": to[1], "b_seq": to[2]},
+                )
 
         for attempt in (1, 2):
             try:
@@ -326,43 +440,32 @@ class ReplaySignalSource:
             )
             self.skipped, self.skipped_lines, self.total = 0, [], 0
             index.execute("BEGIN")
+            # Rows go in by chunks, one statement each; the bad lines of a chunk are reported
+            # when it is written, so that every skip is reported in line order.
+            rows: list[_IndexRow] = []
+            bad: list[tuple[int, str]] = []
             for lineno, raw in self._lines():
                 if raw is None:
-                    self._skip(lineno, f"longer than {LINE_MAX_CHARS} characters")
+                    bad.append((lineno, f"longer than {LINE_MAX_CHARS} characters"))
                     continue
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError:
-                    self._skip(lineno, "not UTF-8")
+                    bad.append((lineno, "not UTF-8"))
                     continue
                 if not text.strip():
                     continue  # blank lines are layout, not bad signals
+                where = f"line {lineno}"
                 try:
-                    signal = parse_signal_line(text, lineno)
+                    fields = _signal_fields(decode_line(text, where), lineno, where)
                 except InputError as exc:
-                    self._skip(lineno, str(exc).removeprefix(f"line {lineno}: "))
+                    bad.append((lineno, str(exc).removeprefix(f"{where}: ")))
                     continue
-                ts, symbol, seq = signal_key(signal)
-                inserted = index.execute(
-                    "INSERT INTO signals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT DO NOTHING",
-                    (
-                        _ts_key(ts),
-                        symbol,
-                        seq,
-                        lineno,
-                        signal.timeframe,
-                        signal.macd,
-                        signal.macd_signal,
-                        signal.rsi14,
-                        None if signal.price is None else str(signal.price),
-                        json.dumps(signal.payload) if signal.payload else None,
-                    ),
-                ).rowcount
-                if inserted:
-                    self.total += 1
-                else:
-                    self._skip(lineno, f"duplicate (event_ts, symbol, seq) {(ts, symbol, seq)}")
+                rows.append(_index_row(fields, lineno))
+                if len(rows) >= _INDEX_CHUNK:
+                    self._write_chunk(index, rows, bad)
+                    rows, bad = [], []
+            self._write_chunk(index, rows, bad)
             index.execute("COMMIT")
         except sqlite3.Error as exc:
             index.close()
@@ -374,6 +477,37 @@ class ReplaySignalSource:
         if self.skipped > _WARN_LIMIT:
             log.warning("%s: %d bad lines skipped in all", self.path, self.skipped)
         return index
+
+    def _write_chunk(
+        self, index: sqlite3.Connection, rows: list[_IndexRow], bad: list[tuple[int, str]]
+    ) -> None:
+        """Insert `rows` and report `bad` (both in line order), as if line by line: a row
+        whose key an earlier one holds is skipped as a duplicate. Duplicates are rare: the
+        chunk goes in as one `executemany`, and only when it inserted fewer rows than it had
+        is it undone and written again row by row, to name them."""
+        index.execute("SAVEPOINT chunk")
+        if not rows or index.executemany(_INSERT, rows).rowcount == len(rows):
+            index.execute("RELEASE chunk")
+            self.total += len(rows)
+            for lineno, reason in bad:
+                self._skip(lineno, reason)
+            return
+        index.execute("ROLLBACK TO chunk")
+        index.execute("RELEASE chunk")
+        pending = iter(bad)
+        skip = next(pending, None)
+        for row in rows:
+            while skip is not None and skip[0] < row[3]:
+                self._skip(*skip)
+                skip = next(pending, None)
+            if index.execute(_INSERT, row).rowcount:
+                self.total += 1
+            else:
+                key = (_EPOCH + timedelta(microseconds=row[0]), row[1], row[2])
+                self._skip(row[3], f"duplicate (event_ts, symbol, seq) {key}")
+        while skip is not None:
+            self._skip(*skip)
+            skip = next(pending, None)
 
     async def _after(self, cursor: CursorKey | None, limit: int) -> list[Signal]:
         index = self._index
@@ -390,7 +524,7 @@ class ReplaySignalSource:
                     " ORDER BY ts, symbol, seq LIMIT ?",
                     (_ts_key(cursor[0]), cursor[1], cursor[2], limit),
                 )
-            return [_row_signal(row) for row in rows]
+            return _rows_signals(rows)
 
         async with self._lock:  # one thread at a time on the index's connection
             return await asyncio.to_thread(read)
@@ -405,7 +539,7 @@ class ReplaySignalSource:
 
     async def commit(self, signals: Sequence[Signal]) -> None:
         if signals:
-            await self._cursor.advance(max(signal_key(s) for s in signals))
+            await self._cursor.advance(max(map(_signal_key, signals)))
 
     async def remaining(self) -> int:
         """Signals after the committed cursor (replay uses it to know when it is done)."""
@@ -434,28 +568,75 @@ class ReplaySignalSource:
 
 
 _COLUMNS = "ts, symbol, seq, timeframe, macd, macd_signal, rsi14, price, payload"
-_TEMPLATE = Signal(event_ts=datetime(1970, 1, 1, tzinfo=UTC), symbol="-", timeframe="-")
+_INSERT = "INSERT INTO signals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+# Rows per statement while indexing: a bounded list in memory, whatever the file's length.
+_INDEX_CHUNK = 1024
+# ts, symbol, seq, line, timeframe, macd, macd_signal, rsi14, price, payload
+_IndexRow = tuple[
+    int, str, int, int, str, float | None, float | None, float | None, str | None, str | None
+]
+
+
+def _index_row(fields: SignalFields, lineno: int) -> _IndexRow:
+    event_ts, symbol, timeframe, macd, macd_signal, rsi14, price, seq, payload = fields
+    return (
+        _ts_key(event_ts),
+        symbol,
+        seq,
+        lineno,
+        timeframe,
+        macd,
+        macd_signal,
+        rsi14,
+        None if price is None else str(price),
+        json.dumps(payload) if payload else None,
+    )
 
 
 def _row_signal(row: tuple[Any, ...]) -> Signal:
     """A row of the index back to the `Signal` it was made from, exactly (floats as doubles,
-    the price as its decimal text, the payload as plain JSON)."""
+    the price as its decimal text, the payload as plain JSON); validated once already, when
+    the line was indexed."""
     ts, symbol, seq, timeframe, macd, macd_signal, rsi14, price, payload = row
-    # Values validated once already (at indexing): copied into a template instead of being
-    # validated again, which cost as much as parsing the line (pydantic's `model_copy`).
-    return _TEMPLATE.model_copy(
-        update={
-            "event_ts": _EPOCH + timedelta(microseconds=ts),
-            "symbol": symbol,
-            "timeframe": timeframe,
-            "macd": macd,
-            "macd_signal": macd_signal,
-            "rsi14": rsi14,
-            "price": None if price is None else Decimal(price),
-            "seq": seq,
-            "payload": json.loads(payload) if payload else {},
-        }
+    return signal_from_fields(
+        (
+            _EPOCH + timedelta(microseconds=ts),
+            symbol,
+            timeframe,
+            macd,
+            macd_signal,
+            rsi14,
+            None if price is None else Decimal(price),
+            seq,
+            json.loads(payload) if payload else {},
+        )
     )
+
+
+def _rows_signals(rows: Iterable[tuple[Any, ...]]) -> list[Signal]:
+    """`_row_signal` of each row; rows of one instant (a minute's symbols, read in key order)
+    share its datetime, which is immutable."""
+    signals: list[Signal] = []
+    last_ts, event_ts = None, _EPOCH
+    for ts, symbol, seq, timeframe, macd, macd_signal, rsi14, price, payload in rows:
+        if ts != last_ts:
+            last_ts, event_ts = ts, _EPOCH + timedelta(microseconds=ts)
+        signals.append(
+            signal_from_fields(
+                (
+                    event_ts,
+                    symbol,
+                    timeframe,
+                    macd,
+                    macd_signal,
+                    rsi14,
+                    None if price is None else Decimal(price),
+                    seq,
+                    json.loads(payload) if payload else {},
+                )
+            )
+        )
+    return signals
 
 
 def _ts_key(ts: datetime) -> int:

@@ -130,8 +130,21 @@ def size_order(
     return max(shares, Decimal(1))
 
 
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
+_isfinite = math.isfinite
+# A strategy's universe as a set, built once per tuple (held here, so its id is not reused).
+_UNIVERSES: dict[int, tuple[tuple[str, ...], frozenset[str]]] = {}
+_UNIVERSES_MAX = 256
+
+
+def _universe(symbols: tuple[str, ...]) -> frozenset[str]:
+    cached = _UNIVERSES.get(id(symbols))
+    if cached is not None and cached[0] is symbols:
+        return cached[1]
+    if len(_UNIVERSES) >= _UNIVERSES_MAX:  # catalogs reloaded many times: start over
+        _UNIVERSES.clear()
+    universe = frozenset(symbols)
+    _UNIVERSES[id(symbols)] = (symbols, universe)
+    return universe
 
 
 def _fmt(value: float) -> str:
@@ -147,27 +160,27 @@ def evaluate(
 ) -> TradeDecision | None:
     """The decision `strategy` takes on `signal`, or None when its rule does not fire.
 
-    The operator's limits come from `defaults`; the strategy's own limits win over them."""
-    defaults = defaults or StrategyDefaults()
-    notional_cap = strategy.max_notional_per_trade or defaults.max_notional_per_trade
-    pct_cap = strategy.max_position_pct_equity or defaults.max_position_pct_equity
+    The operator's limits come from `defaults`; the strategy's own limits win over them.
+    Called for every signal and strategy: what decides that the rule does not fire comes
+    first, and costs no allocation."""
     if strategy.base_timeframe is not None and strategy.base_timeframe != signal.timeframe:
         return None
-    universe = (
-        frozenset(strategy.universe_symbols)
-        if strategy.universe_symbols is not None
-        else defaults.universe
-    )
+    symbols = strategy.universe_symbols
+    universe: frozenset[str] | None = None
+    if symbols is not None:
+        universe = _universe(symbols)
+    elif defaults is not None:
+        universe = defaults.universe
     if universe is not None and signal.symbol not in universe:
         return None
-    macd, macd_signal, rsi = (
-        _finite(signal.macd),
-        _finite(signal.macd_signal),
-        _finite(signal.rsi14),
-    )
-    if macd is None or macd_signal is None or rsi is None:
+    macd, macd_signal, rsi = signal.macd, signal.macd_signal, signal.rsi14
+    if (
+        macd is None
+        or macd_signal is None
+        or rsi is None
+        or not (_isfinite(macd) and _isfinite(macd_signal) and _isfinite(rsi))
+    ):
         return None
-
     if macd > macd_signal and rsi < strategy.buy_rsi_below:
         action = Action.BUY
         rationale = (
@@ -183,6 +196,9 @@ def evaluate(
     else:
         return None
 
+    defaults = defaults or StrategyDefaults()
+    notional_cap = strategy.max_notional_per_trade or defaults.max_notional_per_trade
+    pct_cap = strategy.max_position_pct_equity or defaults.max_position_pct_equity
     price = signal.price if signal.price is not None and signal.price.is_finite() else None
     if price is not None and price <= 0:
         price = None

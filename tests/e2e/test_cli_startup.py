@@ -1,0 +1,138 @@
+"""Start-up (issue 16): `torghut --help` and `torghut llm review` each start in under 0.3 s
+(bench/bench_cli.py measures it). What makes it so is what they do not import; these tests
+assert that, never a time. Each runs in a fresh interpreter, whose `sys.modules` it reads."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.cli import clean_env
+from torghut.devgateway import DevGateway, DevGatewayConfig
+
+# Never needed by `llm review` with Jangar and no database: the OpenAI SDK, alpaca-py with
+# pandas and numpy, the trading calendar, the web stack, the HTML templates.
+NOT_FOR_A_REVIEW = (
+    "openai",
+    "httpx2",
+    "alpaca",
+    "pandas",
+    "numpy",
+    "exchange_calendars",
+    "fastapi",
+    "uvicorn",
+    "starlette",
+    "jinja2",
+)
+# The database and the service's wiring: a review reads a database only when its file exists.
+DATABASE = ("sqlalchemy", "alembic", "aiosqlite", "psycopg", "prometheus_client", "yaml")
+WATCHED = (*NOT_FOR_A_REVIEW, *DATABASE, "pydantic", "pydantic_settings", "httpx", "asyncio")
+
+DECISION = {
+    "strategy_id": "manual",
+    "symbol": "AAPL",
+    "action": "buy",
+    "qty": 5,
+    "order_type": "market",
+    "time_in_force": "day",
+    "event_ts": "2026-11-25T15:30:00Z",
+    "timeframe": "1Min",
+    "params": {"price": 231.5},
+}
+
+
+def _script(code: str) -> str:
+    """`code`, then one last stdout line: the watched top-level packages it imported."""
+    report = f"print(json.dumps(sorted(m for m in {WATCHED!r} if m in sys.modules)))"
+    return f"import json, sys\n{code}\n{report}\n"
+
+
+async def _run(code: str, cwd: Path, env: dict[str, str]) -> tuple[int, list[str], list[str]]:
+    """(exit code, stdout lines before the report, the watched packages imported)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _script(code),
+        env=clean_env(env),
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()
+    *lines, report = out.decode().splitlines()
+    return proc.returncode, lines, json.loads(report)
+
+
+def _cli(*args: str) -> str:
+    """Runs `torghut ARGS` in-process, keeping its exit code for the report line."""
+    return (
+        "import contextlib, io\n"
+        "from torghut.cli import main\n"
+        "try:\n"
+        f"    code = main({list(args)!r})\n"
+        "except SystemExit as exc:\n"
+        "    code = exc.code\n"
+        "print('exit', code)"
+    )
+
+
+@pytest.mark.parametrize("args", [["--help"], ["llm", "review", "--help"], ["--version"]])
+async def test_help_and_version_import_no_library(args: list[str], tmp_path: Path) -> None:
+    """Not even asyncio: usage and help need argparse and the logging set-up only."""
+    _, lines, loaded = await _run(_cli(*args), tmp_path, {})
+    assert lines[-1] == "exit 0"
+    assert loaded == []
+
+
+async def test_a_review_imports_only_what_it_uses(tmp_path: Path) -> None:
+    """A review through a local gateway, as the operator's dry run: no provider SDK, no
+    broker library, no web stack."""
+    (tmp_path / "decision.json").write_text(json.dumps(DECISION))
+    async with DevGateway(DevGatewayConfig()) as gateway:
+        _, lines, loaded = await _run(
+            _cli("llm", "review", "--decision", "decision.json"),
+            tmp_path,
+            {"JANGAR_BASE_URL": gateway.base_url, "DB_DSN": "sqlite:///missing.db"},
+        )
+        assert gateway.request_count == 1  # the review (the models check is not counted)
+    out = json.loads(lines[0])
+    assert (out["provider"], out["verdict"], lines[-1]) == ("jangar", "approve", "exit 0")
+    assert not set(NOT_FOR_A_REVIEW) & set(loaded), loaded
+    assert {"httpx", "pydantic_settings", "asyncio"} <= set(loaded)  # what it does use
+
+
+async def test_a_review_without_a_database_imports_no_database_library(tmp_path: Path) -> None:
+    (tmp_path / "decision.json").write_text(json.dumps(DECISION))
+    async with DevGateway(DevGatewayConfig()) as gateway:
+        _, lines, loaded = await _run(
+            _cli("llm", "review", "--decision", "decision.json"),
+            tmp_path,
+            {"JANGAR_BASE_URL": gateway.base_url, "DB_DSN": "sqlite:///missing.db"},
+        )
+    assert lines[-1] == "exit 0"
+    assert not set(DATABASE) & set(loaded), loaded
+
+
+@pytest.mark.parametrize(
+    ("dsn", "sqlalchemy"),
+    [
+        ("sqlite:///torghut.db", False),
+        ("sqlite+aiosqlite:////var/lib/torghut/t.db", False),
+        ("sqlite:///:memory:", False),
+        # Anything else is still checked by SQLAlchemy's own URL parser.
+        ("sqlite:///t.db?timeout=5", True),
+        ("postgresql+psycopg://u:p@127.0.0.1:5432/test", True),
+    ],
+)
+async def test_settings_check_a_plain_sqlite_url_without_sqlalchemy(
+    dsn: str, sqlalchemy: bool, tmp_path: Path
+) -> None:
+    code = "from torghut.config import load_settings\nprint(load_settings(None, None).db_dsn)"
+    _, lines, loaded = await _run(code, tmp_path, {"DB_DSN": dsn})
+    assert lines == [dsn]
+    assert ("sqlalchemy" in loaded) is sqlalchemy
