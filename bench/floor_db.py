@@ -156,7 +156,11 @@ def _parse(statement: str, context: Any, rowcount: int) -> Op | None:
     """The write `statement` made, with its rows' values; None for an UPDATE that matched
     nothing. Raises on a statement the floor cannot mirror, so a new kind of write in torghut
     fails the bench rather than leave the floor short of it."""
-    params: list[dict[str, Any]] = list(context.compiled_parameters)
+    bound = context.execution_options.get("bound_rows")  # torghut.db.engine.executemany
+    if bound is not None:
+        positiontup, params = list(bound[0]), [dict(row) for row in bound[1]]
+    else:
+        positiontup, params = None, list(context.compiled_parameters)
     insert = _INSERT.match(statement)
     if insert is not None:
         columns = tuple(c.strip().strip('"') for c in insert.group(2).split(","))
@@ -173,7 +177,7 @@ def _parse(statement: str, context: Any, rowcount: int) -> Op | None:
     pairs = [(m.group(1), m.group(2)) for m in _SET_PAIR.finditer(update.group(2))]
     key, key_name = where.group(1), where.group(2)
     if key_name is None:  # positional (SQLite): the binds' names in the statement's order
-        order = list(context.compiled.positiontup)
+        order = positiontup if positiontup is not None else list(context.compiled.positiontup)
         names = order[: len(pairs)]
         key_name = order[len(pairs)]
     else:
