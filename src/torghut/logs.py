@@ -194,6 +194,8 @@ def startup_banner(settings: Settings, command: str) -> None:
 
 
 def order_submitted(order: OrderRequest, placed: BrokerOrder, *, broker: str) -> None:
+    if not events.isEnabledFor(logging.INFO):
+        return  # one per order: a replay at `warning` need not build its fields
     events.info(
         "order %s %s %s %s %s: %s at %s as %s",
         order.client_order_id,

@@ -31,6 +31,12 @@ def _price(raw: str | None) -> Decimal | None:
     return value if value.is_finite() and value > 0 else None
 
 
+# Events of one instant in a fixed order: the equity curve (peak, drawdown) is computed event
+# by event, and rows read in whatever order the database returns them gave a different peak
+# from one run to the next (bench/compare_replays.py found it, on PostgreSQL mostly).
+_EVENT_ORDER = (_D.event_ts, _D.symbol, _D.decision_hash)
+
+
 def _fills_and_marks(session: Session) -> tuple[list[Fill], list[Mark]]:
     # A fill is dated at its decision's signal time: replays then keep their own timeline.
     fills = [
@@ -41,13 +47,16 @@ def _fills_and_marks(session: Session) -> tuple[list[Fill], list[Mark]]:
             )
             .join(_D, _D.id == _E.trade_decision_id)
             .where(_E.filled_qty > 0, _E.avg_fill_price.is_not(None))
+            .order_by(*_EVENT_ORDER, _E.client_order_id)
         )
     ]
     # Every decision saw its symbol's price at its signal time: a mark of the equity curve.
     # Only that price is read (JSON extraction in SQL), not the whole decision.
     marks: list[Mark] = []
     for ts, symbol, raw in session.execute(
-        select(_D.event_ts, _D.symbol, _D.decision_json["params"]["price"].as_string())
+        select(
+            _D.event_ts, _D.symbol, _D.decision_json["params"]["price"].as_string()
+        ).order_by(*_EVENT_ORDER)
     ):
         price = _price(raw)
         if price is not None:

@@ -272,7 +272,7 @@ class BatchLedger:
             strategy_limits=strategy_limits,
             last_trade_at=self.last_trade_at,
         )
-        return evaluate_risk(decision, self.limits, ctx)
+        return evaluate_risk(decision, self.limits, ctx, own_hash=key)
 
     def _without(self, own: Reservation | None) -> Account:
         account = self.snapshot()
