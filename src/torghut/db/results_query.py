@@ -54,9 +54,9 @@ def _fills_and_marks(session: Session) -> tuple[list[Fill], list[Mark]]:
     # Only that price is read (JSON extraction in SQL), not the whole decision.
     marks: list[Mark] = []
     for ts, symbol, raw in session.execute(
-        select(
-            _D.event_ts, _D.symbol, _D.decision_json["params"]["price"].as_string()
-        ).order_by(*_EVENT_ORDER)
+        select(_D.event_ts, _D.symbol, _D.decision_json["params"]["price"].as_string()).order_by(
+            *_EVENT_ORDER
+        )
     ):
         price = _price(raw)
         if price is not None:
