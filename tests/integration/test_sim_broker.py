@@ -620,3 +620,25 @@ async def test_an_order_the_book_cannot_compute_fails_alone(database: Database) 
     assert sorted(await order_rows(database)) == ["g1", "g2"]
     [position] = await b.list_positions()
     assert position.qty == Decimal(3)
+
+
+def test_the_book_rows_are_read_by_position_only_while_columns_and_fields_agree() -> None:
+    """The book's rows are built from result tuples by position: a table whose columns no
+    longer match its row type, name by name and in order, must stop the import, not swap a
+    position's quantity and price."""
+    from dataclasses import dataclass
+
+    from torghut.trading import brokers
+
+    brokers._same_order(brokers._POSITIONS, brokers._PositionRow)  # agrees today
+
+    @dataclass
+    class Swapped:
+        symbol: str
+        avg_entry_price: Decimal
+        qty: Decimal
+        last_price: Decimal
+        updated_at: object = None
+
+    with pytest.raises(RuntimeError, match="sim_positions columns"):
+        brokers._same_order(brokers._POSITIONS, Swapped)

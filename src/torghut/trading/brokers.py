@@ -150,16 +150,31 @@ _WRITE_ACCOUNT = (
 )
 
 
+def _same_order(table: Table, row_type: type[Any]) -> None:
+    # The book's rows are built from result tuples by position (a Row's `_mapping` and keyword
+    # arguments cost several times more, on every position and order of every batch): the
+    # table's columns and the row's fields must agree, name by name.
+    columns = [c.name for c in table.columns]
+    names = [f.name for f in fields(row_type)]
+    if columns != names:
+        raise RuntimeError(f"{table.name} columns {columns} differ from {row_type.__name__}")
+
+
+_same_order(_ACCOUNTS, _AccountRow)
+_same_order(_POSITIONS, _PositionRow)
+_same_order(_ORDERS, _OrderRow)
+
+
 def _orders(
     conn: Connection, query: Select[Any], params: dict[str, Any] | None = None
 ) -> list[_OrderRow]:
-    return [_OrderRow(**row._mapping) for row in conn.execute(query, params)]
+    return [_OrderRow(*row) for row in conn.execute(query, params)]
 
 
 def _positions(
     conn: Connection, query: Select[Any], params: dict[str, Any] | None = None
 ) -> list[_PositionRow]:
-    return [_PositionRow(**row._mapping) for row in conn.execute(query, params)]
+    return [_PositionRow(*row) for row in conn.execute(query, params)]
 
 
 def _open_orders(conn: Connection) -> list[_OrderRow]:
@@ -216,7 +231,7 @@ class SimBroker:
             row = conn.execute(
                 _ACCOUNT, {"account": self._account_id}
             ).one()  # created above, never deleted
-            return _as_book(_AccountRow(**row._mapping), _held(conn), _open_orders(conn))
+            return _as_book(_AccountRow(*row), _held(conn), _open_orders(conn))
 
         return await self._db.run(read)
 
@@ -368,7 +383,7 @@ class SimBroker:
         """Take the book's write lock (see the module docstring), then read the account."""
         conn.execute(_TOUCH_ACCOUNT, {"account": self._account_id, "now": utcnow()})
         row = conn.execute(_ACCOUNT, {"account": self._account_id}).one()
-        return _AccountRow(**row._mapping)
+        return _AccountRow(*row)
 
     def _open_book(self, conn: Connection, symbols: set[str] | None) -> _Book:
         """Lock the book, then read what orders on `symbols` can touch: the account, those
