@@ -28,12 +28,11 @@ baseline measured in the same run.
     (b), (d), (e) and (f) could reach at all, measured in the same run. (f): the per-cycle
     durable floor (`limits.py`: one transaction moving the cursor row per cycle, bare sqlite3,
     torghut's pragmas; alone, and with each commit handed to a thread and awaited from asyncio
-    as `Database.run` does; for attribution, through `Database.run` itself) against
-    torghut's batch-500 CPU. (b), (d): torghut's fixed
-    per-run cost (replays of an empty and of a one-line file) plus the parse loop of (d),
-    against (b)'s floor and (d)'s plain loop: the ratio if all else were free. (e): the floor's
-    own CPU per signal on the 5- and 500-symbol files. The summary shows each missed target's
-    limit under it.
+    as `Database.run` does; for attribution, through `Database.run` itself) against torghut's
+    batch-500 CPU. (b), (d): torghut's fixed per-run cost (replays of an empty and of a
+    one-line file) plus the parse loop of (d), against (b)'s floor and (d)'s plain loop: the
+    ratio if all else were free. (e): the floor's own CPU per signal on the 5- and 500-symbol
+    files. The summary shows each missed target's limit under it.
 
 Every replay gets a fresh database (a SQLite file in a temporary directory, or a fresh schema
 on the PostgreSQL server, dropped at the end), migrated before its clock starts; timings are
