@@ -25,6 +25,15 @@ baseline measured in the same run.
 (f) A cycle's fixed cost: the CPU time of the whole process (every thread:
     `getrusage(RUSAGE_SELF)`) replaying the sample with TRADING_BATCH_SIZE=1 against =500.
     Target: at most 3x. `--quick` replays the sample's first 600 lines only.
+(g) Limits, shown and not targets (they leave the exit code alone): the best ratio each of
+    (b), (d), (e) and (f) could reach at all, measured in the same run. (f): the per-cycle
+    durable floor (`limits.py`: one transaction moving the cursor row per cycle, bare sqlite3,
+    torghut's pragmas; alone, and with each commit handed to a thread and awaited from asyncio
+    as `Database.run` does; for attribution, through `Database.run` itself) against torghut's
+    batch-500 CPU. (b), (d): torghut's fixed per-run cost (replays of an empty and of a
+    one-line file) plus the parse loop of (d), against (b)'s floor and (d)'s plain loop: the
+    ratio if all else were free. (e): the floor's own CPU per signal on the 5- and 500-symbol
+    files. The summary shows each missed target's limit under it.
 
 Every replay gets a fresh database (a SQLite file in a temporary directory, or a fresh schema
 on the PostgreSQL server, dropped at the end), migrated before its clock starts; timings are
@@ -65,6 +74,7 @@ except ImportError:  # run from a checkout without the package installed
     from torghut.config import load_settings
 
 import floor_db  # bench/floor_db.py (scripts run from bench/)
+import limits  # bench/limits.py
 from floor_meter import Measurement, Meter
 from tables import table
 from torghut.bootstrap import bundled_signals, freeze_startup_heap
@@ -313,6 +323,7 @@ class FloorResult:
     floor_transactions: int
     floor_statements: int
     profile: str | None = None
+    target: Target | None = None  # set by _part_b, for (g)'s limit
 
     @property
     def ratio(self) -> float:
@@ -471,7 +482,8 @@ def _best(fn: Callable[[Path], int], path: Path, reps: int) -> tuple[float, int]
 
 def bench_read_path(
     dbs: Databases, quiet: Path, others: list[tuple[str, Path, float, int]], reps: int
-) -> tuple[list[list[str]], float]:
+) -> tuple[list[list[str]], float, float]:
+    """(d)'s rows, its ratio, and its baseline's seconds (the plain loop on `quiet`)."""
     rows: list[list[str]] = []
     measured, summary, _ = _timed_replays(dbs, "sqlite", quiet, reps, Meter())
     plain_s, plain_n = _best(plain_loop, quiet, 5)
@@ -496,7 +508,7 @@ def bench_read_path(
                 f"{base / wall:.4f}",
             ]
         )
-    return rows, ratio
+    return rows, ratio, plain_s
 
 
 # --------------------------------------------------------------------------------------------
@@ -508,6 +520,7 @@ class Pair:
     name: str
     rows: list[list[str]] = field(default_factory=list)
     per_signal: list[float] = field(default_factory=list)
+    paths: list[Path] = field(default_factory=list)  # the files, in per_signal's order
 
     @property
     def spread(self) -> float:
@@ -536,6 +549,7 @@ def bench_scaling(
             raise AssertionError(f"mixed file {n} lines, {k} symbols: {summary}")
         per = measured.cpu / n
         pair.per_signal.append(per)
+        pair.paths.append(path)
         pair.rows.append(
             [
                 pair.name,
@@ -551,7 +565,9 @@ def bench_scaling(
     return pairs
 
 
-def bench_cycle_cost(dbs: Databases, signals: Path) -> tuple[list[list[str]], float]:
+def bench_cycle_cost(
+    dbs: Databases, signals: Path
+) -> tuple[list[list[str]], float, dict[int, tuple[Measurement, dict[str, Any]]]]:
     results = {}
     for batch in (500, 1):
         measured, summary, _ = _timed_replays(dbs, "sqlite", signals, 1, Meter(), batch)
@@ -573,7 +589,7 @@ def bench_cycle_cost(dbs: Databases, signals: Path) -> tuple[list[list[str]], fl
                 f"{m.cpu / cycles * 1000:.2f}",
             ]
         )
-    return rows, results[1][0].cpu / results[500][0].cpu
+    return rows, results[1][0].cpu / results[500][0].cpu, results
 
 
 # --------------------------------------------------------------------------------------------
@@ -585,6 +601,8 @@ class Target:
     measured: str
     target: str
     status: str  # PASS, MISS or SKIP
+    # (g)'s figure for it: (what it is, the figure); shown under the target when it is missed
+    limit: tuple[str, str] | None = None
 
 
 def _verdict(ok: bool) -> str:
@@ -641,9 +659,10 @@ def main(argv: list[str] | None = None) -> int:
             targets += _part_a(dbs, args.skip_concurrency, decisions, latency)
             floors = _part_b(dbs, n_signals, reps, args.profile, targets)
             _part_c(floors)
-            _part_d(dbs, n_signals, reps, floors, targets)
-            _part_e(dbs, lengths, symbols, symbols_at, reps, targets)
-            _part_f(dbs, cycle_lines, targets)
+            read = _part_d(dbs, n_signals, reps, floors, targets)
+            pairs = _part_e(dbs, lengths, symbols, symbols_at, reps, targets)
+            cycle = _part_f(dbs, cycle_lines, targets)
+            _part_g(dbs, reps + 2, floors, read, pairs[1], cycle)
         finally:
             dbs.close()
 
@@ -651,7 +670,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         table(
             ["target", "measured", "target", "result"],
-            [[t.name, t.measured, t.target, t.status] for t in targets],
+            _summary_rows(targets),
         )
     )
     missed = [t.name for t in targets if t.status == "MISS"]
@@ -727,15 +746,14 @@ def _part_b(
                 continue
             result = bench_floor(dbs, kind, label, path, reps, profile)
             results.append(result)
-            targets.append(
-                Target(
-                    name,
-                    f"{result.ratio:.3f}x (floor {result.floor_wall:.3f} s, "
-                    f"torghut {result.torghut.wall:.3f} s)",
-                    f">= {FLOOR_TARGET:g}x",
-                    _verdict(result.ratio >= FLOOR_TARGET),
-                )
+            result.target = Target(
+                name,
+                f"{result.ratio:.3f}x (floor {result.floor_wall:.3f} s, "
+                f"torghut {result.torghut.wall:.3f} s)",
+                f">= {FLOOR_TARGET:g}x",
+                _verdict(result.ratio >= FLOOR_TARGET),
             )
+            targets.append(result.target)
     print(
         table(
             [
@@ -793,9 +811,19 @@ def _part_c(results: list[FloorResult]) -> None:
     print()
 
 
+@dataclass
+class ReadPath:
+    """What (g) takes from (d)."""
+
+    quiet: Path
+    plain_s: float  # the plain loop (read + json.loads) on `quiet`
+    ratio: float  # plain loop / torghut
+    target: Target
+
+
 def _part_d(
     dbs: Databases, n_signals: int, reps: int, floors: list[FloorResult], targets: list[Target]
-) -> None:
+) -> ReadPath:
     quiet = quiet_file(dbs.workdir / "quiet.jsonl", n_signals)
     print(f"(d) the read path: {n_signals:,} lines, no signal fires, SQLite; best of {reps}")
     others = [
@@ -803,17 +831,17 @@ def _part_d(
         for r in floors
         if r.kind == "sqlite"
     ]
-    rows, ratio = bench_read_path(dbs, quiet, others, reps)
+    rows, ratio, plain_s = bench_read_path(dbs, quiet, others, reps)
     print(table(["run", "signals", "wall s", "signals/s", "plain loop wall / wall"], rows))
     print()
-    targets.append(
-        Target(
-            f"(d) no signal fires ({n_signals:,} lines) vs json.loads loop",
-            f"{ratio:.3f}x",
-            f">= {QUIET_TARGET:g}x",
-            _verdict(ratio >= QUIET_TARGET),
-        )
+    target = Target(
+        f"(d) no signal fires ({n_signals:,} lines) vs json.loads loop",
+        f"{ratio:.3f}x",
+        f">= {QUIET_TARGET:g}x",
+        _verdict(ratio >= QUIET_TARGET),
     )
+    targets.append(target)
+    return ReadPath(quiet, plain_s, ratio, target)
 
 
 def _part_e(
@@ -823,7 +851,7 @@ def _part_e(
     at: int,
     reps: int,
     targets: list[Target],
-) -> None:
+) -> list[tuple[Pair, Target]]:
     print(
         "(e) scaling: one line in 20 fires a buy, SQLite, TRADING_BATCH_SIZE=500; process CPU "
         f"(every thread), best of {reps}"
@@ -845,25 +873,38 @@ def _part_e(
         )
     )
     print()
+    out = []
     for pair in pairs:
-        targets.append(
-            Target(
-                f"(e) CPU per signal, {pair.name}",
-                f"{pair.spread:.2f}x apart",
-                f"<= {SCALING_TOLERANCE:g}x",
-                _verdict(pair.spread <= SCALING_TOLERANCE),
-            )
+        target = Target(
+            f"(e) CPU per signal, {pair.name}",
+            f"{pair.spread:.2f}x apart",
+            f"<= {SCALING_TOLERANCE:g}x",
+            _verdict(pair.spread <= SCALING_TOLERANCE),
         )
+        targets.append(target)
+        out.append((pair, target))
+    return out
 
 
-def _part_f(dbs: Databases, lines: int | None, targets: list[Target]) -> None:
+@dataclass
+class CycleCost:
+    """What (g) takes from (f)."""
+
+    cycles: int  # at batch size 1: one per signal
+    cpu_1: float  # process CPU, batch size 1
+    cpu_500: float
+    ratio: float
+    target: Target
+
+
+def _part_f(dbs: Databases, lines: int | None, targets: list[Target]) -> CycleCost:
     signals = bundled_signals()
     what = "the bundled sample"
     if lines is not None:
         signals = head_file(dbs.workdir / "sample-head.jsonl", signals, lines)
         what = f"the bundled sample's first {lines} lines (--quick)"
     print(f"(f) a cycle's fixed cost: {what}, SQLite, process CPU (every thread)")
-    rows, ratio = bench_cycle_cost(dbs, signals)
+    rows, ratio, results = bench_cycle_cost(dbs, signals)
     print(
         table(
             [
@@ -879,14 +920,319 @@ def _part_f(dbs: Databases, lines: int | None, targets: list[Target]) -> None:
         )
     )
     print()
-    targets.append(
-        Target(
-            f"(f) CPU, batch size 1 vs 500, {'sample head' if lines else 'sample'}",
-            f"{ratio:.2f}x",
-            f"<= {CYCLE_TARGET:g}x",
-            _verdict(ratio <= CYCLE_TARGET),
+    target = Target(
+        f"(f) CPU, batch size 1 vs 500, {'sample head' if lines else 'sample'}",
+        f"{ratio:.2f}x",
+        f"<= {CYCLE_TARGET:g}x",
+        _verdict(ratio <= CYCLE_TARGET),
+    )
+    targets.append(target)
+    return CycleCost(
+        results[1][1]["signals"], results[1][0].cpu, results[500][0].cpu, ratio, target
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# (g) limits: the best ratio each target could reach at all
+
+
+def bench_cursor_floor(dbs: Databases, cycles: int, reps: int) -> dict[str, limits.Cost]:
+    """The best (by process CPU) of `reps` runs of `cycles` cursor commits, each on a fresh
+    database: bare, with a thread hop per commit, through torghut's `Database.run`."""
+    ways: dict[str, Callable[[Path], limits.Cost]] = {
+        "bare": lambda path: limits.cursor_commits(path, cycles, hop=False),
+        "hop": lambda path: limits.cursor_commits(path, cycles, hop=True),
+        "run": lambda path: limits.database_run_commits(path, cycles),
+    }
+    best: dict[str, limits.Cost] = {}
+    for way, commits in ways.items():
+        for _ in range(reps):
+            path = Path(dbs.fresh("sqlite").removeprefix("sqlite:///"))
+            gc.collect()
+            cost = commits(path)
+            if way not in best or cost.cpu < best[way].cpu:
+                best[way] = cost
+    return best
+
+
+def bench_fixed_cost(dbs: Databases, kind: str, reps: int) -> tuple[float, float]:
+    """torghut's fixed per-run cost on `kind`: the best wall time of a replay of an empty
+    file and of a one-line file (the sample's first line), each on a fresh database."""
+    empty = dbs.workdir / "empty.jsonl"
+    empty.write_bytes(b"")
+    one = head_file(dbs.workdir / "one-line.jsonl", bundled_signals(), 1)
+    walls = []
+    for path, n in ((empty, 0), (one, 1)):
+        measured, summary, _ = _timed_replays(dbs, kind, path, reps, Meter())
+        if summary["signals"] != n:
+            raise AssertionError(f"{path.name} on {kind}: {n} signals expected, {summary}")
+        walls.append(measured.wall)
+    return walls[0], walls[1]
+
+
+@dataclass
+class SymbolsFloor:
+    symbols: int
+    signals: int
+    cpu: float  # process CPU of floor_db.write_sqlite's timed region, best of the runs
+    rows: int  # rows the floor writes (each row once per transaction)
+    transactions: int
+
+    @property
+    def per_signal(self) -> float:
+        return self.cpu / self.signals
+
+
+def bench_symbols_floor(dbs: Databases, pair: Pair, reps: int) -> list[SymbolsFloor]:
+    """floor_db's durable floor on (e)'s two files of different numbers of symbols, timed on
+    the process's CPU clock, as (e) times torghut."""
+    out = []
+    for path in pair.paths:
+        census = floor_db.Census()
+        census_dsn = dbs.fresh("sqlite")
+        with census.installed():
+            summary = _replay(census_dsn, path)
+        floor_plan = floor_db.plan(census.transactions)
+        torghut_rows = floor_db.row_counts(census_dsn)
+        best = float("inf")
+        for _ in range(reps):
+            floor_dsn = dbs.fresh("sqlite")
+            gc.collect()
+            cpu = floor_db.write_sqlite(
+                path,
+                Path(floor_dsn.removeprefix("sqlite:///")),
+                floor_plan,
+                clock=limits.process_cpu,
+            )
+            floor_db.check_same_rows(
+                torghut_rows, floor_db.row_counts(floor_dsn), f"{path.name} floor"
+            )
+            best = min(best, cpu)
+        symbols = len({json.loads(line)["symbol"] for line in path.read_text().splitlines()})
+        rows = sum(len(op.rows) for ops in floor_plan for op in ops)
+        out.append(SymbolsFloor(symbols, summary["signals"], best, rows, len(floor_plan)))
+    return out
+
+
+def _part_g(
+    dbs: Databases,
+    reps: int,
+    floors: list[FloorResult],
+    read: ReadPath,
+    symbols: tuple[Pair, Target],
+    cycle: CycleCost,
+) -> None:
+    print(
+        "(g) limits: the best ratio each target could reach at all, measured in this run "
+        f"(shown, not targets); best of {reps}, fresh databases"
+    )
+    _limit_cycle(dbs, reps, cycle)
+    _limit_read(dbs, reps, floors, read)
+    _limit_symbols(dbs, reps, *symbols)
+
+
+def _limit_cycle(dbs: Databases, reps: int, cycle: CycleCost) -> None:
+    best = bench_cursor_floor(dbs, cycle.cycles, reps)
+    print(
+        f"(g1) (f)'s per-cycle durable floor: {cycle.cycles:,} cycles, each one transaction "
+        "moving the one row of signal_cursors, bare sqlite3, torghut's pragmas (WAL, "
+        "synchronous=NORMAL); process CPU (every thread)"
+    )
+    rows = [
+        [
+            "torghut TRADING_BATCH_SIZE=1 (from (f))",
+            f"{cycle.cpu_1:.3f}",
+            f"{cycle.cpu_1 / cycle.cycles * 1e6:.0f}",
+            "-",
+            f"{cycle.ratio:.2f}",
+            "-",
+        ],
+        ["torghut TRADING_BATCH_SIZE=500 (from (f))", f"{cycle.cpu_500:.3f}", "-", "-", "1", "-"],
+    ]
+    for way, label in (
+        ("bare", "floor: one cursor commit per cycle"),
+        ("hop", "floor: the same, each handed to a thread and awaited (as Database.run)"),
+        ("run", "  (attribution) the same through torghut's Database.run (a session each)"),
+    ):
+        cost = best[way]
+        rows.append(
+            [
+                label,
+                f"{cost.cpu:.3f}",
+                f"{cost.cpu_per_cycle_us:.0f}",
+                f"{cost.wall:.3f}",
+                f"{cost.cpu / cycle.cpu_500:.2f}",
+                f"{(cost.cpu + cycle.cpu_500) / cycle.cpu_500:.2f}",
+            ]
+        )
+    print(
+        table(
+            [
+                "run",
+                "process CPU s",
+                "CPU us per cycle",
+                "wall s",
+                "/ torghut batch-500 CPU",
+                "(+ batch-500 CPU) / batch-500 CPU",
+            ],
+            rows,
         )
     )
+    bare, hop, run = best["bare"], best["hop"], best["run"]
+    alone = bare.cpu / cycle.cpu_500
+    with_work = (bare.cpu + cycle.cpu_500) / cycle.cpu_500
+    print(
+        f"target <= {CYCLE_TARGET:g}x, torghut {cycle.ratio:.2f}x. The lowest (f) any design "
+        f"that durably commits its cursor once per cycle can reach: {alone:.2f}x if everything "
+        f"but the commits were free, {with_work:.2f}x if a cycle cost only its commit on top "
+        f"of batch-500's work; a thread hop per commit costs "
+        f"{(hop.cpu - bare.cpu) / hop.cycles * 1e6:.0f} us CPU more per cycle, torghut's "
+        f"Database.run {(run.cpu - bare.cpu) / run.cycles * 1e6:.0f} us more"
+    )
+    print()
+    cycle.target.limit = (
+        "limit with one durable commit per cycle",
+        f"{alone:.2f}x (commits alone); {with_work:.2f}x (+ batch-500's work); "
+        f"{(hop.cpu + cycle.cpu_500) / cycle.cpu_500:.2f}x (+ a thread hop per commit)",
+    )
+
+
+def _limit_read(dbs: Databases, reps: int, floors: list[FloorResult], read: ReadPath) -> None:
+    kinds = ["sqlite"] + (["postgresql"] if dbs.schemas is not None else [])
+    # Short runs, swung by the load of this shared machine: twice the runs.
+    fixed = {kind: bench_fixed_cost(dbs, kind, 2 * reps) for kind in kinds}
+    print(
+        "(g2) (b) and (d)'s read floors: torghut's fixed per-run cost (a replay of an empty "
+        "file, of a one-line file: TRADING_BATCH_SIZE=500, no gate, fresh database) and the "
+        f"parse loop of (d) (lines into validated Signals); best of {2 * reps} and 10"
+    )
+    print(
+        table(
+            ["database", "empty file replay s", "one-line file replay s"],
+            [[kind, f"{e:.4f}", f"{o:.4f}"] for kind, (e, o) in fixed.items()],
+        )
+    )
+    parse: dict[Path, float] = {}
+    for path in [*dict.fromkeys(r.path for r in floors), read.quiet]:
+        parse[path], _ = _best(parse_loop, path, 10)
+    cases: list[tuple[str, str, Path, float, float, float, Target | None]] = [
+        (r.kind, f"(b) {r.label}", r.path, r.torghut.wall, r.floor_wall, r.ratio, r.target)
+        for r in floors
+    ]
+    cases.append(
+        (
+            "sqlite",
+            "(d) no signal fires",
+            read.quiet,
+            read.plain_s / read.ratio,
+            read.plain_s,
+            read.ratio,
+            read.target,
+        )
+    )
+    rows = []
+    for kind, label, path, torghut_s, base, ratio, target in cases:
+        least = parse[path] + fixed[kind][0]
+        limit = base / least
+        goal = QUIET_TARGET if label.startswith("(d)") else FLOOR_TARGET
+        rows.append(
+            [
+                kind,
+                label,
+                f"{torghut_s:.3f}",
+                f"{parse[path]:.4f}",
+                f"{least:.4f}",
+                f"{base:.4f}",
+                f"{ratio:.3f}",
+                f"{limit:.3f}",
+                f">= {goal:g}",
+            ]
+        )
+        if target is not None:
+            target.limit = (
+                "limit if all but parsing + the fixed per-run cost were free",
+                f"{limit:.3f}x ({base:.4f} s / ({parse[path]:.4f} + {fixed[kind][0]:.4f}) s)",
+            )
+    print(
+        table(
+            [
+                "database",
+                "file",
+                "torghut s",
+                "parse loop s",
+                "parse + empty-file replay s",
+                "baseline s (floor; (d): json loop)",
+                "torghut ratio",
+                "limit: baseline / (parse + fixed)",
+                "target",
+            ],
+            rows,
+        )
+    )
+    print(
+        "limit: the ratio torghut would reach if everything but parsing the file and its fixed "
+        "per-run cost (the empty file's replay) were free"
+    )
+    print()
+
+
+def _limit_symbols(dbs: Databases, reps: int, pair: Pair, target: Target) -> None:
+    floor = bench_symbols_floor(dbs, pair, reps)
+    print(
+        f"(g3) (e)'s {pair.name}: floor_db's durable floor on the same two files (the rows "
+        "torghut writes, bare sqlite3), process CPU of its timed region (read, json.loads, "
+        f"write), best of {reps}"
+    )
+    rows = []
+    for f, torghut in zip(floor, pair.per_signal, strict=True):
+        rows.append(
+            [
+                str(f.symbols),
+                f"{f.signals:,}",
+                f"{f.rows:,}",
+                str(f.transactions),
+                f"{f.cpu:.3f}",
+                f"{f.per_signal * 1e6:.1f}",
+                f"{torghut * 1e6:.1f}",
+                f"{(torghut - f.per_signal) * 1e6:.1f}",
+            ]
+        )
+    print(
+        table(
+            [
+                "symbols",
+                "signals",
+                "floor rows",
+                "floor transactions",
+                "floor CPU s",
+                "floor CPU us per signal",
+                "torghut CPU us per signal (e)",
+                "torghut - floor us",
+            ],
+            rows,
+        )
+    )
+    spread = max(f.per_signal for f in floor) / min(f.per_signal for f in floor)
+    rest = [t - f.per_signal for f, t in zip(floor, pair.per_signal, strict=True)]
+    rest_spread = max(rest) / min(rest) if min(rest) > 0 else float("inf")
+    print(
+        f"CPU per signal apart: torghut {pair.spread:.2f}x, the floor {spread:.2f}x, torghut "
+        f"minus the floor {rest_spread:.2f}x (target <= {SCALING_TOLERANCE:g}x)"
+    )
+    print()
+    target.limit = (
+        "the floor's own CPU per signal (rows any writer must write)",
+        f"{spread:.2f}x apart; torghut minus the floor {rest_spread:.2f}x",
+    )
+
+
+def _summary_rows(targets: list[Target]) -> list[list[str]]:
+    rows = []
+    for t in targets:
+        rows.append([t.name, t.measured, t.target, t.status])
+        if t.status == "MISS" and t.limit is not None:
+            rows.append([f"  {t.limit[0]}", t.limit[1], "(shown, not a target)", ""])
+    return rows
 
 
 if __name__ == "__main__":
