@@ -155,6 +155,8 @@ def _plain_json_text(value: Any) -> str | None:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except ValueError:  # NaN or infinity: json_dumps writes them as strings
         return None
+    if text.isascii():  # no surrogate possible: only a NUL's escape to look for
+        return None if "\\u0000" in text else text
     return None if _UNSTORABLE_IN_JSON.search(text) else text
 
 
@@ -173,8 +175,15 @@ def storable_json(value: Any) -> Any:
 
 
 def _storable_text_or_none(value: Any) -> Any:
-    # storable_text inlined: this runs for every text value of every row written.
-    if value is None or not _UNSTORABLE.search(value):
+    # storable_text inlined: this runs for every text value of every row written. Nearly all
+    # of them are ASCII, which CPython knows without a scan (`isascii` reads a flag) and which
+    # holds no surrogate: a NUL is then the only thing to look for, and `in` finds it several
+    # times faster than the pattern.
+    if value is None:
+        return value
+    if type(value) is str and value.isascii():
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if not _UNSTORABLE.search(value):
         return value
     return _UNSTORABLE.sub("\ufffd", value)
 

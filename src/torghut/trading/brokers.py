@@ -68,7 +68,8 @@ _QUANTUM = Decimal("0.00000001")
 
 
 def _q(value: Decimal) -> Decimal:
-    return Decimal(value).quantize(_QUANTUM)
+    # Decimal(value) only for what is not one yet: it copies a Decimal for nothing.
+    return (value if type(value) is Decimal else Decimal(value)).quantize(_QUANTUM)
 
 
 # The book is read and written with Core statements into plain rows: it is read and written
