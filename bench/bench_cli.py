@@ -286,7 +286,7 @@ def prepare_prod() -> tuple[prod_venv.ProdVenv | None, str]:
         if venv.installed_seconds
         else "installed source current"
     )
-    return venv, f"{venv.path.relative_to(ROOT)} ({built}; {source})"
+    return venv, f"{prod_venv.shown(venv.path)} ({built}; {source})"
 
 
 def main(argv: list[str] | None = None) -> int:

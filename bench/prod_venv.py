@@ -89,6 +89,11 @@ def _pip(python: Path | str, args: list[str], log: Path) -> None:
         raise VenvError(f"pip {' '.join(args[:2])} failed:\n" + "\n".join(tail))
 
 
+def shown(path: Path) -> str:
+    """The path relative to the checkout when it lies inside it."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def clean_env() -> dict[str, str]:
     """The environment without what would put the development venv or the checkout's src on
     the path of the production interpreter."""
@@ -189,7 +194,7 @@ def ensure(say: bool = True) -> ProdVenv:
             if current != _stamp() or not (VENV / "bin" / "python").is_file():
                 if say:
                     print(
-                        f"bench: building the production venv {VENV.relative_to(ROOT)} "
+                        f"bench: building the production venv {shown(VENV)} "
                         "(runtime dependencies only; once, about a minute)...",
                         file=sys.stderr,
                         flush=True,
