@@ -243,15 +243,18 @@ def run_once(case: Case, gateway: Gateway, workdir: Path) -> tuple[float, float]
     env = environment(case.where, gateway, workdir)
     seen = len(gateway.arrivals)
     started = time.time()
-    subprocess.run(
-        case.argv,
-        env=env,
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        check=True,
-        timeout=120,
-    )
+    process = subprocess.Popen(case.argv, env=env, cwd=workdir, stdout=subprocess.DEVNULL)
+    # A blocking wait, and a timer for the timeout: `wait(timeout=...)` polls with sleeps that
+    # grow to 50 ms, which rounded every exit up to its next poll (0.016, 0.064, 0.114 s...).
+    watchdog = threading.Timer(120, process.kill)
+    watchdog.start()
+    try:
+        code = process.wait()
+    finally:
+        watchdog.cancel()
     ended = time.time()
+    if code != 0:
+        raise subprocess.CalledProcessError(code, case.argv)
     if case.clock == "exit":
         return ended - started, float("nan")
     models, review = gateway.review_arrival(seen)
