@@ -273,6 +273,23 @@ async def test_the_cooldown_holds_inside_one_batch(database: Database, tmp_path:
     assert summary["rejected"] == {"cooldown_active": 2}
 
 
+async def test_the_cooldown_holds_across_batches(database: Database, tmp_path: Path) -> None:
+    """The same three buys, one batch each: the second and third are judged against the
+    first one's stored decision (the batch's own ledger no longer holds it)."""
+    path = write(
+        tmp_path, "cool", [tick(0, "100", BUY), tick(0.33, "100", BUY), tick(0.66, "100", BUY)]
+    )
+    summary = await replay(
+        database,
+        path,
+        TRADING_COOLDOWN_SECONDS="300",
+        TRADING_MAX_POSITION_PCT_EQUITY="1",
+        TRADING_BATCH_SIZE="1",
+    )
+    assert summary["submitted"] == 1
+    assert summary["rejected"] == {"cooldown_active": 2}
+
+
 async def test_a_strategy_cap_replaces_the_global_one(database: Database, tmp_path: Path) -> None:
     """A catalog strategy with `max_notional_per_trade: 2500` sizes 25 shares at $100, and
     risk judges them against its $2,500, not the global $1,000 (every order was rejected)."""

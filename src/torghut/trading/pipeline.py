@@ -325,7 +325,13 @@ class TradingPipeline:
         references = await self.store.price_references(symbols)
         if with_book:
             book = await self.broker.get_book()
-            last_trades = await self.store.last_trades_by_symbol(symbols)
+            # Only the cooldown reads when a symbol last traded, and the read grows with the
+            # decisions stored: without a cooldown it is not made.
+            last_trades = (
+                await self.store.last_trades_by_symbol(symbols)
+                if self.limits.cooldown_seconds > 0
+                else {}
+            )
         else:
             book, last_trades = Book(Account(Decimal(0), Decimal(0), Decimal(0)), [], []), {}
         return BatchLedger.open(
