@@ -134,8 +134,11 @@ async def test_a_halt_reason_with_a_nul_is_stored_replaced(database: Database) -
     from torghut.trading.halt import HaltState
 
     store = DatabaseHaltStore(database.db)
-    await store.save(HaltState(True, BAD, None), action="halt", reason=BAD)
+    answered = await store.save(HaltState(True, BAD, None), action="halt", reason=BAD)
+    # What the halt call answers (and POST /trading/halt shows) is what was stored.
+    assert answered.reason is not None and _clean(answered.reason)
     state = await store.load()
+    assert state.reason == answered.reason
     assert state.halted and state.reason is not None and _clean(state.reason)
     reasons = await database.db.run(
         lambda session: list(session.execute(select(TradingHaltEvent.reason)).scalars())

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from torghut.db.engine import Database
-from torghut.db.tables import TradingHaltEvent, TradingHaltRow
+from torghut.db.tables import TradingHaltEvent, TradingHaltRow, storable_text
 from torghut.domain import utcnow
 from torghut.trading.halt import RUNNING, HaltState
 
@@ -25,7 +25,10 @@ def _state(row: Any) -> HaltState:
     """The state a `trading_halt` row (or a row of `_READ`) holds; None: never halted."""
     if row is None or not row.halted:
         return RUNNING
-    return HaltState(True, row.reason, row.since)
+    # As stored: a row written in this session still holds the reason as given, and the
+    # column stores it with NUL and lone surrogates replaced (what the operator is answered).
+    reason = row.reason
+    return HaltState(True, None if reason is None else storable_text(reason), row.since)
 
 
 class DatabaseHaltStore:
