@@ -159,7 +159,7 @@ class Meter:
                         setattr(cls, name, self._wrap_driver(fn))
             yield self
         finally:
-            threading.setprofile(None)  # type: ignore[arg-type]
+            threading.setprofile(None)
             for cls, name, fn in reversed(patched):
                 setattr(cls, name, fn)
 
