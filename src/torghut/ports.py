@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict
 
 from torghut.domain import (
     Account,
@@ -17,7 +17,11 @@ from torghut.domain import (
     TradeDecision,
     Usage,
 )
-from torghut.trading.ledger import PriceReference
+
+if TYPE_CHECKING:
+    # Named in annotations only: importing the ledger (and risk with it) at run time cost
+    # `llm review`, which never touches one, 7 ms of its start-up.
+    from torghut.trading.ledger import PriceReference
 
 
 class ChatMessage(TypedDict):
