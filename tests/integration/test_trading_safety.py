@@ -461,3 +461,51 @@ async def _statuses(database: Database) -> list[tuple[str, str]]:
                 )
             ).all()
         ]
+
+
+async def test_an_execution_row_keeps_the_limit_the_broker_placed(database: Database) -> None:
+    """Alpaca takes a limit on its tick ($0.01 above $1): the order asked for 100.004 and the
+    broker holds 100.00. The execution row records 100.00, what is working at the broker."""
+    from torghut.db import repo
+    from torghut.domain import (
+        Action,
+        BrokerOrder,
+        OrderRequest,
+        OrderType,
+        TimeInForce,
+        decision_hash,
+    )
+    from torghut.trading.catalog import StrategyCatalog
+    from torghut.trading.signals import parse_signal_line
+    from torghut.trading.strategy import DEFAULT_STRATEGY, evaluate
+
+    line = tick(0, "100", BUY, "TICK")
+    decided = evaluate(
+        DEFAULT_STRATEGY, parse_signal_line(json.dumps(line), 1), equity=Decimal(100_000)
+    )
+    assert decided is not None
+    h = decision_hash(decided)
+    await StrategyCatalog(None, "merge", database.db).load()  # the strategies row
+    stored = await repo.insert_judged_decisions(database.db, [(decided, h, None)])
+    order = OrderRequest(
+        client_order_id=h,
+        symbol="TICK",
+        side=Action.BUY,
+        qty=Decimal(10),
+        order_type=OrderType.LIMIT,
+        time_in_force=TimeInForce.DAY,
+        limit_price=Decimal("100.004"),
+    )
+    placed = BrokerOrder(
+        broker_order_id="b-1",
+        client_order_id=h,
+        symbol="TICK",
+        status="new",
+        side=Action.BUY,
+        qty=Decimal(10),
+        limit_price=Decimal("100.00"),
+    )
+    await repo.record_executions(database.db, [(stored[h].id, order, placed)], broker="alpaca")
+    async with database.sessions() as session:
+        limits = (await session.execute(select(ExecutionRow.limit_price))).scalars().all()
+    assert [Decimal(x) for x in limits] == [Decimal("100.00")]

@@ -370,7 +370,11 @@ def _record_executions(session: Session, executions: Sequence[Execution], broker
                 "order_type": order.order_type.value,
                 "time_in_force": order.time_in_force.value,
                 "submitted_qty": order.qty,
-                "limit_price": order.limit_price,
+                # The limit the broker holds (Alpaca's is on its tick), when it says which:
+                # the audit shows the order as it was placed, not as it was asked for.
+                "limit_price": (
+                    order.limit_price if placed.limit_price is None else placed.limit_price
+                ),
                 "stop_price": order.stop_price,
                 "filled_qty": placed.filled_qty,
                 "avg_fill_price": placed.avg_fill_price,
