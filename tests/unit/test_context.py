@@ -129,6 +129,60 @@ def test_session_clock(utc: str, phase: str, since: float | None, until: float |
     )
 
 
+@pytest.mark.parametrize(
+    ("utc", "phase", "since", "until"),
+    [
+        ("2025-03-03T14:30:00", "regular", 0.0, 390.0),  # an ordinary day, as without one
+        ("2025-03-03T21:00:00", "after_hours", None, None),
+        ("2025-07-04T15:00:00", "closed", None, None),  # Independence Day, a Friday
+        ("2025-07-04T12:00:00", "closed", None, None),  # no pre-market on a holiday either
+        ("2025-11-28T17:30:00", "regular", 180.0, 30.0),  # the day after Thanksgiving: 13:00
+        ("2025-11-28T18:30:00", "after_hours", None, None),  # closed early, so after hours
+        ("2025-11-28T22:30:00", "closed", None, None),  # 4 h after the early close
+        ("2025-03-08T15:00:00", "closed", None, None),  # a Saturday
+    ],
+)
+def test_session_clock_follows_the_exchange_calendar(
+    utc: str, phase: str, since: float | None, until: float | None
+) -> None:
+    """With the calendar the trading checks use, the reviewer's clock knows holidays and
+    early closes (it read a holiday as a weekday, and 13:00 closes as 16:00)."""
+    from torghut.trading.session import SessionCalendar
+
+    t = datetime.fromisoformat(utc).replace(tzinfo=UTC)
+    clock = session_clock(t, SessionCalendar("XNYS"))
+    assert (clock["phase"], clock["minutes_since_open"], clock["minutes_to_close"]) == (
+        phase,
+        since,
+        until,
+    )
+    assert "holidays and early closes" in clock["calendar"]
+    # The `always` calendar (tests, crypto-like runs) keeps the plain weekday clock.
+    plain = session_clock(t, SessionCalendar("always"))
+    assert plain == session_clock(t)
+
+
+async def test_the_reviewer_built_from_settings_uses_the_trading_calendar() -> None:
+    from torghut.config import load_settings
+    from torghut.trading.llm.reviewer import build_reviewer
+
+    settings = load_settings(
+        {
+            "LLM_PROVIDER": "jangar",
+            "JANGAR_BASE_URL": "http://127.0.0.1:9",
+            "TRADING_CALENDAR": "XNAS",
+        },
+        env_file=None,
+    )
+    reviewer = build_reviewer(settings)
+    assert reviewer.context.calendar is not None
+    assert reviewer.context.calendar.exchange == "XNAS"
+    # A decision on Independence Day is reviewed as made while the exchange is closed.
+    holiday = DECISION.model_copy(update={"event_ts": datetime(2025, 7, 4, 15, tzinfo=UTC)})
+    request = await reviewer.context.build(holiday, ReviewFacts())
+    assert request.session is not None and request.session["phase"] == "closed"
+
+
 class _Recorder:
     def __init__(self) -> None:
         self.messages: list[Sequence[ChatMessage]] = []

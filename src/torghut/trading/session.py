@@ -66,6 +66,19 @@ class SessionCalendar:
         return self._hours[day]
 
     def _compute(self, day: date) -> tuple[datetime, datetime] | None:
+        hours = self.regular_hours(day)
+        if hours is None:
+            return None
+        opens, closes = hours
+        if self.extended_hours:
+            opens, closes = opens - _PRE_MARKET, closes + _AFTER_HOURS
+        return opens, closes
+
+    def regular_hours(self, day: date) -> tuple[datetime, datetime] | None:
+        """The regular session of `day` (a New York date) in UTC, early closes included;
+        None on a day without one (a weekend, a holiday), and for the `always` calendar."""
+        if self.exchange == ALWAYS_OPEN:
+            return None
         table = session_table(self.exchange)
         if table is not None and table.answers(day):
             hours = table.hours(day)
@@ -73,10 +86,11 @@ class SessionCalendar:
             hours = _library_hours(self._load(), day)
         if hours is None:
             return None
-        opens, closes = hours
-        if self.extended_hours:
-            opens, closes = opens - _PRE_MARKET, closes + _AFTER_HOURS
-        return as_utc(opens), as_utc(closes)
+        return as_utc(hours[0]), as_utc(hours[1])
+
+    def extended_margins(self) -> tuple[timedelta, timedelta]:
+        """How far the extended session reaches before the open and after the close."""
+        return _PRE_MARKET, _AFTER_HOURS
 
     def loaded(self) -> bool:
         """Whether `is_open` can answer without loading anything slow (the library is a

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 from torghut.domain import Account, BrokerOrder, Position, Signal, TradeDecision, TradingMode
 from torghut.trading.llm.schema import LLMReviewRequest, PolicyBounds, PortfolioSnapshot
+from torghut.trading.session import ALWAYS_OPEN, SessionCalendar
 
 log = logging.getLogger("torghut.review.context")
 
@@ -39,7 +40,7 @@ _OPEN_ORDERS_MAX = 10
 _MAX_PAYLOAD_KEYS = 16  # of the signal's extra keys, scalars only
 _MAX_PAYLOAD_TEXT = 64
 
-# The regular US equity session. No holiday calendar: a holiday reads as a normal weekday.
+# The regular US equity session when no exchange calendar is given (`session_clock`).
 _EXCHANGE_TZ = ZoneInfo("America/New_York")
 _OPEN, _CLOSE = time(9, 30), time(16, 0)
 _PRE_OPEN, _AFTER_CLOSE = time(4, 0), time(20, 0)
@@ -197,9 +198,14 @@ def realized_vol_bps(prices: Sequence[float]) -> float | None:
     return round(math.sqrt(var) * 1e4, 2)
 
 
-def session_clock(t: datetime) -> dict[str, Any]:
+def session_clock(t: datetime, calendar: SessionCalendar | None = None) -> dict[str, Any]:
     """Where `t` falls in the US equity day: the phase, minutes since the regular open and
-    until the regular close (None outside the regular session)."""
+    until the regular close (None outside the regular session). With `calendar` (the one the
+    trading checks use), its sessions: a holiday is closed, an early close closes early, and
+    the extended phases are Alpaca's (from 04:00 New York time to 4 hours after the close).
+    Without one, or with the `always` calendar, every weekday is a 09:30-16:00 session."""
+    if calendar is not None and calendar.exchange != ALWAYS_OPEN:
+        return _calendar_clock(t, calendar)
     local = t.astimezone(_EXCHANGE_TZ)
     weekday = local.weekday() < 5
     now = local.time()
@@ -225,6 +231,32 @@ def session_clock(t: datetime) -> dict[str, Any]:
         "minutes_since_open": since_open,
         "minutes_to_close": until_close,
         "calendar": "weekdays 09:30-16:00 America/New_York, no holidays",
+    }
+
+
+def _calendar_clock(t: datetime, calendar: SessionCalendar) -> dict[str, Any]:
+    hours = calendar.regular_hours(t.astimezone(_EXCHANGE_TZ).date())
+    since_open = until_close = None
+    if hours is None:
+        phase = "closed"  # a weekend or a holiday
+    else:
+        opens, closes = hours
+        before, after = calendar.extended_margins()
+        if opens <= t < closes:
+            phase = "regular"
+            since_open = round((t - opens) / timedelta(minutes=1), 1)
+            until_close = round((closes - t) / timedelta(minutes=1), 1)
+        elif opens - before <= t < opens:
+            phase = "pre_market"
+        elif closes <= t < closes + after:
+            phase = "after_hours"
+        else:
+            phase = "closed"
+    return {
+        "phase": phase,
+        "minutes_since_open": since_open,
+        "minutes_to_close": until_close,
+        "calendar": f"{calendar.exchange} sessions, holidays and early closes included",
     }
 
 
@@ -256,8 +288,10 @@ class PointInTimeContext:
         history: BarHistory | None = None,
         recent_decisions: RecentDecisionsReader | None = None,
         risk_limits: Any = None,
+        calendar: SessionCalendar | None = None,
     ) -> None:
         self.bounds = bounds
+        self.calendar = calendar
         self.trading_mode = trading_mode
         self.prompt_version = prompt_version
         self.context_bars = context_bars
@@ -308,7 +342,7 @@ class PointInTimeContext:
             prompt_version=self.prompt_version,
             as_of=iso(t),
             history=history,
-            session=session_clock(t),
+            session=session_clock(t, self.calendar),
             open_orders=[_order_json(o) for o in facts.open_orders if o.symbol == decision.symbol][
                 :_OPEN_ORDERS_MAX
             ],

@@ -18,6 +18,7 @@ from torghut.trading.llm.policy import bounds_from_settings
 from torghut.trading.llm.prompts import PromptTemplate, load_prompt
 from torghut.trading.llm.review_engine import ReviewEngine
 from torghut.trading.risk import RiskLimits
+from torghut.trading.session import SessionCalendar
 
 if TYPE_CHECKING:
     import httpx
@@ -80,6 +81,7 @@ def build_reviewer(
         context_bars=settings.llm_context_bars,
         recent_decisions=recent_decisions_reader(db) if db is not None else None,
         risk_limits=limits,
+        calendar=SessionCalendar(settings.trading_calendar, settings.trading_extended_hours),
     )
     engine = ReviewEngine(
         provider,
