@@ -33,8 +33,9 @@ SIGNAL_STALE = "signal_stale"
 MARKET_CLOSED = "market_closed"
 
 ALWAYS_OPEN = "always"
-_PRE_MARKET = timedelta(hours=5, minutes=30)
-_AFTER_HOURS = timedelta(hours=4)
+# How far the extended session reaches before the regular open and after the close.
+PRE_MARKET = timedelta(hours=5, minutes=30)
+AFTER_HOURS = timedelta(hours=4)
 
 
 @dataclass
@@ -71,7 +72,7 @@ class SessionCalendar:
             return None
         opens, closes = hours
         if self.extended_hours:
-            opens, closes = opens - _PRE_MARKET, closes + _AFTER_HOURS
+            opens, closes = opens - PRE_MARKET, closes + AFTER_HOURS
         return opens, closes
 
     def regular_hours(self, day: date) -> tuple[datetime, datetime] | None:
@@ -87,10 +88,6 @@ class SessionCalendar:
         if hours is None:
             return None
         return as_utc(hours[0]), as_utc(hours[1])
-
-    def extended_margins(self) -> tuple[timedelta, timedelta]:
-        """How far the extended session reaches before the open and after the close."""
-        return _PRE_MARKET, _AFTER_HOURS
 
     def loaded(self) -> bool:
         """Whether `is_open` can answer without loading anything slow (the library is a

@@ -25,9 +25,17 @@ from decimal import Decimal
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from torghut.domain import Account, BrokerOrder, Position, Signal, TradeDecision, TradingMode
+from torghut.domain import (
+    Account,
+    BrokerOrder,
+    Position,
+    Signal,
+    TradeDecision,
+    TradingMode,
+    as_utc,
+)
 from torghut.trading.llm.schema import LLMReviewRequest, PolicyBounds, PortfolioSnapshot
-from torghut.trading.session import ALWAYS_OPEN, SessionCalendar
+from torghut.trading.session import AFTER_HOURS, ALWAYS_OPEN, PRE_MARKET, SessionCalendar
 
 log = logging.getLogger("torghut.review.context")
 
@@ -235,20 +243,20 @@ def session_clock(t: datetime, calendar: SessionCalendar | None = None) -> dict[
 
 
 def _calendar_clock(t: datetime, calendar: SessionCalendar) -> dict[str, Any]:
+    t = as_utc(t)
     hours = calendar.regular_hours(t.astimezone(_EXCHANGE_TZ).date())
     since_open = until_close = None
     if hours is None:
         phase = "closed"  # a weekend or a holiday
     else:
         opens, closes = hours
-        before, after = calendar.extended_margins()
         if opens <= t < closes:
             phase = "regular"
             since_open = round((t - opens) / timedelta(minutes=1), 1)
             until_close = round((closes - t) / timedelta(minutes=1), 1)
-        elif opens - before <= t < opens:
+        elif opens - PRE_MARKET <= t < opens:
             phase = "pre_market"
-        elif closes <= t < closes + after:
+        elif closes <= t < closes + AFTER_HOURS:
             phase = "after_hours"
         else:
             phase = "closed"
