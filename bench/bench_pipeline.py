@@ -657,12 +657,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{platform.system()} {platform.release()} {platform.machine()}, "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, pid {os.getpid()}"
     )
-    postgres: str | None = args.postgres
-    why = floor_db.postgres_answers(args.postgres)
-    if why is not None:
-        print(f"PostgreSQL at {args.postgres} does not answer ({why}): its rows are skipped")
-        postgres = None
-    else:
+    postgres = floor_db.reachable_postgres(args.postgres)
+    if postgres is not None:
         settings = floor_db.postgres_settings(args.postgres)
         print(
             f"PostgreSQL {settings['server_version']} at {args.postgres}: synchronous_commit="

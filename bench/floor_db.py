@@ -354,7 +354,7 @@ def _prepare(floor_plan: list[list[Op]], sqlite: bool) -> list[list[_Prepared]]:
         for op in ops:
             columns = op.columns if op.kind == "insert" else (*op.columns, op.key or "")
             convert = _converters(op.table, columns, sqlite)
-            sql = _sqlite_sql(op) if sqlite else _postgres_sql(op)
+            sql = _sql(op, "?" if sqlite else "%s")
             txn.append(
                 _Prepared(
                     sql,
@@ -366,20 +366,13 @@ def _prepare(floor_plan: list[list[Op]], sqlite: bool) -> list[list[_Prepared]]:
     return prepared
 
 
-def _sqlite_sql(op: Op) -> str:
+def _sql(op: Op, mark: str) -> str:
+    """The statement of `op` with the driver's placeholder (`?` sqlite3, `%s` psycopg)."""
     if op.kind == "insert":
-        marks = ", ".join("?" for _ in op.columns)
+        marks = ", ".join(mark for _ in op.columns)
         return f"INSERT INTO {op.table} ({', '.join(op.columns)}) VALUES ({marks})"
-    sets = ", ".join(f"{c} = ?" for c in op.columns)
-    return f"UPDATE {op.table} SET {sets} WHERE {op.key} = ?"
-
-
-def _postgres_sql(op: Op) -> str:
-    if op.kind == "insert":
-        marks = ", ".join("%s" for _ in op.columns)
-        return f"INSERT INTO {op.table} ({', '.join(op.columns)}) VALUES ({marks})"
-    sets = ", ".join(f"{c} = %s" for c in op.columns)
-    return f"UPDATE {op.table} SET {sets} WHERE {op.key} = %s"
+    sets = ", ".join(f"{c} = {mark}" for c in op.columns)
+    return f"UPDATE {op.table} SET {sets} WHERE {op.key} = {mark}"
 
 
 def _converted(p: _Prepared) -> list[Any]:
@@ -543,6 +536,16 @@ def postgres_answers(url: str) -> str | None:
             conn.execute("SELECT 1")
     except Exception as exc:  # any failure: the PostgreSQL rows are skipped, saying why
         return f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+    return None
+
+
+def reachable_postgres(url: str) -> str | None:
+    """`url` when PostgreSQL answers there; None (saying why, for the bench's output) when it
+    does not, and its rows are skipped."""
+    why = postgres_answers(url)
+    if why is None:
+        return url
+    print(f"PostgreSQL at {url} does not answer ({why}): its rows are skipped")
     return None
 
 

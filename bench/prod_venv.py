@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,6 +179,16 @@ def _install_source(log: Path) -> None:
         )
 
 
+def _timed(step: Callable[[Path], None], log: Path) -> float:
+    """Run one step of the venv's making; its seconds. A failure is a VenvError."""
+    started = time.monotonic()
+    try:
+        step(log)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise VenvError(str(exc)) from exc
+    return time.monotonic() - started
+
+
 def ensure(say: bool = True) -> ProdVenv:
     """The production venv with the checkout's current source installed; built or refreshed
     as needed. Raises VenvError when it cannot be."""
@@ -199,23 +209,13 @@ def ensure(say: bool = True) -> ProdVenv:
                         file=sys.stderr,
                         flush=True,
                     )
-                started = time.monotonic()
-                try:
-                    _build(log)
-                except (OSError, subprocess.SubprocessError) as exc:
-                    raise VenvError(str(exc)) from exc
-                built = time.monotonic() - started
+                built = _timed(_build, log)
                 (VENV / SOURCE_STAMP).unlink(missing_ok=True)
                 stamp.write_text(_stamp(), encoding="utf-8")
             source_stamp = VENV / SOURCE_STAMP
             digest = _source_digest()
             if not source_stamp.is_file() or source_stamp.read_text(encoding="utf-8") != digest:
-                started = time.monotonic()
-                try:
-                    _install_source(log)
-                except (OSError, subprocess.SubprocessError) as exc:
-                    raise VenvError(str(exc)) from exc
-                installed = time.monotonic() - started
+                installed = _timed(_install_source, log)
                 source_stamp.write_text(digest, encoding="utf-8")
             return ProdVenv(VENV, built, installed)
         finally:

@@ -515,11 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         f"python {sys.version.split()[0]} ({platform.python_implementation()}), "
         f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
-    postgres: str | None = args.postgres
-    why = floor_db.postgres_answers(args.postgres)
-    if why is not None:
-        print(f"PostgreSQL at {args.postgres} does not answer ({why}): skipped")
-        postgres = None
+    postgres = floor_db.reachable_postgres(args.postgres)
     print(
         "(b)'s replays: LLM_ENABLED=false, simulated broker, TRADING_BATCH_SIZE=500; CPU time "
         "per thread under cProfile, each function's own time to its code's owner"

@@ -89,9 +89,9 @@ async def test_help_and_version_import_no_library(args: list[str], tmp_path: Pat
     assert loaded == []
 
 
-async def test_a_review_imports_only_what_it_uses(tmp_path: Path) -> None:
-    """A review through a local gateway, as the operator's dry run: no provider SDK, no
-    broker library, no web stack."""
+async def _dry_run_review(tmp_path: Path) -> tuple[list[str], list[str], int]:
+    """`llm review` as the operator's dry run (a local gateway, no database file): its output
+    lines, the modules it loaded, and the review requests the gateway answered."""
     (tmp_path / "decision.json").write_text(json.dumps(DECISION))
     async with DevGateway(DevGatewayConfig()) as gateway:
         _, lines, loaded = await _run(
@@ -99,7 +99,14 @@ async def test_a_review_imports_only_what_it_uses(tmp_path: Path) -> None:
             tmp_path,
             {"JANGAR_BASE_URL": gateway.base_url, "DB_DSN": "sqlite:///missing.db"},
         )
-        assert gateway.request_count == 1  # the review (the models check is not counted)
+        return lines, loaded, gateway.request_count
+
+
+async def test_a_review_imports_only_what_it_uses(tmp_path: Path) -> None:
+    """A review through a local gateway, as the operator's dry run: no provider SDK, no
+    broker library, no web stack."""
+    lines, loaded, requests = await _dry_run_review(tmp_path)
+    assert requests == 1  # the review (the models check is not counted)
     out = json.loads(lines[0])
     assert (out["provider"], out["verdict"], lines[-1]) == ("jangar", "approve", "exit 0")
     assert not set(NOT_FOR_A_REVIEW) & set(loaded), loaded
@@ -107,13 +114,7 @@ async def test_a_review_imports_only_what_it_uses(tmp_path: Path) -> None:
 
 
 async def test_a_review_without_a_database_imports_no_database_library(tmp_path: Path) -> None:
-    (tmp_path / "decision.json").write_text(json.dumps(DECISION))
-    async with DevGateway(DevGatewayConfig()) as gateway:
-        _, lines, loaded = await _run(
-            _cli("llm", "review", "--decision", "decision.json"),
-            tmp_path,
-            {"JANGAR_BASE_URL": gateway.base_url, "DB_DSN": "sqlite:///missing.db"},
-        )
+    lines, loaded, _ = await _dry_run_review(tmp_path)
     assert lines[-1] == "exit 0"
     assert not set(DATABASE) & set(loaded), loaded
 

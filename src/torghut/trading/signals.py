@@ -597,20 +597,7 @@ def _row_signal(row: tuple[Any, ...]) -> Signal:
     """A row of the index back to the `Signal` it was made from, exactly (floats as doubles,
     the price as its decimal text, the payload as plain JSON); validated once already, when
     the line was indexed."""
-    ts, symbol, seq, timeframe, macd, macd_signal, rsi14, price, payload = row
-    return signal_from_fields(
-        (
-            _EPOCH + timedelta(microseconds=ts),
-            symbol,
-            timeframe,
-            macd,
-            macd_signal,
-            rsi14,
-            None if price is None else Decimal(price),
-            seq,
-            json.loads(payload) if payload else {},
-        )
-    )
+    return _rows_signals([row])[0]
 
 
 def _rows_signals(rows: Iterable[tuple[Any, ...]]) -> list[Signal]:
