@@ -208,12 +208,26 @@ def decision_hash(decision: TradeDecision) -> str:
     here by hand (the same bytes: each value quoted by the encoder `json.dumps` itself uses),
     since building an encoder per call cost more than the hash; tests/unit/test_domain_hash.py
     compares both on random decisions."""
+    return identity_hash(
+        decision.action,
+        decision.event_ts,
+        decision.strategy_id,
+        decision.symbol,
+        decision.timeframe,
+    )
+
+
+def identity_hash(
+    action: Action, event_ts: datetime, strategy_id: str, symbol: str, timeframe: str
+) -> str:
+    """`decision_hash` of a decision with these identity fields (as the decision holds them:
+    symbol upper-case and stripped), without the decision."""
     text = _IDENTITY.format(
-        _quote(decision.action.value),
-        _quote(as_utc(decision.event_ts).isoformat()),
-        _quote(decision.strategy_id),
-        _quote(decision.symbol),
-        _quote(decision.timeframe),
+        _quote(action.value),
+        _quote(as_utc(event_ts).isoformat()),
+        _quote(strategy_id),
+        _quote(symbol),
+        _quote(timeframe),
     )
     return f"th-{hashlib.sha256(text.encode()).hexdigest()[:37]}"
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import Database
 from torghut.db import tables
+from torghut.db.binding import column_form
 from torghut.db.engine import executemany, json_dumps, update_by_key
 from torghut.db.tables import Strategy, TradeDecisionRow
 
@@ -105,6 +106,29 @@ def test_fused_bind_processors_bind_what_the_general_path_binds(
             expected = general(value) if general else value
             got = fused(value) if fused else value
             assert _as_bound(got) == _as_bound(expected), (dialect.name, value)
+
+
+@pytest.mark.parametrize("column_type", [tables.SafeString(), tables.SafeText()])
+def test_a_whole_text_column_binds_what_each_value_binds(column_type: TypeDecorator[Any]) -> None:
+    # `executemany` hands a text column to its processor's whole-column form: the same values,
+    # in order, as one call per value (a NUL, a surrogate or non-text anywhere in the column).
+    rnd = random.Random(7)
+    pool: list[Any] = [*_TEXTS, "plain", "AAPL", 5, b"x"]
+    for dialect in _dialects():
+        process = column_type.dialect_impl(dialect).bind_processor(dialect)
+        assert process is not None
+        whole = column_form(process)
+        for _ in range(300):
+            column = tuple(rnd.choice(pool) for _ in range(rnd.randint(0, 6)))
+            try:
+                expected: Any = [process(v) for v in column]
+            except TypeError as exc:
+                expected = type(exc)
+            try:
+                got: Any = list(whole(column))
+            except TypeError as exc:
+                got = type(exc)
+            assert got == expected, (dialect.name, column)
 
 
 def test_json_on_an_engine_without_our_serializer_is_never_encoded_twice() -> None:

@@ -11,12 +11,13 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from torghut.domain import Action, OrderType, Signal, TradeDecision
+from torghut.domain import Action, OrderType, Signal, TradeDecision, decision_hash
 from torghut.trading.strategy import (
     StrategyDefaults,
     StrategySpec,
     _fmt,
     evaluate,
+    fire,
     size_order,
 )
 
@@ -157,6 +158,12 @@ def test_evaluate_decides_as_before(
     assert _exactly(evaluate(spec, signal, equity=equity, defaults=defaults)) == _exactly(expected)
     # Twice: the second call reads the strategy's universe from the cache.
     assert _exactly(evaluate(spec, signal, equity=equity, defaults=defaults)) == _exactly(expected)
+    # The pipeline's two steps: whether it fires (with the decision's hash), then its size.
+    firing = fire(spec, signal, defaults)
+    assert (firing is None) == (expected is None)
+    if firing is not None and expected is not None:
+        assert firing.hash == decision_hash(expected)
+        assert _exactly(firing.decide(equity)) == _exactly(expected)
 
 
 def test_a_changed_universe_is_not_read_from_the_cache() -> None:

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.pool import NullPool
 
+from torghut.db.binding import ColumnProcess, column_form
 from torghut.db.jsontext import JSONText, passes_json_text
 
 T = TypeVar("T")
@@ -209,7 +210,8 @@ class _ManyPlan:
 
     sql: str
     names: tuple[str, ...]
-    processors: tuple[tuple[int, Callable[[Any], Any]], ...]
+    # Each processed column's place and its processor's whole-column form.
+    processors: tuple[tuple[int, ColumnProcess], ...]
     positional: bool
     getter: Callable[[Mapping[str, Any]], tuple[Any, ...]]  # a row's values, in `names` order
 
@@ -247,7 +249,9 @@ def _many_plan(statement: Any, dialect: Any, keys: tuple[str, ...]) -> _ManyPlan
     return _ManyPlan(
         sql=compiled.string,
         names=names,
-        processors=tuple((i, processors[n]) for i, n in enumerate(names) if n in processors),
+        processors=tuple(
+            (i, column_form(processors[n])) for i, n in enumerate(names) if n in processors
+        ),
         positional=bool(compiled.positional),
         getter=_values_of(names),
     )
@@ -283,14 +287,15 @@ def executemany(conn: Connection, statement: Any, rows: Sequence[Mapping[str, An
     names, processors = plan.names, plan.processors
     params: list[Any]
     try:
-        # Column by column: each value goes through its column's processor in a C-level
-        # `map`, and the rows are taken apart and put back together by `itemgetter` and `zip`
-        # (a Python loop per value cost more than the processors themselves).
+        # Column by column: each column goes through its processor's whole-column form (a
+        # C-level `map` of it, or one check of the whole column: `binding`), and the rows are
+        # taken apart and put back together by `itemgetter` and `zip` (a Python loop per value
+        # cost more than the processors themselves).
         values = list(map(plan.getter, rows))
         if processors:
             columns: list[Any] = list(zip(*values, strict=True))
             for at, process in processors:
-                columns[at] = map(process, columns[at])
+                columns[at] = process(columns[at])
             values = list(zip(*columns, strict=True))
         params = values if plan.positional else [dict(zip(names, v, strict=True)) for v in values]
     except Exception:

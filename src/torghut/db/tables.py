@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -33,6 +33,7 @@ from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeEngine
 
+from torghut.db.binding import has_column_form
 from torghut.db.jsontext import JSONText, serializer_passes
 from torghut.domain import as_utc, utcnow
 
@@ -186,6 +187,22 @@ def _storable_text_or_none(value: Any) -> Any:
     if not _UNSTORABLE.search(value):
         return value
     return _UNSTORABLE.sub("\ufffd", value)
+
+
+def _storable_text_column(values: Sequence[Any]) -> Iterable[Any]:
+    # `_storable_text_or_none` over a whole column (`binding.column_form`): text columns are
+    # nearly always ASCII without a NUL, which the joined column shows with two C-level calls
+    # (the join refuses a value that is not text: that column takes the value-by-value way).
+    try:
+        joined = "".join(filter(None, values))
+    except TypeError:
+        return map(_storable_text_or_none, values)
+    if joined.isascii() and "\x00" not in joined:
+        return values
+    return map(_storable_text_or_none, values)
+
+
+has_column_form(_storable_text_or_none, _storable_text_column)
 
 
 def _safe_text_processor(inner: _BindProcessor | None) -> _BindProcessor:

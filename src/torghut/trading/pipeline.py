@@ -35,7 +35,6 @@ from torghut.domain import (
     Signal,
     TradeDecision,
     TradingMode,
-    decision_hash,
     utcnow,
 )
 from torghut.errors import BrokerError
@@ -58,7 +57,7 @@ from torghut.trading.orders import (
     recovery_step,
 )
 from torghut.trading.risk import RiskLimits
-from torghut.trading.strategy import StrategyDefaults, StrategySpec, evaluate
+from torghut.trading.strategy import Firing, StrategyDefaults, StrategySpec, fire
 
 if TYPE_CHECKING:
     from torghut.db.engine import Database
@@ -237,12 +236,12 @@ class TradingPipeline:
         strategies = await self.strategies.load_all()
         # Whether a rule fires does not depend on the book (only the size does), nor does a
         # decision's hash: a batch where nothing fires needs neither the book nor the store.
-        fired: dict[int, list[str]] = {}  # signal's place in the batch -> its decisions
+        fired: dict[int, list[tuple[Firing, str]]] = {}  # signal's place -> rules that fired
         for at, signal in enumerate(signals):
             for spec in strategies:
-                d = evaluate(spec, signal, equity=Decimal(1), defaults=self.sizing)
-                if d is not None:
-                    fired.setdefault(at, []).append(decision_hash(d))
+                firing = fire(spec, signal, self.sizing)
+                if firing is not None:
+                    fired.setdefault(at, []).append((firing, firing.hash))
         calendar = self.judging.calendar
         if fired and not calendar.loaded():
             # Its first use imports pandas and builds the calendar: not on the event loop.
@@ -348,17 +347,17 @@ class TradingPipeline:
         signals: Sequence[Signal],
         strategies: Sequence[StrategySpec],
         ledger: BatchLedger,
-        fired: Mapping[int, list[str]],
+        fired: Mapping[int, list[tuple[Firing, str]]],
         result: CycleResult,
     ) -> list[_Item]:
         """Walk the batch in signal order: each signal marks its price (if the band accepts
         it), then each of its decisions is sized and judged against the book at that moment
         and, when approved, reserved in the ledger before the next one is judged. `fired`:
-        the signals whose rules fire, with their decisions' hashes (their stored rows, if any,
-        are one read for the batch)."""
+        the signals whose rules fire, in strategy order, with their decisions' hashes (their
+        stored rows, if any, are one read for the batch)."""
         by_name = {spec.name: spec for spec in strategies}
         stored = await self.store.existing_decisions(
-            [h for hashes in fired.values() for h in hashes]
+            [h for firings in fired.values() for _, h in firings]
         )
         items: list[_Item] = []
         seen: set[str] = set()
@@ -370,14 +369,11 @@ class TradingPipeline:
                 accepted = ledger.mark(signal.symbol, price)
             if at not in fired:
                 continue
-            # The same rules fire as in `run_cycle` (firing does not depend on the book), in
-            # the same order: their hashes were computed there.
-            hashes = iter(fired[at])
-            for spec in strategies:
-                decision = evaluate(spec, signal, equity=ledger.equity, defaults=self.sizing)
-                if decision is None:
-                    continue
-                h = next(hashes, None) or decision_hash(decision)
+            # Firing does not depend on the book: the rules that fired in `run_cycle` are
+            # sized here, at this point of the batch.
+            for firing, h in fired[at]:
+                spec = firing.strategy
+                decision = firing.decide(ledger.equity)
                 row = stored.get(h)
                 if h in seen or (row is not None and row.status != "planned"):
                     # Already decided: a replay, or another loop got there first (not this

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from torghut.domain import Action, OrderType, Signal, TimeInForce, TradeDecision
+from torghut.domain import Action, OrderType, Signal, TimeInForce, TradeDecision, identity_hash
 from torghut.errors import InputError
 
 DEFAULT_STRATEGY_NAME = "macd-rsi-default"
@@ -160,9 +160,78 @@ def evaluate(
 ) -> TradeDecision | None:
     """The decision `strategy` takes on `signal`, or None when its rule does not fire.
 
-    The operator's limits come from `defaults`; the strategy's own limits win over them.
-    Called for every signal and strategy: what decides that the rule does not fire comes
-    first, and costs no allocation."""
+    The operator's limits come from `defaults`; the strategy's own limits win over them."""
+    firing = fire(strategy, signal, defaults)
+    return None if firing is None else firing.decide(equity)
+
+
+@dataclass(frozen=True, slots=True)
+class Firing:
+    """A rule that fired on a signal, before its order is sized: whether it fires, and the
+    decision's identity (its hash), do not depend on the book; only the size does (equity).
+    The pipeline asks every signal whether a rule fires, and sizes only what did."""
+
+    strategy: StrategySpec
+    signal: Signal
+    action: Action
+    price: Decimal | None
+    notional_cap: Decimal
+    pct_cap: Decimal
+
+    @property
+    def hash(self) -> str:
+        """`decision_hash` of the decision it makes, whatever its size."""
+        signal = self.signal
+        return identity_hash(
+            self.action, signal.event_ts, self.strategy.name, signal.symbol, signal.timeframe
+        )
+
+    def decide(self, equity: Decimal) -> TradeDecision:
+        """The decision, sized for `equity` (qty 1 without a price: risk says why)."""
+        strategy, signal, price = self.strategy, self.signal, self.price
+        qty = (
+            Decimal(1)
+            if price is None
+            else size_order(
+                price,
+                equity=equity,
+                max_notional_per_trade=self.notional_cap,
+                max_position_pct_equity=self.pct_cap,
+            )
+        )
+        macd, macd_signal, rsi = signal.macd, signal.macd_signal, signal.rsi14
+        assert macd is not None and macd_signal is not None and rsi is not None  # fired on them
+        if self.action is Action.BUY:
+            rationale = (
+                f"macd {_fmt(macd)} > signal {_fmt(macd_signal)}, "
+                f"rsi14 {_fmt(rsi)} < {_fmt(strategy.buy_rsi_below)}"
+            )
+        else:
+            rationale = (
+                f"macd {_fmt(macd)} < signal {_fmt(macd_signal)}, "
+                f"rsi14 {_fmt(rsi)} > {_fmt(strategy.sell_rsi_above)}"
+            )
+        return TradeDecision(
+            strategy_id=strategy.name,
+            symbol=signal.symbol,
+            action=self.action,
+            qty=qty,
+            order_type=strategy.order_type,
+            time_in_force=strategy.time_in_force,
+            event_ts=signal.event_ts,
+            timeframe=signal.timeframe,
+            rationale=rationale,
+            limit_price=price if strategy.order_type is OrderType.LIMIT else None,
+            params={"price": price, "macd": macd, "macd_signal": macd_signal, "rsi14": rsi},
+        )
+
+
+def fire(
+    strategy: StrategySpec, signal: Signal, defaults: StrategyDefaults | None = None
+) -> Firing | None:
+    """Whether `strategy`'s rule fires on `signal` (see `evaluate`). Called for every signal
+    and strategy: what decides that the rule does not fire comes first, and costs no
+    allocation."""
     if strategy.base_timeframe is not None and strategy.base_timeframe != signal.timeframe:
         return None
     symbols = strategy.universe_symbols
@@ -183,49 +252,24 @@ def evaluate(
         return None
     if macd > macd_signal and rsi < strategy.buy_rsi_below:
         action = Action.BUY
-        rationale = (
-            f"macd {_fmt(macd)} > signal {_fmt(macd_signal)}, "
-            f"rsi14 {_fmt(rsi)} < {_fmt(strategy.buy_rsi_below)}"
-        )
     elif macd < macd_signal and rsi > strategy.sell_rsi_above:
         action = Action.SELL
-        rationale = (
-            f"macd {_fmt(macd)} < signal {_fmt(macd_signal)}, "
-            f"rsi14 {_fmt(rsi)} > {_fmt(strategy.sell_rsi_above)}"
-        )
     else:
         return None
 
     defaults = defaults or StrategyDefaults()
-    notional_cap = strategy.max_notional_per_trade or defaults.max_notional_per_trade
-    pct_cap = strategy.max_position_pct_equity or defaults.max_position_pct_equity
     price = signal.price if signal.price is not None and signal.price.is_finite() else None
     if price is not None and price <= 0:
         price = None
     if price is None and strategy.order_type is OrderType.LIMIT:
         return None  # a limit order needs a price to limit at
-    qty = (
-        Decimal(1)
-        if price is None
-        else size_order(
-            price,
-            equity=equity,
-            max_notional_per_trade=notional_cap,
-            max_position_pct_equity=pct_cap,
-        )
-    )
-    return TradeDecision(
-        strategy_id=strategy.name,
-        symbol=signal.symbol,
-        action=action,
-        qty=qty,
-        order_type=strategy.order_type,
-        time_in_force=strategy.time_in_force,
-        event_ts=signal.event_ts,
-        timeframe=signal.timeframe,
-        rationale=rationale,
-        limit_price=price if strategy.order_type is OrderType.LIMIT else None,
-        params={"price": price, "macd": macd, "macd_signal": macd_signal, "rsi14": rsi},
+    return Firing(
+        strategy,
+        signal,
+        action,
+        price,
+        strategy.max_notional_per_trade or defaults.max_notional_per_trade,
+        strategy.max_position_pct_equity or defaults.max_position_pct_equity,
     )
 
 
