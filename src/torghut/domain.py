@@ -184,6 +184,8 @@ class TradeDecision(BaseModel):
     def reference_price(self) -> Decimal | None:
         """`params.price` when present, else the limit price (CONTRACT §3)."""
         raw = self.params.get("price")
+        if type(raw) is Decimal:  # the strategies' own: as `Decimal(str(raw))` gives it, exactly
+            return raw if raw.is_finite() and raw > 0 else self.limit_price
         if raw is not None:
             try:
                 price = Decimal(str(raw))

@@ -300,7 +300,8 @@ class BatchLedger:
     def reserve(self, decision: TradeDecision, key: str) -> Reservation:
         """Hold what an approved decision takes: its cash and shares (held) or its open order,
         and its symbol's cooldown slot, at once, so that later decisions of the batch see it."""
-        price = decision.limit_price or decision.reference_price
+        reference = decision.reference_price
+        price = decision.limit_price or reference
         order = OpenOrder(
             symbol=decision.symbol.upper(),
             side=decision.action,
@@ -310,18 +311,18 @@ class BatchLedger:
         )
         fills = decision.order_type is OrderType.MARKET or (
             decision.order_type is OrderType.LIMIT
-            and decision.reference_price is not None
+            and reference is not None
             and decision.limit_price is not None
             and (
-                decision.reference_price <= decision.limit_price
+                reference <= decision.limit_price
                 if decision.action is Action.BUY
-                else decision.reference_price >= decision.limit_price
+                else reference >= decision.limit_price
             )
         )
-        held = self.fills_at_once and fills and decision.reference_price is not None
+        held = self.fills_at_once and fills and reference is not None
         if held:
             # Filled at the reference price, as the simulated broker does.
-            order = OpenOrder(order.symbol, order.side, order.qty, decision.reference_price, key)
+            order = OpenOrder(order.symbol, order.side, order.qty, reference, key)
         reservation = Reservation(
             ledger=self,
             key=key,
