@@ -33,7 +33,12 @@ baseline measured in the same run.
     batch-500 CPU. (b), (d): torghut's fixed per-run cost (replays of an empty and of a
     one-line file) plus the parse loop of (d), against (b)'s floor and (d)'s plain loop: the
     ratio if all else were free. (e): the floor's own CPU per signal on the 5- and 500-symbol
-    files. The summary shows each missed target's limit under it.
+    files. (b) again (g4): torghut's own deciding code, as it is, run in memory on (b)'s files
+    (`limits.decision_work`: parse, strategy, CONTRACT §8's checks and risk against the batch
+    ledger, the simulated broker's fills; no pipeline, no rows, no database), so that the
+    limit says what (b) could reach were only the deciding left, and what the plumbing
+    (pipeline, rows, database access) costs on top of floor + deciding. The summary shows
+    each missed target's limit under it.
 
 Every replay gets a fresh database (a SQLite file in a temporary directory, or a fresh schema
 on the PostgreSQL server, dropped at the end), migrated before its clock starts; timings are
@@ -198,12 +203,15 @@ def _settings(dsn: str, **extra: str) -> Any:
     return load_settings(env, env_file=None)
 
 
+# Cash enough that no order is refused: every decision takes the full path to the broker.
+SIM_CASH = Decimal(1_000_000_000)
+
+
 def _ungated(dsn: str, batch_size: int = 500) -> Any:
-    # Cash enough that no order is refused: every decision takes the full path to the broker.
     return _settings(
         dsn,
         LLM_ENABLED="false",
-        TRADING_SIM_CASH="1000000000",
+        TRADING_SIM_CASH=str(SIM_CASH),
         TRADING_BATCH_SIZE=str(batch_size),
     )
 
@@ -1041,7 +1049,8 @@ def _part_g(
         f"(shown, not targets); best of {reps}, fresh databases"
     )
     _limit_cycle(dbs, reps, cycle)
-    _limit_read(dbs, reps, floors, read)
+    fixed, plain = _limit_read(dbs, reps, floors, read)
+    _limit_decisions(reps, floors, fixed, plain)
     _limit_symbols(dbs, reps, *symbols)
 
 
@@ -1111,7 +1120,10 @@ def _limit_cycle(dbs: Databases, reps: int, cycle: CycleCost) -> None:
     )
 
 
-def _limit_read(dbs: Databases, reps: int, floors: list[FloorResult], read: ReadPath) -> None:
+def _limit_read(
+    dbs: Databases, reps: int, floors: list[FloorResult], read: ReadPath
+) -> tuple[dict[str, tuple[float, float]], dict[Path, float]]:
+    """Prints (g2); returns the fixed per-run costs by database and the plain loops by file."""
     kinds = ["sqlite"] + (["postgresql"] if dbs.schemas is not None else [])
     # Short runs, swung by the load of this shared machine: twice the runs.
     fixed = {kind: bench_fixed_cost(dbs, kind, 2 * reps) for kind in kinds}
@@ -1204,6 +1216,75 @@ def _limit_read(dbs: Databases, reps: int, floors: list[FloorResult], read: Read
         "implementation can skip either: for (b) the floor's own writes (floor less its "
         "read + json.loads loop), for (d) asking the built-in strategy about each signal "
         f"(parse + evaluate loop {decide:.4f} s less the parse loop)"
+    )
+    print()
+    return fixed, plain
+
+
+def _limit_decisions(
+    reps: int,
+    floors: list[FloorResult],
+    fixed: dict[str, tuple[float, float]],
+    plain: dict[Path, float],
+) -> None:
+    """(g4): (b) against the floor plus torghut's own decision work (`limits.decision_work`:
+    parse, strategy, judging, the simulated broker's fills, in memory), so that what is left
+    of the gap is the pipeline, the rows and the database, not the deciding."""
+    work: dict[Path, tuple[float, int]] = {}
+    for path in dict.fromkeys(r.path for r in floors):
+        work[path] = _best(lambda p: limits.decision_work(p, 500, SIM_CASH), path, reps)
+    print(
+        "(g4) (b) against the floor plus the decision work: torghut's own deciding code as it "
+        "is (lines parsed, the built-in strategy, CONTRACT §8's checks and risk against the "
+        "batch ledger, the simulated broker's fill on its in-memory book), with no pipeline, "
+        f"no row and no database (limits.decision_work); best of {reps}"
+    )
+    rows = []
+    for r in floors:
+        decided_s, filled = work[r.path]
+        own_writes = max(0.0, r.floor_wall - plain[r.path])
+        least = decided_s + fixed[r.kind][0] + own_writes
+        limit = r.floor_wall / least
+        against = (r.floor_wall + decided_s) / r.torghut.wall
+        rows.append(
+            [
+                r.kind,
+                r.label,
+                f"{r.torghut.wall:.3f}",
+                f"{r.floor_wall:.4f}",
+                f"{decided_s:.4f}",
+                f"{filled:,}",
+                f"{decided_s / max(filled, 1) * 1e6:.1f}",
+                f"{limit:.3f}",
+                f"{against:.3f}",
+            ]
+        )
+        if r.target is not None:
+            r.target.limit = (
+                "limit: all but deciding, the fixed per-run cost and the floor's own writes free",
+                f"{limit:.3f}x ({r.floor_wall:.4f} s / ({decided_s:.4f} + {fixed[r.kind][0]:.4f} "
+                f"+ {own_writes:.4f}) s); torghut vs floor + deciding {against:.3f}x",
+            )
+    print(
+        table(
+            [
+                "database",
+                "file",
+                "torghut s",
+                "floor s",
+                "deciding s",
+                "decisions filled",
+                "deciding us per decision",
+                "limit: floor / (deciding + fixed + floor's writes)",
+                "(floor + deciding) / torghut",
+            ],
+            rows,
+        )
+    )
+    print(
+        "limit: the ratio torghut would reach if its pipeline, its rows' building and binding "
+        "and its database plumbing were free, its deciding code unchanged; the last column: "
+        "torghut against the floor plus that deciding, i.e. what the plumbing costs"
     )
     print()
 

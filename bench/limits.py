@@ -23,6 +23,7 @@ import resource
 import sqlite3
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -136,3 +137,86 @@ async def _database_run(database: Path, cycles: int) -> Cost:
         return cost
     finally:
         await db.aclose()
+
+
+def decision_work(path: Path, batch_size: int, cash: Decimal) -> int:
+    """(g4): the work a replay does to decide, with nothing written and nothing awaited:
+    each line parsed into a `Signal`; per batch, the book read as the simulated broker gives
+    it and the batch ledger opened on it; per signal, its price through the band, whether the
+    built-in strategy's rule fires (with the decision's hash), the decision sized, judged
+    (CONTRACT §8's checks and risk against the ledger) and reserved; per approved decision,
+    the simulated broker's fill on its in-memory book and the order as it answers it. That is
+    torghut's own decision code, as it is now, without the pipeline that carries it, the
+    rows that record it or the database: what (b)'s ratio would cost if all of those were
+    free. Returns the decisions approved and filled."""
+    # The simulated broker's in-memory book is its private API: a bench may lean on it.
+    from torghut.domain import OrderRequest
+    from torghut.errors import BrokerError, InputError
+    from torghut.trading import brokers
+    from torghut.trading.judge import JudgingSettings, exit_sized, judge
+    from torghut.trading.ledger import BatchLedger
+    from torghut.trading.risk import RiskLimits
+    from torghut.trading.session import SessionCalendar
+    from torghut.trading.signals import parse_signal_line
+    from torghut.trading.strategy import DEFAULT_STRATEGY, StrategyDefaults, fire
+
+    calendar = SessionCalendar()
+    calendar.load()
+    settings, risk, sizing = JudgingSettings(calendar=calendar), RiskLimits(), StrategyDefaults()
+    signals = []
+    with path.open("rb") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if line.strip():
+                try:
+                    signals.append(parse_signal_line(line.decode("utf-8"), lineno))
+                except InputError:
+                    continue
+    signals.sort(key=lambda s: (s.event_ts, s.symbol, s.seq))
+    book = brokers._Book(account=brokers._AccountRow("default", cash), positions={}, resting=[])
+    filled = 0
+    for start in range(0, len(signals), batch_size):
+        batch = signals[start : start + batch_size]
+        held = [p for p in book.positions.values() if p.qty != 0]
+        ledger = BatchLedger.open(
+            brokers._as_book(book.account, held, book.resting),
+            limits=risk,
+            max_price_move=settings.max_price_move,
+            fills_at_once=True,
+            references={},
+            last_trade_at={},
+        )
+        for signal in batch:
+            price, accepted = signal.price, True
+            if price is not None and price.is_finite() and price > 0:
+                accepted = ledger.mark(signal.symbol, price)
+            firing = fire(DEFAULT_STRATEGY, signal, sizing)
+            if firing is None:
+                continue
+            key = firing.hash
+            decision = exit_sized(firing.decide(ledger.equity), DEFAULT_STRATEGY, ledger, risk)
+            judged = judge(
+                decision,
+                key,
+                now=signal.event_ts,
+                price_accepted=accepted,
+                spec=DEFAULT_STRATEGY,
+                ledger=ledger,
+                limits=risk,
+                settings=settings,
+                with_view=False,
+            )
+            if judged.reservation is None:
+                continue
+            try:
+                brokers._to_broker_order(book.place(OrderRequest.for_decision(decision, key)))
+            except BrokerError:
+                continue
+            judged.reservation.keep()
+            filled += 1
+        for symbol, mark in ledger.marked.items():
+            book.mark(symbol, mark)
+        book.new_orders.clear()
+        book.changed_orders.clear()
+        book.new_positions.clear()
+        book.changed_positions.clear()
+    return filled
