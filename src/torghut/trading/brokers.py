@@ -30,8 +30,9 @@ book; `account_id` names its cash row.
 from __future__ import annotations
 
 import contextlib
-import uuid
-from collections.abc import Mapping, Sequence
+import operator
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
@@ -70,6 +71,23 @@ _QUANTUM = Decimal("0.00000001")
 def _q(value: Decimal) -> Decimal:
     # Decimal(value) only for what is not one yet: it copies a Decimal for nothing.
     return (value if type(value) is Decimal else Decimal(value)).quantize(_QUANTUM)
+
+
+# The sides as stored (an enum's `.value` is a property call, and these are compared on every
+# order and every resting order it is weighed against), and back to the enum without `Action()`.
+_BUY = Action.BUY.value
+_SELL = Action.SELL.value
+_ACTIONS = {action.value: action for action in Action}
+
+
+def _sim_order_id() -> str:
+    """`f"sim-{uuid.uuid4()}"`, spelled out: the same 16 random bytes with the same version
+    (4) and variant (RFC 4122) bits, in the same text, for a third of its cost (a `UUID` object
+    and its int-to-text round trip per order)."""
+    h = os.urandom(16).hex()
+    # Variant: the top two bits of byte 8 are 10, so its first hex digit is one of 8, 9, a, b.
+    variant = "89ab"[int(h[16], 16) & 3]
+    return f"sim-{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
 
 
 # The book is read and written with Core statements into plain rows: it is read and written
@@ -114,9 +132,17 @@ class _OrderRow:
     updated_at: datetime
 
 
-def _columns(row: _OrderRow | _PositionRow) -> dict[str, Any]:
-    # Not dataclasses.asdict: it deep-copies every Decimal and datetime.
-    return {f.name: getattr(row, f.name) for f in fields(row)}
+def _columns_of(row_type: type[Any]) -> Callable[[Any], dict[str, Any]]:
+    """A row's values by column name, for an insert. Not dataclasses.asdict (it deep-copies
+    every Decimal and datetime), nor `fields()` per row (it rebuilds the field list each time):
+    the names are taken once, the values in one C call."""
+    names = tuple(f.name for f in fields(row_type))
+    values = operator.attrgetter(*names)
+    return lambda row: dict(zip(names, values(row), strict=True))
+
+
+_order_columns = _columns_of(_OrderRow)
+_position_columns = _columns_of(_PositionRow)
 
 
 # The book's statements are built once: building one (and its cache key) costs more than
@@ -403,12 +429,15 @@ class SimBroker:
         )
 
 
-def _order_changes(row: _OrderRow) -> dict[str, Any]:
-    return {"b_key": row.client_order_id, **{f"b_{k}": getattr(row, k) for k in _ORDER_CHANGES}}
+def _changes_of(key: str, columns: tuple[str, ...]) -> Callable[[Any], dict[str, Any]]:
+    """A row's parameters for `update_by_key(table, key, columns)`, names made once."""
+    names = ("b_key", *(f"b_{c}" for c in columns))
+    values = operator.attrgetter(key, *columns)
+    return lambda row: dict(zip(names, values(row), strict=True))
 
 
-def _position_changes(row: _PositionRow) -> dict[str, Any]:
-    return {"b_key": row.symbol, **{f"b_{k}": getattr(row, k) for k in _POSITION_CHANGES}}
+_order_changes = _changes_of("client_order_id", _ORDER_CHANGES)
+_position_changes = _changes_of("symbol", _POSITION_CHANGES)
 
 
 @dataclass
@@ -427,6 +456,8 @@ class _Book:
     new_positions: dict[str, _PositionRow] = field(default_factory=dict)
     changed_positions: dict[str, _PositionRow] = field(default_factory=dict)
     account_changed: bool = False
+    # `_reserved(resting[:counted])`, carried on by `_resting_reserve` (see there).
+    _reserve: tuple[int, Decimal] = field(default=(0, Decimal(0)), init=False, repr=False)
 
     def write(self, conn: Connection) -> None:
         now = utcnow()
@@ -437,7 +468,9 @@ class _Book:
         for row in (*self.changed_positions.values(), *self.new_positions.values()):
             row.updated_at = now
         if self.new_positions:
-            executemany(conn, _INSERT_POSITION, [_columns(p) for p in self.new_positions.values()])
+            executemany(
+                conn, _INSERT_POSITION, list(map(_position_columns, self.new_positions.values()))
+            )
         if self.changed_positions:
             matched = executemany(
                 conn,
@@ -446,7 +479,7 @@ class _Book:
             )
             expect_all_matched(matched, len(self.changed_positions), _POSITIONS.name, conn)
         if self.new_orders:
-            executemany(conn, _INSERT_ORDER, [_columns(o) for o in self.new_orders.values()])
+            executemany(conn, _INSERT_ORDER, list(map(_order_columns, self.new_orders.values())))
         if self.changed_orders:
             matched = executemany(
                 conn, _UPDATE_ORDER, [_order_changes(o) for o in self.changed_orders.values()]
@@ -481,7 +514,7 @@ class _Book:
         now = utcnow()
         row = _OrderRow(
             client_order_id=order.client_order_id,
-            broker_order_id=f"sim-{uuid.uuid4()}",
+            broker_order_id=_sim_order_id(),
             symbol=order.symbol.upper(),
             side=order.side.value,
             order_type=order.order_type.value,
@@ -510,7 +543,7 @@ class _Book:
             fill_price = ref if allows else None
 
         if fill_price is not None:
-            refusal = self._fill_refusal(row, fill_price)
+            refusal = self._fill_refusal(row, fill_price, new=True)
             if refusal is not None:
                 raise BrokerError(refusal, rejected=True)
             self.new_orders[row.client_order_id] = row
@@ -519,7 +552,7 @@ class _Book:
             row.status = CANCELED  # immediate-or-nothing: it could not fill now
         else:
             assert row.limit_price is not None
-            refusal = self._fill_refusal(row, row.limit_price)
+            refusal = self._fill_refusal(row, row.limit_price, new=True)
             if refusal is not None:
                 raise BrokerError(refusal, rejected=True)
             self.resting.append(row)
@@ -542,24 +575,30 @@ class _Book:
                 row.updated_at = utcnow()
                 self._order_changed(row)
             self.resting.remove(row)
+            self._reserve = (0, Decimal(0))  # no longer a prefix of what was summed
 
-    def _fill_refusal(self, row: _OrderRow, price: Decimal) -> str | None:
+    def _fill_refusal(self, row: _OrderRow, price: Decimal, *, new: bool = False) -> str | None:
         """Why `row` cannot be paid for (buy) or delivered (sell) at `price`, or None. Claims
         on cash and shares rank by age: the resting orders older than `row` keep what they
-        reserved (all of them, for a new order), the newer ones yield to it, so a mark fills
-        the oldest first; `row` itself is never counted twice."""
-        at = next((i for i, o in enumerate(self.resting) if o is row), len(self.resting))
-        others = self.resting[:at]
-        if row.side == Action.BUY.value:
+        reserved (all of them, for a `new` order, which is not resting yet), the newer ones
+        yield to it, so a mark fills the oldest first; `row` itself is never counted twice."""
+        if new:
+            others = self.resting
+        else:
+            at = next((i for i, o in enumerate(self.resting) if o is row), len(self.resting))
+            others = self.resting[:at]
+        if row.side == _BUY:
             cost = _q(row.qty * price)
-            available = _q(self.account.cash) - _reserved(others)
+            available = _q(self.account.cash) - (
+                self._resting_reserve() if new else _reserved(others)
+            )
             if cost > available:
                 return f"insufficient_buying_power: needs {cost:f}, has {available:f}"
             return None
         position = self.positions.get(row.symbol)
         held = Decimal(0) if position is None else _q(position.qty)
         selling = sum(
-            (o.qty for o in others if o.symbol == row.symbol and o.side == Action.SELL.value),
+            (o.qty for o in others if o.symbol == row.symbol and o.side == _SELL),
             Decimal(0),
         )
         if row.qty > held - selling:
@@ -569,12 +608,22 @@ class _Book:
             )
         return None
 
+    def _resting_reserve(self) -> Decimal:
+        """`_reserved(self.resting)`, without summing again on every order of a batch: resting
+        orders are only appended between marks (which start it over), and `sum` adds left to
+        right, so the sum so far carried on over the new ones is that very sum."""
+        counted, total = self._reserve
+        if counted != len(self.resting):
+            total = _reserved(self.resting[counted:], total)
+            self._reserve = (len(self.resting), total)
+        return total
+
     def _fill(self, row: _OrderRow, price: Decimal) -> None:
         qty = _q(row.qty)
         amount = _q(qty * price)
         position = self.positions.get(row.symbol)
         self.account_changed = True
-        if row.side == Action.BUY.value:
+        if row.side == _BUY:
             self.account.cash = _q(self.account.cash) - amount
             if position is None:
                 position = _PositionRow(
@@ -583,8 +632,9 @@ class _Book:
                 self.new_positions[row.symbol] = position
                 self.positions[row.symbol] = position
             else:
-                total = _q(position.qty) + qty
-                cost = _q(position.qty) * _q(position.avg_entry_price) + amount
+                held = _q(position.qty)
+                total = held + qty
+                cost = held * _q(position.avg_entry_price) + amount
                 position.avg_entry_price = _q(cost / total)
                 position.qty = total
                 position.last_price = price
@@ -625,36 +675,42 @@ def _as_book(
 
 
 def _limit_allows(side: str, price: Decimal, limit: Decimal) -> bool:
-    return price <= limit if side == Action.BUY.value else price >= limit
+    return price <= limit if side == _BUY else price >= limit
 
 
-def _reserved(open_orders: Sequence[_OrderRow]) -> Decimal:
-    """Cash promised to resting buys, at their limit: the most each of them can cost."""
+def _reserved(open_orders: Sequence[_OrderRow], start: Decimal = Decimal(0)) -> Decimal:
+    """Cash promised to resting buys, at their limit: the most each of them can cost (added
+    to `start`: the sum over earlier orders, carried on)."""
     return sum(
         (
             _q((o.qty - o.filled_qty) * o.limit_price)
             for o in open_orders
-            if o.side == Action.BUY.value and o.limit_price is not None
+            if o.side == _BUY and o.limit_price is not None
         ),
-        Decimal(0),
+        start,
     )
 
 
 def _to_broker_order(row: _OrderRow) -> BrokerOrder:
-    def text(value: Decimal | None) -> str | None:
-        return None if value is None else str(_q(value))
-
+    # Each amount quantized once, for its field and its text alike (in the order the fields
+    # are read, so that a value that cannot be quantized fails on the same one).
+    filled_qty = _q(row.filled_qty)
+    avg_fill_price = None if row.avg_fill_price is None else _q(row.avg_fill_price)
+    side = _ACTIONS.get(row.side) or Action(row.side)
+    qty = _q(row.qty)
+    limit_price = None if row.limit_price is None else _q(row.limit_price)
+    stop_price = None if row.stop_price is None else _q(row.stop_price)
     return BrokerOrder(
         broker_order_id=row.broker_order_id,
         client_order_id=row.client_order_id,
         symbol=row.symbol,
         status=row.status,
-        filled_qty=_q(row.filled_qty),
-        avg_fill_price=None if row.avg_fill_price is None else _q(row.avg_fill_price),
+        filled_qty=filled_qty,
+        avg_fill_price=avg_fill_price,
         reject_reason=row.reject_reason,
-        side=Action(row.side),
-        qty=_q(row.qty),
-        limit_price=None if row.limit_price is None else _q(row.limit_price),
+        side=side,
+        qty=qty,
+        limit_price=limit_price,
         # The same keys as Alpaca's order JSON, for the execution row's `raw_json`.
         raw={
             "id": row.broker_order_id,
@@ -663,11 +719,11 @@ def _to_broker_order(row: _OrderRow) -> BrokerOrder:
             "side": row.side,
             "type": row.order_type,
             "time_in_force": row.time_in_force,
-            "qty": text(row.qty),
-            "filled_qty": text(row.filled_qty),
-            "limit_price": text(row.limit_price),
-            "stop_price": text(row.stop_price),
-            "filled_avg_price": text(row.avg_fill_price),
+            "qty": str(qty),
+            "filled_qty": str(filled_qty),
+            "limit_price": None if limit_price is None else str(limit_price),
+            "stop_price": None if stop_price is None else str(stop_price),
+            "filled_avg_price": None if avg_fill_price is None else str(avg_fill_price),
             "status": row.status,
             "created_at": row.created_at.isoformat() if row.created_at else None,
             "updated_at": row.updated_at.isoformat() if row.updated_at else None,
