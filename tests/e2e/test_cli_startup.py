@@ -137,3 +137,52 @@ async def test_settings_check_a_plain_sqlite_url_without_sqlalchemy(
     _, lines, loaded = await _run(code, tmp_path, {"DB_DSN": dsn})
     assert lines == [dsn]
     assert ("sqlalchemy" in loaded) is sqlalchemy
+
+
+# Needed only once an answer is in (or with --anonymize): imported, and the models built, after
+# the review's request has left, so that they do not delay it.
+AFTER_THE_REQUEST = ("torghut.trading.llm.answer", "torghut.trading.llm.anonymize")
+DEFERRED_MODELS = ("torghut.domain:Signal", "torghut.trading.llm.schema:LLMReviewResponse")
+# Records, as the review's request is sent, which of those were imported or built by then.
+_AT_THE_REQUEST = f"""
+import httpx, importlib
+seen = {{}}
+_send = httpx.AsyncClient.send
+def _state():
+    built = []
+    for path in {DEFERRED_MODELS!r}:
+        module, _, name = path.partition(":")
+        if getattr(importlib.import_module(module), name).__pydantic_complete__:
+            built.append(path)
+    return {{"modules": [m for m in {AFTER_THE_REQUEST!r} if m in sys.modules], "built": built}}
+async def _spy(self, request, **kwargs):
+    if request.url.path.endswith("/chat/completions") and not seen:
+        seen.update(_state())
+    return await _send(self, request, **kwargs)
+httpx.AsyncClient.send = _spy
+"""
+
+
+async def test_a_review_sends_its_request_before_loading_what_reads_the_answer(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "decision.json").write_text(json.dumps(DECISION))
+    code = (
+        _AT_THE_REQUEST
+        + _cli("llm", "review", "--decision", "decision.json")
+        + "\nprint(json.dumps([seen, _state()]))"
+    )
+    async with DevGateway(DevGatewayConfig()) as gateway:
+        _, lines, _ = await _run(
+            code,
+            tmp_path,
+            {"JANGAR_BASE_URL": gateway.base_url, "DB_DSN": "sqlite:///missing.db"},
+        )
+    assert lines[-2] == "exit 0"
+    at_request, after = json.loads(lines[-1])
+    assert at_request == {"modules": [], "built": []}
+    # The answer was read: the spy saw the request, and the answer's parts were loaded after it.
+    assert after == {
+        "modules": ["torghut.trading.llm.answer"],
+        "built": ["torghut.trading.llm.schema:LLMReviewResponse"],
+    }
