@@ -4,7 +4,10 @@ assert that, never a time. Each runs in a fresh interpreter, whose `sys.modules`
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
+import io
 import json
 import sys
 from pathlib import Path
@@ -12,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.cli import clean_env
+from torghut.cli import REVIEW_COMMAND, UsageError, build_parser
 from torghut.devgateway import DevGateway, DevGatewayConfig
 
 # Never needed by `llm review` with Jangar and no database: the OpenAI SDK, alpaca-py with
@@ -186,3 +190,39 @@ async def test_a_review_sends_its_request_before_loading_what_reads_the_answer(
         "modules": ["torghut.trading.llm.answer"],
         "built": ["torghut.trading.llm.schema:LLMReviewResponse"],
     }
+
+
+def _parsed(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[str, object]:
+    """What a parser makes of `argv`: its namespace, its refusal, or its help and exit."""
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            return "args", vars(parser.parse_args(argv))
+    except UsageError as exc:
+        return "usage error", str(exc)
+    except SystemExit as exc:
+        return "exit", (exc.code, out.getvalue())
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        ["--decision", "d.json"],
+        ["--decision", "-", "--signals", "s.jsonl", "--anonymize"],
+        ["--dec", "d.json", "--anon"],
+        [],
+        ["--decision"],
+        ["--decision", "d.json", "--bogus"],
+        ["--decision", "d.json", "extra"],
+        ["--decision", "d.json", "--version"],
+        ["-h"],
+        ["--decision", "d.json", "--help"],
+    ],
+)
+def test_the_review_parser_alone_parses_as_the_full_parser(tail: list[str]) -> None:
+    """`llm review` builds only its own parsers (REVIEW_COMMAND): whatever follows it is parsed,
+    refused or helped exactly as by the parser of every command."""
+    argv = [*REVIEW_COMMAND, *tail]
+    alone = _parsed(build_parser(REVIEW_COMMAND), argv)
+    assert alone == _parsed(build_parser(), argv)
+    assert "serve" not in build_parser(REVIEW_COMMAND).format_help()  # only its own parsers
