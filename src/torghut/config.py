@@ -25,7 +25,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from torghut.domain import FailMode, TradingMode
 from torghut.errors import ConfigError
@@ -282,6 +287,10 @@ class Settings(BaseSettings):
         # as init values, ranked as that source ranks them (under `environ`, over `.env`), and
         # the source only found them again field by field (a millisecond of every start-up).
         # It hands every value on as the string it is (tests/unit/test_config.py checks it).
+        # The .env source, when the file holds no variable (or is missing: an operator's dry
+        # run, the image), would find nothing either, after walking every field as well.
+        if isinstance(dotenv_settings, DotEnvSettingsSource) and not dotenv_settings.env_vars:
+            return init_settings, file_secret_settings
         return init_settings, dotenv_settings, file_secret_settings
 
     # --- resolved views (never None after validation) ---

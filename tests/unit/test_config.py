@@ -219,7 +219,7 @@ def test_the_environment_source_would_hand_every_variable_on_as_it_is(
 
 
 class _AllSources(Settings):
-    """Settings as pydantic-settings builds them by default: with the environment source."""
+    """Settings as pydantic-settings builds them by default: with every source."""
 
     @classmethod
     def settings_customise_sources(
@@ -264,17 +264,25 @@ def _loaded(environ: dict[str, str] | None, env_file: Path) -> object:
         ({}, {"LLM_PROVIDER": "openai", "OPENAI_API_KEY": "sk-1234"}),
     ],
 )
-def test_settings_are_those_the_environment_source_made(
+@pytest.mark.parametrize(
+    "dotenv",
+    ["LLM_MODEL=from-file\nLLM_MAX_RETRIES=4\nTRADING_SIM_CASH=5\n", "UNRELATED=1\n", "", None],
+)
+def test_settings_are_those_the_default_sources_made(
     process: dict[str, str],
     environ: dict[str, str] | None,
+    dotenv: str | None,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The environment source and (for a .env file with no variable, or none) the .env source
+    are left out: the same settings, or the same variable named."""
     for name in list(os.environ):
         if name.lower() in Settings.model_fields:
             monkeypatch.delenv(name)
     for name, value in process.items():
         monkeypatch.setenv(name, value)
     env_file = tmp_path / ".env"
-    env_file.write_text("LLM_MODEL=from-file\nLLM_MAX_RETRIES=4\nTRADING_SIM_CASH=5\n")
+    if dotenv is not None:
+        env_file.write_text(dotenv)
     assert _loaded(environ, env_file) == _by_default_sources(environ, env_file)
