@@ -143,9 +143,13 @@ async def test_settings_check_a_plain_sqlite_url_without_sqlalchemy(
     assert ("sqlalchemy" in loaded) is sqlalchemy
 
 
-# Needed only once an answer is in (or with --anonymize): imported, and the models built, after
+# Needed only once an answer comes in (or with --anonymize): imported, and the models built, after
 # the review's request has left, so that they do not delay it.
-AFTER_THE_REQUEST = ("torghut.trading.llm.answer", "torghut.trading.llm.anonymize")
+AFTER_THE_REQUEST = (
+    "torghut.trading.llm.answer",
+    "torghut.trading.llm.anonymize",
+    "torghut.trading.llm.sse",
+)
 DEFERRED_MODELS = ("torghut.domain:Signal", "torghut.trading.llm.schema:LLMReviewResponse")
 # Records, as the review's request is sent, which of those were imported or built by then.
 _AT_THE_REQUEST = f"""
@@ -187,7 +191,7 @@ async def test_a_review_sends_its_request_before_loading_what_reads_the_answer(
     assert at_request == {"modules": [], "built": []}
     # The answer was read: the spy saw the request, and the answer's parts were loaded after it.
     assert after == {
-        "modules": ["torghut.trading.llm.answer"],
+        "modules": ["torghut.trading.llm.answer", "torghut.trading.llm.sse"],
         "built": ["torghut.trading.llm.schema:LLMReviewResponse"],
     }
 
