@@ -519,7 +519,20 @@ def _count(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+# The command whose start-up is a target (issue 16): main() builds its parser alone.
+REVIEW_COMMAND = ("llm", "review")
+
+
+def _wanted(command: Sequence[str], *path: str) -> bool:
+    """Whether the parser restricted to `command` has the subcommand at `path`."""
+    return all(i >= len(command) or command[i] == name for i, name in enumerate(path))
+
+
+def build_parser(command: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The command line. With `command` (e.g. `("llm", "review")`), only the parsers on its way
+    are built, each as the full parser has it: a command line that starts with `command` is
+    parsed, refused and helped alike (tests/e2e/test_cli_startup.py), without making the other
+    parsers (a millisecond of `llm review`'s start-up)."""
     p = _Parser(
         prog="torghut",
         description="Torghut trading service: signals to decisions, deterministic risk, an LLM "
@@ -533,141 +546,153 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
-    s = sub.add_parser(
-        "serve",
-        help="HTTP API plus the trading loop when TRADING_ENABLED=true",
-        description="Brings the database to head, then serves the HTTP API (/trading/*, "
-        "/metrics, /healthz, /readyz) and, with TRADING_ENABLED=true, runs the trading loop "
-        "(one leader per database). Stops cleanly on SIGTERM.",
-    )
-    s.add_argument("--host", help="bind address (default TORGHUT_HOST, 0.0.0.0)")
-    s.add_argument("--port", type=_port, help="port, 1..65535 (default TORGHUT_PORT, 8181)")
-    s.add_argument(
-        "--anonymize",
-        action="store_true",
-        help="send the reviewer tokens for symbols and dates shifted by weeks",
-    )
-    s.set_defaults(func=cmd_serve)
+    if _wanted(command, "serve"):
+        s = sub.add_parser(
+            "serve",
+            help="HTTP API plus the trading loop when TRADING_ENABLED=true",
+            description="Brings the database to head, then serves the HTTP API (/trading/*, "
+            "/metrics, /healthz, /readyz) and, with TRADING_ENABLED=true, runs the trading loop "
+            "(one leader per database). Stops cleanly on SIGTERM.",
+        )
+        s.add_argument("--host", help="bind address (default TORGHUT_HOST, 0.0.0.0)")
+        s.add_argument("--port", type=_port, help="port, 1..65535 (default TORGHUT_PORT, 8181)")
+        s.add_argument(
+            "--anonymize",
+            action="store_true",
+            help="send the reviewer tokens for symbols and dates shifted by weeks",
+        )
+        s.set_defaults(func=cmd_serve)
 
-    d = sub.add_parser(
-        "demo",
-        help="the whole system on one machine: no network, no keys",
-        description="Starts a local Jangar-compatible gateway and replays the bundled signals "
-        "through the full pipeline twice on SQLite (the review in shadow mode, then "
-        "enforcing), printing each run's JSON summary and llm report. Ignores the environment; "
-        "needs no network and no keys.",
-    )
-    d.add_argument("--dir", help="work folder (default: a fresh temporary folder)")
-    d.add_argument("--keep", action="store_true", help="keep the work folder afterwards")
-    d.set_defaults(func=cmd_demo)
+    if _wanted(command, "demo"):
+        d = sub.add_parser(
+            "demo",
+            help="the whole system on one machine: no network, no keys",
+            description="Starts a local Jangar-compatible gateway and replays the bundled signals "
+            "through the full pipeline twice on SQLite (the review in shadow mode, then "
+            "enforcing), printing each run's JSON summary and llm report. Ignores the environment; "
+            "needs no network and no keys.",
+        )
+        d.add_argument("--dir", help="work folder (default: a fresh temporary folder)")
+        d.add_argument("--keep", action="store_true", help="keep the work folder afterwards")
+        d.set_defaults(func=cmd_demo)
 
-    r = sub.add_parser(
-        "replay",
-        help="run recorded signals through the full pipeline",
-        description="Reads a JSON Lines signal file through strategy, risk, review and the "
-        "simulated broker (never a real one), writing to DB_DSN; prints one JSON summary line. "
-        "Progress goes to stderr when it is a terminal; a final line always.",
-    )
-    r.add_argument("--signals", required=True, metavar="FILE", help="JSON Lines signal file")
-    r.add_argument("--verbose", action="store_true", help="log at TORGHUT_LOG_LEVEL")
-    r.add_argument(
-        "--anonymize",
-        action="store_true",
-        help="send the reviewer tokens for symbols and dates shifted by weeks",
-    )
-    r.set_defaults(func=cmd_replay)
+    if _wanted(command, "replay"):
+        r = sub.add_parser(
+            "replay",
+            help="run recorded signals through the full pipeline",
+            description="Reads a JSON Lines signal file through strategy, risk, review and the "
+            "simulated broker (never a real one), writing to DB_DSN; prints one JSON summary line. "
+            "Progress goes to stderr when it is a terminal; a final line always.",
+        )
+        r.add_argument("--signals", required=True, metavar="FILE", help="JSON Lines signal file")
+        r.add_argument("--verbose", action="store_true", help="log at TORGHUT_LOG_LEVEL")
+        r.add_argument(
+            "--anonymize",
+            action="store_true",
+            help="send the reviewer tokens for symbols and dates shifted by weeks",
+        )
+        r.set_defaults(func=cmd_replay)
 
-    llm = sub.add_parser(
-        "llm",
-        help="the LLM review gate",
-        description="Check the review gate: one review end to end, or the rollout readiness "
-        "of the recorded reviews.",
-    )
-    lsub = llm.add_subparsers(dest="llm_command", required=True, parser_class=_Parser)
-    lr = lsub.add_parser(
-        "review",
-        help="review one decision; prints one JSON object",
-        description="Sends one decision through the configured provider and policy (whatever "
-        "LLM_ENABLED says); writes no audit row, places no order. Exit 0, 1 on a review error, "
-        "2 on bad input.",
-    )
-    lr.add_argument("--decision", required=True, metavar="FILE", help="decision JSON, or -")
-    lr.add_argument(
-        "--signals",
-        metavar="FILE",
-        help="JSON Lines signals: the bar history up to the decision's time",
-    )
-    lr.add_argument(
-        "--anonymize",
-        action="store_true",
-        help="send the reviewer tokens for symbols and dates shifted by weeks",
-    )
-    lr.set_defaults(func=cmd_llm_review)
-    rp = lsub.add_parser(
-        "report",
-        help="rollout readiness from the audit rows",
-        description="Reads the review audit rows of a window (read only: creates nothing) and "
-        "prints verdicts, errors, latency and breaker openings; exit 1 when a criterion fails.",
-    )
-    rp.add_argument("--since", default="24h", help="window start: 24h, 90m, 7d or ISO 8601")
-    rp.add_argument(
-        "--max-error-rate", type=_rate, help="fail above this error share, in [0, 1] (0.01 is 1 %%)"
-    )
-    rp.add_argument(
-        "--max-p95-ms", type=_milliseconds, help="fail above this p95 latency (ms, >= 0)"
-    )
-    rp.add_argument(
-        "--min-reviews",
-        type=_count,
-        help="fail below this many reviews (>= 0); never READY with fewer",
-    )
-    rp.add_argument("--json", action="store_true", help="one JSON object instead of a table")
-    rp.add_argument("--html", metavar="FILE", help="also write a one-page HTML report")
-    rp.set_defaults(func=cmd_llm_report)
+    if _wanted(command, "llm"):
+        llm = sub.add_parser(
+            "llm",
+            help="the LLM review gate",
+            description="Check the review gate: one review end to end, or the rollout readiness "
+            "of the recorded reviews.",
+        )
+        lsub = llm.add_subparsers(dest="llm_command", required=True, parser_class=_Parser)
+    # Each `llm` subcommand wanted implies `llm` wanted: `lsub` is made above.
+    if _wanted(command, "llm", "review"):
+        lr = lsub.add_parser(
+            "review",
+            help="review one decision; prints one JSON object",
+            description="Sends one decision through the configured provider and policy (whatever "
+            "LLM_ENABLED says); writes no audit row, places no order. Exit 0, 1 on a review error, "
+            "2 on bad input.",
+        )
+        lr.add_argument("--decision", required=True, metavar="FILE", help="decision JSON, or -")
+        lr.add_argument(
+            "--signals",
+            metavar="FILE",
+            help="JSON Lines signals: the bar history up to the decision's time",
+        )
+        lr.add_argument(
+            "--anonymize",
+            action="store_true",
+            help="send the reviewer tokens for symbols and dates shifted by weeks",
+        )
+        lr.set_defaults(func=cmd_llm_review)
+    if _wanted(command, "llm", "report"):
+        rp = lsub.add_parser(
+            "report",
+            help="rollout readiness from the audit rows",
+            description="Reads the review audit rows of a window (read only: creates nothing) and "
+            "prints verdicts, errors, latency and breaker openings; exit 1 when a criterion fails.",
+        )
+        rp.add_argument("--since", default="24h", help="window start: 24h, 90m, 7d or ISO 8601")
+        rp.add_argument(
+            "--max-error-rate",
+            type=_rate,
+            help="fail above this error share, in [0, 1] (0.01 is 1 %%)",
+        )
+        rp.add_argument(
+            "--max-p95-ms", type=_milliseconds, help="fail above this p95 latency (ms, >= 0)"
+        )
+        rp.add_argument(
+            "--min-reviews",
+            type=_count,
+            help="fail below this many reviews (>= 0); never READY with fewer",
+        )
+        rp.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+        rp.add_argument("--html", metavar="FILE", help="also write a one-page HTML report")
+        rp.set_defaults(func=cmd_llm_report)
 
-    ev = lsub.add_parser(
-        "eval",
-        help="were the verdicts right? forward returns of reviews",
-        description="Forward returns of the reviewed decisions in DB_DSN at each horizon, "
-        "signed by side and net of costs: per verdict, the veto value with a bootstrap 95 %% "
-        "interval against a random-veto baseline, the adjust value and the confidence's "
-        "calibration (README, Reading llm eval).",
-    )
-    ev.add_argument(
-        "--signals",
-        metavar="FILE",
-        help="JSON Lines signals: the price source (else the bars of CLICKHOUSE_URL)",
-    )
-    ev.add_argument("--horizons", default="5m,30m,1d", help="comma-separated, e.g. 5m,30m,1d")
-    ev.add_argument("--cost-bps", type=float, default=2.0, help="cost per trade in bps (2)")
-    ev.add_argument("--since", help="decisions from: 24h, 7d or ISO 8601 (default: all)")
-    ev.add_argument("--seed", type=int, default=0, help="seed of the bootstraps (0)")
-    ev.add_argument("--json", action="store_true", help="one JSON object instead of a table")
-    ev.add_argument("--html", metavar="FILE", help="also write a one-page HTML report")
-    ev.add_argument(
-        "--min-veto-value-bps",
-        type=float,
-        metavar="X",
-        help="exit 1 when a horizon's veto value lower bound is below X",
-    )
-    ev.set_defaults(func=cmd_llm_eval)
+    if _wanted(command, "llm", "eval"):
+        ev = lsub.add_parser(
+            "eval",
+            help="were the verdicts right? forward returns of reviews",
+            description="Forward returns of the reviewed decisions in DB_DSN at each horizon, "
+            "signed by side and net of costs: per verdict, the veto value with a bootstrap 95 %% "
+            "interval against a random-veto baseline, the adjust value and the confidence's "
+            "calibration (README, Reading llm eval).",
+        )
+        ev.add_argument(
+            "--signals",
+            metavar="FILE",
+            help="JSON Lines signals: the price source (else the bars of CLICKHOUSE_URL)",
+        )
+        ev.add_argument("--horizons", default="5m,30m,1d", help="comma-separated, e.g. 5m,30m,1d")
+        ev.add_argument("--cost-bps", type=float, default=2.0, help="cost per trade in bps (2)")
+        ev.add_argument("--since", help="decisions from: 24h, 7d or ISO 8601 (default: all)")
+        ev.add_argument("--seed", type=int, default=0, help="seed of the bootstraps (0)")
+        ev.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+        ev.add_argument("--html", metavar="FILE", help="also write a one-page HTML report")
+        ev.add_argument(
+            "--min-veto-value-bps",
+            type=float,
+            metavar="X",
+            help="exit 1 when a horizon's veto value lower bound is below X",
+        )
+        ev.set_defaults(func=cmd_llm_eval)
 
-    db = sub.add_parser("db", help="database", description="The database named by DB_DSN.")
-    dsub = db.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
-    up = dsub.add_parser(
-        "upgrade",
-        help="apply migrations (Alembic) to head",
-        description="Applies the Alembic migrations to DB_DSN up to head (serve, replay and "
-        "demo do it on start; the cluster runs it as a PreSync Job).",
-    )
-    up.set_defaults(func=cmd_db_upgrade)
+    if _wanted(command, "db"):
+        db = sub.add_parser("db", help="database", description="The database named by DB_DSN.")
+        dsub = db.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
+        up = dsub.add_parser(
+            "upgrade",
+            help="apply migrations (Alembic) to head",
+            description="Applies the Alembic migrations to DB_DSN up to head (serve, replay and "
+            "demo do it on start; the cluster runs it as a PreSync Job).",
+        )
+        up.set_defaults(func=cmd_db_upgrade)
 
-    # Listed for --help only: main() hands `dev-gateway ...` to the gateway's own parser.
-    sub.add_parser(
-        "dev-gateway",
-        help="a local Jangar-compatible gateway (see its --help)",
-        description="See `torghut dev-gateway --help`.",
-    )
+    if _wanted(command, "dev-gateway"):
+        # Listed for --help only: main() hands `dev-gateway ...` to the gateway's own parser.
+        sub.add_parser(
+            "dev-gateway",
+            help="a local Jangar-compatible gateway (see its --help)",
+            description="See `torghut dev-gateway --help`.",
+        )
     return p
 
 
@@ -679,7 +704,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from torghut import devgateway
 
             return devgateway.main(args_list[1:])
-        args = build_parser().parse_args(args_list)
+        command = REVIEW_COMMAND if tuple(args_list[:2]) == REVIEW_COMMAND else ()
+        args = build_parser(command).parse_args(args_list)
         code: int = args.func(args)
         sys.stdout.flush()  # a reader that went away shows here, inside this try
         return code

@@ -25,7 +25,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from torghut.domain import FailMode, TradingMode
 from torghut.errors import ConfigError
@@ -269,6 +274,25 @@ class Settings(BaseSettings):
             )
         return self
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # No environment source: `load_settings` passes the process environment's variables
+        # as init values, ranked as that source ranks them (under `environ`, over `.env`), and
+        # the source only found them again field by field (a millisecond of every start-up).
+        # It hands every value on as the string it is (tests/unit/test_config.py checks it).
+        # The .env source, when the file holds no variable (or is missing: an operator's dry
+        # run, the image), would find nothing either, after walking every field as well.
+        if isinstance(dotenv_settings, DotEnvSettingsSource) and not dotenv_settings.env_vars:
+            return init_settings, file_secret_settings
+        return init_settings, dotenv_settings, file_secret_settings
+
     # --- resolved views (never None after validation) ---
     @property
     def provider(self) -> LLMProvider:
@@ -354,11 +378,14 @@ def load_settings(
 
     Raises `ConfigError` naming the variable at fault; the message never quotes a secret.
     """
-    source = os.environ if environ is None else environ
     fields = Settings.model_fields
+    # The process environment always (as pydantic-settings' environment source read it), then
+    # `environ` over it; empty values are unset.
     values: dict[str, Any] = {
-        k.lower(): v for k, v in source.items() if k.lower() in fields and v != ""
+        k.lower(): v for k, v in os.environ.items() if k.lower() in fields and v != ""
     }
+    if environ is not None:
+        values.update({k.lower(): v for k, v in environ.items() if k.lower() in fields and v != ""})
     try:
         # Init values win over the .env file, as the environment must.
         return Settings(_env_file=env_file, **values)

@@ -121,7 +121,9 @@ def as_utc(value: datetime) -> datetime:
 class Signal(BaseModel):
     """One technical-analysis signal: the strategy's input."""
 
-    model_config = ConfigDict(frozen=True)
+    # Built at its first validation or dump, not at import: `llm review` without `--signals`
+    # never validates one, and the build was 1.4 ms of its start-up.
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     event_ts: datetime
     symbol: str = Field(min_length=1, max_length=32)

@@ -4,7 +4,10 @@ assert that, never a time. Each runs in a fresh interpreter, whose `sys.modules`
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
+import io
 import json
 import sys
 from pathlib import Path
@@ -12,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.cli import clean_env
+from torghut.cli import REVIEW_COMMAND, UsageError, build_parser
 from torghut.devgateway import DevGateway, DevGatewayConfig
 
 # Never needed by `llm review` with Jangar and no database: the OpenAI SDK, alpaca-py with
@@ -137,3 +141,92 @@ async def test_settings_check_a_plain_sqlite_url_without_sqlalchemy(
     _, lines, loaded = await _run(code, tmp_path, {"DB_DSN": dsn})
     assert lines == [dsn]
     assert ("sqlalchemy" in loaded) is sqlalchemy
+
+
+# Needed only once an answer comes in (or with --anonymize): imported, and the models built, after
+# the review's request has left, so that they do not delay it.
+AFTER_THE_REQUEST = (
+    "torghut.trading.llm.answer",
+    "torghut.trading.llm.anonymize",
+    "torghut.trading.llm.sse",
+)
+DEFERRED_MODELS = ("torghut.domain:Signal", "torghut.trading.llm.schema:LLMReviewResponse")
+# Records, as the review's request is sent, which of those were imported or built by then.
+_AT_THE_REQUEST = f"""
+import httpx, importlib
+seen = {{}}
+_send = httpx.AsyncClient.send
+def _state():
+    built = []
+    for path in {DEFERRED_MODELS!r}:
+        module, _, name = path.partition(":")
+        if getattr(importlib.import_module(module), name).__pydantic_complete__:
+            built.append(path)
+    return {{"modules": [m for m in {AFTER_THE_REQUEST!r} if m in sys.modules], "built": built}}
+async def _spy(self, request, **kwargs):
+    if request.url.path.endswith("/chat/completions") and not seen:
+        seen.update(_state())
+    return await _send(self, request, **kwargs)
+httpx.AsyncClient.send = _spy
+"""
+
+
+async def test_a_review_sends_its_request_before_loading_what_reads_the_answer(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "decision.json").write_text(json.dumps(DECISION))
+    code = (
+        _AT_THE_REQUEST
+        + _cli("llm", "review", "--decision", "decision.json")
+        + "\nprint(json.dumps([seen, _state()]))"
+    )
+    async with DevGateway(DevGatewayConfig()) as gateway:
+        _, lines, _ = await _run(
+            code,
+            tmp_path,
+            {"JANGAR_BASE_URL": gateway.base_url, "DB_DSN": "sqlite:///missing.db"},
+        )
+    assert lines[-2] == "exit 0"
+    at_request, after = json.loads(lines[-1])
+    assert at_request == {"modules": [], "built": []}
+    # The answer was read: the spy saw the request, and the answer's parts were loaded after it.
+    assert after == {
+        "modules": ["torghut.trading.llm.answer", "torghut.trading.llm.sse"],
+        "built": ["torghut.trading.llm.schema:LLMReviewResponse"],
+    }
+
+
+def _parsed(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[str, object]:
+    """What a parser makes of `argv`: its namespace, its refusal, or its help and exit."""
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            return "args", vars(parser.parse_args(argv))
+    except UsageError as exc:
+        return "usage error", str(exc)
+    except SystemExit as exc:
+        return "exit", (exc.code, out.getvalue())
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        ["--decision", "d.json"],
+        ["--decision", "-", "--signals", "s.jsonl", "--anonymize"],
+        ["--dec", "d.json", "--anon"],
+        [],
+        ["--decision"],
+        ["--decision", "d.json", "--bogus"],
+        ["--decision", "d.json", "extra"],
+        ["--decision", "d.json", "--version"],
+        ["-h"],
+        ["--decision", "d.json", "--help"],
+    ],
+)
+def test_the_review_parser_alone_parses_as_the_full_parser(tail: list[str]) -> None:
+    """`llm review` builds only its own parsers (REVIEW_COMMAND): whatever follows it is parsed,
+    refused or helped exactly as by the parser of every command."""
+    argv = [*REVIEW_COMMAND, *tail]
+    alone = _parsed(build_parser(REVIEW_COMMAND), argv)
+    assert alone == _parsed(build_parser(), argv)
+    assert "serve" not in build_parser(REVIEW_COMMAND).format_help()  # only its own parsers

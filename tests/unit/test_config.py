@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource
 
 from torghut.config import LLMProvider, Settings, load_settings
 from torghut.domain import FailMode, TradingMode
@@ -201,3 +204,85 @@ def test_resend_window_is_a_bounded_number_of_seconds(value: str) -> None:
         load_settings({"TRADING_RESEND_WINDOW_SECONDS": value}, env_file=None)
     assert info.value.variable == "TRADING_RESEND_WINDOW_SECONDS"
     assert load_settings({}, env_file=None).trading_resend_window_seconds == 60
+
+
+def test_the_environment_source_would_hand_every_variable_on_as_it_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Settings has no environment source: `load_settings` passes the environment as init
+    values, which is the same only while that source takes each variable, named as its field,
+    as the string it is (no JSON decoding of a complex field, no alias, no coercion)."""
+    for name in Settings.model_fields:
+        monkeypatch.setenv(name.upper(), f"value of {name}")
+    found = EnvSettingsSource(Settings, case_sensitive=False)()
+    assert found == {name: f"value of {name}" for name in Settings.model_fields}
+
+
+class _AllSources(Settings):
+    """Settings as pydantic-settings builds them by default: with every source."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
+
+
+def _by_default_sources(environ: dict[str, str] | None, env_file: Path) -> object:
+    """What `load_settings` made when the environment source read the process environment."""
+    source = os.environ if environ is None else environ
+    values = {
+        k.lower(): v for k, v in source.items() if k.lower() in Settings.model_fields and v != ""
+    }
+    try:
+        return _AllSources(_env_file=env_file, **values).model_dump()
+    except ValidationError as exc:
+        return exc.errors(include_url=False)[0]["loc"]
+
+
+def _loaded(environ: dict[str, str] | None, env_file: Path) -> object:
+    try:
+        return load_settings(environ, env_file).model_dump()
+    except ConfigError as exc:
+        return (exc.variable.lower(),)
+
+
+@pytest.mark.parametrize(
+    ("process", "environ"),
+    [
+        ({"JANGAR_BASE_URL": "http://j.local/", "llm_model": "m1", "LLM_MAX_RETRIES": ""}, None),
+        ({"JANGAR_BASE_URL": "http://j.local", "Llm_Max_Retries": "3"}, {"LLM_MODEL": "m2"}),
+        ({"LLM_MODEL": "from-process", "TRADING_MODE": "live"}, {"LLM_MODEL": ""}),
+        ({"LLM_MAX_TOKENS": "9"}, {"LLM_MAX_TOKENS": "7", "JANGAR_BASE_URL": "http://x"}),
+        ({"LLM_MAX_TOKENS": "lots"}, {"JANGAR_BASE_URL": "http://x"}),
+        ({"JANGAR_BASE_URL": "http://x", "UNRELATED": "1"}, {"LLM_MAX_TOKENS": "-1"}),
+        ({}, {"LLM_PROVIDER": "openai", "OPENAI_API_KEY": "sk-1234"}),
+    ],
+)
+@pytest.mark.parametrize(
+    "dotenv",
+    ["LLM_MODEL=from-file\nLLM_MAX_RETRIES=4\nTRADING_SIM_CASH=5\n", "UNRELATED=1\n", "", None],
+)
+def test_settings_are_those_the_default_sources_made(
+    process: dict[str, str],
+    environ: dict[str, str] | None,
+    dotenv: str | None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The environment source and (for a .env file with no variable, or none) the .env source
+    are left out: the same settings, or the same variable named."""
+    for name in list(os.environ):
+        if name.lower() in Settings.model_fields:
+            monkeypatch.delenv(name)
+    for name, value in process.items():
+        monkeypatch.setenv(name, value)
+    env_file = tmp_path / ".env"
+    if dotenv is not None:
+        env_file.write_text(dotenv)
+    assert _loaded(environ, env_file) == _by_default_sources(environ, env_file)

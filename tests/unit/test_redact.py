@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from hypothesis import given
@@ -41,6 +42,23 @@ def test_sanitized_text_has_no_control_nul_or_surrogate(text: str) -> None:
             assert category != "Cs"
             assert category != "Cc" or (not one_line and c in "\t\n\r")
         out.encode("utf-8")  # always encodable
+
+
+# `sanitize` as it was written before its fast path for printable ASCII (issue 16): the same.
+def _sanitize_by_regex(text: str, one_line: bool) -> str:
+    if one_line:
+        text = re.sub(r"\s+", " ", text).strip()
+        return re.sub("[\x00-\x1f\x7f-\x9f\ud800-\udfff]", "\ufffd", text)
+    return re.sub("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]", "\ufffd", text)
+
+
+@given(
+    text=st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF), max_size=300)
+    | st.text(st.characters(min_codepoint=0, max_codepoint=0xA0), max_size=300),
+    one_line=st.booleans(),
+)
+def test_sanitize_equals_its_regex_form(text: str, one_line: bool) -> None:
+    assert sanitize(text, one_line=one_line) == _sanitize_by_regex(text, one_line)
 
 
 def test_json_keys_are_redacted_too() -> None:

@@ -50,6 +50,9 @@ _OBJECT_START = re.compile(r'\{\s*"')
 # A start may straddle the window's right edge by this much (the whitespace run).
 _EDGE = 256
 _DECODER = json.JSONDecoder()
+# The response model defers its build to here (schema.py), and it is built now, on the importing
+# thread, rather than by the first validation, which may run on two worker threads at once.
+LLMReviewResponse.model_rebuild()
 
 
 @dataclass(slots=True)

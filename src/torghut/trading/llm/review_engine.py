@@ -38,8 +38,6 @@ from torghut.domain import (
 )
 from torghut.errors import ReviewError, ReviewErrorCode, redact, redact_json
 from torghut.ports import Completion, ReviewProvider
-from torghut.trading.llm.anonymize import anonymize
-from torghut.trading.llm.answer import extract_review
 from torghut.trading.llm.circuit import CircuitBreaker
 from torghut.trading.llm.context import PointInTimeContext, ReviewContextSource, ReviewFacts
 from torghut.trading.llm.policy import apply_policy
@@ -137,6 +135,10 @@ class ReviewEngine:
     async def _extract(self, completion: Completion) -> tuple[Any, dict[str, Any]]:
         """The review in the answer, searched on the engine's own thread (bounded, answer.py,
         but up to tens of milliseconds: not on the loop) within the review's total deadline."""
+        # Imported at the first answer, not at start-up: `llm review` sends its request sooner
+        # (the module and the build of the response model, which it completes, cost ~2 ms).
+        from torghut.trading.llm.answer import extract_review
+
         text = completion.text
         if self._executor is None:
             self._executor = ThreadPoolExecutor(2, thread_name_prefix="torghut-answer")
@@ -217,6 +219,8 @@ class ReviewEngine:
         started: float,
     ) -> ReviewOutcome:
         if self._anonymize:
+            from torghut.trading.llm.anonymize import anonymize  # only with --anonymize
+
             real = request.model_dump(mode="json")
             attempt.real_request_json = real
             request = LLMReviewRequest.model_validate(anonymize(real))

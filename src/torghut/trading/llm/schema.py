@@ -152,7 +152,9 @@ def _positive_number(value: Any) -> Decimal | None:
 class LLMReviewResponse(BaseModel):
     """The one JSON object the model must answer with (seven keys; others are kept)."""
 
-    model_config = ConfigDict(frozen=True, extra="allow")
+    # Built when answer.py is imported (at the first answer), not with this module: a review's
+    # request leaves before it is needed.
+    model_config = ConfigDict(frozen=True, extra="allow", defer_build=True)
 
     verdict: LLMVerdict
     confidence: float = Field(strict=True, ge=0, le=1, allow_inf_nan=False)

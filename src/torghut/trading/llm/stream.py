@@ -30,7 +30,6 @@ from torghut.domain import Usage
 from torghut.errors import ReviewError, ReviewErrorCode, redact, retryable_status
 from torghut.ports import Completion
 from torghut.trading.llm.retry import RetryPolicy, with_retries
-from torghut.trading.llm.sse import SSEDecoder, SSEEventTooLarge
 
 # An error body is only read for its message: never more than this, whatever the peer sends.
 ERROR_BODY_LIMIT = 64 * 1024
@@ -255,6 +254,8 @@ def _error_in_body(raw: bytes, content_type: str) -> object | None:
     """The gateway's own error object in a non-2xx body: Jangar sends SSE, others JSON."""
     text = raw.decode("utf-8", "replace")
     if content_type == "text/event-stream" or text.lstrip().startswith(("data:", ":", "event:")):
+        from torghut.trading.llm.sse import SSEDecoder  # see read_event_stream
+
         try:
             decoder = SSEDecoder(max(len(raw), 1) + 1)
             events = decoder.feed(raw) + decoder.close()
@@ -589,6 +590,9 @@ async def read_event_stream(
     Events: unnamed (`message`) events carry the chunks; `event: error` fails the review, with
     or without data; other named events (`event: ping`, …) are ignored. Nothing after
     `[DONE]` is read (module docstring)."""
+    # Imported with the first answer, not at start-up: the request leaves sooner.
+    from torghut.trading.llm.sse import SSEDecoder, SSEEventTooLarge
+
     loop = asyncio.get_running_loop()
     decoder = SSEDecoder(max_bytes, report_empty_named=True)
     acc = ChunkAccumulator(label, secrets)
