@@ -64,15 +64,18 @@ _INSERT_EXECUTIONS = _EXECUTIONS.insert()
 def _update_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """UPDATE by primary key, one executemany per set of columns (each row: `id` + values)."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    sorted_columns: dict[tuple[str, ...], tuple[str, ...]] = {}  # the rows' keys, as they come
+    # Per set of keys, as the rows hold them: the columns it updates, and the parameters' names
+    # in the keys' order (each row is renamed by a `zip` of them with its values).
+    plans: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...]]] = {}
     for row in rows:
         keys = tuple(row)
-        columns = sorted_columns.get(keys)
-        if columns is None:
-            columns = sorted_columns[keys] = tuple(sorted(k for k in keys if k != "id"))
-        groups.setdefault(columns, []).append(
-            {"b_key" if k == "id" else f"b_{k}": v for k, v in row.items()}
-        )
+        plan = plans.get(keys)
+        if plan is None:
+            plan = plans[keys] = (
+                tuple(sorted(k for k in keys if k != "id")),
+                tuple("b_key" if k == "id" else f"b_{k}" for k in keys),
+            )
+        groups.setdefault(plan[0], []).append(dict(zip(plan[1], row.values(), strict=True)))
     conn = session.connection()
     for columns, params in groups.items():
         matched = executemany(conn, update_by_key(table, "id", columns), params)
@@ -227,6 +230,7 @@ async def _insert_one(db: Database, row: dict[str, Any]) -> StoredDecision:
 def _decision_row(
     decision: TradeDecision, decision_hash: str, reason: str | None = None
 ) -> dict[str, Any]:
+    # Each its own moment (not the batch's): listings order decisions by `created_at`.
     now = utcnow()
     return {
         "id": uuid.uuid4(),

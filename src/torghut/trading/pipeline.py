@@ -4,8 +4,9 @@ Read `run_cycle` first; every step below it is a small method. The batch is firs
 signal order, with no await between decisions (`_judge`: prices through the band, each
 decision sized and checked at its own point by `judge.judge` against the `ledger.BatchLedger`,
 approved ones reserved at once), so results do not depend on the batch size. Then decisions
-run concurrently (bounded): review, audit row, order. Orders of one symbol reach the broker in
-signal order. A decision left `planned` by an earlier run follows `orders.recovery_step`. One
+run concurrently (bounded): review, audit row, order; without a review, a batch's new
+decisions are sent together instead (`_send_together`). Orders of one symbol reach the broker
+in signal order. A decision left `planned` by an earlier run follows `orders.recovery_step`. One
 failing decision never stops the batch; the signal cursor (and the band's references, and the
 simulated broker's marks) move past a batch only when every decision in it is final.
 """
@@ -486,7 +487,14 @@ class TradingPipeline:
         """Every item through `_guarded`, at most `_work_slots` at once, started in order: a
         fixed set of workers, each taking the next item when it is done with one. (As a
         semaphore did, without one task per item waiting on it: asyncio's semaphore wakes its
-        next waiter by walking all of them, quadratic in a batch's size.)"""
+        next waiter by walking all of them, quadratic in a batch's size.) Without a review,
+        a batch of new decisions takes `_send_together` instead, in rounds as wide."""
+        if (self.reviewer is None or not self.gate.enabled) and not any(
+            item.resumed for item in items
+        ):
+            for start in range(0, len(items), self._work_slots):
+                await self._send_together(items[start : start + self._work_slots], result)
+            return
         queue = iter(items)
 
         async def worker() -> None:
@@ -494,6 +502,138 @@ class TradingPipeline:
                 await self._guarded(item, ledger, result)
 
         await asyncio.gather(*(worker() for _ in range(min(self._work_slots, len(items)))))
+
+    async def _send_together(self, items: Sequence[_Item], result: CycleResult) -> None:
+        """What `_guarded` does to each of these new, approved decisions when there is no review
+        (the halt, the order written ahead, sent in signal order, the broker's answer recorded),
+        done for all of them at once: one write of their pending orders, one call to the broker,
+        one write of the answers, one of the rejections, as the group commits would batch them,
+        without a task, a future and an event per decision. Same outcomes, decision for
+        decision; a bug rejects them all if it struck before their orders left, none after."""
+        rejections: list[tuple[_Item, str]] = []
+        sent: list[bool] = []  # set once the orders left: any of them may be live from then on
+        try:
+            await self._send_all(items, result, rejections, sent)
+        except asyncio.CancelledError:
+            raise  # a cancelled cycle writes nothing more (see `run_cycle`)
+        except Exception as exc:
+            log.exception("a batch of %d decisions failed", len(items))
+            if not sent:  # nothing went out: each is rejected, with the bug's name
+                reason = f"internal_error:{type(exc).__name__}"
+                rejections[:] = [(item, reason) for item in items]
+            # Else the unfinished stay `planned`: the next cycle asks the broker about each.
+        finally:
+            # As leaving `with item.reservation` does: what did not go out is given back.
+            for item in items:
+                if item.reservation is not None and not item.reservation.kept:
+                    self._give_back(item)
+            self.last_progress = time.monotonic()
+        await self._reject_together(rejections, result)
+
+    async def _send_all(
+        self,
+        items: Sequence[_Item],
+        result: CycleResult,
+        rejections: list[tuple[_Item, str]],
+        sent: list[bool],
+    ) -> None:
+        """`_send_together`'s steps; the decisions to reject go to `rejections`."""
+        if self._halted():
+            rejections.extend((item, HALTED_REASON) for item in items)
+            return
+        orders = [OrderRequest.for_decision(item.decision, item.hash) for item in items]
+        try:
+            await self.store.record_pending_orders(
+                [(i.decision_id, self._pending_json(o)) for i, o in zip(items, orders, strict=True)]
+            )
+        except Exception:
+            log.exception("pending orders of %d decisions not written: not sent", len(items))
+            rejections.extend((item, "order_write_failed") for item in items)
+            return
+        sent.append(True)
+        outcomes = await self._placed_together(orders)
+        answered: list[tuple[_Item, OrderRequest, BrokerOrder]] = []
+        for item, order, outcome in zip(items, orders, outcomes, strict=True):
+            if isinstance(outcome, BrokerError) and outcome.rejected:
+                logs.order_rejected_by_broker(order, str(outcome), broker=self.broker.name)
+                rejections.append((item, f"broker_rejected:{outcome}"[:500]))
+                continue
+            if isinstance(outcome, Exception):
+                placed = await self._after_unknown_outcome(item, outcome)
+            else:
+                placed = outcome
+            if placed is None:
+                self._keep(item)  # outcome unknown: it may be live, so it keeps its slot
+                continue
+            item.placed = True
+            if placed.status not in ("rejected", "broker_rejected"):
+                self._keep(item)
+            answered.append((item, order, placed))
+        if not answered:
+            return
+        try:
+            await self.store.record_executions(
+                [(item.decision_id, order, placed) for item, order, placed in answered],
+                broker=self.broker.name,
+            )
+        except Exception:
+            # Live orders: never marked rejected; the next cycle adopts them.
+            log.exception(
+                "%d orders placed but not recorded; next cycle adopts them", len(answered)
+            )
+            return
+        for item, order, placed in answered:
+            item.final = True
+            if placed.status in ("rejected", "broker_rejected"):
+                logs.order_rejected_by_broker(
+                    order, placed.reject_reason or placed.status, broker=self.broker.name
+                )
+                self._count_rejection(result, "broker_rejected")
+                continue
+            result.submitted += 1
+            self._orders_sent.inc()
+            self._decisions_submitted.inc()
+            logs.order_submitted(order, placed, broker=self.broker.name)
+
+    async def _placed_together(
+        self, orders: Sequence[OrderRequest]
+    ) -> Sequence[BrokerOrder | Exception]:
+        """The broker's answer to each order, or the exception that stands for it (the whole
+        call failing: every order's outcome is unknown)."""
+        try:
+            outcomes = await self.broker.submit_orders(orders)
+        except BrokerError as exc:
+            return [exc] * len(orders)
+        except Exception as exc:  # a bug or an unmapped error: the orders may still be live
+            log.exception("submitting %d orders failed", len(orders))
+            return [exc] * len(orders)
+        if len(outcomes) != len(orders):
+            error = RuntimeError(f"broker answered {len(outcomes)} of {len(orders)} orders")
+            return [error] * len(orders)
+        return outcomes
+
+    async def _reject_together(
+        self, rejections: list[tuple[_Item, str]], result: CycleResult
+    ) -> None:
+        """Mark these rejected, with their reasons. A failed write is tried once more with
+        `internal_error`, as `_guarded` does for one decision; a second failure leaves them
+        `planned`, and the batch is read again."""
+        if not rejections:
+            return
+        try:
+            await self.store.reject_decisions([(item.decision_id, why) for item, why in rejections])
+        except Exception as exc:
+            log.exception("rejecting %d decisions failed", len(rejections))
+            reason = f"internal_error:{type(exc).__name__}"
+            rejections = [(item, reason) for item, _ in rejections]
+            try:
+                await self.store.reject_decisions([(i.decision_id, reason) for i, _ in rejections])
+            except Exception:
+                log.exception("could not mark %d decisions rejected", len(rejections))
+                return
+        for item, why in rejections:
+            item.final = True
+            self._count_rejection(result, why)
 
     async def _guarded(self, item: _Item, ledger: BatchLedger, result: CycleResult) -> None:
         """One decision, whatever happens: a bug here rejects this decision only."""
