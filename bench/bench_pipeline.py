@@ -480,18 +480,40 @@ def parse_loop(path: Path) -> int:
 
 
 def decide_loop(path: Path) -> int:
-    """For (g): `parse_loop`, then each signal asked of the built-in strategy (what any replay
-    must do with a line before it can know that nothing fires), still nothing written."""
-    from torghut.trading.strategy import DEFAULT_STRATEGY, evaluate
+    """For (g): `parse_loop`, then each signal through what any replay must do with a line
+    before it can know that nothing fires: its price through the band (CONTRACT §8: a batch
+    ledger per 500 lines, as (b)'s batch size) and the built-in strategy asked; still nothing
+    written."""
+    from torghut.domain import Account, Book
+    from torghut.trading.ledger import BatchLedger
+    from torghut.trading.risk import RiskLimits
+    from torghut.trading.strategy import DEFAULT_STRATEGY, StrategyDefaults, fire
 
     count = 0
-    one = Decimal(1)
+    sizing, limits_, move = StrategyDefaults(), RiskLimits(), Decimal("0.10")
+    empty = Book(Account(Decimal(0), Decimal(0), Decimal(0)), [], [])
+    ledger: BatchLedger | None = None
+    references: dict[str, Any] = {}
     with path.open("rb") as handle:
         for lineno, line in enumerate(handle, start=1):
             if line.strip():
-                evaluate(
-                    DEFAULT_STRATEGY, parse_signal_line(line.decode("utf-8"), lineno), equity=one
-                )
+                if count % 500 == 0:
+                    if ledger is not None:
+                        references = ledger.references
+                    ledger = BatchLedger.open(
+                        empty,
+                        limits=limits_,
+                        max_price_move=move,
+                        fills_at_once=True,
+                        references=references,
+                        last_trade_at={},
+                    )
+                assert ledger is not None
+                signal = parse_signal_line(line.decode("utf-8"), lineno)
+                price = signal.price
+                if price is not None and price.is_finite() and price > 0:
+                    ledger.mark(signal.symbol, price)
+                fire(DEFAULT_STRATEGY, signal, sizing)
                 count += 1
     return count
 
@@ -1167,7 +1189,8 @@ def _limit_read(
         goal = QUIET_TARGET if quiet else FLOOR_TARGET
         # The tighter limit adds what no implementation can skip either: for (b), the floor's
         # own writes (the floor less its read + json.loads loop, which parsing already counts);
-        # for (d), asking the strategy about each signal (the decide loop less the parse loop).
+        # for (d), the band and the strategy asked about each signal (the decide loop less the
+        # parse loop).
         must = decide - parse[path] if quiet else max(0.0, base - plain[path])
         tight = base / (least + must)
         rows.append(
@@ -1186,7 +1209,7 @@ def _limit_read(
             ]
         )
         if target is not None:
-            what = "asking the strategy" if quiet else "the floor's own writes"
+            what = "the band and the strategy" if quiet else "the floor's own writes"
             target.limit = (
                 f"limit: all but parsing, the fixed per-run cost and {what} free",
                 f"{tight:.3f}x ({base:.4f} s / ({parse[path]:.4f} + {fixed[kind][0]:.4f} + "
@@ -1214,8 +1237,9 @@ def _limit_read(
         "limit: the ratio torghut would reach if everything but parsing the file and its fixed "
         "per-run cost (the empty file's replay) were free. Tight limit: the same, plus what no "
         "implementation can skip either: for (b) the floor's own writes (floor less its "
-        "read + json.loads loop), for (d) asking the built-in strategy about each signal "
-        f"(parse + evaluate loop {decide:.4f} s less the parse loop)"
+        "read + json.loads loop), for (d) each signal's price through the band and the "
+        f"built-in strategy asked (parse + band + strategy loop {decide:.4f} s less the parse "
+        "loop)"
     )
     print()
     return fixed, plain
