@@ -2,7 +2,7 @@
 one write of their pending orders, one call to the broker, one write of the answers): each
 decision still ends as it would alone. A halt that lands after judging, a pending write that
 fails, a rejection write that fails, a bug before and after the orders left, and a batch wider
-than the work slots (sent in rounds), on both databases."""
+than one round (1,000 decisions), on both databases."""
 
 from __future__ import annotations
 
@@ -181,18 +181,23 @@ async def test_an_adapter_that_fails_before_sending_leaves_the_orders_to_be_aske
     assert await _counts(database) == (2, 2)
 
 
-async def test_a_batch_wider_than_the_work_slots_is_sent_in_rounds(
+async def test_a_batch_wider_than_a_round_is_sent_in_rounds(
     database: Database, tmp_path: Path
 ) -> None:
     broker = FaultyBroker(_Unset())  # type: ignore[arg-type]
-    cash = {"TRADING_SIM_CASH": "10000000", "TRADING_MAX_POSITION_PCT_EQUITY": "1"}
-    c, stores = await _container(database, tmp_path, 300, broker=broker, env=cash)
+    cash = {
+        "TRADING_SIM_CASH": "10000000",
+        "TRADING_MAX_POSITION_PCT_EQUITY": "1",
+        "TRADING_BATCH_SIZE": "1100",
+    }
+    c, stores = await _container(database, tmp_path, 1003, broker=broker, env=cash)
     try:
         result = await c.pipeline.run_cycle()
     finally:
         await c.aclose()
-    assert (result.submitted, result.committed) == (300, True)
-    assert [len(orders) for orders in broker.sent] == [256, 44]
-    assert stores[0].calls["record_pending_orders"] == [256, 44]
-    assert stores[0].calls["record_executions"] == [256, 44]
-    assert await _counts(database) == (300, 300)
+    assert (result.submitted, result.committed) == (1003, True)
+    # A whole default batch (500) in one round; a wider one in rounds of 1,000.
+    assert [len(orders) for orders in broker.sent] == [1000, 3]
+    assert stores[0].calls["record_pending_orders"] == [1000, 3]
+    assert stores[0].calls["record_executions"] == [1000, 3]
+    assert await _counts(database) == (1003, 1003)

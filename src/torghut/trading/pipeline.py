@@ -67,6 +67,10 @@ log = logging.getLogger("torghut.pipeline")
 
 _SHADOW_WRITE_ATTEMPTS = 4
 _DECISIONS_IN_FLIGHT = 256
+# Decisions sent together without a review (`_send_together`): no read of theirs queues on the
+# pool, so a whole default batch (500) goes in one round, one transaction per step; the bound
+# keeps one broker call (Alpaca: one request each, side by side) to a sane size.
+_SENT_TOGETHER = 1000
 _SETTLE_SECONDS = 30.0
 
 
@@ -488,12 +492,13 @@ class TradingPipeline:
         fixed set of workers, each taking the next item when it is done with one. (As a
         semaphore did, without one task per item waiting on it: asyncio's semaphore wakes its
         next waiter by walking all of them, quadratic in a batch's size.) Without a review,
-        a batch of new decisions takes `_send_together` instead, in rounds as wide."""
+        a batch of new decisions takes `_send_together` instead, in rounds of
+        `_SENT_TOGETHER`."""
         if (self.reviewer is None or not self.gate.enabled) and not any(
             item.resumed for item in items
         ):
-            for start in range(0, len(items), self._work_slots):
-                await self._send_together(items[start : start + self._work_slots], result)
+            for start in range(0, len(items), _SENT_TOGETHER):
+                await self._send_together(items[start : start + _SENT_TOGETHER], result)
             return
         queue = iter(items)
 
