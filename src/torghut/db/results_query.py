@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
 from torghut.db.engine import Database
@@ -31,33 +31,42 @@ def _price(raw: str | None) -> Decimal | None:
     return value if value.is_finite() and value > 0 else None
 
 
+# Core statements on the tables, built once: every fill and every decision is read.
+_DT: Table = _D.__table__  # type: ignore[assignment]
+_ET: Table = _E.__table__  # type: ignore[assignment]
 # Events of one instant in a fixed order: the equity curve (peak, drawdown) is computed event
 # by event, and rows read in whatever order the database returns them gave a different peak
 # from one run to the next (bench/compare_replays.py found it, on PostgreSQL mostly).
-_EVENT_ORDER = (_D.event_ts, _D.symbol, _D.decision_hash)
+_EVENT_ORDER = (_DT.c.event_ts, _DT.c.symbol, _DT.c.decision_hash)
+_FILLS = (
+    select(
+        _DT.c.event_ts,
+        _DT.c.strategy_id,
+        _ET.c.symbol,
+        _ET.c.side,
+        _ET.c.filled_qty,
+        _ET.c.avg_fill_price,
+    )
+    .join(_DT, _DT.c.id == _ET.c.trade_decision_id)
+    .where(_ET.c.filled_qty > 0, _ET.c.avg_fill_price.is_not(None))
+    .order_by(*_EVENT_ORDER, _ET.c.client_order_id)
+)
+_MARKS = select(
+    _DT.c.event_ts, _DT.c.symbol, _DT.c.decision_json["params"]["price"].as_string()
+).order_by(*_EVENT_ORDER)
 
 
 def _fills_and_marks(session: Session) -> tuple[list[Fill], list[Mark]]:
+    conn = session.connection()
     # A fill is dated at its decision's signal time: replays then keep their own timeline.
     fills = [
         Fill(as_utc(ts), strategy_id, symbol, side, Decimal(qty), Decimal(str(price)))
-        for ts, strategy_id, symbol, side, qty, price in session.execute(
-            select(
-                _D.event_ts, _D.strategy_id, _E.symbol, _E.side, _E.filled_qty, _E.avg_fill_price
-            )
-            .join(_D, _D.id == _E.trade_decision_id)
-            .where(_E.filled_qty > 0, _E.avg_fill_price.is_not(None))
-            .order_by(*_EVENT_ORDER, _E.client_order_id)
-        )
+        for ts, strategy_id, symbol, side, qty, price in conn.execute(_FILLS)
     ]
     # Every decision saw its symbol's price at its signal time: a mark of the equity curve.
     # Only that price is read (JSON extraction in SQL), not the whole decision.
     marks: list[Mark] = []
-    for ts, symbol, raw in session.execute(
-        select(_D.event_ts, _D.symbol, _D.decision_json["params"]["price"].as_string()).order_by(
-            *_EVENT_ORDER
-        )
-    ):
+    for ts, symbol, raw in conn.execute(_MARKS):
         price = _price(raw)
         if price is not None:
             marks.append(Mark(as_utc(ts), symbol, price))
