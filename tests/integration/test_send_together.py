@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 
 from tests.conftest import Database
-from tests.fakes import FaultyAuditStore, FaultyBroker
+from tests.fakes import FaultyAuditStore, FaultyBroker, unanswered
 from tests.integration.test_pending_orders import _Unset, decisions, wrap
 from tests.integration.test_pipeline_behaviour import _buys
 from torghut.bootstrap import Container, build_container
@@ -201,3 +201,36 @@ async def test_a_batch_wider_than_a_round_is_sent_in_rounds(
     assert stores[0].calls["record_pending_orders"] == [1000, 3]
     assert stores[0].calls["record_executions"] == [1000, 3]
     assert await _counts(database) == (1003, 1003)
+
+
+@dataclass
+class _AskedTogether(FaultyBroker):
+    """Every order's answer lost; each lookup waits until all of them are being asked at
+    once (a broker that is down answers each only at its deadline)."""
+
+    expected: int = 0
+    asking: int = 0
+    all_asking: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def get_order(self, client_order_id: str) -> BrokerOrder | None:
+        self.asking += 1
+        if self.asking == self.expected:
+            self.all_asking.set()
+        await self.all_asking.wait()
+        return await super().get_order(client_order_id)
+
+
+async def test_orders_whose_outcome_is_unknown_are_asked_about_side_by_side(
+    database: Database, tmp_path: Path
+) -> None:
+    broker = _AskedTogether(_Unset(), submit_faults=[unanswered()], expected=3)  # type: ignore[arg-type]
+    c, _ = await _container(database, tmp_path, 3, broker=broker)
+    try:
+        # A guard against hanging, not a speed check: one lookup at a time never ends.
+        async with asyncio.timeout(30):
+            result = await c.pipeline.run_cycle()
+    finally:
+        await c.aclose()
+    assert broker.asking == 3 and (result.committed, result.submitted) == (False, 0)
+    # Not found, never rejected on one "not found": still planned, their orders written ahead.
+    assert _outcomes(await decisions(database)) == [("planned", None, True)] * 3

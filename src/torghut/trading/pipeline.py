@@ -494,8 +494,9 @@ class TradingPipeline:
         next waiter by walking all of them, quadratic in a batch's size.) Without a review,
         a batch of new decisions takes `_send_together` instead, in rounds of
         `_SENT_TOGETHER`."""
-        if (self.reviewer is None or not self.gate.enabled) and not any(
-            item.resumed for item in items
+        if (self.reviewer is None or not self.gate.enabled) and all(
+            not item.resumed and item.rejection is None and item.reservation is not None
+            for item in items
         ):
             for start in range(0, len(items), _SENT_TOGETHER):
                 await self._send_together(items[start : start + _SENT_TOGETHER], result)
@@ -557,16 +558,26 @@ class TradingPipeline:
             return
         sent.append(True)
         outcomes = await self._placed_together(orders)
+        # Orders whose outcome is unknown are asked about side by side, as the decisions would
+        # each ask alone: one at a time, a broker that is down would hold the loop for each
+        # lookup's deadline in turn.
+        unknown = [
+            (at, item, outcome)
+            for at, (item, outcome) in enumerate(zip(items, outcomes, strict=True))
+            if isinstance(outcome, Exception)
+            and not (isinstance(outcome, BrokerError) and outcome.rejected)
+        ]
+        found = await asyncio.gather(
+            *(self._after_unknown_outcome(item, exc) for _, item, exc in unknown)
+        )
+        learned = {at: placed for (at, _, _), placed in zip(unknown, found, strict=True)}
         answered: list[tuple[_Item, OrderRequest, BrokerOrder]] = []
-        for item, order, outcome in zip(items, orders, outcomes, strict=True):
+        for at, (item, order, outcome) in enumerate(zip(items, orders, outcomes, strict=True)):
             if isinstance(outcome, BrokerError) and outcome.rejected:
                 logs.order_rejected_by_broker(order, str(outcome), broker=self.broker.name)
                 rejections.append((item, f"broker_rejected:{outcome}"[:500]))
                 continue
-            if isinstance(outcome, Exception):
-                placed = await self._after_unknown_outcome(item, outcome)
-            else:
-                placed = outcome
+            placed = learned[at] if isinstance(outcome, Exception) else outcome
             if placed is None:
                 self._keep(item)  # outcome unknown: it may be live, so it keeps its slot
                 continue
