@@ -581,9 +581,7 @@ class TradingPipeline:
             if placed is None:
                 self._keep(item)  # outcome unknown: it may be live, so it keeps its slot
                 continue
-            item.placed = True
-            if placed.status not in ("rejected", "broker_rejected"):
-                self._keep(item)
+            self._placed(item, placed)
             answered.append((item, order, placed))
         if not answered:
             return
@@ -599,17 +597,7 @@ class TradingPipeline:
             )
             return
         for item, order, placed in answered:
-            item.final = True
-            if placed.status in ("rejected", "broker_rejected"):
-                logs.order_rejected_by_broker(
-                    order, placed.reject_reason or placed.status, broker=self.broker.name
-                )
-                self._count_rejection(result, "broker_rejected")
-                continue
-            result.submitted += 1
-            self._orders_sent.inc()
-            self._decisions_submitted.inc()
-            logs.order_submitted(order, placed, broker=self.broker.name)
+            self._recorded(item, order, placed, result)
 
     async def _placed_together(
         self, orders: Sequence[OrderRequest]
@@ -881,9 +869,7 @@ class TradingPipeline:
         if placed is None:
             self._keep(item)  # outcome unknown: it may be live, so it keeps its slot
             return
-        item.placed = True
-        if placed.status not in ("rejected", "broker_rejected"):
-            self._keep(item)
+        self._placed(item, placed)
         try:
             await self._executions((item.decision_id, order, placed))
         except Exception:
@@ -891,6 +877,19 @@ class TradingPipeline:
             # the batch's signals unconsumed, and the next cycle adopts the order.
             log.exception("order %s placed but not recorded; next cycle adopts it", item.hash)
             return
+        self._recorded(item, order, placed, result)
+
+    def _placed(self, item: _Item, placed: BrokerOrder) -> None:
+        """The broker answered: it holds the order (never to be marked rejected), and the
+        reservation is kept unless the broker refused it."""
+        item.placed = True
+        if placed.status not in ("rejected", "broker_rejected"):
+            self._keep(item)
+
+    def _recorded(
+        self, item: _Item, order: OrderRequest, placed: BrokerOrder, result: CycleResult
+    ) -> None:
+        """The broker's answer is recorded: the decision is final, counted and logged."""
         item.final = True
         if placed.status in ("rejected", "broker_rejected"):
             logs.order_rejected_by_broker(
