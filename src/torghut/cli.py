@@ -528,6 +528,15 @@ def _wanted(command: Sequence[str], *path: str) -> bool:
     return all(i >= len(command) or command[i] == name for i, name in enumerate(path))
 
 
+def _add_anonymize(parser: argparse.ArgumentParser) -> None:
+    """The flag of every command that sends reviews (`serve`, `replay`, `llm review`)."""
+    parser.add_argument(
+        "--anonymize",
+        action="store_true",
+        help="send the reviewer tokens for symbols and dates shifted by weeks",
+    )
+
+
 def build_parser(command: Sequence[str] = ()) -> argparse.ArgumentParser:
     """The command line. With `command` (e.g. `("llm", "review")`), only the parsers on its way
     are built, each as the full parser has it: a command line that starts with `command` is
@@ -556,11 +565,7 @@ def build_parser(command: Sequence[str] = ()) -> argparse.ArgumentParser:
         )
         s.add_argument("--host", help="bind address (default TORGHUT_HOST, 0.0.0.0)")
         s.add_argument("--port", type=_port, help="port, 1..65535 (default TORGHUT_PORT, 8181)")
-        s.add_argument(
-            "--anonymize",
-            action="store_true",
-            help="send the reviewer tokens for symbols and dates shifted by weeks",
-        )
+        _add_anonymize(s)
         s.set_defaults(func=cmd_serve)
 
     if _wanted(command, "demo"):
@@ -586,11 +591,7 @@ def build_parser(command: Sequence[str] = ()) -> argparse.ArgumentParser:
         )
         r.add_argument("--signals", required=True, metavar="FILE", help="JSON Lines signal file")
         r.add_argument("--verbose", action="store_true", help="log at TORGHUT_LOG_LEVEL")
-        r.add_argument(
-            "--anonymize",
-            action="store_true",
-            help="send the reviewer tokens for symbols and dates shifted by weeks",
-        )
+        _add_anonymize(r)
         r.set_defaults(func=cmd_replay)
 
     if _wanted(command, "llm"):
@@ -616,11 +617,7 @@ def build_parser(command: Sequence[str] = ()) -> argparse.ArgumentParser:
             metavar="FILE",
             help="JSON Lines signals: the bar history up to the decision's time",
         )
-        lr.add_argument(
-            "--anonymize",
-            action="store_true",
-            help="send the reviewer tokens for symbols and dates shifted by weeks",
-        )
+        _add_anonymize(lr)
         lr.set_defaults(func=cmd_llm_review)
     if _wanted(command, "llm", "report"):
         rp = lsub.add_parser(

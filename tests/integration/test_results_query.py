@@ -23,6 +23,7 @@ async def _decision(
     price: Any,
     status: str,
     fill: tuple[str, int, int] | None = None,
+    reason: str | None = None,
 ) -> None:
     async with database.sessions() as session, session.begin():
         if await session.get(Strategy, "s") is None:
@@ -40,6 +41,7 @@ async def _decision(
                 decision_json={"params": {"price": price}},
                 decision_hash=f"h-{uuid.uuid4().hex}",
                 status=status,
+                reason=reason,
                 event_ts=T0 + timedelta(minutes=minute),
             )
         )
@@ -81,3 +83,19 @@ async def test_rejected_decisions_mark_the_curve_and_the_broker_marks_last(
     assert r.equity == D(9900) and r.unrealised_pnl == D(-100)  # marked at 90 by the broker
     latest = await latest_decisions(database.db, 2)
     assert [d.event_ts for d in latest] == [T0 + timedelta(minutes=7), T0 + timedelta(minutes=6)]
+
+
+async def test_a_price_the_band_refused_is_no_mark(database: Database) -> None:
+    # A bad tick (x100) fired a decision that the band refused: the book never saw that
+    # price, so the curve has no peak at 100,000 and no drawdown from it.
+    await _decision(database, 0, 100, "filled", ("buy", 10, 100))
+    await _decision(database, 1, "10000", "rejected", reason="price_out_of_band")
+    await _decision(database, 2, "95", "rejected", reason="insufficient_buying_power")
+    book = Book(
+        account=Account(cash=D(9000), equity=D(9950), buying_power=D(9000)),
+        positions=[Position("X", D(10), D(100), D(950))],
+        open_orders=[],
+    )
+    r = await current_results(database.db, book)
+    assert r.peak_equity == D(10_000)
+    assert r.max_drawdown == D(50)  # 10 x (100 - 95): the accepted price marks the curve

@@ -8,13 +8,14 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, func, or_, select
 from sqlalchemy.orm import Session
 
 from torghut.db.engine import Database
 from torghut.db.tables import ExecutionRow, LLMDecisionReview, SignalCursor, TradeDecisionRow
 from torghut.domain import Book, as_utc
 from torghut.trading.results import Fill, Mark, Results, compute_results
+from torghut.trading.risk import PRICE_OUT_OF_BAND
 
 _D = TradeDecisionRow
 _E = ExecutionRow
@@ -51,9 +52,14 @@ _FILLS = (
     .where(_ET.c.filled_qty > 0, _ET.c.avg_fill_price.is_not(None))
     .order_by(*_EVENT_ORDER, _ET.c.client_order_id)
 )
-_MARKS = select(
-    _DT.c.event_ts, _DT.c.symbol, _DT.c.decision_json["params"]["price"].as_string()
-).order_by(*_EVENT_ORDER)
+# A decision whose price the band refused (a bad tick: x100, /100) is no mark: it would put
+# a peak or a drawdown on the curve that the book never had. Refused alone (first match wins,
+# `judge`), so its reason is exactly that.
+_MARKS = (
+    select(_DT.c.event_ts, _DT.c.symbol, _DT.c.decision_json["params"]["price"].as_string())
+    .where(or_(_DT.c.reason.is_(None), _DT.c.reason != PRICE_OUT_OF_BAND))
+    .order_by(*_EVENT_ORDER)
+)
 
 
 def _fills_and_marks(session: Session) -> tuple[list[Fill], list[Mark]]:
