@@ -37,8 +37,11 @@ baseline measured in the same run.
     (`limits.decision_work`: parse, strategy, CONTRACT §8's checks and risk against the batch
     ledger, the simulated broker's fills; no pipeline, no rows, no database), so that the
     limit says what (b) could reach were only the deciding left, and what the plumbing
-    (pipeline, rows, database access) costs on top of floor + deciding. The summary shows
-    each missed target's limit under it.
+    (pipeline, rows, database access) costs on top of floor + deciding. (g5), in the same
+    table: the floor's very rows written through SQLAlchemy Core, the library the standards
+    name for the database, used as documented (`floor_db.write_library`), and the ratio (b)
+    could reach were torghut only to decide and hand its rows to that library. The summary
+    shows each missed target's limit under it.
 
 Every replay gets a fresh database (a SQLite file in a temporary directory, or a fresh schema
 on the PostgreSQL server, dropped at the end), migrated before its clock starts; timings are
@@ -331,6 +334,8 @@ class FloorResult:
     census: floor_db.Census
     floor_transactions: int
     floor_statements: int
+    # (g5): the floor's rows through SQLAlchemy Core's own executemany (floor_db.write_library)
+    library_wall: float = float("inf")
     profile: str | None = None
     target: Target | None = None  # set by _part_b, for (g)'s limit
 
@@ -376,6 +381,19 @@ def bench_floor(
             )
         floor_wall = min(floor_wall, wall)
 
+    # (g5): the same plan through the library torghut must use for its database.
+    library_wall = float("inf")
+    cache: dict[Any, Any] = {}  # compiled statements, shared by the runs
+    for _ in range(reps):
+        library_dsn = dbs.fresh(kind)
+        gc.collect()
+        wall = floor_db.write_library(signals, library_dsn, floor_plan, cache)
+        where = f"{label}, {kind} (library)"
+        floor_db.check_same_rows(torghut_rows, floor_db.row_counts(library_dsn), where)
+        if library_wall == float("inf"):
+            floor_db.check_same_contents(torghut_contents, floor_db.contents(library_dsn), where)
+        library_wall = min(library_wall, wall)
+
     report = _profile_replay(dbs, kind, signals) if profile else None
     return FloorResult(
         kind,
@@ -387,6 +405,7 @@ def bench_floor(
         census,
         len(floor_plan),
         floor_db.statements(floor_plan),
+        library_wall,
         report,
     )
 
@@ -1270,6 +1289,9 @@ def _limit_decisions(
         least = decided_s + fixed[r.kind][0] + own_writes
         limit = r.floor_wall / least
         against = (r.floor_wall + decided_s) / r.torghut.wall
+        # (g5): the same with the floor's rows written through SQLAlchemy Core instead.
+        library_writes = max(0.0, r.library_wall - plain[r.path])
+        library_limit = r.floor_wall / (decided_s + fixed[r.kind][0] + library_writes)
         rows.append(
             [
                 r.kind,
@@ -1281,13 +1303,16 @@ def _limit_decisions(
                 f"{decided_s / max(filled, 1) * 1e6:.1f}",
                 f"{limit:.3f}",
                 f"{against:.3f}",
+                f"{r.library_wall:.4f}",
+                f"{library_limit:.3f}",
             ]
         )
         if r.target is not None:
             r.target.limit = (
                 "limit: all but deciding, the fixed per-run cost and the floor's own writes free",
                 f"{limit:.3f}x ({r.floor_wall:.4f} s / ({decided_s:.4f} + {fixed[r.kind][0]:.4f} "
-                f"+ {own_writes:.4f}) s); torghut vs floor + deciding {against:.3f}x",
+                f"+ {own_writes:.4f}) s); torghut vs floor + deciding {against:.3f}x; "
+                f"{library_limit:.3f}x with the rows written through SQLAlchemy Core (g5)",
             )
     print(
         table(
@@ -1301,6 +1326,8 @@ def _limit_decisions(
                 "deciding us per decision",
                 "limit: floor / (deciding + fixed + floor's writes)",
                 "(floor + deciding) / torghut",
+                "(g5) library floor s",
+                "(g5) limit: floor / (deciding + fixed + library floor's writes)",
             ],
             rows,
         )
@@ -1308,7 +1335,12 @@ def _limit_decisions(
     print(
         "limit: the ratio torghut would reach if its pipeline, its rows' building and binding "
         "and its database plumbing were free, its deciding code unchanged; the last column: "
-        "torghut against the floor plus that deciding, i.e. what the plumbing costs"
+        "torghut against the floor plus that deciding, i.e. what the plumbing costs. (g5) "
+        "library floor: the floor's very rows written through SQLAlchemy Core, the library "
+        "the project's standards name for the database, as it is meant to be used "
+        "(floor_db.write_library: one engine.begin() per transaction, execute(statement, "
+        "rows), torghut's column types binding the values); its limit: the ratio torghut "
+        "would reach if it did nothing but decide and hand the rows to that library"
     )
     print()
 
