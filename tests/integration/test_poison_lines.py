@@ -76,3 +76,27 @@ async def test_the_loop_survives_each_poison_line(db_dsn: str, tmp_path: Path, n
     # One readable line, whatever the poison held.
     reason = summary["skipped"][0]["reason"]
     assert "\x00" not in reason and "\x1b" not in reason and len(reason) < 400
+
+
+@pytest.mark.parametrize("when", ["2099-03-02T15:00:00Z", "1985-03-04T15:00:00Z"])
+async def test_a_time_the_exchange_calendar_cannot_place_is_closed(
+    db_dsn: str, tmp_path: Path, when: str
+) -> None:
+    """A well-formed signal from a year outside the exchange calendar (past the session
+    table, 1990-2060, and the library's own range) is refused `market_closed`, never traded
+    and never a crash: exchange_calendars raised into the batch, which was read again and
+    failed again, so one bad timestamp stopped the loop (`torghut replay` ended in a
+    traceback)."""
+    lines = [json.dumps(_buy(i, seq=i + 1)) for i in range(3)]
+    lines.insert(1, json.dumps(_buy(9, event_ts=when, seq=9)))
+    path = tmp_path / "signals.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    settings = load_settings({"DB_DSN": db_dsn, "TRADING_CALENDAR": "XNYS"}, None)
+
+    summary = await run_replay(settings, path)
+
+    assert summary["complete"] is True
+    assert summary["signals"] == 4
+    assert summary["decisions"] == 4
+    assert summary["submitted"] == 3  # every good line traded
+    assert summary["rejected"] == {"market_closed": 1}

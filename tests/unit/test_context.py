@@ -320,3 +320,13 @@ async def test_open_orders_of_the_symbol_reach_the_request_from_their_typed_fiel
             "filled_qty": "0",
         }
     ]
+
+
+def test_session_clock_outside_the_calendar_says_unknown() -> None:
+    """A day the exchange calendar does not cover (its years end) is an unknown phase for
+    the reviewer, not an exception that fails the review."""
+    from torghut.trading.session import SessionCalendar
+
+    clock = session_clock(datetime(2099, 3, 2, 15, tzinfo=UTC), SessionCalendar("XNYS"))
+    assert clock["phase"] == "unknown"
+    assert clock["minutes_since_open"] is None and clock["minutes_to_close"] is None

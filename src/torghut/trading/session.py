@@ -19,6 +19,7 @@ or 17:00 on an early-close day), on the exchange's session days only.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from torghut.domain import as_utc
 
 SIGNAL_STALE = "signal_stale"
 MARKET_CLOSED = "market_closed"
+
+log = logging.getLogger(__name__)
 
 ALWAYS_OPEN = "always"
 # How far the extended session reaches before the regular open and after the close.
@@ -295,9 +298,26 @@ def admission(
 
     `now` is the wall clock in `serve` and the signal's own time in `replay` (where no signal
     is ever stale and the session is the one the signal was recorded in). Staleness first,
-    then the session (CONTRACT §8)."""
+    then the session (CONTRACT §8). A time the exchange calendar cannot place (outside the
+    years it knows: a bad tick's 2099, say) is no session: closed, never open by default."""
     if (as_utc(now) - as_utc(signal_ts)).total_seconds() > max_age_seconds:
         return SIGNAL_STALE
-    if not calendar.is_open(now):
+    if not _open_or_unknown_closed(calendar, now):
         return MARKET_CLOSED
     return None
+
+
+def _open_or_unknown_closed(calendar: SessionCalendar, now: datetime) -> bool:
+    try:
+        return calendar.is_open(now)
+    except ValueError as exc:
+        # exchange_calendars' DateOutOfBounds (a ValueError) for a day outside its calendar.
+        # Raised into the pipeline, it failed the whole batch, and the batch was read again
+        # and failed again: one bad timestamp stopped trading (a replay ended in a traceback).
+        log.warning(
+            "no %s session known at %s (%s): treated as closed",
+            calendar.exchange,
+            as_utc(now).isoformat(),
+            exc,
+        )
+        return False

@@ -244,8 +244,16 @@ def session_clock(t: datetime, calendar: SessionCalendar | None = None) -> dict[
 
 def _calendar_clock(t: datetime, calendar: SessionCalendar) -> dict[str, Any]:
     t = as_utc(t)
-    hours = calendar.regular_hours(t.astimezone(_EXCHANGE_TZ).date())
     since_open = until_close = None
+    try:
+        hours = calendar.regular_hours(t.astimezone(_EXCHANGE_TZ).date())
+    except ValueError:  # a day outside the calendar's years (exchange_calendars' own error)
+        return {
+            "phase": "unknown",
+            "minutes_since_open": None,
+            "minutes_to_close": None,
+            "calendar": f"{calendar.exchange} sessions: this day is outside the calendar",
+        }
     if hours is None:
         phase = "closed"  # a weekend or a holiday
     else:
