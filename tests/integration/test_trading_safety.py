@@ -398,6 +398,18 @@ async def test_serve_judges_age_then_session_on_the_wall_clock(
     assert result.committed, "stale signals do not hold the cursor back"
 
 
+async def test_serve_refuses_a_signal_dated_ahead_of_the_wall_clock(
+    database: Database, tmp_path: Path
+) -> None:
+    """A signal from 2099 among fresh ones, in `serve`: `signal_stale`, never sent; the
+    fresh one still trades and the batch is committed."""
+    future = {**tick(0, "100", BUY, "AHEAD"), "event_ts": "2099-03-02T15:00:00Z"}
+    path = write(tmp_path, "ahead", [tick(9, "100", BUY, "NOW"), future])
+    result = await _serve_cycle(database, path, T0 + timedelta(minutes=10))
+    assert (result.submitted, dict(result.rejected)) == (1, {"signal_stale": 1})
+    assert result.committed
+
+
 async def test_serve_after_the_close_sends_nothing(database: Database, tmp_path: Path) -> None:
     """21:00 UTC is 16:00 New York, the close: fresh signals, no order; stale ones are
     `signal_stale` first (CONTRACT §8's order)."""

@@ -69,6 +69,16 @@ def test_stale_comes_before_closed_and_age_is_inclusive() -> None:
     )
 
 
+def test_a_signal_from_the_future_is_not_fresh() -> None:
+    """Dated more than the allowed age ahead of the wall clock (a bad tick's year, a feed's
+    broken clock), a signal is `signal_stale`: it passed as fresh (a negative age) and, in
+    `serve`, traded at once. Within the age either way (clock skew) it is fresh."""
+    monday = utc("2025-03-03T15:00:00")
+    for ahead, reason in ((120, None), (121, "signal_stale"), (73 * 365 * 86400, "signal_stale")):
+        signal_ts = monday + timedelta(seconds=ahead)
+        assert admission(signal_ts, monday, max_age_seconds=120, calendar=REGULAR) == reason
+
+
 ORDER = OrderRequest(
     "th-x",
     "ACME",

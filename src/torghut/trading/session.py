@@ -298,9 +298,12 @@ def admission(
 
     `now` is the wall clock in `serve` and the signal's own time in `replay` (where no signal
     is ever stale and the session is the one the signal was recorded in). Staleness first,
-    then the session (CONTRACT §8). A time the exchange calendar cannot place (outside the
-    years it knows: a bad tick's 2099, say) is no session: closed, never open by default."""
-    if (as_utc(now) - as_utc(signal_ts)).total_seconds() > max_age_seconds:
+    then the session (CONTRACT §8). A signal dated more than the same age ahead of `now` is
+    no fresher than one that far behind it: a clock that far off is a bad tick, and in
+    `serve` its time would otherwise pass every check and trade at once. A time the exchange
+    calendar cannot place (outside the years it knows: a bad tick's 2099, say) is no
+    session: closed, never open by default."""
+    if abs((as_utc(now) - as_utc(signal_ts)).total_seconds()) > max_age_seconds:
         return SIGNAL_STALE
     if not _open_or_unknown_closed(calendar, now):
         return MARKET_CLOSED
