@@ -5,6 +5,7 @@ named by its line number, and every good line around it still trades, on both da
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from torghut.config import load_settings
 from torghut.replay import run_replay
+from torghut.trading import session
 
 
 def _buy(i: int, **changes: Any) -> dict[str, Any]:
@@ -80,7 +82,7 @@ async def test_the_loop_survives_each_poison_line(db_dsn: str, tmp_path: Path, n
 
 @pytest.mark.parametrize("when", ["2099-03-02T15:00:00Z", "1985-03-04T15:00:00Z"])
 async def test_a_time_the_exchange_calendar_cannot_place_is_closed(
-    db_dsn: str, tmp_path: Path, when: str
+    db_dsn: str, tmp_path: Path, when: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A well-formed signal from a year outside the exchange calendar (past the session
     table, 1990-2060, and the library's own range) is refused `market_closed`, never traded
@@ -89,14 +91,19 @@ async def test_a_time_the_exchange_calendar_cannot_place_is_closed(
     traceback)."""
     lines = [json.dumps(_buy(i, seq=i + 1)) for i in range(3)]
     lines.insert(1, json.dumps(_buy(9, event_ts=when, seq=9)))
+    lines.insert(2, json.dumps(_buy(8, event_ts=when, seq=8)))  # the same day: warned once
     path = tmp_path / "signals.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     settings = load_settings({"DB_DSN": db_dsn, "TRADING_CALENDAR": "XNYS"}, None)
+    session._UNPLACED_DAYS.clear()  # another test's run may have warned about this day
 
-    summary = await run_replay(settings, path)
+    with caplog.at_level(logging.WARNING, logger="torghut.trading.session"):
+        summary = await run_replay(settings, path)
 
     assert summary["complete"] is True
-    assert summary["signals"] == 4
-    assert summary["decisions"] == 4
+    assert summary["signals"] == 5
+    assert summary["decisions"] == 5
     assert summary["submitted"] == 3  # every good line traded
-    assert summary["rejected"] == {"market_closed": 1}
+    assert summary["rejected"] == {"market_closed": 2}
+    warned = [r.getMessage() for r in caplog.records if "no XNYS session known" in r.message]
+    assert len(warned) == 1 and when[:10] in warned[0], warned

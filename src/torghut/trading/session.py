@@ -317,10 +317,19 @@ def _open_or_unknown_closed(calendar: SessionCalendar, now: datetime) -> bool:
         # exchange_calendars' DateOutOfBounds (a ValueError) for a day outside its calendar.
         # Raised into the pipeline, it failed the whole batch, and the batch was read again
         # and failed again: one bad timestamp stopped trading (a replay ended in a traceback).
-        log.warning(
-            "no %s session known at %s (%s): treated as closed",
-            calendar.exchange,
-            as_utc(now).isoformat(),
-            exc,
-        )
+        day = (calendar.exchange, as_utc(now).date())
+        if day not in _UNPLACED_DAYS:  # once a day: a file of such signals is one line each
+            if len(_UNPLACED_DAYS) >= 1000:
+                _UNPLACED_DAYS.clear()
+            _UNPLACED_DAYS.add(day)
+            log.warning(
+                "no %s session known at %s (%s): treated as closed",
+                calendar.exchange,
+                as_utc(now).isoformat(),
+                exc,
+            )
         return False
+
+
+# The (exchange, UTC day) pairs already warned about by `_open_or_unknown_closed`.
+_UNPLACED_DAYS: set[tuple[str, date]] = set()
